@@ -1,0 +1,172 @@
+// See strings.h.
+
+#include "base/strings.h"
+
+#include <cctype>
+#include <cerrno>
+#include <utility>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+
+namespace distri::base {
+
+bool ParseUint64(std::string_view s, uint64_t* out) {
+  if (s.empty() || s.size() > 20) return false;
+  if (s[0] == '0') {
+    if (s.size() != 1) return false;
+    *out = 0;
+    return true;
+  }
+  uint64_t v = 0;
+  for (char c : s) {
+    if (c < '0' || c > '9') return false;
+    uint64_t d = static_cast<uint64_t>(c - '0');
+    if (v > (UINT64_MAX - d) / 10) return false;
+    v = v * 10 + d;
+  }
+  *out = v;
+  return true;
+}
+
+bool ParseInt64(std::string_view s, int64_t* out) {
+  bool neg = !s.empty() && s[0] == '-';
+  if (neg) s.remove_prefix(1);
+  uint64_t v;
+  if (!ParseUint64(s, &v)) return false;
+  if (neg) {
+    if (v == 0 || v > static_cast<uint64_t>(INT64_MAX) + 1) return false;  // "-0" rejected
+    *out = static_cast<int64_t>(0 - v);
+  } else {
+    if (v > static_cast<uint64_t>(INT64_MAX)) return false;
+    *out = static_cast<int64_t>(v);
+  }
+  return true;
+}
+
+bool ParseLongDouble(std::string_view s, long double* out) {
+  if (s.empty() || s.size() > 5000 || std::isspace(static_cast<unsigned char>(s[0])) ||
+      std::isspace(static_cast<unsigned char>(s.back()))) {
+    return false;
+  }
+  std::string buf(s);
+  char* end = nullptr;
+  errno = 0;
+  long double v = std::strtold(buf.c_str(), &end);
+  if (end != buf.c_str() + buf.size() || errno == ERANGE || std::isnan(v) || std::isinf(v)) {
+    return false;
+  }
+  *out = v;
+  return true;
+}
+
+std::string FormatLongDouble(long double v) {
+  char buf[5000];
+  int n = std::snprintf(buf, sizeof buf, "%.17Lf", v);
+  if (n <= 0 || static_cast<size_t>(n) >= sizeof buf) return "0";
+  std::string s(buf, n);
+  if (s.find('.') != std::string::npos) {
+    while (!s.empty() && s.back() == '0') s.pop_back();
+    if (!s.empty() && s.back() == '.') s.pop_back();
+  }
+  if (s == "-0") s = "0";
+  return s;
+}
+
+namespace {
+char Fold(char c, bool nocase) {
+  return nocase ? static_cast<char>(std::tolower(static_cast<unsigned char>(c))) : c;
+}
+
+// Iterative matcher with single-star backtracking: linear in practice and
+// immune to the exponential blow-up of naive recursion on patterns like "*a*a*a*b".
+bool Match(std::string_view p, std::string_view t, bool nocase) {
+  size_t pi = 0, ti = 0;
+  size_t star_p = std::string_view::npos, star_t = 0;
+  while (ti < t.size()) {
+    bool advanced = false;
+    if (pi < p.size()) {
+      char pc = p[pi];
+      if (pc == '*') {
+        while (pi < p.size() && p[pi] == '*') pi++;
+        if (pi == p.size()) return true;
+        star_p = pi;
+        star_t = ti;
+        continue;
+      } else if (pc == '?') {
+        pi++;
+        ti++;
+        advanced = true;
+      } else if (pc == '[') {
+        size_t j = pi + 1;
+        bool negate = j < p.size() && p[j] == '^';
+        if (negate) j++;
+        bool matched = false;
+        char tc = Fold(t[ti], nocase);
+        while (j < p.size() && p[j] != ']') {
+          if (p[j] == '\\' && j + 1 < p.size()) {
+            j++;
+            if (Fold(p[j], nocase) == tc) matched = true;
+            j++;
+          } else if (j + 2 < p.size() && p[j + 1] == '-' && p[j + 2] != ']') {
+            char lo = Fold(p[j], nocase), hi = Fold(p[j + 2], nocase);
+            if (lo > hi) std::swap(lo, hi);
+            if (tc >= lo && tc <= hi) matched = true;
+            j += 3;
+          } else {
+            if (Fold(p[j], nocase) == tc) matched = true;
+            j++;
+          }
+        }
+        if (negate) matched = !matched;
+        if (matched) {
+          pi = (j < p.size()) ? j + 1 : j;  // an unterminated class ends the pattern
+          ti++;
+          advanced = true;
+        }
+      } else {
+        if (pc == '\\' && pi + 1 < p.size()) pc = p[++pi];
+        if (Fold(pc, nocase) == Fold(t[ti], nocase)) {
+          pi++;
+          ti++;
+          advanced = true;
+        }
+      }
+    }
+    if (!advanced) {
+      if (star_p == std::string_view::npos) return false;
+      pi = star_p;
+      ti = ++star_t;
+    }
+  }
+  while (pi < p.size() && p[pi] == '*') pi++;
+  return pi == p.size();
+}
+}  // namespace
+
+bool GlobMatch(std::string_view pattern, std::string_view text, bool nocase) {
+  return Match(pattern, text, nocase);
+}
+
+std::string_view AsciiLower(std::string_view s, std::string* dst) {
+  dst->resize(s.size());
+  for (size_t i = 0; i < s.size(); i++) {
+    char c = s[i];
+    (*dst)[i] = (c >= 'A' && c <= 'Z') ? static_cast<char>(c + 32) : c;
+  }
+  return *dst;
+}
+
+bool EqualsIgnoreCase(std::string_view a, std::string_view b) {
+  if (a.size() != b.size()) return false;
+  for (size_t i = 0; i < a.size(); i++) {
+    char x = a[i], y = b[i];
+    if (x >= 'A' && x <= 'Z') x = static_cast<char>(x + 32);
+    if (y >= 'A' && y <= 'Z') y = static_cast<char>(y + 32);
+    if (x != y) return false;
+  }
+  return true;
+}
+
+}  // namespace distri::base

@@ -1,0 +1,35 @@
+// Small string helpers with Redis's exact rules, shared by the state machine
+// (which must agree bit for bit on every replica) and command handlers.
+//
+// Thread-safety: pure functions.
+
+#ifndef DISTRI_BASE_STRINGS_H_
+#define DISTRI_BASE_STRINGS_H_
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+namespace distri::base {
+
+// Strict decimal int64: optional '-', no '+', no spaces, no leading zeros
+// ("0" alone is fine), no overflow. Redis's string2ll.
+bool ParseInt64(std::string_view s, int64_t* out);
+bool ParseUint64(std::string_view s, uint64_t* out);
+
+// A finite long double from decimal text (no spaces, no NaN/inf).
+bool ParseLongDouble(std::string_view s, long double* out);
+// Human-friendly decimal: "%.17Lf" with trailing zeros (and dot) removed, as
+// Redis's INCRBYFLOAT replies.
+std::string FormatLongDouble(long double v);
+
+// Redis-style glob: * ? [abc] [^a] [a-z] and \ escapes; byte-wise.
+bool GlobMatch(std::string_view pattern, std::string_view text, bool nocase = false);
+
+// ASCII lower-casing into dst (resized). Returns a view of dst.
+std::string_view AsciiLower(std::string_view s, std::string* dst);
+bool EqualsIgnoreCase(std::string_view a, std::string_view b);
+
+}  // namespace distri::base
+
+#endif  // DISTRI_BASE_STRINGS_H_

@@ -1,0 +1,55 @@
+// Entry codec round trips and rejection of malformed bytes.
+
+#include "state/entry.h"
+
+#include <gtest/gtest.h>
+
+namespace distri::state {
+namespace {
+
+TEST(EntryTest, RoundTrip) {
+  std::string buf;
+  std::string_view args[] = {"key", std::string_view("v\0al", 4), ""};
+  EncodeEntry(&buf, Op::kSet, kSetNx | kSetGet, 1700000000123, -42, "room1", args);
+  EntryView e;
+  ASSERT_TRUE(DecodeEntry(buf, &e).ok());
+  EXPECT_EQ(e.op, Op::kSet);
+  EXPECT_EQ(e.flags, kSetNx | kSetGet);
+  EXPECT_EQ(e.now_ms, 1700000000123);
+  EXPECT_EQ(e.num, -42);
+  EXPECT_EQ(e.room, "room1");
+  ASSERT_EQ(e.args.size(), 3u);
+  EXPECT_EQ(e.args[1], std::string_view("v\0al", 4));
+  EXPECT_EQ(e.args[2], "");
+}
+
+TEST(EntryTest, ExtremeNumbers) {
+  std::string buf;
+  EncodeEntry(&buf, Op::kIncrBy, 0, INT64_MIN, INT64_MAX, "", {});
+  EntryView e;
+  ASSERT_TRUE(DecodeEntry(buf, &e).ok());
+  EXPECT_EQ(e.now_ms, INT64_MIN);
+  EXPECT_EQ(e.num, INT64_MAX);
+}
+
+TEST(EntryTest, EveryTruncationIsRejected) {
+  std::string buf;
+  std::string_view args[] = {"k", "value"};
+  EncodeEntry(&buf, Op::kSet, 0, 5, 0, "default", args);
+  EntryView e;
+  for (size_t n = 0; n < buf.size(); n++) {
+    EXPECT_FALSE(DecodeEntry(std::string_view(buf).substr(0, n), &e).ok()) << n;
+  }
+  EXPECT_FALSE(DecodeEntry(buf + "x", &e).ok());
+}
+
+TEST(EntryTest, UnknownOpRejected) {
+  std::string buf;
+  EncodeEntry(&buf, Op::kSet, 0, 0, 0, "", {});
+  buf[0] = 99;
+  EntryView e;
+  EXPECT_EQ(DecodeEntry(buf, &e).code(), Code::kCorruption);
+}
+
+}  // namespace
+}  // namespace distri::state

@@ -1,0 +1,96 @@
+// Keyspace: hash table correctness under growth, shrinking and deletion, and
+// the SCAN guarantee across resizes.
+
+#include "state/keyspace.h"
+
+#include <gtest/gtest.h>
+
+#include <random>
+#include <set>
+#include <string>
+#include <unordered_map>
+
+namespace distri::state {
+namespace {
+
+TEST(KeyspaceTest, PutFindEraseAgainstReference) {
+  Keyspace ks;
+  std::unordered_map<std::string, std::string> ref;
+  std::mt19937 rng(7);
+  for (int i = 0; i < 200000; i++) {
+    std::string key = "k" + std::to_string(rng() % 5000);
+    if (rng() % 3 == 0) {
+      EXPECT_EQ(ks.Erase(key), ref.erase(key) == 1);
+    } else {
+      std::string value = std::to_string(i);
+      ks.Put(Item::Make(key, value, 0));
+      ref[key] = value;
+    }
+  }
+  ASSERT_EQ(ks.size(), ref.size());
+  for (const auto& [k, v] : ref) {
+    const Item* item = ks.Find(k);
+    ASSERT_NE(item, nullptr) << k;
+    EXPECT_EQ(item->value(), v);
+  }
+  size_t seen = 0;
+  ks.ForEach([&](const Item& item) {
+    seen++;
+    EXPECT_EQ(ref.at(std::string(item.key())), item.value());
+  });
+  EXPECT_EQ(seen, ref.size());
+}
+
+TEST(KeyspaceTest, MemoryShrinksAfterErase) {
+  Keyspace ks;
+  for (int i = 0; i < 10000; i++) ks.Put(Item::Make("key" + std::to_string(i), "v", 0));
+  size_t full = ks.memory_bytes();
+  for (int i = 0; i < 10000; i++) ASSERT_TRUE(ks.Erase("key" + std::to_string(i)));
+  EXPECT_EQ(ks.size(), 0u);
+  EXPECT_LT(ks.memory_bytes(), full / 50);
+}
+
+TEST(KeyspaceTest, ItemFieldsAndExpiry) {
+  Item* item = Item::Make("key", std::string(100, 'x'), 1234);
+  EXPECT_EQ(item->key(), "key");
+  EXPECT_EQ(item->value().size(), 100u);
+  EXPECT_EQ(item->expire_at_ms(), 1234);
+  EXPECT_TRUE(item->expired(1234));
+  EXPECT_FALSE(item->expired(1233));
+  item->set_expire_at_ms(0);
+  EXPECT_FALSE(item->has_expiry());
+  EXPECT_EQ(item->type(), ValueType::kString);
+  Item::Free(item);
+}
+
+TEST(KeyspaceTest, ScanReturnsEveryKeyAcrossResizes) {
+  Keyspace ks;
+  for (int i = 0; i < 1000; i++) ks.Put(Item::Make("stable" + std::to_string(i), "v", 0));
+  std::set<std::string> seen;
+  uint64_t cursor = 0;
+  int step = 0;
+  do {
+    cursor = ks.Scan(cursor, 10, [&](const Item& item) { seen.insert(std::string(item.key())); });
+    // Grow the table mid-scan, then shrink it again.
+    if (step == 5) {
+      for (int i = 0; i < 5000; i++) ks.Put(Item::Make("extra" + std::to_string(i), "v", 0));
+    }
+    if (step == 40) {
+      for (int i = 0; i < 5000; i++) ks.Erase("extra" + std::to_string(i));
+    }
+    step++;
+  } while (cursor != 0);
+  for (int i = 0; i < 1000; i++) EXPECT_TRUE(seen.count("stable" + std::to_string(i))) << i;
+}
+
+TEST(KeyspaceTest, EmptyKeyAndBinaryKeys) {
+  Keyspace ks;
+  ks.Put(Item::Make("", "empty", 0));
+  ks.Put(Item::Make(std::string_view("a\0b", 3), "bin", 0));
+  EXPECT_EQ(ks.Find("")->value(), "empty");
+  EXPECT_EQ(ks.Find(std::string_view("a\0b", 3))->value(), "bin");
+  EXPECT_EQ(ks.Find("a"), nullptr);
+}
+
+}  // namespace
+}  // namespace distri::state

@@ -1,0 +1,75 @@
+// Room: one shared dictionary, named by its code.
+//
+// A room owns its keyspace and an index of keys with an expiry, ordered by
+// expiry time, so the server's active-expiry cycle finds due keys without
+// sampling. All mutation goes through Store/Remove/SetExpiry, which keep the
+// two structures in step (invariant: a key is in `expires_` iff its Item has
+// an expiry, with the same time).
+//
+// Thread-safety: none; owned by the StateMachine on the loop thread.
+
+#ifndef DISTRI_STATE_ROOM_H_
+#define DISTRI_STATE_ROOM_H_
+
+#include <cstdint>
+#include <set>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "state/keyspace.h"
+
+namespace distri::state {
+
+class Room {
+ public:
+  Room(std::string code, std::string name, int64_t created_at_ms)
+      : code_(std::move(code)), name_(std::move(name)), created_at_ms_(created_at_ms) {}
+  Room(const Room&) = delete;
+  Room& operator=(const Room&) = delete;
+
+  const std::string& code() const { return code_; }
+  const std::string& name() const { return name_; }
+  int64_t created_at_ms() const { return created_at_ms_; }
+  uint64_t last_write_revision() const { return last_write_revision_; }
+  int64_t last_write_ms() const { return last_write_ms_; }
+  void MarkWrite(uint64_t revision, int64_t now_ms) {
+    last_write_revision_ = revision;
+    last_write_ms_ = now_ms;
+  }
+
+  // The live item for key at now_ms: nullptr if absent or already expired.
+  const Item* Get(std::string_view key, int64_t now_ms) const {
+    const Item* item = keys_.Find(key);
+    return (item == nullptr || item->expired(now_ms)) ? nullptr : item;
+  }
+  // Inserts or replaces key. expire_at_ms 0 = no expiry.
+  void Store(std::string_view key, std::string_view value, int64_t expire_at_ms);
+  // Removes key (expired or not); true if it was there.
+  bool Remove(std::string_view key);
+  // REQUIRES: key is present.
+  void SetExpiry(std::string_view key, int64_t expire_at_ms);
+  void Clear();
+
+  // Appends up to max keys whose expiry is <= now_ms, earliest first.
+  void CollectExpired(int64_t now_ms, size_t max, std::vector<std::string>* out) const;
+
+  size_t key_count() const { return keys_.size(); }
+  size_t expiring_count() const { return expires_.size(); }
+  size_t memory_bytes() const;
+  const Keyspace& keys() const { return keys_; }
+
+ private:
+  std::string code_;
+  std::string name_;
+  int64_t created_at_ms_;
+  uint64_t last_write_revision_ = 0;
+  int64_t last_write_ms_ = 0;
+  Keyspace keys_;
+  std::set<std::pair<int64_t, std::string>> expires_;
+};
+
+}  // namespace distri::state
+
+#endif  // DISTRI_STATE_ROOM_H_

@@ -1,0 +1,410 @@
+// StateMachine::Apply and snapshot (de)serialisation. See state_machine.h.
+//
+// Error replies produced here are part of the deterministic result: the same
+// entry applied to the same state yields the same error on every replica.
+
+#include "state/state_machine.h"
+
+#include <algorithm>
+#include <charconv>
+#include <cmath>
+#include <optional>
+#include <cstring>
+
+#include "base/logging.h"
+#include "base/strings.h"
+
+namespace distri::state {
+
+namespace {
+
+constexpr char kErrNotInteger[] = "ERR value is not an integer or out of range";
+constexpr char kErrNotFloat[] = "ERR value is not a valid float";
+constexpr char kErrOverflow[] = "ERR increment or decrement would overflow";
+constexpr char kErrNoRoom[] = "NOTFOUND no such room";
+constexpr char kErrStringTooLong[] = "ERR string exceeds maximum allowed size (proto-max-bulk-len)";
+
+// Snapshot layout version (docs/snapshot_format.md).
+constexpr uint8_t kSnapshotVersion = 1;
+
+}  // namespace
+
+bool IsBuiltinRoom(std::string_view code) {
+  if (code == kDefaultRoom) return true;
+  // "1".."15": the rooms SELECT maps to.
+  if (code.size() == 1) return code[0] >= '1' && code[0] <= '9';
+  if (code.size() == 2) return code[0] == '1' && code[1] >= '0' && code[1] <= '5';
+  return false;
+}
+
+StateMachine::StateMachine() = default;
+
+const Room* StateMachine::FindRoom(std::string_view code) const {
+  auto it = rooms_.find(code);
+  return it == rooms_.end() ? nullptr : it->second.get();
+}
+
+bool StateMachine::RoomJoinable(std::string_view code) const {
+  return IsBuiltinRoom(code) || FindRoom(code) != nullptr;
+}
+
+size_t StateMachine::key_count() const {
+  size_t n = 0;
+  for (const auto& [code, room] : rooms_) n += room->key_count();
+  return n;
+}
+
+size_t StateMachine::memory_bytes() const {
+  size_t n = 0;
+  for (const auto& [code, room] : rooms_) n += room->memory_bytes() + sizeof(Room) + code.size();
+  return n;
+}
+
+Room* StateMachine::RoomForWrite(std::string_view code, int64_t now_ms, ApplyResult* error) {
+  auto it = rooms_.find(code);
+  if (it != rooms_.end()) return it->second.get();
+  if (!IsBuiltinRoom(code)) {
+    *error = ApplyResult::Error(kErrNoRoom);
+    return nullptr;
+  }
+  auto room = std::make_unique<Room>(std::string(code), std::string(code), now_ms);
+  Room* raw = room.get();
+  rooms_.emplace(std::string(code), std::move(room));
+  return raw;
+}
+
+ApplyResult StateMachine::Apply(uint64_t index, std::string_view entry) {
+  Status st = DecodeEntry(entry, &scratch_);
+  if (!st.ok()) {
+    // A committed entry that does not decode is a bug in the proposer or a
+    // corrupted log that passed its checksum: refuse to guess.
+    LOG(FATAL) << "entry " << index << ": " << st.ToString();
+  }
+  return Apply(index, scratch_);
+}
+
+ApplyResult StateMachine::Apply(uint64_t index, const EntryView& e) {
+  CHECK(index > applied_index_) << "apply out of order: " << index << " after " << applied_index_;
+  applied_index_ = index;
+  switch (e.op) {
+    case Op::kFlushAll:
+      for (auto& [code, room] : rooms_) {
+        room->Clear();
+        room->MarkWrite(index, e.now_ms);
+      }
+      return ApplyResult::Ok();
+    case Op::kRoomCreate: {
+      if (rooms_.count(e.room) != 0 || IsBuiltinRoom(e.room)) {
+        return ApplyResult::Error("ERR room already exists");
+      }
+      std::string_view name = e.args.empty() ? std::string_view(e.room) : e.args[0];
+      rooms_.emplace(std::string(e.room),
+                     std::make_unique<Room>(std::string(e.room), std::string(name), e.now_ms));
+      return ApplyResult::Bulk(e.room);
+    }
+    case Op::kRoomDrop: {
+      if (e.room == kDefaultRoom) return ApplyResult::Error("ERR the default room cannot be dropped");
+      auto it = rooms_.find(e.room);
+      if (it == rooms_.end()) {
+        return IsBuiltinRoom(e.room) ? ApplyResult::Ok() : ApplyResult::Error(kErrNoRoom);
+      }
+      rooms_.erase(it);
+      return ApplyResult::Ok();
+    }
+    default:
+      break;
+  }
+  ApplyResult error;
+  Room* room = RoomForWrite(e.room, e.now_ms, &error);
+  if (room == nullptr) return error;
+  room->MarkWrite(index, e.now_ms);
+  return ApplyKeyOp(room, e);
+}
+
+ApplyResult StateMachine::ApplyKeyOp(Room* room, const EntryView& e) {
+  const int64_t now = e.now_ms;
+  auto need_args = [&](size_t n) { CHECK(e.args.size() >= n) << "entry with too few args"; };
+  switch (e.op) {
+    case Op::kSet: {
+      need_args(2);
+      std::string_view key = e.args[0];
+      const Item* old = room->Get(key, now);
+      std::optional<std::string> old_value;
+      if ((e.flags & kSetGet) && old != nullptr) old_value.emplace(old->value());
+      bool skip = ((e.flags & kSetNx) && old != nullptr) || ((e.flags & kSetXx) && old == nullptr);
+      if (!skip) {
+        int64_t expire = e.num;
+        if ((e.flags & kSetKeepTtl) && old != nullptr) expire = old->expire_at_ms();
+        if (expire != 0 && expire <= now) {
+          room->Remove(key);  // EXAT/PXAT in the past: set and expire at once
+        } else {
+          room->Store(key, e.args[1], expire);
+        }
+      }
+      if (e.flags & kSetGet) return old_value ? ApplyResult::Bulk(*old_value) : ApplyResult::Nil();
+      return skip ? ApplyResult::Nil() : ApplyResult::Ok();
+    }
+    case Op::kDel: {
+      int64_t n = 0;
+      for (std::string_view key : e.args) {
+        bool live = room->Get(key, now) != nullptr;
+        if (room->Remove(key) && live) n++;
+      }
+      return ApplyResult::Int(n);
+    }
+    case Op::kGetDel: {
+      need_args(1);
+      const Item* old = room->Get(e.args[0], now);
+      if (old == nullptr) {
+        room->Remove(e.args[0]);
+        return ApplyResult::Nil();
+      }
+      ApplyResult r = ApplyResult::Bulk(old->value());
+      room->Remove(e.args[0]);
+      return r;
+    }
+    case Op::kIncrBy: {
+      need_args(1);
+      const Item* old = room->Get(e.args[0], now);
+      int64_t v = 0;
+      if (old != nullptr && !base::ParseInt64(old->value(), &v)) return ApplyResult::Error(kErrNotInteger);
+      int64_t result;
+      if (__builtin_add_overflow(v, e.num, &result)) return ApplyResult::Error(kErrOverflow);
+      char buf[24];
+      auto [end, ec] = std::to_chars(buf, buf + sizeof buf, result);
+      room->Store(e.args[0], std::string_view(buf, end - buf), old ? old->expire_at_ms() : 0);
+      return ApplyResult::Int(result);
+    }
+    case Op::kIncrByFloat: {
+      need_args(2);
+      const Item* old = room->Get(e.args[0], now);
+      long double v = 0, delta = 0;
+      if (old != nullptr && !base::ParseLongDouble(old->value(), &v)) return ApplyResult::Error(kErrNotFloat);
+      if (!base::ParseLongDouble(e.args[1], &delta)) return ApplyResult::Error(kErrNotFloat);
+      long double result = v + delta;
+      if (std::isnan(result) || std::isinf(result)) {
+        return ApplyResult::Error("ERR increment would produce NaN or Infinity");
+      }
+      std::string text = base::FormatLongDouble(result);
+      room->Store(e.args[0], text, old ? old->expire_at_ms() : 0);
+      return ApplyResult::Bulk(text);
+    }
+    case Op::kAppend: {
+      need_args(2);
+      const Item* old = room->Get(e.args[0], now);
+      size_t old_len = old ? old->value().size() : 0;
+      if (old_len + e.args[1].size() > kMaxStringBytes) return ApplyResult::Error(kErrStringTooLong);
+      std::string value;
+      value.reserve(old_len + e.args[1].size());
+      if (old != nullptr) value.append(old->value());
+      value.append(e.args[1]);
+      room->Store(e.args[0], value, old ? old->expire_at_ms() : 0);
+      return ApplyResult::Int(static_cast<int64_t>(value.size()));
+    }
+    case Op::kExpireAt: {
+      need_args(1);
+      const Item* item = room->Get(e.args[0], now);
+      if (item == nullptr) return ApplyResult::Int(0);
+      int64_t cur = item->expire_at_ms();  // 0 = persistent, which GT/LT treat as infinite
+      if ((e.flags & kExpireNx) && cur != 0) return ApplyResult::Int(0);
+      if ((e.flags & kExpireXx) && cur == 0) return ApplyResult::Int(0);
+      if ((e.flags & kExpireGt) && (cur == 0 || e.num <= cur)) return ApplyResult::Int(0);
+      if ((e.flags & kExpireLt) && cur != 0 && e.num >= cur) return ApplyResult::Int(0);
+      if (e.num <= now) {
+        room->Remove(e.args[0]);
+      } else {
+        room->SetExpiry(e.args[0], e.num);
+      }
+      return ApplyResult::Int(1);
+    }
+    case Op::kPersist: {
+      need_args(1);
+      const Item* item = room->Get(e.args[0], now);
+      if (item == nullptr || !item->has_expiry()) return ApplyResult::Int(0);
+      room->SetExpiry(e.args[0], 0);
+      return ApplyResult::Int(1);
+    }
+    case Op::kRename: {
+      need_args(2);
+      const Item* src = room->Get(e.args[0], now);
+      if (src == nullptr) return ApplyResult::Error("ERR no such key");
+      if (e.args[0] == e.args[1]) return ApplyResult::Ok();
+      std::string value(src->value());
+      int64_t expire = src->expire_at_ms();
+      room->Remove(e.args[0]);
+      room->Store(e.args[1], value, expire);
+      return ApplyResult::Ok();
+    }
+    case Op::kFlushRoom:
+      room->Clear();
+      return ApplyResult::Ok();
+    case Op::kMSet: {
+      CHECK(e.args.size() % 2 == 0);
+      if (e.flags & kSetNx) {
+        for (size_t i = 0; i < e.args.size(); i += 2) {
+          if (room->Get(e.args[i], now) != nullptr) return ApplyResult::Int(0);
+        }
+      }
+      for (size_t i = 0; i < e.args.size(); i += 2) room->Store(e.args[i], e.args[i + 1], 0);
+      return (e.flags & kSetNx) ? ApplyResult::Int(1) : ApplyResult::Ok();
+    }
+    case Op::kCas: {
+      const Item* item = room->Get(e.args.empty() ? std::string_view() : e.args[0], now);
+      if (e.flags & kCasMustNotExist) {
+        need_args(2);
+        if (item != nullptr) return ApplyResult::Int(0);
+        room->Store(e.args[0], e.args[1], 0);
+        return ApplyResult::Int(1);
+      }
+      need_args(3);
+      if (item == nullptr || item->value() != e.args[1]) return ApplyResult::Int(0);
+      room->Store(e.args[0], e.args[2], 0);
+      return ApplyResult::Int(1);
+    }
+    case Op::kExpireKeys: {
+      int64_t n = 0;
+      for (std::string_view key : e.args) {
+        const Item* item = room->keys().Find(key);
+        if (item != nullptr && item->expired(now)) n += room->Remove(key) ? 1 : 0;
+      }
+      return ApplyResult::Int(n);
+    }
+    case Op::kFlushAll:
+    case Op::kRoomCreate:
+    case Op::kRoomDrop:
+      break;  // handled in Apply
+  }
+  LOG(FATAL) << "unhandled op " << static_cast<int>(e.op);
+  return ApplyResult::Error("ERR internal");
+}
+
+// ---------------------------------------------------------------------------
+// Snapshot: version byte, applied index, then per room its header and items.
+// Numbers are fixed-width little-endian; strings are u32 length + bytes.
+
+namespace {
+
+class SnapshotBuffer {
+ public:
+  explicit SnapshotBuffer(const std::function<Status(std::string_view)>& write) : write_(write) {}
+  void U8(uint8_t v) { buf_.push_back(static_cast<char>(v)); }
+  void U64(uint64_t v) {
+    char b[8];
+    for (int i = 0; i < 8; i++) b[i] = static_cast<char>(v >> (8 * i));
+    buf_.append(b, 8);
+  }
+  void Str(std::string_view s) {
+    U64(s.size());
+    buf_.append(s);
+  }
+  Status MaybeFlush() {
+    if (buf_.size() < (1 << 20)) return Status::Ok();
+    return Flush();
+  }
+  Status Flush() {
+    Status st = buf_.empty() ? Status::Ok() : write_(buf_);
+    buf_.clear();
+    return st;
+  }
+
+ private:
+  const std::function<Status(std::string_view)>& write_;
+  std::string buf_;
+};
+
+class SnapshotReader {
+ public:
+  explicit SnapshotReader(std::string_view data) : data_(data) {}
+  bool U8(uint8_t* v) {
+    if (data_.empty()) return false;
+    *v = static_cast<uint8_t>(data_[0]);
+    data_.remove_prefix(1);
+    return true;
+  }
+  bool U64(uint64_t* v) {
+    if (data_.size() < 8) return false;
+    uint64_t r = 0;
+    for (int i = 0; i < 8; i++) r |= static_cast<uint64_t>(static_cast<uint8_t>(data_[i])) << (8 * i);
+    data_.remove_prefix(8);
+    *v = r;
+    return true;
+  }
+  bool Str(std::string_view* s) {
+    uint64_t n;
+    if (!U64(&n) || n > data_.size()) return false;
+    *s = data_.substr(0, n);
+    data_.remove_prefix(n);
+    return true;
+  }
+  bool done() const { return data_.empty(); }
+
+ private:
+  std::string_view data_;
+};
+
+}  // namespace
+
+Status StateMachine::SaveSnapshot(const std::function<Status(std::string_view)>& write) const {
+  SnapshotBuffer out(write);
+  out.U8(kSnapshotVersion);
+  out.U64(applied_index_);
+  out.U64(rooms_.size());
+  for (const auto& [code, room] : rooms_) {
+    out.Str(code);
+    out.Str(room->name());
+    out.U64(static_cast<uint64_t>(room->created_at_ms()));
+    out.U64(room->last_write_revision());
+    out.U64(static_cast<uint64_t>(room->last_write_ms()));
+    out.U64(room->key_count());
+    Status st;
+    room->keys().ForEach([&](const Item& item) {
+      if (!st.ok()) return;
+      out.U8(static_cast<uint8_t>(item.type()));
+      out.Str(item.key());
+      out.Str(item.value());
+      out.U64(static_cast<uint64_t>(item.expire_at_ms()));
+      st = out.MaybeFlush();
+    });
+    DISTRI_RETURN_IF_ERROR(st);
+  }
+  return out.Flush();
+}
+
+Status StateMachine::LoadSnapshot(uint64_t index, std::string_view data) {
+  auto bad = [](const char* what) { return Status::Corruption(std::string("snapshot: bad ") + what); };
+  SnapshotReader in(data);
+  uint8_t version;
+  uint64_t applied, nrooms;
+  if (!in.U8(&version) || version != kSnapshotVersion) return bad("version");
+  if (!in.U64(&applied) || applied != index) return bad("index");
+  if (!in.U64(&nrooms)) return bad("room count");
+  std::map<std::string, std::unique_ptr<Room>, std::less<>> rooms;
+  for (uint64_t r = 0; r < nrooms; r++) {
+    std::string_view code, name;
+    uint64_t created, last_rev, last_ms, nkeys;
+    if (!in.Str(&code) || !in.Str(&name) || !in.U64(&created) || !in.U64(&last_rev) ||
+        !in.U64(&last_ms) || !in.U64(&nkeys)) {
+      return bad("room header");
+    }
+    auto room = std::make_unique<Room>(std::string(code), std::string(name),
+                                       static_cast<int64_t>(created));
+    room->MarkWrite(last_rev, static_cast<int64_t>(last_ms));
+    for (uint64_t k = 0; k < nkeys; k++) {
+      uint8_t type;
+      std::string_view key, value;
+      uint64_t expire;
+      if (!in.U8(&type) || type != static_cast<uint8_t>(ValueType::kString) || !in.Str(&key) ||
+          !in.Str(&value) || !in.U64(&expire)) {
+        return bad("item");
+      }
+      room->Store(key, value, static_cast<int64_t>(expire));
+    }
+    if (!rooms.emplace(std::string(code), std::move(room)).second) return bad("duplicate room");
+  }
+  if (!in.done()) return bad("trailing bytes");
+  rooms_ = std::move(rooms);
+  applied_index_ = index;
+  return Status::Ok();
+}
+
+}  // namespace distri::state
