@@ -1,0 +1,159 @@
+// The distri command line: `distri serve` runs a node. Client subcommands
+// (get/set/watch/...) join later; every flag is described by --help.
+
+#include <cstdio>
+#include <cstring>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "base/logging.h"
+#include "base/strings.h"
+#include "server/server.h"
+
+namespace {
+
+constexpr char kUsage[] =
+    "distri 0.1.0 - a lightweight distributed coordination service\n"
+    "\n"
+    "Usage:\n"
+    "  distri serve [flags]    run a node (single node; data under ./distri-data)\n"
+    "  distri --help           this text\n"
+    "  distri --version        print the version\n"
+    "\n"
+    "Run 'distri serve --help' for the server's flags.\n";
+
+constexpr char kServeUsage[] =
+    "Usage: distri serve [flags]\n"
+    "\n"
+    "Flags (each also accepted as --flag=value):\n"
+    "  --port N             client port, RESP2/RESP3 (default 7379)\n"
+    "  --http-port N        HTTP/dashboard port (default 7380; reserved)\n"
+    "  --bind ADDR          address to listen on (default 127.0.0.1)\n"
+    "  --data DIR           data directory: log and snapshots (default ./distri-data)\n"
+    "  --fsync always|off   always: acknowledge a write only after fsync (default);\n"
+    "                       off: acknowledge after write(2), survives a crash of distri\n"
+    "                       but not of the machine\n"
+    "  --max-memory BYTES   refuse writes with OOM above this much data (0 = no limit;\n"
+    "                       suffixes k, m, g accepted, e.g. 512m)\n"
+    "  --max-clients N      refuse connections beyond N (default 10000; 0 = no limit)\n"
+    "  --max-bulk BYTES     largest single argument accepted (default 512m)\n"
+    "  --requirepass PASS   require AUTH with this password\n"
+    "  --snapshot-bytes N   snapshot the state after this much log (default 64m)\n"
+    "  --log-level LEVEL    debug, info, warning or error (default info)\n"
+    "  --help               this text\n";
+
+bool ParseBytes(std::string_view s, uint64_t* out) {
+  uint64_t mult = 1;
+  if (!s.empty()) {
+    std::string lower;
+    std::string_view l = distri::base::AsciiLower(s, &lower);
+    for (auto [suffix, m] : {std::pair{"kb", 1ull << 10}, {"mb", 1ull << 20}, {"gb", 1ull << 30},
+                             {"k", 1ull << 10}, {"m", 1ull << 20}, {"g", 1ull << 30}}) {
+      if (l.ends_with(suffix)) {
+        s.remove_suffix(std::strlen(suffix));
+        mult = m;
+        break;
+      }
+    }
+  }
+  uint64_t v;
+  if (!distri::base::ParseUint64(s, &v) || (v != 0 && mult > UINT64_MAX / v)) return false;
+  *out = v * mult;
+  return true;
+}
+
+int Fail(const std::string& message) {
+  std::fprintf(stderr, "distri serve: %s\nRun 'distri serve --help' for usage.\n", message.c_str());
+  return 2;
+}
+
+int Serve(const std::vector<std::string_view>& args) {
+  distri::server::ServerOptions options;
+  distri::commands::ServerSettings& s = options.settings;
+  s.port = 7379;
+  s.http_port = 7380;
+  s.bind = "127.0.0.1";
+  s.data_dir = "./distri-data";
+  s.max_clients = 10000;
+  s.max_bulk = 512ull << 20;
+  for (size_t i = 0; i < args.size(); i++) {
+    std::string_view arg = args[i];
+    if (arg == "--help" || arg == "-h") {
+      std::fputs(kServeUsage, stdout);
+      return 0;
+    }
+    if (!arg.starts_with("--")) return Fail("unexpected argument '" + std::string(arg) + "'");
+    std::string_view name = arg.substr(2), value;
+    if (size_t eq = name.find('='); eq != std::string_view::npos) {
+      value = name.substr(eq + 1);
+      name = name.substr(0, eq);
+    } else {
+      if (i + 1 >= args.size()) return Fail("flag --" + std::string(name) + " needs a value");
+      value = args[++i];
+    }
+    uint64_t n = 0;
+    auto number = [&](uint64_t max) { return distri::base::ParseUint64(value, &n) && n <= max; };
+    if (name == "port" || name == "http-port") {
+      if (!number(65535)) return Fail("--" + std::string(name) + " must be a port number (0-65535)");
+      (name == "port" ? s.port : s.http_port) = static_cast<int>(n);
+    } else if (name == "bind") {
+      s.bind = std::string(value);
+    } else if (name == "data") {
+      if (value.empty()) return Fail("--data must not be empty");
+      s.data_dir = std::string(value);
+    } else if (name == "fsync") {
+      if (value != "always" && value != "off") return Fail("--fsync must be 'always' or 'off'");
+      s.fsync = value == "always";
+    } else if (name == "max-memory") {
+      if (!ParseBytes(value, &s.max_memory)) return Fail("--max-memory must be a byte count");
+    } else if (name == "max-clients") {
+      if (!number(UINT32_MAX)) return Fail("--max-clients must be a number");
+      s.max_clients = n;
+    } else if (name == "max-bulk") {
+      if (!ParseBytes(value, &s.max_bulk) || s.max_bulk == 0 || s.max_bulk > (1ull << 32)) {
+        return Fail("--max-bulk must be a byte count between 1 and 4g");
+      }
+    } else if (name == "requirepass") {
+      s.requirepass = std::string(value);
+    } else if (name == "snapshot-bytes") {
+      if (!ParseBytes(value, &options.snapshot_bytes) || options.snapshot_bytes == 0) {
+        return Fail("--snapshot-bytes must be a positive byte count");
+      }
+    } else if (name == "log-level") {
+      using distri::base::LogLevel;
+      if (value == "debug") distri::base::SetMinLogLevel(LogLevel::kDebug);
+      else if (value == "info") distri::base::SetMinLogLevel(LogLevel::kInfo);
+      else if (value == "warning") distri::base::SetMinLogLevel(LogLevel::kWarning);
+      else if (value == "error") distri::base::SetMinLogLevel(LogLevel::kError);
+      else return Fail("--log-level must be debug, info, warning or error");
+    } else {
+      return Fail("unknown flag --" + std::string(name));
+    }
+  }
+  distri::server::Server server(std::move(options));
+  distri::Status st = server.Start();
+  if (!st.ok()) {
+    LOG(ERROR) << "cannot start: " << st.ToString();
+    return 1;
+  }
+  server.Run();
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::vector<std::string_view> args(argv + 1, argv + argc);
+  if (args.empty() || args[0] == "--help" || args[0] == "-h" || args[0] == "help") {
+    std::fputs(kUsage, args.empty() ? stderr : stdout);
+    return args.empty() ? 2 : 0;
+  }
+  if (args[0] == "--version" || args[0] == "version") {
+    std::puts("distri 0.1.0");
+    return 0;
+  }
+  if (args[0] == "serve") return Serve({args.begin() + 1, args.end()});
+  std::fprintf(stderr, "distri: unknown command '%s'\n\n%s", argv[1], kUsage);
+  return 2;
+}

@@ -1,0 +1,152 @@
+// The command table: every command as data, and the context handlers run in.
+//
+// A command is a row: name, arity (Redis convention: N exact, -N at least N,
+// counting the name), flags, key positions, handler and a one-line summary
+// (COMMAND and docs/protocol.md are generated from the same rows). Families
+// live in one *_commands.cc each and register their rows in command_table.cc.
+//
+// A handler parses its arguments and then either answers from the state
+// (reads) or encodes one entry and proposes it (writes); a write's reply is
+// written later, when the entry is applied (see server/). Handlers never block.
+//
+// Thread-safety: the table is immutable after start-up; handlers run on the
+// loop thread.
+
+#ifndef DISTRI_COMMANDS_COMMAND_H_
+#define DISTRI_COMMANDS_COMMAND_H_
+
+#include <cstdint>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "protocol/resp_writer.h"
+#include "state/entry.h"
+#include "state/state_machine.h"
+
+namespace distri::commands {
+
+enum CommandFlag : uint32_t {
+  kWrite = 1 << 0,     // proposes an entry
+  kReadOnly = 1 << 1,  // reads the state
+  kAdmin = 1 << 2,     // site-wide administration
+  kNoAuth = 1 << 3,    // allowed before AUTH
+  kDenyOom = 1 << 4,   // refused while memory is over --max-memory
+  kFast = 1 << 5,      // O(1) or O(log n)
+};
+
+// Per-connection state commands may read and change.
+struct Session {
+  uint64_t id = 0;
+  std::string name;
+  std::string room{state::kDefaultRoom};
+  std::string peer;          // "ip:port"
+  int protocol = 2;          // RESP version
+  int db = 0;                // the SELECT index, kept for CLIENT LIST
+  bool authenticated = false;
+  bool close_after_reply = false;  // QUIT
+  int64_t created_ms = 0;
+  std::string lib_name;
+};
+
+// What a reply to a proposed entry needs beyond the ApplyResult.
+enum class ReplyShape : uint8_t {
+  kAsIs,      // write the ApplyResult as it is
+  kOkToInt,   // OK -> :1, nil -> :0 (SETNX)
+  kJoinRoom,  // bulk code: also switch the session into that room (ROOM.NEW)
+};
+
+struct ServerSettings {
+  uint64_t max_memory = 0;  // 0 = unlimited
+  uint64_t max_clients = 0;
+  uint64_t max_bulk = 0;
+  std::string requirepass;  // empty = no password
+  std::string bind;
+  int port = 0;
+  int http_port = 0;
+  std::string data_dir;
+  bool fsync = true;
+};
+
+// The server as handlers see it.
+class Context {
+ public:
+  virtual ~Context() = default;
+  virtual const state::StateMachine& state() const = 0;
+  virtual int64_t NowMs() const = 0;
+  virtual const ServerSettings& settings() const = 0;
+  virtual uint64_t used_memory() const = 0;
+  // Proposes `entry` (already encoded). The reply is written to the session's
+  // connection when the entry applies, shaped by `shape`. An error means the
+  // entry was not accepted (e.g. too large) and no reply will follow.
+  virtual Status Propose(Session& session, std::string_view entry, ReplyShape shape) = 0;
+  // A fresh unguessable room code (>= 96 bits from the OS CSPRNG).
+  virtual std::string NewRoomCode() = 0;
+  // INFO text for one section ("" or "default" = the usual ones, "all").
+  virtual std::string Info(std::string_view section) = 0;
+  // CLIENT LIST lines, or the one line for CLIENT INFO.
+  virtual std::string ClientList(const Session* only) = 0;
+};
+
+struct Call {
+  Context& ctx;
+  Session& session;
+  std::span<const std::string_view> args;  // args[0] is the command name
+  protocol::ReplyWriter& reply;
+  std::string& scratch;  // reusable buffer for encoding entries
+
+  // Encodes and proposes one entry for the session's room (or `room`);
+  // replies with the error at once if the log refuses it.
+  void Propose(state::Op op, uint32_t flags, int64_t num, std::span<const std::string_view> op_args,
+               ReplyShape shape = ReplyShape::kAsIs);
+  void ProposeIn(std::string_view room, state::Op op, uint32_t flags, int64_t num,
+                 std::span<const std::string_view> op_args, ReplyShape shape);
+};
+
+using Handler = void (*)(Call& call);
+
+struct CommandSpec {
+  const char* name;  // lower case
+  int arity;
+  uint32_t flags;
+  int first_key, last_key, key_step;
+  Handler handler;
+  const char* summary;
+};
+
+class CommandTable {
+ public:
+  // The process-wide table, built on first use.
+  static const CommandTable& Get();
+  // Case-insensitive lookup; nullptr if unknown.
+  const CommandSpec* Find(std::string_view name) const;
+  const std::vector<CommandSpec>& all() const { return specs_; }
+
+ private:
+  CommandTable();
+  std::vector<CommandSpec> specs_;
+  std::vector<std::pair<std::string, const CommandSpec*>> index_;  // sorted by name
+};
+
+// Runs one command: arity, auth and memory checks, then the handler.
+// REQUIRES: args non-empty. `spec` is CommandTable::Find(args[0]) (may be null).
+void Dispatch(const CommandSpec* spec, Call& call);
+
+// Writes an applied entry's result as a reply.
+void WriteApplyResult(const state::ApplyResult& result, ReplyShape shape, protocol::ReplyWriter& w);
+
+// Families register their rows here (one *_commands.cc each).
+void AddConnectionCommands(std::vector<CommandSpec>* out);
+void AddStringCommands(std::vector<CommandSpec>* out);
+void AddKeyCommands(std::vector<CommandSpec>* out);
+void AddRoomCommands(std::vector<CommandSpec>* out);
+
+// Shared argument helpers; each writes the Redis error and returns false.
+bool ArgInt64(Call& call, std::string_view arg, int64_t* out);
+void WrongArity(Call& call);
+void SyntaxError(Call& call);
+
+}  // namespace distri::commands
+
+#endif  // DISTRI_COMMANDS_COMMAND_H_

@@ -1,0 +1,117 @@
+// The table of every command, dispatch, and reply shaping for applied entries.
+
+#include "commands/command.h"
+
+#include <algorithm>
+
+#include "base/strings.h"
+
+namespace distri::commands {
+
+CommandTable::CommandTable() {
+  AddConnectionCommands(&specs_);
+  AddStringCommands(&specs_);
+  AddKeyCommands(&specs_);
+  AddRoomCommands(&specs_);
+  for (const CommandSpec& spec : specs_) index_.emplace_back(spec.name, &spec);
+  std::sort(index_.begin(), index_.end());
+}
+
+const CommandTable& CommandTable::Get() {
+  static const CommandTable table;
+  return table;
+}
+
+const CommandSpec* CommandTable::Find(std::string_view name) const {
+  char lower[32];
+  if (name.size() > sizeof lower) return nullptr;
+  for (size_t i = 0; i < name.size(); i++) {
+    char c = name[i];
+    lower[i] = (c >= 'A' && c <= 'Z') ? static_cast<char>(c + 32) : c;
+  }
+  std::string_view key(lower, name.size());
+  auto it = std::lower_bound(index_.begin(), index_.end(), key,
+                             [](const auto& entry, std::string_view k) { return entry.first < k; });
+  return (it != index_.end() && it->first == key) ? it->second : nullptr;
+}
+
+void Call::Propose(state::Op op, uint32_t flags, int64_t num,
+                   std::span<const std::string_view> op_args, ReplyShape shape) {
+  ProposeIn(session.room, op, flags, num, op_args, shape);
+}
+
+void Call::ProposeIn(std::string_view room, state::Op op, uint32_t flags, int64_t num,
+                     std::span<const std::string_view> op_args, ReplyShape shape) {
+  scratch.clear();
+  state::EncodeEntry(&scratch, op, flags, ctx.NowMs(), num, room, op_args);
+  Status st = ctx.Propose(session, scratch, shape);
+  if (!st.ok()) reply.Error("ERR " + st.message());
+}
+
+bool ArgInt64(Call& call, std::string_view arg, int64_t* out) {
+  if (base::ParseInt64(arg, out)) return true;
+  call.reply.Error("ERR value is not an integer or out of range");
+  return false;
+}
+
+void WrongArity(Call& call) {
+  std::string lower;
+  call.reply.Error("ERR wrong number of arguments for '" +
+                   std::string(base::AsciiLower(call.args[0], &lower)) + "' command");
+}
+
+void SyntaxError(Call& call) { call.reply.Error("ERR syntax error"); }
+
+namespace {
+
+void UnknownCommand(Call& call) {
+  std::string msg = "ERR unknown command '";
+  msg.append(call.args[0].substr(0, 128));
+  msg.append("', with args beginning with: ");
+  for (size_t i = 1; i < call.args.size() && msg.size() < 512; i++) {
+    msg.append("'").append(call.args[i].substr(0, 128)).append("' ");
+  }
+  call.reply.Error(msg);
+}
+
+}  // namespace
+
+void Dispatch(const CommandSpec* spec, Call& call) {
+  if (spec == nullptr) {
+    UnknownCommand(call);
+    return;
+  }
+  int argc = static_cast<int>(call.args.size());
+  if ((spec->arity > 0 && argc != spec->arity) || (spec->arity < 0 && argc < -spec->arity)) {
+    WrongArity(call);
+    return;
+  }
+  const ServerSettings& settings = call.ctx.settings();
+  if (!settings.requirepass.empty() && !call.session.authenticated && !(spec->flags & kNoAuth)) {
+    call.reply.Error("NOAUTH Authentication required.");
+    return;
+  }
+  if ((spec->flags & kDenyOom) && settings.max_memory != 0 &&
+      call.ctx.used_memory() > settings.max_memory) {
+    call.reply.Error("OOM command not allowed when used memory > 'maxmemory'.");
+    return;
+  }
+  spec->handler(call);
+}
+
+void WriteApplyResult(const state::ApplyResult& r, ReplyShape shape, protocol::ReplyWriter& w) {
+  using Kind = state::ApplyResult::Kind;
+  if (shape == ReplyShape::kOkToInt && (r.kind == Kind::kOk || r.kind == Kind::kNil)) {
+    w.Integer(r.kind == Kind::kOk ? 1 : 0);
+    return;
+  }
+  switch (r.kind) {
+    case Kind::kOk: w.Ok(); break;
+    case Kind::kNil: w.Null(); break;
+    case Kind::kInt: w.Integer(r.integer); break;
+    case Kind::kBulk: w.Bulk(r.text); break;
+    case Kind::kError: w.Error(r.text); break;
+  }
+}
+
+}  // namespace distri::commands

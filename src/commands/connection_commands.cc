@@ -1,0 +1,318 @@
+// Connection and server family: PING, ECHO, HELLO, AUTH, CLIENT, SELECT,
+// QUIT, COMMAND, INFO, CONFIG. None of these touch the log.
+
+#include <openssl/crypto.h>
+
+#include <string>
+
+#include "base/strings.h"
+#include "commands/command.h"
+
+namespace distri::commands {
+
+namespace {
+
+constexpr char kVersion[] = "0.1.0";
+
+void Ping(Call& call) {
+  if (call.args.size() > 2) {
+    WrongArity(call);
+  } else if (call.args.size() == 2) {
+    call.reply.Bulk(call.args[1]);
+  } else {
+    call.reply.Simple("PONG");
+  }
+}
+
+void Echo(Call& call) { call.reply.Bulk(call.args[1]); }
+
+// Compares in constant time so a password cannot be guessed byte by byte.
+bool PasswordMatches(Call& call, std::string_view given) {
+  const std::string& want = call.ctx.settings().requirepass;
+  return given.size() == want.size() && CRYPTO_memcmp(given.data(), want.data(), want.size()) == 0;
+}
+
+// AUTH [username] password. Only the "default" user exists.
+bool CheckAuth(Call& call, std::string_view user, std::string_view password) {
+  if (call.ctx.settings().requirepass.empty()) {
+    call.reply.Error(
+        "ERR AUTH <password> called without any password configured for the default user. "
+        "Are you sure your configuration is correct?");
+    return false;
+  }
+  if (user != "default" || !PasswordMatches(call, password)) {
+    call.reply.Error("WRONGPASS invalid username-password pair or user is disabled.");
+    return false;
+  }
+  call.session.authenticated = true;
+  return true;
+}
+
+void Auth(Call& call) {
+  if (call.args.size() > 3) {
+    SyntaxError(call);
+    return;
+  }
+  std::string_view user = call.args.size() == 3 ? call.args[1] : "default";
+  if (CheckAuth(call, user, call.args.back())) call.reply.Ok();
+}
+
+// HELLO [protover [AUTH user pass] [SETNAME name]]
+void Hello(Call& call) {
+  int proto = call.session.protocol;
+  size_t i = 1;
+  if (call.args.size() > 1) {
+    int64_t v;
+    if (!base::ParseInt64(call.args[1], &v)) {
+      call.reply.Error("ERR Protocol version is not an integer or out of range");
+      return;
+    }
+    if (v != 2 && v != 3) {
+      call.reply.Error("NOPROTO unsupported protocol version");
+      return;
+    }
+    proto = static_cast<int>(v);
+    i = 2;
+  }
+  std::string_view setname;
+  bool has_setname = false;
+  for (; i < call.args.size(); i++) {
+    if (base::EqualsIgnoreCase(call.args[i], "auth") && i + 2 < call.args.size()) {
+      if (!CheckAuth(call, call.args[i + 1], call.args[i + 2])) return;
+      i += 2;
+    } else if (base::EqualsIgnoreCase(call.args[i], "setname") && i + 1 < call.args.size()) {
+      setname = call.args[++i];
+      has_setname = true;
+    } else {
+      SyntaxError(call);
+      return;
+    }
+  }
+  if (!call.ctx.settings().requirepass.empty() && !call.session.authenticated) {
+    call.reply.Error("NOAUTH HELLO must be called with the client already authenticated, "
+                     "otherwise the HELLO <proto> AUTH <user> <pass> option can be used to "
+                     "authenticate the client and select the RESP protocol version at the same time");
+    return;
+  }
+  if (has_setname) call.session.name = std::string(setname);
+  call.session.protocol = proto;
+  call.reply.set_protocol(proto);
+  call.reply.Map(7);
+  call.reply.Bulk("server");
+  call.reply.Bulk("distri");
+  call.reply.Bulk("version");
+  call.reply.Bulk(kVersion);
+  call.reply.Bulk("proto");
+  call.reply.Integer(proto);
+  call.reply.Bulk("id");
+  call.reply.Integer(static_cast<int64_t>(call.session.id));
+  call.reply.Bulk("mode");
+  call.reply.Bulk("standalone");
+  call.reply.Bulk("role");
+  call.reply.Bulk("master");
+  call.reply.Bulk("modules");
+  call.reply.Array(0);
+}
+
+void Client(Call& call) {
+  std::string lower;
+  std::string_view sub = base::AsciiLower(call.args[1], &lower);
+  size_t n = call.args.size();
+  if (sub == "id" && n == 2) {
+    call.reply.Integer(static_cast<int64_t>(call.session.id));
+  } else if (sub == "getname" && n == 2) {
+    if (call.session.name.empty()) {
+      call.reply.Null();
+    } else {
+      call.reply.Bulk(call.session.name);
+    }
+  } else if (sub == "setname" && n == 3) {
+    for (char c : call.args[2]) {
+      if (c <= ' ' || c > '~') {
+        call.reply.Error("ERR Client names cannot contain spaces, newlines or special characters.");
+        return;
+      }
+    }
+    call.session.name = std::string(call.args[2]);
+    call.reply.Ok();
+  } else if (sub == "setinfo" && n == 4) {
+    if (base::EqualsIgnoreCase(call.args[2], "lib-name")) call.session.lib_name = std::string(call.args[3]);
+    call.reply.Ok();
+  } else if (sub == "list") {
+    call.reply.Verbatim("txt", call.ctx.ClientList(nullptr));
+  } else if (sub == "info" && n == 2) {
+    call.reply.Verbatim("txt", call.ctx.ClientList(&call.session));
+  } else if (sub == "help") {
+    const char* lines[] = {"CLIENT ID", "CLIENT GETNAME", "CLIENT SETNAME <name>",
+                           "CLIENT SETINFO <attr> <value>", "CLIENT LIST", "CLIENT INFO"};
+    call.reply.Array(std::size(lines));
+    for (const char* l : lines) call.reply.Simple(l);
+  } else {
+    call.reply.Error("ERR unknown subcommand or wrong number of arguments for '" +
+                     std::string(call.args[1].substr(0, 64)) + "'. Try CLIENT HELP.");
+  }
+}
+
+// SELECT 0 is the "default" room (where every connection starts); 1..15 are
+// the rooms named "1".."15". Room codes are the real namespace: see ROOM.JOIN.
+void Select(Call& call) {
+  int64_t db;
+  if (!base::ParseInt64(call.args[1], &db)) {
+    call.reply.Error("ERR value is not an integer or out of range");
+    return;
+  }
+  if (db < 0 || db > 15) {
+    call.reply.Error("ERR DB index is out of range");
+    return;
+  }
+  call.session.db = static_cast<int>(db);
+  call.session.room = db == 0 ? std::string(state::kDefaultRoom) : std::to_string(db);
+  call.reply.Ok();
+}
+
+void Quit(Call& call) {
+  call.session.close_after_reply = true;
+  call.reply.Ok();
+}
+
+void WriteFlags(Call& call, uint32_t flags) {
+  std::vector<const char*> names;
+  if (flags & kWrite) names.push_back("write");
+  if (flags & kReadOnly) names.push_back("readonly");
+  if (flags & kAdmin) names.push_back("admin");
+  if (flags & kNoAuth) names.push_back("no_auth");
+  if (flags & kDenyOom) names.push_back("denyoom");
+  if (flags & kFast) names.push_back("fast");
+  call.reply.Set(names.size());
+  for (const char* n : names) call.reply.Simple(n);
+}
+
+void WriteCommandInfo(Call& call, const CommandSpec& spec) {
+  call.reply.Array(10);
+  call.reply.Bulk(spec.name);
+  call.reply.Integer(spec.arity);
+  WriteFlags(call, spec.flags);
+  call.reply.Integer(spec.first_key);
+  call.reply.Integer(spec.last_key);
+  call.reply.Integer(spec.key_step);
+  call.reply.Set(0);    // ACL categories
+  call.reply.Set(0);    // tips
+  call.reply.Array(0);  // key specs
+  call.reply.Array(0);  // subcommands
+}
+
+// COMMAND [COUNT | INFO name... | DOCS [name...] | LIST]
+void Command(Call& call) {
+  const CommandTable& table = CommandTable::Get();
+  if (call.args.size() == 1) {
+    call.reply.Array(table.all().size());
+    for (const CommandSpec& spec : table.all()) WriteCommandInfo(call, spec);
+    return;
+  }
+  std::string lower;
+  std::string_view sub = base::AsciiLower(call.args[1], &lower);
+  if (sub == "count" && call.args.size() == 2) {
+    call.reply.Integer(static_cast<int64_t>(table.all().size()));
+  } else if (sub == "list" && call.args.size() == 2) {
+    call.reply.Array(table.all().size());
+    for (const CommandSpec& spec : table.all()) call.reply.Bulk(spec.name);
+  } else if (sub == "info") {
+    call.reply.Array(call.args.size() - 2);
+    for (size_t i = 2; i < call.args.size(); i++) {
+      const CommandSpec* spec = table.Find(call.args[i]);
+      if (spec == nullptr) {
+        call.reply.NullArray();
+      } else {
+        WriteCommandInfo(call, *spec);
+      }
+    }
+  } else if (sub == "docs") {
+    std::vector<const CommandSpec*> specs;
+    if (call.args.size() == 2) {
+      for (const CommandSpec& spec : table.all()) specs.push_back(&spec);
+    } else {
+      for (size_t i = 2; i < call.args.size(); i++) {
+        if (const CommandSpec* spec = table.Find(call.args[i])) specs.push_back(spec);
+      }
+    }
+    call.reply.Map(specs.size());
+    for (const CommandSpec* spec : specs) {
+      call.reply.Bulk(spec->name);
+      call.reply.Map(2);
+      call.reply.Bulk("summary");
+      call.reply.Bulk(spec->summary);
+      call.reply.Bulk("group");
+      call.reply.Bulk("distri");
+    }
+  } else {
+    call.reply.Error("ERR unknown subcommand '" + std::string(call.args[1].substr(0, 64)) +
+                     "'. Try COMMAND HELP.");
+  }
+}
+
+void Info(Call& call) {
+  std::string lower;
+  std::string_view section = call.args.size() > 1 ? base::AsciiLower(call.args[1], &lower) : "";
+  call.reply.Verbatim("txt", call.ctx.Info(section));
+}
+
+// CONFIG GET pattern: read-only view of the settings a Redis tool may ask for.
+void Config(Call& call) {
+  std::string lower;
+  std::string_view sub = base::AsciiLower(call.args[1], &lower);
+  if (sub == "resetstat" && call.args.size() == 2) {
+    call.reply.Ok();
+    return;
+  }
+  if (sub != "get" || call.args.size() < 3) {
+    call.reply.Error("ERR CONFIG " + std::string(call.args[1].substr(0, 32)) +
+                     " is not supported; settings are command-line flags of distri serve");
+    return;
+  }
+  const ServerSettings& s = call.ctx.settings();
+  const std::pair<std::string, std::string> params[] = {
+      {"maxmemory", std::to_string(s.max_memory)},
+      {"maxclients", std::to_string(s.max_clients)},
+      {"proto-max-bulk-len", std::to_string(s.max_bulk)},
+      {"port", std::to_string(s.port)},
+      {"bind", s.bind},
+      {"dir", s.data_dir},
+      {"appendonly", "yes"},
+      {"appendfsync", s.fsync ? "always" : "no"},
+      {"save", ""},
+      {"databases", "16"},
+  };
+  std::vector<const std::pair<std::string, std::string>*> found;
+  for (const auto& p : params) {
+    for (size_t i = 2; i < call.args.size(); i++) {
+      if (base::GlobMatch(call.args[i], p.first, true)) {
+        found.push_back(&p);
+        break;
+      }
+    }
+  }
+  call.reply.Map(found.size());
+  for (const auto* p : found) {
+    call.reply.Bulk(p->first);
+    call.reply.Bulk(p->second);
+  }
+}
+
+}  // namespace
+
+void AddConnectionCommands(std::vector<CommandSpec>* out) {
+  out->insert(out->end(), {
+    {"ping", -1, kFast, 0, 0, 0, Ping, "Check the connection"},
+    {"echo", 2, kFast, 0, 0, 0, Echo, "Return the argument"},
+    {"auth", -2, kNoAuth | kFast, 0, 0, 0, Auth, "Authenticate the connection"},
+    {"hello", -1, kNoAuth | kFast, 0, 0, 0, Hello, "Choose RESP2/RESP3, authenticate, name"},
+    {"client", -2, 0, 0, 0, 0, Client, "Connection introspection and naming"},
+    {"select", 2, kFast, 0, 0, 0, Select, "Switch to room 'default' (0) or '1'..'15'"},
+    {"quit", -1, kNoAuth | kFast, 0, 0, 0, Quit, "Close the connection"},
+    {"command", -1, 0, 0, 0, 0, Command, "Describe the commands"},
+    {"info", -1, 0, 0, 0, 0, Info, "Server information and statistics"},
+    {"config", -2, kAdmin, 0, 0, 0, Config, "Read server settings (CONFIG GET)"},
+  });
+}
+
+}  // namespace distri::commands

@@ -1,0 +1,175 @@
+// String family: GET, SET and friends, counters, CAS.
+//
+// Reads answer from the state with lazy expiry; writes validate their
+// arguments here (so a bad request never reaches the log) and propose one
+// entry whose apply computes the reply.
+
+#include <cmath>
+
+#include "base/strings.h"
+#include "commands/command.h"
+
+namespace distri::commands {
+
+namespace {
+
+using state::Op;
+
+const state::Item* Lookup(Call& call, std::string_view key) {
+  const state::Room* room = call.ctx.state().FindRoom(call.session.room);
+  return room ? room->Get(key, call.ctx.NowMs()) : nullptr;
+}
+
+void Get(Call& call) {
+  const state::Item* item = Lookup(call, call.args[1]);
+  if (item == nullptr) {
+    call.reply.Null();
+  } else {
+    call.reply.Bulk(item->value());
+  }
+}
+
+void Strlen(Call& call) {
+  const state::Item* item = Lookup(call, call.args[1]);
+  call.reply.Integer(item ? static_cast<int64_t>(item->value().size()) : 0);
+}
+
+void MGet(Call& call) {
+  call.reply.Array(call.args.size() - 1);
+  for (size_t i = 1; i < call.args.size(); i++) {
+    const state::Item* item = Lookup(call, call.args[i]);
+    if (item == nullptr) {
+      call.reply.Null();
+    } else {
+      call.reply.Bulk(item->value());
+    }
+  }
+}
+
+// SET key value [NX|XX] [GET] [EX s|PX ms|EXAT s|PXAT ms|KEEPTTL]
+void Set(Call& call) {
+  uint32_t flags = 0;
+  int64_t expire_at = 0;
+  bool has_expiry = false;
+  const int64_t now = call.ctx.NowMs();
+  for (size_t i = 3; i < call.args.size(); i++) {
+    std::string_view opt = call.args[i];
+    bool has_next = i + 1 < call.args.size();
+    if (base::EqualsIgnoreCase(opt, "nx") && !(flags & state::kSetXx)) {
+      flags |= state::kSetNx;
+    } else if (base::EqualsIgnoreCase(opt, "xx") && !(flags & state::kSetNx)) {
+      flags |= state::kSetXx;
+    } else if (base::EqualsIgnoreCase(opt, "get")) {
+      flags |= state::kSetGet;
+    } else if (base::EqualsIgnoreCase(opt, "keepttl") && !has_expiry) {
+      flags |= state::kSetKeepTtl;
+    } else if ((base::EqualsIgnoreCase(opt, "ex") || base::EqualsIgnoreCase(opt, "px") ||
+                base::EqualsIgnoreCase(opt, "exat") || base::EqualsIgnoreCase(opt, "pxat")) &&
+               has_next && !has_expiry && !(flags & state::kSetKeepTtl)) {
+      int64_t v;
+      if (!ArgInt64(call, call.args[++i], &v)) return;
+      bool seconds = base::EqualsIgnoreCase(opt, "ex") || base::EqualsIgnoreCase(opt, "exat");
+      bool absolute = opt.size() == 4;
+      int64_t ms = v;
+      if (v <= 0 || (seconds && __builtin_mul_overflow(v, 1000, &ms)) ||
+          (!absolute && __builtin_add_overflow(ms, now, &ms))) {
+        call.reply.Error("ERR invalid expire time in 'set' command");
+        return;
+      }
+      expire_at = ms;
+      has_expiry = true;
+    } else {
+      SyntaxError(call);
+      return;
+    }
+  }
+  std::string_view op_args[] = {call.args[1], call.args[2]};
+  call.Propose(Op::kSet, flags, expire_at, op_args);
+}
+
+void SetNx(Call& call) {
+  std::string_view op_args[] = {call.args[1], call.args[2]};
+  call.Propose(Op::kSet, state::kSetNx, 0, op_args, ReplyShape::kOkToInt);
+}
+
+void GetSet(Call& call) {
+  std::string_view op_args[] = {call.args[1], call.args[2]};
+  call.Propose(Op::kSet, state::kSetGet, 0, op_args);
+}
+
+void GetDel(Call& call) { call.Propose(Op::kGetDel, 0, 0, call.args.subspan(1, 1)); }
+
+void MSetImpl(Call& call, uint32_t flags) {
+  if (call.args.size() % 2 == 0) {
+    WrongArity(call);
+    return;
+  }
+  call.Propose(Op::kMSet, flags, 0, call.args.subspan(1));
+}
+void MSet(Call& call) { MSetImpl(call, 0); }
+void MSetNx(Call& call) { MSetImpl(call, state::kSetNx); }
+
+void IncrBy(Call& call, int64_t delta) { call.Propose(Op::kIncrBy, 0, delta, call.args.subspan(1, 1)); }
+void Incr(Call& call) { IncrBy(call, 1); }
+void Decr(Call& call) { IncrBy(call, -1); }
+void IncrByCmd(Call& call) {
+  int64_t delta;
+  if (ArgInt64(call, call.args[2], &delta)) IncrBy(call, delta);
+}
+void DecrByCmd(Call& call) {
+  int64_t delta;
+  if (!ArgInt64(call, call.args[2], &delta)) return;
+  if (delta == INT64_MIN) {
+    call.reply.Error("ERR decrement would overflow");
+    return;
+  }
+  IncrBy(call, -delta);
+}
+
+void IncrByFloat(Call& call) {
+  long double delta;
+  if (!base::ParseLongDouble(call.args[2], &delta)) {
+    call.reply.Error("ERR value is not a valid float");
+    return;
+  }
+  call.Propose(Op::kIncrByFloat, 0, 0, call.args.subspan(1, 2));
+}
+
+void Append(Call& call) { call.Propose(Op::kAppend, 0, 0, call.args.subspan(1, 2)); }
+
+// CAS key expected new  |  CAS key new (only if key does not exist)
+void Cas(Call& call) {
+  if (call.args.size() == 3) {
+    call.Propose(Op::kCas, state::kCasMustNotExist, 0, call.args.subspan(1, 2));
+  } else if (call.args.size() == 4) {
+    call.Propose(Op::kCas, 0, 0, call.args.subspan(1, 3));
+  } else {
+    WrongArity(call);
+  }
+}
+
+}  // namespace
+
+void AddStringCommands(std::vector<CommandSpec>* out) {
+  const uint32_t w = kWrite | kDenyOom;
+  out->insert(out->end(), {
+    {"get", 2, kReadOnly | kFast, 1, 1, 1, Get, "Get the value of a key"},
+    {"strlen", 2, kReadOnly | kFast, 1, 1, 1, Strlen, "Length of a key's value"},
+    {"mget", -2, kReadOnly | kFast, 1, -1, 1, MGet, "Get the values of several keys"},
+    {"set", -3, w, 1, 1, 1, Set, "Set a key, with NX/XX/GET and expiry options"},
+    {"setnx", 3, w | kFast, 1, 1, 1, SetNx, "Set a key only if it does not exist"},
+    {"getset", 3, w | kFast, 1, 1, 1, GetSet, "Set a key and return its old value"},
+    {"getdel", 2, kWrite | kFast, 1, 1, 1, GetDel, "Get a key's value and delete it"},
+    {"mset", -3, w, 1, -1, 2, MSet, "Set several keys"},
+    {"msetnx", -3, w, 1, -1, 2, MSetNx, "Set several keys only if none exists"},
+    {"incr", 2, w | kFast, 1, 1, 1, Incr, "Add 1 to an integer value"},
+    {"decr", 2, w | kFast, 1, 1, 1, Decr, "Subtract 1 from an integer value"},
+    {"incrby", 3, w | kFast, 1, 1, 1, IncrByCmd, "Add to an integer value"},
+    {"decrby", 3, w | kFast, 1, 1, 1, DecrByCmd, "Subtract from an integer value"},
+    {"incrbyfloat", 3, w | kFast, 1, 1, 1, IncrByFloat, "Add to a floating point value"},
+    {"append", 3, w | kFast, 1, 1, 1, Append, "Append to a key's value"},
+    {"cas", -3, w | kFast, 1, 1, 1, Cas, "Compare and set: CAS key expected new, or CAS key new"},
+  });
+}
+
+}  // namespace distri::commands

@@ -1,0 +1,130 @@
+// Client command processing; see client.h for the ordering invariants.
+
+#include "server/client.h"
+
+#include "base/logging.h"
+#include "server/server.h"
+
+namespace distri::server {
+
+namespace {
+constexpr size_t kIdleInputKeep = 1 << 20;
+
+protocol::RequestLimits LimitsFor(const commands::ServerSettings& s) {
+  protocol::RequestLimits limits;
+  if (s.max_bulk != 0) limits.max_bulk_len = s.max_bulk;
+  return limits;
+}
+}  // namespace
+
+Client::Client(Server* server, uint64_t id)
+    : server_(server), conn_(server->loop(), this), parser_(LimitsFor(server->settings())) {
+  session_.id = id;
+  session_.created_ms = server->NowMs();
+  session_.authenticated = server->settings().requirepass.empty();
+}
+
+void Client::OnData() {
+  if (conn_.input().readable() < need_bytes_) return;
+  ProcessInput();
+}
+
+void Client::OnPeerClosed() {
+  // Replies still owed to this client are dropped; the writes themselves
+  // still apply (they may already be durable).
+  conn_.Close();
+}
+
+void Client::OnClosed() {
+  server_->OnClientClosed(this);
+  delete this;
+}
+
+void Client::ProtocolError(const std::string& message) {
+  server_->stats().protocol_errors++;
+  std::string& out = pending_.empty() ? conn_.output() : pending_.back().trailing;
+  protocol::ReplyWriter w(&out, session_.protocol);
+  w.Error(message.rfind("Protocol error", 0) == 0 ? "ERR " + message
+                                                  : "ERR Protocol error: " + message);
+  LOG(DEBUG) << "client " << session_.id << " protocol error: " << message;
+  if (pending_.empty()) {
+    conn_.CloseAfterFlush();
+  } else {
+    conn_.PauseReading();  // closes once the pending replies are out
+  }
+  need_bytes_ = SIZE_MAX;
+}
+
+void Client::ProcessInput() {
+  if (in_process_ || conn_.closing()) return;
+  in_process_ = true;
+  net::Buffer& in = conn_.input();
+  const commands::CommandTable& table = commands::CommandTable::Get();
+  while (!in.empty() && !barrier_ && !session_.close_after_reply && need_bytes_ != SIZE_MAX) {
+    size_t consumed = 0;
+    protocol::ParseResult r = parser_.Parse(in.view(), &consumed, &args_);
+    if (r == protocol::ParseResult::kNeedMore) {
+      need_bytes_ = parser_.needed_hint();
+      break;
+    }
+    if (r == protocol::ParseResult::kError) {
+      ProtocolError(parser_.error());
+      break;
+    }
+    need_bytes_ = 0;
+    if (args_.empty()) {
+      in.Consume(consumed);
+      continue;
+    }
+    const commands::CommandSpec* spec = table.Find(args_[0]);
+    bool is_write = spec != nullptr && (spec->flags & commands::kWrite);
+    if (!pending_.empty() && !is_write) break;  // invariant 2: wait for our writes
+
+    size_t writes_before = pending_.size();
+    std::string& out = pending_.empty() ? conn_.output() : deferred_out_;
+    protocol::ReplyWriter writer(&out, session_.protocol);
+    commands::Call call{*server_, session_, args_, writer, scratch_};
+    last_command_ms_ = server_->NowMs();
+    last_command_.assign(spec ? spec->name : "unknown");
+    commands::Dispatch(spec, call);
+    server_->stats().commands_processed++;
+    in.Consume(consumed);  // args_ pointed into the input until here
+
+    if (!deferred_out_.empty()) {  // invariant 3: park it behind the last earlier write
+      CHECK(writes_before > 0);
+      pending_[writes_before - 1].trailing.append(deferred_out_);
+      deferred_out_.clear();
+    }
+    if (pending_.empty()) server_->MarkDirty(this);
+  }
+  if (session_.close_after_reply && pending_.empty()) conn_.CloseAfterFlush();
+  in.ShrinkIfIdle(kIdleInputKeep);
+  in_process_ = false;
+}
+
+void Client::AddPendingWrite(uint64_t index, commands::ReplyShape shape) {
+  pending_.push_back({index, shape, {}});
+  if (shape == commands::ReplyShape::kJoinRoom) barrier_ = true;  // invariant 4
+}
+
+bool Client::CompletePendingWrite(const state::ApplyResult& result) {
+  CHECK(!pending_.empty());
+  PendingWrite& p = pending_.front();
+  protocol::ReplyWriter w(&conn_.output(), session_.protocol);
+  commands::WriteApplyResult(result, p.shape, w);
+  if (p.shape == commands::ReplyShape::kJoinRoom) {
+    if (result.kind == state::ApplyResult::Kind::kBulk) session_.room = result.text;
+    barrier_ = false;
+  }
+  conn_.output().append(p.trailing);
+  pending_.pop_front();
+  server_->MarkDirty(this);
+  if (!pending_.empty()) return false;
+  if (need_bytes_ == SIZE_MAX || session_.close_after_reply) {
+    conn_.CloseAfterFlush();  // a protocol error or QUIT was waiting on these replies
+    return false;
+  }
+  return !conn_.input().empty();
+}
+
+}  // namespace distri::server

@@ -1,0 +1,85 @@
+// Client: one connected client — its session, parser, and the ordering rules
+// that keep replies in request order while writes wait for the log.
+//
+// Ordering (invariants):
+//  1. Replies go out in the order the commands arrived.
+//  2. A command that is not a write runs only when no earlier write of this
+//     client is still waiting to apply, so a client always reads its own
+//     writes. Writes keep flowing (pipelined SETs share one group commit).
+//  3. A write command that answers at once (a syntax error) while earlier
+//     writes wait has its reply parked behind the last waiting write.
+//  4. ROOM.NEW is a barrier: nothing after it runs until it applies, because
+//     it changes the room every later command addresses.
+//
+// Thread-safety: loop thread only. Owned by the Server; deletes itself when
+// its connection has closed.
+
+#ifndef DISTRI_SERVER_CLIENT_H_
+#define DISTRI_SERVER_CLIENT_H_
+
+#include <cstdint>
+#include <deque>
+#include <string>
+#include <vector>
+
+#include "commands/command.h"
+#include "net/connection.h"
+#include "protocol/resp_parser.h"
+
+namespace distri::server {
+
+class Server;
+
+class Client final : public net::Connection::Handler {
+ public:
+  Client(Server* server, uint64_t id);
+  Client(const Client&) = delete;
+  Client& operator=(const Client&) = delete;
+
+  net::Connection& conn() { return conn_; }
+  commands::Session& session() { return session_; }
+
+  // Parses and runs as many buffered commands as the ordering rules allow.
+  void ProcessInput();
+  // A write this client proposed got its index.
+  void AddPendingWrite(uint64_t index, commands::ReplyShape shape);
+  // The oldest pending write applied (or failed): write its reply.
+  // Returns true if the client may now run more buffered commands.
+  bool CompletePendingWrite(const state::ApplyResult& result);
+  size_t pending_writes() const { return pending_.size(); }
+  int64_t last_command_ms() const { return last_command_ms_; }
+  std::string_view last_command() const { return last_command_; }
+  bool dirty = false;
+
+  // net::Connection::Handler
+  void OnData() override;
+  void OnPeerClosed() override;
+  void OnClosed() override;
+
+ private:
+  struct PendingWrite {
+    uint64_t index;
+    commands::ReplyShape shape;
+    std::string trailing;  // replies of later commands that must follow this one
+  };
+
+  void ProtocolError(const std::string& message);
+
+  Server* server_;
+  net::Connection conn_;
+  commands::Session session_;
+  protocol::RequestParser parser_;
+  std::vector<std::string_view> args_;
+  std::string scratch_;
+  std::string deferred_out_;  // replies written while writes are pending
+  std::deque<PendingWrite> pending_;
+  size_t need_bytes_ = 0;     // parser's hint: don't re-parse before this much input
+  bool barrier_ = false;      // a ROOM.NEW is pending
+  bool in_process_ = false;
+  int64_t last_command_ms_ = 0;
+  std::string last_command_;
+};
+
+}  // namespace distri::server
+
+#endif  // DISTRI_SERVER_CLIENT_H_

@@ -1,0 +1,312 @@
+// Server: start-up and recovery, the accept path, group commit plumbing,
+// applying committed entries, active expiry and snapshots. See server.h.
+
+#include "server/server.h"
+
+#include <openssl/rand.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include <cstring>
+
+#include "base/logging.h"
+#include "server/client.h"
+
+namespace distri::server {
+
+namespace {
+
+constexpr uint64_t kExpireIntervalMs = 100;
+constexpr size_t kExpireKeysPerEntry = 256;
+constexpr size_t kExpireEntriesPerCycle = 16;
+
+Status UvError(const char* what, int rc) {
+  return Status::IOError(std::string(what) + ": " + uv_strerror(rc));
+}
+
+}  // namespace
+
+Server::Server(ServerOptions options) : options_(std::move(options)) {}
+
+Server::~Server() {
+  if (log_) log_->Close();
+  if (loop_ready_) {
+    // Close every handle still open, then let libuv finish their callbacks.
+    uv_walk(&loop_, [](uv_handle_t* h, void*) {
+      if (!uv_is_closing(h)) uv_close(h, nullptr);
+    }, nullptr);
+    uv_run(&loop_, UV_RUN_DEFAULT);
+    uv_loop_close(&loop_);
+  }
+}
+
+int64_t Server::NowMs() const {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return static_cast<int64_t>(ts.tv_sec) * 1000 + ts.tv_nsec / 1000000;
+}
+
+Status Server::Start() {
+  started_ms_ = NowMs();
+  const commands::ServerSettings& s = options_.settings;
+  if (::mkdir(s.data_dir.c_str(), 0755) != 0 && errno != EEXIST) {
+    return Status::IOError("cannot create data directory " + s.data_dir + ": " + std::strerror(errno));
+  }
+  log::LocalLogOptions log_options;
+  log_options.dir = s.data_dir;
+  log_options.fsync = s.fsync;
+  log_options.segment_bytes = options_.segment_bytes;
+  uint64_t replayed = 0;
+  auto opened = log::LocalLog::Open(
+      log_options,
+      [this](uint64_t index, std::string_view data) { return state_.LoadSnapshot(index, data); },
+      [this, &replayed](uint64_t index, std::string_view entry) {
+        state::EntryView view;
+        DISTRI_RETURN_IF_ERROR(state::DecodeEntry(entry, &view));
+        (void)state_.Apply(index, view);
+        replayed++;
+        return Status::Ok();
+      });
+  if (!opened.ok()) return opened.status();
+  log_ = std::move(opened).value();
+  used_memory_ = state_.memory_bytes();
+  LOG(INFO) << "recovered " << state_.key_count() << " keys in " << state_.rooms().size()
+            << " rooms at revision " << state_.applied_index() << " (" << replayed
+            << " log entries replayed)";
+
+  CHECK(uv_loop_init(&loop_) == 0);
+  loop_ready_ = true;
+  loop_.data = this;
+  uv_tcp_init(&loop_, &listener_);
+  listener_.data = this;
+  sockaddr_storage addr;
+  int rc = uv_ip4_addr(s.bind.c_str(), s.port, reinterpret_cast<sockaddr_in*>(&addr));
+  if (rc != 0) rc = uv_ip6_addr(s.bind.c_str(), s.port, reinterpret_cast<sockaddr_in6*>(&addr));
+  if (rc != 0) return Status::InvalidArgument("bad --bind address: " + s.bind);
+  rc = uv_tcp_bind(&listener_, reinterpret_cast<const sockaddr*>(&addr), 0);
+  if (rc == 0) rc = uv_listen(reinterpret_cast<uv_stream_t*>(&listener_), 511, OnConnection);
+  if (rc != 0) return UvError(("cannot listen on " + s.bind + ":" + std::to_string(s.port)).c_str(), rc);
+
+  uv_check_init(&loop_, &check_);
+  check_.data = this;
+  uv_check_start(&check_, OnCheck);
+  uv_async_init(&loop_, &log_async_, OnLogWakeup);
+  log_async_.data = this;
+  log_->SetWakeup([this] { uv_async_send(&log_async_); });
+  uv_timer_init(&loop_, &expire_timer_);
+  expire_timer_.data = this;
+  uv_timer_start(&expire_timer_, OnExpireTimer, kExpireIntervalMs, kExpireIntervalMs);
+  for (uv_signal_t* sig : {&sigint_, &sigterm_}) {
+    uv_signal_init(&loop_, sig);
+    sig->data = this;
+  }
+  uv_signal_start(&sigint_, OnSignal, SIGINT);
+  uv_signal_start(&sigterm_, OnSignal, SIGTERM);
+  signal(SIGPIPE, SIG_IGN);
+  LOG(INFO) << "distri 0.1.0 listening on " << s.bind << ":" << s.port << " (http port "
+            << s.http_port << " reserved for the dashboard), data in " << s.data_dir
+            << ", fsync " << (s.fsync ? "always" : "off") << ", pid " << getpid();
+  return Status::Ok();
+}
+
+void Server::Run() { uv_run(&loop_, UV_RUN_DEFAULT); }
+
+void Server::Stop() {
+  LOG(INFO) << "shutting down";
+  uv_close(reinterpret_cast<uv_handle_t*>(&listener_), nullptr);
+  for (auto& [id, client] : clients_) client->conn().Close();
+  uv_timer_stop(&expire_timer_);
+  // Let the writes already handed to the log finish, and their replies go out.
+  log_->Close();
+  ApplyCommitted();
+  uv_stop(&loop_);
+}
+
+void Server::OnSignal(uv_signal_t* handle, int) { static_cast<Server*>(handle->data)->Stop(); }
+
+// ---------------------------------------------------------------------------
+// Clients
+
+void Server::OnConnection(uv_stream_t* listener, int status) {
+  auto* self = static_cast<Server*>(listener->data);
+  if (status < 0) {
+    LOG(WARNING) << "accept failed: " << uv_strerror(status);
+    return;
+  }
+  auto* client = new Client(self, self->next_client_id_++);
+  if (client->conn().Accept(listener) != 0) {
+    client->conn().Close();  // deletes the client in its close callback
+    return;
+  }
+  self->stats_.connections_received++;
+  client->session().peer = client->conn().PeerAddress();
+  uint64_t max = self->options_.settings.max_clients;
+  if (max != 0 && self->clients_.size() >= max) {
+    self->stats_.rejected_connections++;
+    client->conn().output() = "-ERR max number of clients reached\r\n";
+    client->conn().CloseAfterFlush();
+    return;
+  }
+  self->clients_.emplace(client->session().id, client);
+}
+
+void Server::OnClientClosed(Client* client) {
+  clients_.erase(client->session().id);
+  if (client->dirty) std::erase(dirty_, client);
+  std::erase(resumable_, client);
+}
+
+void Server::MarkDirty(Client* client) {
+  if (!client->dirty) {
+    client->dirty = true;
+    dirty_.push_back(client);
+  }
+}
+
+void Server::FlushClients() {
+  // Flush may close a connection; its deletion happens later in the loop's
+  // closing phase, so the pointers stay valid for this pass.
+  std::vector<Client*> batch;
+  batch.swap(dirty_);
+  for (Client* c : batch) {
+    c->dirty = false;
+    c->conn().Flush();
+  }
+}
+
+// Runs after the loop has handled this iteration's I/O: send the replies,
+// then hand the iteration's writes to the log as one group commit.
+void Server::OnCheck(uv_check_t* handle) {
+  auto* self = static_cast<Server*>(handle->data);
+  self->FlushClients();
+  self->log_->Flush();
+  self->used_memory_ = self->state_.memory_bytes();
+}
+
+// ---------------------------------------------------------------------------
+// Writes
+
+Status Server::Propose(commands::Session& session, std::string_view entry,
+                       commands::ReplyShape shape) {
+  Result<uint64_t> index = log_->Propose(entry);
+  if (!index.ok()) return index.status();
+  auto it = clients_.find(session.id);
+  CHECK(it != clients_.end());
+  pending_.push_back({index.value(), session.id});
+  it->second->AddPendingWrite(index.value(), shape);
+  return Status::Ok();
+}
+
+void Server::OnLogWakeup(uv_async_t* handle) { static_cast<Server*>(handle->data)->ApplyCommitted(); }
+
+void Server::ApplyCommitted() {
+  log_->Poll([this](uint64_t index, std::string_view entry) { OnCommit(index, entry); },
+             [this](uint64_t first, const Status& why) { OnLogFailure(first, why); });
+  // Clients whose writes all applied may run the commands they had buffered.
+  std::vector<Client*> batch;
+  batch.swap(resumable_);
+  for (Client* c : batch) c->ProcessInput();
+  MaybeSnapshot();
+}
+
+void Server::OnCommit(uint64_t index, std::string_view entry) {
+  state::ApplyResult result = state_.Apply(index, entry);
+  stats_.entries_applied++;
+  if (index == expiry_index_) {
+    expiry_in_flight_ = false;
+    if (result.kind == state::ApplyResult::Kind::kInt) stats_.expired_keys += result.integer;
+  }
+  if (pending_.empty() || pending_.front().index != index) return;  // e.g. proposed before a restart
+  PendingEntry p = pending_.front();
+  pending_.pop_front();
+  if (p.client_id == 0) return;
+  auto it = clients_.find(p.client_id);
+  if (it == clients_.end()) return;  // the client left; the write stands
+  Client* client = it->second;
+  if (client->CompletePendingWrite(result)) resumable_.push_back(client);
+}
+
+void Server::OnLogFailure(uint64_t first_index, const Status& why) {
+  stats_.log_failures++;
+  LOG(ERROR) << "log write failed from index " << first_index << ": " << why.ToString();
+  state::ApplyResult error = state::ApplyResult::Error("ERR write not persisted: " + why.message());
+  // Poll delivers every durable entry before reporting a failure, so every
+  // write still pending is one of the failed ones.
+  for (const PendingEntry& p : pending_) CHECK(p.index >= first_index);
+  pending_.clear();
+  for (auto& [id, client] : clients_) {
+    bool resume = false;
+    while (client->pending_writes() > 0) resume = client->CompletePendingWrite(error);
+    if (resume) resumable_.push_back(client);
+  }
+  if (expiry_index_ >= first_index) expiry_in_flight_ = false;
+}
+
+// ---------------------------------------------------------------------------
+// Active expiry: keys past their time are deleted by ordinary log entries.
+
+void Server::OnExpireTimer(uv_timer_t* handle) { static_cast<Server*>(handle->data)->ExpireCycle(); }
+
+void Server::ExpireCycle() {
+  if (expiry_in_flight_) return;
+  const int64_t now = NowMs();
+  std::vector<std::string> keys;
+  std::string entry;
+  size_t entries = 0;
+  for (const auto& [code, room] : state_.rooms()) {
+    if (room->expiring_count() == 0) continue;
+    keys.clear();
+    room->CollectExpired(now, kExpireKeysPerEntry * (kExpireEntriesPerCycle - entries), &keys);
+    for (size_t i = 0; i < keys.size(); i += kExpireKeysPerEntry) {
+      std::vector<std::string_view> args;
+      for (size_t j = i; j < keys.size() && j < i + kExpireKeysPerEntry; j++) args.push_back(keys[j]);
+      entry.clear();
+      state::EncodeEntry(&entry, state::Op::kExpireKeys, 0, now, 0, code, args);
+      Result<uint64_t> index = log_->Propose(entry);
+      if (!index.ok()) return;
+      pending_.push_back({index.value(), 0});
+      expiry_index_ = index.value();
+      expiry_in_flight_ = true;
+      entries++;
+    }
+    if (entries >= kExpireEntriesPerCycle) break;
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Snapshots compact the log once enough of it has been written.
+
+void Server::MaybeSnapshot() {
+  if (log_->bytes_since_snapshot() < options_.snapshot_bytes) return;
+  Status st = log_->SaveSnapshot(state_.applied_index(), [this](const log::SnapshotWriteFn& write) {
+    return state_.SaveSnapshot(write);
+  });
+  if (st.ok()) {
+    stats_.snapshots++;
+    LOG(INFO) << "snapshot at revision " << state_.applied_index();
+  } else {
+    LOG(ERROR) << "snapshot failed: " << st.ToString();
+  }
+}
+
+std::string Server::NewRoomCode() {
+  unsigned char raw[16];  // 128 bits
+  CHECK(RAND_bytes(raw, sizeof raw) == 1) << "RAND_bytes failed";
+  static const char kAlphabet[] =
+      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+  std::string code;
+  uint32_t acc = 0;
+  int bits = 0;
+  for (unsigned char b : raw) {
+    acc = (acc << 8) | b;
+    bits += 8;
+    while (bits >= 6) {
+      bits -= 6;
+      code.push_back(kAlphabet[(acc >> bits) & 63]);
+    }
+  }
+  if (bits > 0) code.push_back(kAlphabet[(acc << (6 - bits)) & 63]);
+  return code;  // 22 URL-safe characters
+}
+
+}  // namespace distri::server
