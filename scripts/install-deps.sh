@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Installs what building (and, with --test, testing) Distri needs on Debian.
+# Safe to run again: it installs only what is missing.
+#
+#   scripts/install-deps.sh          build dependencies (C++ toolchain, libuv, OpenSSL, xxHash)
+#   scripts/install-deps.sh --test   plus clang (fuzzing), GoogleTest, redis tools, Python test venv
+set -euo pipefail
+
+want_test=0
+[[ "${1:-}" == "--test" ]] && want_test=1
+root="$(cd "$(dirname "$0")/.." && pwd)"
+
+packages=(build-essential cmake ninja-build pkg-config libuv1-dev libssl-dev libxxhash-dev)
+if [[ $want_test == 1 ]]; then
+  packages+=(clang libclang-rt-14-dev libgtest-dev libgmock-dev libbenchmark-dev
+             redis-server redis-tools python3 python3-venv)
+fi
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [[ ${#missing[@]} -gt 0 ]]; then
+  echo "installing Debian packages: ${missing[*]}"
+  sudo_cmd=""
+  [[ $(id -u) -ne 0 ]] && sudo_cmd="sudo"
+  $sudo_cmd apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+if [[ $want_test == 1 ]]; then
+  venv="$root/build/venv"
+  if [[ ! -x "$venv/bin/python" ]]; then
+    python3 -m venv "$venv"
+  fi
+  if ! "$venv/bin/python" -c "import redis, pytest, pytest_timeout" 2>/dev/null; then
+    echo "installing Python test packages into $venv"
+    "$venv/bin/pip" install -q --upgrade pip
+    "$venv/bin/pip" install -q -r "$root/tests/requirements.txt"
+  fi
+fi
