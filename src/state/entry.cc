@@ -46,6 +46,38 @@ bool GetBytes(std::string_view* in, std::string_view* out) {
   return true;
 }
 
+// Every entry Apply() sees has the arguments its op needs, so a malformed
+// entry is refused here rather than tripping a CHECK there.
+bool ArgsFitOp(const EntryView& e) {
+  size_t n = e.args.size();
+  switch (e.op) {
+    case Op::kSet:
+    case Op::kIncrByFloat:
+    case Op::kAppend:
+    case Op::kRename:
+      return n == 2;
+    case Op::kIncrBy:
+    case Op::kExpireAt:
+    case Op::kPersist:
+    case Op::kGetDel:
+      return n == 1;
+    case Op::kDel:
+    case Op::kExpireKeys:
+      return n >= 1;
+    case Op::kMSet:
+      return n >= 2 && n % 2 == 0;
+    case Op::kCas:
+      return (e.flags & kCasMustNotExist) ? n == 2 : n == 3;
+    case Op::kFlushRoom:
+    case Op::kFlushAll:
+    case Op::kRoomDrop:
+      return n == 0;
+    case Op::kRoomCreate:
+      return n <= 1;
+  }
+  return false;
+}
+
 }  // namespace
 
 void EncodeEntry(std::string* out, Op op, uint32_t flags, int64_t now_ms, int64_t num,
@@ -85,6 +117,7 @@ Status DecodeEntry(std::string_view data, EntryView* out) {
     out->args.push_back(a);
   }
   if (!data.empty()) return bad("trailing bytes");
+  if (!ArgsFitOp(*out)) return bad("wrong argument count for op");
   return Status::Ok();
 }
 

@@ -10,10 +10,10 @@ namespace {
 TEST(EntryTest, RoundTrip) {
   std::string buf;
   std::string_view args[] = {"key", std::string_view("v\0al", 4), ""};
-  EncodeEntry(&buf, Op::kSet, kSetNx | kSetGet, 1700000000123, -42, "room1", args);
+  EncodeEntry(&buf, Op::kDel, kSetNx | kSetGet, 1700000000123, -42, "room1", args);
   EntryView e;
   ASSERT_TRUE(DecodeEntry(buf, &e).ok());
-  EXPECT_EQ(e.op, Op::kSet);
+  EXPECT_EQ(e.op, Op::kDel);
   EXPECT_EQ(e.flags, kSetNx | kSetGet);
   EXPECT_EQ(e.now_ms, 1700000000123);
   EXPECT_EQ(e.num, -42);
@@ -25,7 +25,8 @@ TEST(EntryTest, RoundTrip) {
 
 TEST(EntryTest, ExtremeNumbers) {
   std::string buf;
-  EncodeEntry(&buf, Op::kIncrBy, 0, INT64_MIN, INT64_MAX, "", {});
+  std::string_view key[] = {"k"};
+  EncodeEntry(&buf, Op::kIncrBy, 0, INT64_MIN, INT64_MAX, "", key);
   EntryView e;
   ASSERT_TRUE(DecodeEntry(buf, &e).ok());
   EXPECT_EQ(e.now_ms, INT64_MIN);
@@ -49,6 +50,27 @@ TEST(EntryTest, UnknownOpRejected) {
   buf[0] = 99;
   EntryView e;
   EXPECT_EQ(DecodeEntry(buf, &e).code(), Code::kCorruption);
+}
+
+}  // namespace
+}  // namespace distri::state
+
+namespace distri::state {
+namespace {
+
+TEST(EntryTest, ArgumentCountCheckedPerOp) {
+  EntryView e;
+  std::string buf;
+  std::string_view one[] = {"k"};
+  EncodeEntry(&buf, Op::kSet, 0, 0, 0, "r", one);  // SET needs key and value
+  EXPECT_EQ(DecodeEntry(buf, &e).code(), Code::kCorruption);
+  buf.clear();
+  std::string_view three[] = {"a", "1", "b"};
+  EncodeEntry(&buf, Op::kMSet, 0, 0, 0, "r", three);  // MSET needs pairs
+  EXPECT_EQ(DecodeEntry(buf, &e).code(), Code::kCorruption);
+  buf.clear();
+  EncodeEntry(&buf, Op::kCas, kCasMustNotExist, 0, 0, "r", std::span(three).first(2));
+  EXPECT_TRUE(DecodeEntry(buf, &e).ok());
 }
 
 }  // namespace

@@ -397,8 +397,10 @@ Status StateMachine::LoadSnapshot(uint64_t index, std::string_view data) {
           !in.Str(&value) || !in.U64(&expire)) {
         return bad("item");
       }
+      if (expire >= (uint64_t{1} << 56)) return bad("expiry");
       room->Store(key, value, static_cast<int64_t>(expire));
     }
+    if (room->key_count() != nkeys) return bad("duplicate key");
     if (!rooms.emplace(std::string(code), std::move(room)).second) return bad("duplicate room");
   }
   if (!in.done()) return bad("trailing bytes");
