@@ -70,7 +70,7 @@ std::string FormatLongDouble(long double v) {
     while (!s.empty() && s.back() == '0') s.pop_back();
     if (!s.empty() && s.back() == '.') s.pop_back();
   }
-  if (s == "-0") s = "0";
+  if (s == "-0") return std::string("0");
   return s;
 }
 

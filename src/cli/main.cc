@@ -20,8 +20,7 @@ constexpr char kUsage[] =
     "  distri serve [flags]    run a node (single node; data under ./distri-data)\n"
     "  distri --help           this text\n"
     "  distri --version        print the version\n"
-    "\n"
-    "Run 'distri serve --help' for the server's flags.\n";
+    "";
 
 constexpr char kServeUsage[] =
     "Usage: distri serve [flags]\n"
@@ -146,7 +145,10 @@ int Serve(const std::vector<std::string_view>& args) {
 int main(int argc, char** argv) {
   std::vector<std::string_view> args(argv + 1, argv + argc);
   if (args.empty() || args[0] == "--help" || args[0] == "-h" || args[0] == "help") {
-    std::fputs(kUsage, args.empty() ? stderr : stdout);
+    std::FILE* out = args.empty() ? stderr : stdout;
+    std::fputs(kUsage, out);
+    std::fputs("\n", out);
+    std::fputs(kServeUsage, out);
     return args.empty() ? 2 : 0;
   }
   if (args[0] == "--version" || args[0] == "version") {

@@ -32,9 +32,12 @@ bool PasswordMatches(Call& call, std::string_view given) {
   return given.size() == want.size() && CRYPTO_memcmp(given.data(), want.data(), want.size()) == 0;
 }
 
-// AUTH [username] password. Only the "default" user exists.
-bool CheckAuth(Call& call, std::string_view user, std::string_view password) {
+// AUTH [username] password. Only the "default" user exists; without
+// --requirepass it accepts any password when named (as Redis's "nopass"
+// default user does), and the one-argument form is an error as in Redis.
+bool CheckAuth(Call& call, std::string_view user, std::string_view password, bool named) {
   if (call.ctx.settings().requirepass.empty()) {
+    if (named && user == "default") return true;
     call.reply.Error(
         "ERR AUTH <password> called without any password configured for the default user. "
         "Are you sure your configuration is correct?");
@@ -53,8 +56,9 @@ void Auth(Call& call) {
     SyntaxError(call);
     return;
   }
-  std::string_view user = call.args.size() == 3 ? call.args[1] : "default";
-  if (CheckAuth(call, user, call.args.back())) call.reply.Ok();
+  bool named = call.args.size() == 3;
+  std::string_view user = named ? call.args[1] : "default";
+  if (CheckAuth(call, user, call.args.back(), named)) call.reply.Ok();
 }
 
 // HELLO [protover [AUTH user pass] [SETNAME name]]
@@ -78,7 +82,7 @@ void Hello(Call& call) {
   bool has_setname = false;
   for (; i < call.args.size(); i++) {
     if (base::EqualsIgnoreCase(call.args[i], "auth") && i + 2 < call.args.size()) {
-      if (!CheckAuth(call, call.args[i + 1], call.args[i + 2])) return;
+      if (!CheckAuth(call, call.args[i + 1], call.args[i + 2], true)) return;
       i += 2;
     } else if (base::EqualsIgnoreCase(call.args[i], "setname") && i + 1 < call.args.size()) {
       setname = call.args[++i];

@@ -47,11 +47,10 @@ void MGet(Call& call) {
 }
 
 // SET key value [NX|XX] [GET] [EX s|PX ms|EXAT s|PXAT ms|KEEPTTL]
+// As in Redis, every option is checked for syntax before the expiry value.
 void Set(Call& call) {
   uint32_t flags = 0;
-  int64_t expire_at = 0;
-  bool has_expiry = false;
-  const int64_t now = call.ctx.NowMs();
+  std::string_view expire_opt, expire_arg;
   for (size_t i = 3; i < call.args.size(); i++) {
     std::string_view opt = call.args[i];
     bool has_next = i + 1 < call.args.size();
@@ -61,27 +60,31 @@ void Set(Call& call) {
       flags |= state::kSetXx;
     } else if (base::EqualsIgnoreCase(opt, "get")) {
       flags |= state::kSetGet;
-    } else if (base::EqualsIgnoreCase(opt, "keepttl") && !has_expiry) {
+    } else if (base::EqualsIgnoreCase(opt, "keepttl") && expire_opt.empty()) {
       flags |= state::kSetKeepTtl;
     } else if ((base::EqualsIgnoreCase(opt, "ex") || base::EqualsIgnoreCase(opt, "px") ||
                 base::EqualsIgnoreCase(opt, "exat") || base::EqualsIgnoreCase(opt, "pxat")) &&
-               has_next && !has_expiry && !(flags & state::kSetKeepTtl)) {
-      int64_t v;
-      if (!ArgInt64(call, call.args[++i], &v)) return;
-      bool seconds = base::EqualsIgnoreCase(opt, "ex") || base::EqualsIgnoreCase(opt, "exat");
-      bool absolute = opt.size() == 4;
-      int64_t ms = v;
-      if (v <= 0 || (seconds && __builtin_mul_overflow(v, 1000, &ms)) ||
-          (!absolute && __builtin_add_overflow(ms, now, &ms))) {
-        call.reply.Error("ERR invalid expire time in 'set' command");
-        return;
-      }
-      expire_at = ms;
-      has_expiry = true;
+               has_next && expire_opt.empty() && !(flags & state::kSetKeepTtl)) {
+      expire_opt = opt;
+      expire_arg = call.args[++i];
     } else {
       SyntaxError(call);
       return;
     }
+  }
+  int64_t expire_at = 0;
+  if (!expire_opt.empty()) {
+    int64_t v;
+    if (!ArgInt64(call, expire_arg, &v)) return;
+    bool seconds = base::EqualsIgnoreCase(expire_opt, "ex") || base::EqualsIgnoreCase(expire_opt, "exat");
+    bool absolute = expire_opt.size() == 4;
+    int64_t ms = v;
+    if (v <= 0 || (seconds && __builtin_mul_overflow(v, 1000, &ms)) ||
+        (!absolute && __builtin_add_overflow(ms, call.ctx.NowMs(), &ms))) {
+      call.reply.Error("ERR invalid expire time in 'set' command");
+      return;
+    }
+    expire_at = ms;
   }
   std::string_view op_args[] = {call.args[1], call.args[2]};
   call.Propose(Op::kSet, flags, expire_at, op_args);

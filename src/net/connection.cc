@@ -57,7 +57,7 @@ void Connection::ReadCb(uv_stream_t* s, ssize_t nread, const uv_buf_t*) {
     self->handler_->OnData();
   } else if (nread < 0) {
     self->PauseReading();
-    self->handler_->OnPeerClosed();
+    self->handler_->OnPeerClosed(nread == UV_EOF);
   }
 }
 
@@ -77,7 +77,11 @@ bool Connection::Flush() {
   if (static_cast<size_t>(n) == output_.size()) {
     output_.clear();
     if (output_.capacity() > (1 << 20)) std::string().swap(output_);
-    if (close_after_flush_) Close();
+    if (close_after_flush_) {
+      Close();
+      return false;
+    }
+    handler_->OnDrained();
     return !closing_;
   }
   // The socket took part of it: hand the rest to libuv and wait.
@@ -100,6 +104,14 @@ void Connection::WriteCb(uv_write_t* req, int status) {
   self->in_flight_.clear();
   if (status < 0) {
     self->Close();
+    return;
+  }
+  if (self->output_.empty()) {
+    if (self->close_after_flush_) {
+      self->Close();
+    } else {
+      self->handler_->OnDrained();
+    }
     return;
   }
   self->Flush();

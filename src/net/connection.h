@@ -25,8 +25,10 @@ class Connection {
    public:
     virtual ~Handler() = default;
     virtual void OnData() = 0;         // new bytes in input()
-    virtual void OnPeerClosed() = 0;   // EOF or read error
+    // EOF (the peer may still read our replies) or a read error.
+    virtual void OnPeerClosed(bool eof) = 0;
     virtual void OnClosed() = 0;       // handle released; safe to delete
+    virtual void OnDrained() {}        // all buffered output has been written
   };
 
   Connection(uv_loop_t* loop, Handler* handler);

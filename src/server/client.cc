@@ -9,6 +9,7 @@ namespace distri::server {
 
 namespace {
 constexpr size_t kIdleInputKeep = 1 << 20;
+constexpr size_t kOutputHighWater = 1 << 20;
 
 protocol::RequestLimits LimitsFor(const commands::ServerSettings& s) {
   protocol::RequestLimits limits;
@@ -29,15 +30,28 @@ void Client::OnData() {
   ProcessInput();
 }
 
-void Client::OnPeerClosed() {
-  // Replies still owed to this client are dropped; the writes themselves
-  // still apply (they may already be durable).
-  conn_.Close();
+void Client::OnPeerClosed(bool eof) {
+  if (!eof) {
+    // A reset: replies owed to this client are dropped; its writes still
+    // apply (they may already be durable).
+    conn_.Close();
+    return;
+  }
+  // A half-close: the peer sent everything it will send and may still read.
+  // Run the complete commands it sent, reply, then close.
+  peer_closed_ = true;
+  ProcessInput();
 }
 
 void Client::OnClosed() {
   server_->OnClientClosed(this);
   delete this;
+}
+
+void Client::OnDrained() {
+  if (!output_blocked_) return;
+  output_blocked_ = false;
+  ProcessInput();
 }
 
 void Client::ProtocolError(const std::string& message) {
@@ -60,7 +74,12 @@ void Client::ProcessInput() {
   in_process_ = true;
   net::Buffer& in = conn_.input();
   const commands::CommandTable& table = commands::CommandTable::Get();
+  bool waiting = false;  // a complete command waits for this client's pending writes
   while (!in.empty() && !barrier_ && !session_.close_after_reply && need_bytes_ != SIZE_MAX) {
+    if (conn_.pending_output() > kOutputHighWater) {
+      output_blocked_ = true;
+      break;
+    }
     size_t consumed = 0;
     protocol::ParseResult r = parser_.Parse(in.view(), &consumed, &args_);
     if (r == protocol::ParseResult::kNeedMore) {
@@ -78,7 +97,10 @@ void Client::ProcessInput() {
     }
     const commands::CommandSpec* spec = table.Find(args_[0]);
     bool is_write = spec != nullptr && (spec->flags & commands::kWrite);
-    if (!pending_.empty() && !is_write) break;  // invariant 2: wait for our writes
+    if (!pending_.empty() && !is_write) {  // invariant 2: wait for our writes
+      waiting = true;
+      break;
+    }
 
     size_t writes_before = pending_.size();
     std::string& out = pending_.empty() ? conn_.output() : deferred_out_;
@@ -97,7 +119,17 @@ void Client::ProcessInput() {
     }
     if (pending_.empty()) server_->MarkDirty(this);
   }
-  if (session_.close_after_reply && pending_.empty()) conn_.CloseAfterFlush();
+  if ((session_.close_after_reply || peer_closed_) && pending_.empty() && !barrier_) {
+    conn_.CloseAfterFlush();
+  } else if (!peer_closed_ && need_bytes_ != SIZE_MAX) {
+    // Read more only if it can be used now: not while replies pile up, and
+    // not while whole commands wait (a partial command always needs more).
+    if (output_blocked_ || (waiting || barrier_)) {
+      conn_.PauseReading();
+    } else {
+      conn_.ResumeReading();
+    }
+  }
   in.ShrinkIfIdle(kIdleInputKeep);
   in_process_ = false;
 }
@@ -124,7 +156,7 @@ bool Client::CompletePendingWrite(const state::ApplyResult& result) {
     conn_.CloseAfterFlush();  // a protocol error or QUIT was waiting on these replies
     return false;
   }
-  return !conn_.input().empty();
+  return true;  // run buffered commands, and read again if reading was paused
 }
 
 }  // namespace distri::server

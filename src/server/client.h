@@ -11,6 +11,11 @@
 //  4. ROOM.NEW is a barrier: nothing after it runs until it applies, because
 //     it changes the room every later command addresses.
 //
+// Backpressure: while more than kOutputHighWater bytes of replies are unsent,
+// no further command runs and the socket is not read, so a client that
+// pipelines requests but does not read replies costs bounded memory. Likewise
+// the socket is not read while complete commands wait behind pending writes.
+//
 // Thread-safety: loop thread only. Owned by the Server; deletes itself when
 // its connection has closed.
 
@@ -53,8 +58,9 @@ class Client final : public net::Connection::Handler {
 
   // net::Connection::Handler
   void OnData() override;
-  void OnPeerClosed() override;
+  void OnPeerClosed(bool eof) override;
   void OnClosed() override;
+  void OnDrained() override;
 
  private:
   struct PendingWrite {
@@ -76,6 +82,8 @@ class Client final : public net::Connection::Handler {
   size_t need_bytes_ = 0;     // parser's hint: don't re-parse before this much input
   bool barrier_ = false;      // a ROOM.NEW is pending
   bool in_process_ = false;
+  bool peer_closed_ = false;  // EOF seen: finish what was sent, then close
+  bool output_blocked_ = false;  // too much unsent output: stop running commands
   int64_t last_command_ms_ = 0;
   std::string last_command_;
 };

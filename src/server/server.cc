@@ -84,7 +84,12 @@ Status Server::Start() {
   if (rc != 0) rc = uv_ip6_addr(s.bind.c_str(), s.port, reinterpret_cast<sockaddr_in6*>(&addr));
   if (rc != 0) return Status::InvalidArgument("bad --bind address: " + s.bind);
   rc = uv_tcp_bind(&listener_, reinterpret_cast<const sockaddr*>(&addr), 0);
-  if (rc == 0) rc = uv_listen(reinterpret_cast<uv_stream_t*>(&listener_), 511, OnConnection);
+  if (rc != 0) return UvError(("cannot bind " + s.bind + ":" + std::to_string(s.port)).c_str(), rc);
+  // Logged before listen(): a client that can connect can also read this line.
+  LOG(INFO) << "distri 0.1.0 listening on " << s.bind << ":" << s.port << " (http port "
+            << s.http_port << " reserved for the dashboard), data in " << s.data_dir
+            << ", fsync " << (s.fsync ? "always" : "off") << ", pid " << getpid();
+  rc = uv_listen(reinterpret_cast<uv_stream_t*>(&listener_), 511, OnConnection);
   if (rc != 0) return UvError(("cannot listen on " + s.bind + ":" + std::to_string(s.port)).c_str(), rc);
 
   uv_check_init(&loop_, &check_);
@@ -103,9 +108,6 @@ Status Server::Start() {
   uv_signal_start(&sigint_, OnSignal, SIGINT);
   uv_signal_start(&sigterm_, OnSignal, SIGTERM);
   signal(SIGPIPE, SIG_IGN);
-  LOG(INFO) << "distri 0.1.0 listening on " << s.bind << ":" << s.port << " (http port "
-            << s.http_port << " reserved for the dashboard), data in " << s.data_dir
-            << ", fsync " << (s.fsync ? "always" : "off") << ", pid " << getpid();
   return Status::Ok();
 }
 
@@ -166,11 +168,16 @@ void Server::MarkDirty(Client* client) {
 void Server::FlushClients() {
   // Flush may close a connection; its deletion happens later in the loop's
   // closing phase, so the pointers stay valid for this pass.
-  std::vector<Client*> batch;
-  batch.swap(dirty_);
-  for (Client* c : batch) {
-    c->dirty = false;
-    c->conn().Flush();
+  // A flush that drains a blocked client lets it run more commands, which
+  // may mark clients dirty again: repeat until nothing new was written (each
+  // round stops at the clients' high-water marks, so this ends).
+  while (!dirty_.empty()) {
+    std::vector<Client*> batch;
+    batch.swap(dirty_);
+    for (Client* c : batch) {
+      c->dirty = false;
+      c->conn().Flush();
+    }
   }
 }
 
@@ -271,6 +278,7 @@ void Server::ExpireCycle() {
     }
     if (entries >= kExpireEntriesPerCycle) break;
   }
+  if (entries > 0) log_->Flush();  // timers run before the loop's check phase
 }
 
 // ---------------------------------------------------------------------------
