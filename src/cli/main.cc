@@ -39,6 +39,16 @@ constexpr char kServeUsage[] =
     "  --max-bulk BYTES     largest single argument accepted (default 512m)\n"
     "  --requirepass PASS   require AUTH with this password\n"
     "  --snapshot-bytes N   snapshot the state after this much log (default 64m)\n"
+    "  --mirror-history-entries N\n"
+    "                       changes kept for mirrors resuming FROM a revision (default 100000)\n"
+    "  --mirror-history-bytes N\n"
+    "                       bytes of such changes kept (default 64m)\n"
+    "  --push-output-limit HARD,SOFT,SECONDS\n"
+    "                       disconnect a mirror whose unsent output passes HARD bytes, or\n"
+    "                       stays above SOFT for SECONDS (default 32m,8m,60; 0 disables)\n"
+    "  --output-limit HARD,SOFT,SECONDS\n"
+    "                       the same for ordinary clients (default 0,0,0: none; replies\n"
+    "                       are already paced by not reading a client that does not read)\n"
     "  --log-level LEVEL    debug, info, warning or error (default info)\n"
     "  --help               this text\n";
 
@@ -60,6 +70,14 @@ bool ParseBytes(std::string_view s, uint64_t* out) {
   if (!distri::base::ParseUint64(s, &v) || (v != 0 && mult > UINT64_MAX / v)) return false;
   *out = v * mult;
   return true;
+}
+
+// "32mb,8mb,60" -> OutputLimit.
+bool ParseOutputLimit(std::string_view s, distri::server::OutputLimit* out) {
+  size_t a = s.find(','), b = a == std::string_view::npos ? a : s.find(',', a + 1);
+  if (b == std::string_view::npos) return false;
+  return ParseBytes(s.substr(0, a), &out->hard) && ParseBytes(s.substr(a + 1, b - a - 1), &out->soft) &&
+         distri::base::ParseUint64(s.substr(b + 1), &out->soft_seconds);
 }
 
 int Fail(const std::string& message) {
@@ -119,6 +137,15 @@ int Serve(const std::vector<std::string_view>& args) {
       if (!ParseBytes(value, &options.snapshot_bytes) || options.snapshot_bytes == 0) {
         return Fail("--snapshot-bytes must be a positive byte count");
       }
+    } else if (name == "mirror-history-entries") {
+      if (!number(UINT32_MAX) || n == 0) return Fail("--mirror-history-entries must be a positive number");
+      options.mirror.history_entries = n;
+    } else if (name == "mirror-history-bytes") {
+      if (!ParseBytes(value, &n) || n == 0) return Fail("--mirror-history-bytes must be a positive byte count");
+      options.mirror.history_bytes = n;
+    } else if (name == "push-output-limit" || name == "output-limit") {
+      auto* limit = name == "output-limit" ? &options.normal_limit : &options.push_limit;
+      if (!ParseOutputLimit(value, limit)) return Fail("--" + std::string(name) + " must be HARD,SOFT,SECONDS");
     } else if (name == "log-level") {
       using distri::base::LogLevel;
       if (value == "debug") distri::base::SetMinLogLevel(LogLevel::kDebug);

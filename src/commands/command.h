@@ -16,6 +16,7 @@
 #define DISTRI_COMMANDS_COMMAND_H_
 
 #include <cstdint>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -87,6 +88,15 @@ class Context {
   virtual std::string Info(std::string_view section) = 0;
   // CLIENT LIST lines, or the one line for CLIENT INFO.
   virtual std::string ClientList(const Session* only) = 0;
+  // MIRROR: writes the reply and starts pushing the room's changes.
+  // REQUIRES: session.protocol == 3.
+  virtual void Mirror(Session& session, std::string_view prefix, std::optional<uint64_t> from,
+                      protocol::ReplyWriter& reply) = 0;
+  // UNMIRROR: how many mirrors stopped.
+  virtual size_t Unmirror(Session& session, std::optional<std::string_view> room) = 0;
+  // ROOM.STATS and STATS replies (maps; see docs/protocol.md).
+  virtual void RoomStats(std::string_view code, protocol::ReplyWriter& reply) = 0;
+  virtual void SiteStats(protocol::ReplyWriter& reply) = 0;
 };
 
 struct Call {
@@ -141,6 +151,7 @@ void AddConnectionCommands(std::vector<CommandSpec>* out);
 void AddStringCommands(std::vector<CommandSpec>* out);
 void AddKeyCommands(std::vector<CommandSpec>* out);
 void AddRoomCommands(std::vector<CommandSpec>* out);
+void AddMirrorCommands(std::vector<CommandSpec>* out);
 
 // Shared argument helpers; each writes the Redis error and returns false.
 bool ArgInt64(Call& call, std::string_view arg, int64_t* out);

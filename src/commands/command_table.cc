@@ -13,6 +13,7 @@ CommandTable::CommandTable() {
   AddStringCommands(&specs_);
   AddKeyCommands(&specs_);
   AddRoomCommands(&specs_);
+  AddMirrorCommands(&specs_);
   for (const CommandSpec& spec : specs_) index_.emplace_back(spec.name, &spec);
   std::sort(index_.begin(), index_.end());
 }

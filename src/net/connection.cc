@@ -144,6 +144,15 @@ void Connection::Close() {
   uv_close(reinterpret_cast<uv_handle_t*>(&tcp_), CloseCb);
 }
 
+void Connection::Reset() {
+  if (closing_) return;
+  closing_ = true;
+  reading_ = false;
+  if (uv_tcp_close_reset(&tcp_, CloseCb) != 0) {
+    uv_close(reinterpret_cast<uv_handle_t*>(&tcp_), CloseCb);
+  }
+}
+
 void Connection::CloseCb(uv_handle_t* h) {
   auto* self = static_cast<Connection*>(h->data);
   self->handler_->OnClosed();

@@ -50,6 +50,9 @@ class Connection {
   // Closes after the buffered output is written.
   void CloseAfterFlush();
   void Close();
+  // Closes at once with a TCP reset, discarding unsent output (also what the
+  // kernel still holds), for clients cut off for not reading.
+  void Reset();
   bool closing() const { return closing_; }
 
  private:

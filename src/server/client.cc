@@ -49,6 +49,8 @@ void Client::OnClosed() {
 }
 
 void Client::OnDrained() {
+  over_soft_since_ms = 0;
+  if (mirrors > 0) server_->WakePump();
   if (!output_blocked_) return;
   output_blocked_ = false;
   ProcessInput();
@@ -109,7 +111,7 @@ void Client::ProcessInput() {
     last_command_ms_ = server_->NowMs();
     last_command_.assign(spec ? spec->name : "unknown");
     commands::Dispatch(spec, call);
-    server_->stats().commands_processed++;
+    server_->CountCommand(session_.room, spec ? spec->flags : 0);
     in.Consume(consumed);  // args_ pointed into the input until here
 
     if (!deferred_out_.empty()) {  // invariant 3: park it behind the last earlier write

@@ -55,6 +55,8 @@ class Client final : public net::Connection::Handler {
   int64_t last_command_ms() const { return last_command_ms_; }
   std::string_view last_command() const { return last_command_; }
   bool dirty = false;
+  size_t mirrors = 0;             // live mirrors this client holds (push class)
+  int64_t over_soft_since_ms = 0; // when unsent output first passed the soft limit
 
   // net::Connection::Handler
   void OnData() override;

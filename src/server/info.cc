@@ -59,10 +59,14 @@ void Server::AppendInfoSection(std::string_view name, std::string* out) {
   } else if (name == "clients") {
     out->append("# Clients\r\n");
     Field(out, "connected_clients", clients_.size());
+    uint64_t output_bytes = 0;
+    for (const auto& [id, c] : clients_) output_bytes += c->conn().pending_output();
+    Field(out, "clients_output_bytes", output_bytes);
     Field(out, "maxclients", s.max_clients);
   } else if (name == "memory") {
     out->append("# Memory\r\n");
     Field(out, "used_memory", used_memory_);
+    Field(out, "mirror_history_bytes", mirrors_->history_bytes());
     Field(out, "used_memory_human", Human(used_memory_));
     uint64_t rss = ReadRssBytes();
     Field(out, "used_memory_rss", rss);
@@ -95,10 +99,29 @@ void Server::AppendInfoSection(std::string_view name, std::string* out) {
                          ",expires=" + std::to_string(room->expiring_count()) + ",avg_ttl=0");
     }
   } else if (name == "distri") {
+    // The same fields as STATS, as INFO text.
+    const int64_t now_s = now / 1000;
     out->append("# Distri\r\n");
+    Field(out, "version", std::string("0.1.0"));
+    Field(out, "node_id", node_id_);
+    Field(out, "uptime_s", static_cast<uint64_t>((now - started_ms_) / 1000));
     Field(out, "rooms", state_.rooms().size());
+    Field(out, "clients", clients_.size());
+    Field(out, "mirrors", mirrors_->mirror_count());
     Field(out, "keys", state_.key_count());
+    Field(out, "memory_bytes", used_memory_);
+    Field(out, "ops_per_sec_1s", stats_.ops.LastSecond(now_s));
+    char rate[32];
+    std::snprintf(rate, sizeof rate, "%.2f", stats_.ops.LastMinute(now_s));
+    Field(out, "ops_per_sec_1m", std::string(rate));
+    Field(out, "commands_total", stats_.ops.total());
+    Field(out, "reads_total", stats_.reads.total());
+    Field(out, "writes_total", stats_.writes.total());
     Field(out, "revision", state_.applied_index());
+    Field(out, "connections_total", stats_.connections_received);
+    Field(out, "slow_consumer_disconnects", stats_.slow_consumer_disconnects);
+    Field(out, "mirror_history_bytes", mirrors_->history_bytes());
+    Field(out, "mirror_history_floor", mirrors_->history_floor());
     Field(out, "data_dir", s.data_dir);
   }
 }

@@ -70,6 +70,9 @@ Status Server::Start() {
   if (!opened.ok()) return opened.status();
   log_ = std::move(opened).value();
   used_memory_ = state_.memory_bytes();
+  DISTRI_RETURN_IF_ERROR(LoadNodeId());
+  mirrors_ = std::make_unique<MirrorHub>(this, options_.mirror, state_.applied_index());
+  state_.set_observer(mirrors_.get());
   LOG(INFO) << "recovered " << state_.key_count() << " keys in " << state_.rooms().size()
             << " rooms at revision " << state_.applied_index() << " (" << replayed
             << " log entries replayed)";
@@ -85,12 +88,11 @@ Status Server::Start() {
   if (rc != 0) return Status::InvalidArgument("bad --bind address: " + s.bind);
   rc = uv_tcp_bind(&listener_, reinterpret_cast<const sockaddr*>(&addr), 0);
   if (rc != 0) return UvError(("cannot bind " + s.bind + ":" + std::to_string(s.port)).c_str(), rc);
-  // Logged before listen(): a client that can connect can also read this line.
+  rc = uv_listen(reinterpret_cast<uv_stream_t*>(&listener_), 511, OnConnection);
+  if (rc != 0) return UvError(("cannot listen on " + s.bind + ":" + std::to_string(s.port)).c_str(), rc);
   LOG(INFO) << "distri 0.1.0 listening on " << s.bind << ":" << s.port << " (http port "
             << s.http_port << " reserved for the dashboard), data in " << s.data_dir
             << ", fsync " << (s.fsync ? "always" : "off") << ", pid " << getpid();
-  rc = uv_listen(reinterpret_cast<uv_stream_t*>(&listener_), 511, OnConnection);
-  if (rc != 0) return UvError(("cannot listen on " + s.bind + ":" + std::to_string(s.port)).c_str(), rc);
 
   uv_check_init(&loop_, &check_);
   check_.data = this;
@@ -105,6 +107,8 @@ Status Server::Start() {
     uv_signal_init(&loop_, sig);
     sig->data = this;
   }
+  uv_idle_init(&loop_, &pump_idle_);
+  pump_idle_.data = this;
   uv_signal_start(&sigint_, OnSignal, SIGINT);
   uv_signal_start(&sigterm_, OnSignal, SIGTERM);
   signal(SIGPIPE, SIG_IGN);
@@ -125,6 +129,15 @@ void Server::Stop() {
 }
 
 void Server::OnSignal(uv_signal_t* handle, int) { static_cast<Server*>(handle->data)->Stop(); }
+
+void Server::OnPumpIdle(uv_idle_t*) {}  // its only job is to keep the loop from blocking
+
+void Server::WakePump() {
+  if (!pump_active_ && mirrors_->snapshotting()) {
+    uv_idle_start(&pump_idle_, OnPumpIdle);
+    pump_active_ = true;
+  }
+}
 
 // ---------------------------------------------------------------------------
 // Clients
@@ -154,6 +167,7 @@ void Server::OnConnection(uv_stream_t* listener, int status) {
 
 void Server::OnClientClosed(Client* client) {
   clients_.erase(client->session().id);
+  mirrors_->RemoveClient(client);
   if (client->dirty) std::erase(dirty_, client);
   std::erase(resumable_, client);
 }
@@ -176,7 +190,7 @@ void Server::FlushClients() {
     batch.swap(dirty_);
     for (Client* c : batch) {
       c->dirty = false;
-      c->conn().Flush();
+      if (c->conn().Flush()) CheckOutputLimit(c);
     }
   }
 }
@@ -185,9 +199,20 @@ void Server::FlushClients() {
 // then hand the iteration's writes to the log as one group commit.
 void Server::OnCheck(uv_check_t* handle) {
   auto* self = static_cast<Server*>(handle->data);
+  bool more = self->mirrors_->Pump();
+  if (more != self->pump_active_) {
+    // An active idle handle makes the loop poll without blocking, so the
+    // snapshot keeps streaming even when no socket event arrives.
+    if (more) {
+      uv_idle_start(&self->pump_idle_, OnPumpIdle);
+    } else {
+      uv_idle_stop(&self->pump_idle_);
+    }
+    self->pump_active_ = more;
+  }
   self->FlushClients();
   self->log_->Flush();
-  self->used_memory_ = self->state_.memory_bytes();
+  self->used_memory_ = self->state_.memory_bytes() + self->mirrors_->history_bytes();
 }
 
 // ---------------------------------------------------------------------------

@@ -23,16 +23,29 @@
 #include <unordered_map>
 #include <vector>
 
+#include "base/rate_counter.h"
 #include "commands/command.h"
 #include "log/local_log.h"
+#include "server/mirror.h"
 #include "state/state_machine.h"
 
 namespace distri::server {
 
 class Client;
 
+// Redis's client-output-buffer-limit: disconnect a client whose unsent output
+// passes `hard`, or stays above `soft` for `soft_seconds`. 0 disables a bound.
+struct OutputLimit {
+  uint64_t hard = 0;
+  uint64_t soft = 0;
+  uint64_t soft_seconds = 0;
+};
+
 struct ServerOptions {
   commands::ServerSettings settings;
+  MirrorOptions mirror;
+  OutputLimit normal_limit;                              // ordinary clients
+  OutputLimit push_limit{32ull << 20, 8ull << 20, 60};   // clients with mirrors
   uint64_t snapshot_bytes = 64ull << 20;  // snapshot once this much log is written
   uint64_t segment_bytes = 64ull << 20;
 };
@@ -46,6 +59,16 @@ struct ServerStats {
   uint64_t protocol_errors = 0;
   uint64_t log_failures = 0;
   uint64_t snapshots = 0;
+  uint64_t slow_consumer_disconnects = 0;
+  base::RateCounter ops;     // every command
+  base::RateCounter reads;
+  base::RateCounter writes;
+};
+
+// Per-room activity, kept by the server (not replicated state).
+struct RoomCounters {
+  base::RateCounter reads;
+  base::RateCounter writes;
 };
 
 class Server final : public commands::Context {
@@ -72,10 +95,21 @@ class Server final : public commands::Context {
   std::string NewRoomCode() override;
   std::string Info(std::string_view section) override;
   std::string ClientList(const commands::Session* only) override;
+  void Mirror(commands::Session& session, std::string_view prefix, std::optional<uint64_t> from,
+              protocol::ReplyWriter& reply) override;
+  size_t Unmirror(commands::Session& session, std::optional<std::string_view> room) override;
+  void RoomStats(std::string_view code, protocol::ReplyWriter& reply) override;
+  void SiteStats(protocol::ReplyWriter& reply) override;
 
   // Called by clients.
   void MarkDirty(Client* client);
   void OnClientClosed(Client* client);
+  // Disconnects the client if its unsent output broke its class's limit.
+  void CheckOutputLimit(Client* client);
+  // Counts one command for statistics.
+  void CountCommand(std::string_view room, uint32_t flags);
+  // Snapshot streaming has work: keep the loop turning until it is done.
+  void WakePump();
   ServerStats& stats() { return stats_; }
   uv_loop_t* loop() { return &loop_; }
 
@@ -90,6 +124,7 @@ class Server final : public commands::Context {
   static void OnLogWakeup(uv_async_t* handle);
   static void OnExpireTimer(uv_timer_t* handle);
   static void OnSignal(uv_signal_t* handle, int signum);
+  static void OnPumpIdle(uv_idle_t* handle);
 
   void ApplyCommitted();
   void OnCommit(uint64_t index, std::string_view entry);
@@ -98,6 +133,8 @@ class Server final : public commands::Context {
   void MaybeSnapshot();
   void FlushClients();
   void AppendInfoSection(std::string_view name, std::string* out);
+  Status LoadNodeId();
+  RoomCounters& CountersFor(std::string_view room);
 
   ServerOptions options_;
   uv_loop_t loop_;
@@ -106,9 +143,12 @@ class Server final : public commands::Context {
   uv_async_t log_async_;
   uv_timer_t expire_timer_;
   uv_signal_t sigint_, sigterm_;
+  uv_idle_t pump_idle_;
+  bool pump_active_ = false;
   bool loop_ready_ = false;
 
   state::StateMachine state_;
+  std::unique_ptr<MirrorHub> mirrors_;
   std::unique_ptr<log::LocalLog> log_;
   std::deque<PendingEntry> pending_;  // in index order
   bool expiry_in_flight_ = false;
@@ -120,7 +160,9 @@ class Server final : public commands::Context {
   uint64_t next_client_id_ = 1;
   uint64_t used_memory_ = 0;
   int64_t started_ms_ = 0;
+  std::string node_id_;
   ServerStats stats_;
+  std::unordered_map<std::string, RoomCounters> room_counters_;
 };
 
 }  // namespace distri::server

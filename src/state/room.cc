@@ -11,20 +11,36 @@ namespace {
 constexpr size_t kExpireEntryOverhead = 80;
 }  // namespace
 
+void Room::Notify(Change::Kind kind, std::string_view key, const Item* item) const {
+  if (sink_ == nullptr || sink_->observer == nullptr) return;
+  Change c{kind, sink_->revision, code_, key, {}, 0, false};
+  if (item != nullptr) {
+    c.value = item->value();
+    c.expire_at_ms = item->expire_at_ms();
+  }
+  c.expired = kind == Change::Kind::kDel && sink_->expiring;
+  sink_->observer->OnChange(c);
+}
+
 void Room::Store(std::string_view key, std::string_view value, int64_t expire_at_ms) {
   const Item* old = keys_.Find(key);
   if (old != nullptr && old->has_expiry()) {
     expires_.erase({old->expire_at_ms(), std::string(key)});
   }
-  keys_.Put(Item::Make(key, value, expire_at_ms));
+  Item* item = Item::Make(key, value, expire_at_ms);
+  keys_.Put(item);
   if (expire_at_ms != 0) expires_.emplace(expire_at_ms, std::string(key));
+  Notify(Change::Kind::kSet, item->key(), item);
 }
 
 bool Room::Remove(std::string_view key) {
   const Item* old = keys_.Find(key);
   if (old == nullptr) return false;
   if (old->has_expiry()) expires_.erase({old->expire_at_ms(), std::string(key)});
-  return keys_.Erase(key);
+  std::string removed(key);  // `key` may point into the item about to be freed
+  keys_.Erase(removed);
+  Notify(Change::Kind::kDel, removed, nullptr);
+  return true;
 }
 
 void Room::SetExpiry(std::string_view key, int64_t expire_at_ms) {
@@ -33,11 +49,13 @@ void Room::SetExpiry(std::string_view key, int64_t expire_at_ms) {
   if (item->has_expiry()) expires_.erase({item->expire_at_ms(), std::string(key)});
   item->set_expire_at_ms(expire_at_ms);
   if (expire_at_ms != 0) expires_.emplace(expire_at_ms, std::string(key));
+  Notify(Change::Kind::kSet, item->key(), item);
 }
 
 void Room::Clear() {
   keys_.Clear();
   expires_.clear();
+  Notify(Change::Kind::kFlush, {}, nullptr);
 }
 
 void Room::CollectExpired(int64_t now_ms, size_t max, std::vector<std::string>* out) const {

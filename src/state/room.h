@@ -18,17 +18,20 @@
 #include <utility>
 #include <vector>
 
+#include "state/change.h"
 #include "state/keyspace.h"
 
 namespace distri::state {
 
 class Room {
  public:
-  Room(std::string code, std::string name, int64_t created_at_ms)
-      : code_(std::move(code)), name_(std::move(name)), created_at_ms_(created_at_ms) {}
+  // `sink` (may be null) receives a Change for every mutation below.
+  Room(std::string code, std::string name, int64_t created_at_ms, const ChangeSink* sink = nullptr)
+      : code_(std::move(code)), name_(std::move(name)), created_at_ms_(created_at_ms), sink_(sink) {}
   Room(const Room&) = delete;
   Room& operator=(const Room&) = delete;
 
+  void set_sink(const ChangeSink* sink) { sink_ = sink; }
   const std::string& code() const { return code_; }
   const std::string& name() const { return name_; }
   int64_t created_at_ms() const { return created_at_ms_; }
@@ -50,6 +53,7 @@ class Room {
   bool Remove(std::string_view key);
   // REQUIRES: key is present.
   void SetExpiry(std::string_view key, int64_t expire_at_ms);
+  // Removes every key (reported as one kFlush change).
   void Clear();
 
   // Appends up to max keys whose expiry is <= now_ms, earliest first.
@@ -61,11 +65,14 @@ class Room {
   const Keyspace& keys() const { return keys_; }
 
  private:
+  void Notify(Change::Kind kind, std::string_view key, const Item* item) const;
+
   std::string code_;
   std::string name_;
   int64_t created_at_ms_;
   uint64_t last_write_revision_ = 0;
   int64_t last_write_ms_ = 0;
+  const ChangeSink* sink_;
   Keyspace keys_;
   std::set<std::pair<int64_t, std::string>> expires_;
 };

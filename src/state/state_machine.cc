@@ -67,7 +67,7 @@ Room* StateMachine::RoomForWrite(std::string_view code, int64_t now_ms, ApplyRes
     *error = ApplyResult::Error(kErrNoRoom);
     return nullptr;
   }
-  auto room = std::make_unique<Room>(std::string(code), std::string(code), now_ms);
+  auto room = std::make_unique<Room>(std::string(code), std::string(code), now_ms, &sink_);
   Room* raw = room.get();
   rooms_.emplace(std::string(code), std::move(room));
   return raw;
@@ -86,6 +86,8 @@ ApplyResult StateMachine::Apply(uint64_t index, std::string_view entry) {
 ApplyResult StateMachine::Apply(uint64_t index, const EntryView& e) {
   CHECK(index > applied_index_) << "apply out of order: " << index << " after " << applied_index_;
   applied_index_ = index;
+  sink_.revision = index;
+  sink_.expiring = e.op == Op::kExpireKeys;
   switch (e.op) {
     case Op::kFlushAll:
       for (auto& [code, room] : rooms_) {
@@ -99,7 +101,7 @@ ApplyResult StateMachine::Apply(uint64_t index, const EntryView& e) {
       }
       std::string_view name = e.args.empty() ? std::string_view(e.room) : e.args[0];
       rooms_.emplace(std::string(e.room),
-                     std::make_unique<Room>(std::string(e.room), std::string(name), e.now_ms));
+                     std::make_unique<Room>(std::string(e.room), std::string(name), e.now_ms, &sink_));
       return ApplyResult::Bulk(e.room);
     }
     case Op::kRoomDrop: {
@@ -108,6 +110,7 @@ ApplyResult StateMachine::Apply(uint64_t index, const EntryView& e) {
       if (it == rooms_.end()) {
         return IsBuiltinRoom(e.room) ? ApplyResult::Ok() : ApplyResult::Error(kErrNoRoom);
       }
+      it->second->Clear();  // tells observers the keys are gone
       rooms_.erase(it);
       return ApplyResult::Ok();
     }
@@ -386,6 +389,8 @@ Status StateMachine::LoadSnapshot(uint64_t index, std::string_view data) {
         !in.U64(&last_ms) || !in.U64(&nkeys)) {
       return bad("room header");
     }
+    // Items are loaded without a sink (nobody follows a snapshot being
+    // loaded), then the room reports its changes like any other.
     auto room = std::make_unique<Room>(std::string(code), std::string(name),
                                        static_cast<int64_t>(created));
     room->MarkWrite(last_rev, static_cast<int64_t>(last_ms));
@@ -404,6 +409,7 @@ Status StateMachine::LoadSnapshot(uint64_t index, std::string_view data) {
     if (!rooms.emplace(std::string(code), std::move(room)).second) return bad("duplicate room");
   }
   if (!in.done()) return bad("trailing bytes");
+  for (auto& [code, room] : rooms) room->set_sink(&sink_);
   rooms_ = std::move(rooms);
   applied_index_ = index;
   return Status::Ok();

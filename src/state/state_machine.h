@@ -23,6 +23,7 @@
 #include <string_view>
 
 #include "distri/status.h"
+#include "state/change.h"
 #include "state/entry.h"
 #include "state/room.h"
 
@@ -59,6 +60,9 @@ class StateMachine {
   StateMachine(const StateMachine&) = delete;
   StateMachine& operator=(const StateMachine&) = delete;
 
+  // Every key change from now on is reported to `observer` (may be null).
+  void set_observer(ChangeObserver* observer) { sink_.observer = observer; }
+
   // Applies the entry at `index`. REQUIRES: index > applied_index().
   ApplyResult Apply(uint64_t index, std::string_view entry);
   ApplyResult Apply(uint64_t index, const EntryView& entry);
@@ -84,6 +88,7 @@ class StateMachine {
 
   std::map<std::string, std::unique_ptr<Room>, std::less<>> rooms_;
   uint64_t applied_index_ = 0;
+  ChangeSink sink_;    // shared with every room; updated per entry
   EntryView scratch_;  // reused by Apply(index, bytes) to avoid allocation
 };
 

@@ -165,3 +165,69 @@ TEST_F(StateMachineTest, BuiltinRooms) {
 
 }  // namespace
 }  // namespace distri::state
+
+namespace distri::state {
+namespace {
+
+// Records every change as "kind rev key=value@expiry".
+class Recorder : public ChangeObserver {
+ public:
+  void OnChange(const Change& c) override {
+    std::string s = c.kind == Change::Kind::kSet ? "set" : c.kind == Change::Kind::kDel ? "del" : "flush";
+    s += " " + std::to_string(c.revision) + " " + std::string(c.room) + ":" + std::string(c.key);
+    if (c.kind == Change::Kind::kSet) s += "=" + std::string(c.value) + "@" + std::to_string(c.expire_at_ms);
+    if (c.expired) s += " expired";
+    log.push_back(s);
+  }
+  std::vector<std::string> log;
+};
+
+TEST_F(StateMachineTest, ChangesAreReportedWithRevisions) {
+  Recorder rec;
+  sm_.set_observer(&rec);
+  Do(Op::kSet, {"a", "1"});                       // 1
+  Do(Op::kSet, {"a", "2"}, kSetNx);               // 2: no change
+  Do(Op::kIncrBy, {"a"}, 0, 5);                   // 3
+  Do(Op::kExpireAt, {"a"}, 0, now_ + 50);         // 4
+  Do(Op::kRename, {"a", "b"});                    // 5: del a, set b
+  Do(Op::kMSet, {"x", "1", "y", "2"});            // 6
+  now_ += 60;
+  Do(Op::kExpireKeys, {"b"});                     // 7
+  Do(Op::kFlushRoom, {});                         // 8
+  Do(Op::kDel, {"nothing"});                      // 9: no change
+  std::vector<std::string> want = {
+      "set 1 default:a=1@0",
+      "set 3 default:a=6@0",
+      "set 4 default:a=6@1000050",
+      "del 5 default:a",
+      "set 5 default:b=6@1000050",
+      "set 6 default:x=1@0",
+      "set 6 default:y=2@0",
+      "del 7 default:b expired",
+      "flush 8 default:",
+  };
+  EXPECT_EQ(rec.log, want);
+}
+
+TEST_F(StateMachineTest, RoomsLoadedFromSnapshotStillReport) {
+  Do(Op::kSet, {"a", "1"});
+  std::string snap;
+  ASSERT_TRUE(sm_.SaveSnapshot([&](std::string_view b) {
+    snap.append(b);
+    return Status::Ok();
+  }).ok());
+  StateMachine copy;
+  Recorder rec;
+  copy.set_observer(&rec);
+  ASSERT_TRUE(copy.LoadSnapshot(index_, snap).ok());
+  EXPECT_TRUE(rec.log.empty());  // loading is not a change
+  std::string buf;
+  std::string_view args[] = {"a"};
+  EncodeEntry(&buf, Op::kDel, 0, now_, 0, "default", args);
+  (void)copy.Apply(index_ + 1, buf);
+  ASSERT_EQ(rec.log.size(), 1u);
+  EXPECT_EQ(rec.log[0], "del 2 default:a");
+}
+
+}  // namespace
+}  // namespace distri::state

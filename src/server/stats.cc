@@ -1,0 +1,172 @@
+// Statistics (ROOM.STATS, STATS, INFO's Distri section), the node id, output
+// buffer limits, and the MIRROR entry points. All values are computed on
+// request from counters kept current as commands run.
+
+#include <fcntl.h>
+#include <openssl/rand.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+
+#include "base/logging.h"
+#include "server/client.h"
+#include "server/server.h"
+
+namespace distri::server {
+
+namespace {
+
+// Writes `key: value` pairs of a stats map.
+class MapWriter {
+ public:
+  explicit MapWriter(protocol::ReplyWriter& w) : w_(w) {}
+  void Int(std::string_view k, int64_t v) {
+    w_.Bulk(k);
+    w_.Integer(v);
+  }
+  void U(std::string_view k, uint64_t v) { Int(k, static_cast<int64_t>(v)); }
+  void Dbl(std::string_view k, double v) {
+    w_.Bulk(k);
+    w_.Double(v);
+  }
+  void Str(std::string_view k, std::string_view v) {
+    w_.Bulk(k);
+    w_.Bulk(v);
+  }
+
+ private:
+  protocol::ReplyWriter& w_;
+};
+
+}  // namespace
+
+Status Server::LoadNodeId() {
+  std::string path = options_.settings.data_dir + "/node_id";
+  std::ifstream in(path);
+  if (in && std::getline(in, node_id_) && node_id_.size() == 16) return Status::Ok();
+  unsigned char raw[8];
+  if (RAND_bytes(raw, sizeof raw) != 1) return Status::Internal("RAND_bytes failed");
+  char hex[17];
+  for (int i = 0; i < 8; i++) std::snprintf(hex + 2 * i, 3, "%02x", raw[i]);
+  node_id_.assign(hex, 16);
+  std::string tmp = path + ".tmp";
+  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  if (fd < 0) return Status::IOError("cannot write " + tmp + ": " + std::strerror(errno));
+  std::string line = node_id_ + "\n";
+  bool ok = ::write(fd, line.data(), line.size()) == static_cast<ssize_t>(line.size()) && ::fsync(fd) == 0;
+  ::close(fd);
+  if (!ok || ::rename(tmp.c_str(), path.c_str()) != 0) {
+    return Status::IOError("cannot write " + path + ": " + std::strerror(errno));
+  }
+  return Status::Ok();
+}
+
+RoomCounters& Server::CountersFor(std::string_view room) {
+  auto it = room_counters_.find(std::string(room));
+  if (it == room_counters_.end()) it = room_counters_.emplace(std::string(room), RoomCounters{}).first;
+  return it->second;
+}
+
+void Server::CountCommand(std::string_view room, uint32_t flags) {
+  const int64_t now_s = NowMs() / 1000;
+  stats_.commands_processed++;
+  stats_.ops.Add(now_s);
+  if (flags & commands::kReadOnly) {
+    stats_.reads.Add(now_s);
+    CountersFor(room).reads.Add(now_s);
+  } else if (flags & commands::kWrite) {
+    stats_.writes.Add(now_s);
+    CountersFor(room).writes.Add(now_s);
+  }
+}
+
+void Server::CheckOutputLimit(Client* client) {
+  const OutputLimit& limit = client->mirrors > 0 ? options_.push_limit : options_.normal_limit;
+  uint64_t pending = client->conn().pending_output();
+  const char* why = nullptr;
+  if (limit.hard != 0 && pending > limit.hard) {
+    why = "over the hard output limit";
+  } else if (limit.soft != 0 && pending > limit.soft) {
+    int64_t now = NowMs();
+    if (client->over_soft_since_ms == 0) {
+      client->over_soft_since_ms = now;
+    } else if (now - client->over_soft_since_ms > static_cast<int64_t>(limit.soft_seconds) * 1000) {
+      why = "over the soft output limit for too long";
+    }
+  } else {
+    client->over_soft_since_ms = 0;
+  }
+  if (why == nullptr || client->conn().closing()) return;
+  stats_.slow_consumer_disconnects++;
+  const commands::Session& s = client->session();
+  LOG(WARNING) << "disconnecting slow consumer id=" << s.id << " addr=" << s.peer
+               << " room=" << s.room << " mirrors=" << client->mirrors << ": " << pending
+               << " bytes unsent, " << why;
+  client->conn().Reset();
+}
+
+void Server::Mirror(commands::Session& session, std::string_view prefix,
+                    std::optional<uint64_t> from, protocol::ReplyWriter& reply) {
+  auto it = clients_.find(session.id);
+  CHECK(it != clients_.end());
+  mirrors_->Start(it->second, session.room, prefix, from, reply);
+}
+
+size_t Server::Unmirror(commands::Session& session, std::optional<std::string_view> room) {
+  auto it = clients_.find(session.id);
+  CHECK(it != clients_.end());
+  return mirrors_->Stop(it->second, room);
+}
+
+void Server::RoomStats(std::string_view code, protocol::ReplyWriter& reply) {
+  const int64_t now_s = NowMs() / 1000;
+  const state::Room* room = state_.FindRoom(code);
+  const RoomCounters& counters = CountersFor(code);
+  uint64_t clients = 0;
+  for (const auto& [id, c] : clients_) clients += c->session().room == code;
+  reply.Map(15);
+  MapWriter m(reply);
+  m.Str("code", code);
+  m.Str("name", room ? std::string_view(room->name()) : code);
+  m.U("clients", clients);
+  m.U("mirrors", mirrors_->MirrorsInRoom(code));
+  m.U("keys", room ? room->key_count() : 0);
+  m.U("memory_bytes", room ? room->memory_bytes() : 0);
+  m.U("reads", counters.reads.total());
+  m.U("writes", counters.writes.total());
+  m.U("reads_per_sec_1s", counters.reads.LastSecond(now_s));
+  m.U("writes_per_sec_1s", counters.writes.LastSecond(now_s));
+  m.Dbl("reads_per_sec_1m", counters.reads.LastMinute(now_s));
+  m.Dbl("writes_per_sec_1m", counters.writes.LastMinute(now_s));
+  m.Int("created_at_ms", room ? room->created_at_ms() : 0);
+  m.Int("last_write_ms", room ? room->last_write_ms() : 0);
+  m.U("revision", room ? room->last_write_revision() : 0);
+}
+
+void Server::SiteStats(protocol::ReplyWriter& reply) {
+  const int64_t now_ms = NowMs();
+  const int64_t now_s = now_ms / 1000;
+  reply.Map(16);
+  MapWriter m(reply);
+  m.Str("version", "0.1.0");
+  m.Str("node_id", node_id_);
+  m.U("uptime_s", static_cast<uint64_t>((now_ms - started_ms_) / 1000));
+  m.U("rooms", state_.rooms().size());
+  m.U("clients", clients_.size());
+  m.U("mirrors", mirrors_->mirror_count());
+  m.U("keys", state_.key_count());
+  m.U("memory_bytes", used_memory());
+  m.U("ops_per_sec_1s", stats_.ops.LastSecond(now_s));
+  m.Dbl("ops_per_sec_1m", stats_.ops.LastMinute(now_s));
+  m.U("commands_total", stats_.ops.total());
+  m.U("reads_total", stats_.reads.total());
+  m.U("writes_total", stats_.writes.total());
+  m.U("revision", state_.applied_index());
+  m.U("connections_total", stats_.connections_received);
+  m.U("slow_consumer_disconnects", stats_.slow_consumer_disconnects);
+}
+
+}  // namespace distri::server
