@@ -56,6 +56,12 @@ void Client::OnDrained() {
   ProcessInput();
 }
 
+void Client::Deliver(const MirrorEvent& event) {
+  AppendMirrorFrame(event, &conn_.output());
+  server_->MarkDirty(this);
+  server_->CheckOutputLimit(this);
+}
+
 void Client::ProtocolError(const std::string& message) {
   server_->stats().protocol_errors++;
   std::string& out = pending_.empty() ? conn_.output() : pending_.back().trailing;

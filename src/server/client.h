@@ -30,12 +30,13 @@
 #include "commands/command.h"
 #include "net/connection.h"
 #include "protocol/resp_parser.h"
+#include "server/mirror.h"
 
 namespace distri::server {
 
 class Server;
 
-class Client final : public net::Connection::Handler {
+class Client final : public net::Connection::Handler, public MirrorSink {
  public:
   Client(Server* server, uint64_t id);
   Client(const Client&) = delete;
@@ -63,6 +64,11 @@ class Client final : public net::Connection::Handler {
   void OnPeerClosed(bool eof) override;
   void OnClosed() override;
   void OnDrained() override;
+
+  // MirrorSink: events become RESP3 push frames on this connection.
+  void Deliver(const MirrorEvent& event) override;
+  size_t unsent_bytes() const override { return conn_.pending_output(); }
+  bool sink_closed() const override { return conn_.closing(); }
 
  private:
   struct PendingWrite {

@@ -5,7 +5,7 @@
 #include <algorithm>
 
 #include "base/logging.h"
-#include "server/client.h"
+#include "protocol/resp_writer.h"
 #include "server/server.h"
 
 namespace distri::server {
@@ -22,135 +22,155 @@ bool HasPrefix(std::string_view s, std::string_view prefix) {
   return s.size() >= prefix.size() && s.compare(0, prefix.size(), prefix) == 0;
 }
 
+size_t RecordBytes(const std::string& room, const std::string& key, const std::string& value) {
+  return room.size() + key.size() + value.size() + kRecordOverhead;
+}
+
 }  // namespace
+
+void AppendMirrorFrame(const MirrorEvent& e, std::string* out) {
+  protocol::ReplyWriter w(out, 3);
+  auto head = [&](size_t n, std::string_view what) {
+    w.Push(n);
+    w.Bulk("mirror");
+    w.Bulk(e.room);
+    w.Bulk(what);
+  };
+  switch (e.kind) {
+    case MirrorEvent::Kind::kReset:
+    case MirrorEvent::Kind::kReady:
+    case MirrorEvent::Kind::kFlush:
+      head(4, e.kind == MirrorEvent::Kind::kReset ? "reset"
+              : e.kind == MirrorEvent::Kind::kReady ? "ready" : "flush");
+      w.Integer(static_cast<int64_t>(e.revision));
+      break;
+    case MirrorEvent::Kind::kSnapshot:
+      head(4, "snapshot");
+      w.Array(3 * e.items.size());
+      for (const state::Item* item : e.items) {
+        w.Bulk(item->key());
+        w.Bulk(item->value());
+        w.Integer(item->expire_at_ms());
+      }
+      break;
+    case MirrorEvent::Kind::kSet:
+      head(7, "set");
+      w.Integer(static_cast<int64_t>(e.revision));
+      w.Bulk(e.key);
+      w.Bulk(e.value);
+      w.Integer(e.expire_at_ms);
+      break;
+    case MirrorEvent::Kind::kDel:
+      head(6, "del");
+      w.Integer(static_cast<int64_t>(e.revision));
+      w.Bulk(e.key);
+      w.Bulk(e.expired ? "expired" : "del");
+      break;
+  }
+}
 
 MirrorHub::MirrorHub(Server* server, MirrorOptions options, uint64_t start_revision)
     : server_(server), options_(options), floor_(start_revision) {}
 
-std::string MirrorHub::EncodeControl(std::string_view room, std::string_view what,
-                                     uint64_t revision) const {
-  std::string frame;
-  protocol::ReplyWriter w(&frame, 3);
-  w.Push(4);
-  w.Bulk("mirror");
-  w.Bulk(room);
-  w.Bulk(what);
-  w.Integer(static_cast<int64_t>(revision));
-  return frame;
+MirrorEvent MirrorHub::EventOf(const Record& r) {
+  MirrorEvent e{};
+  e.kind = r.kind == state::Change::Kind::kSet   ? MirrorEvent::Kind::kSet
+           : r.kind == state::Change::Kind::kDel ? MirrorEvent::Kind::kDel
+                                                 : MirrorEvent::Kind::kFlush;
+  e.revision = r.revision;
+  e.room = r.room;
+  e.key = r.key;
+  e.value = r.value;
+  e.expire_at_ms = r.expire_at_ms;
+  e.expired = r.expired;
+  return e;
+}
+
+bool MirrorHub::Matches(const Mirror& m, std::string_view key, state::Change::Kind kind) {
+  return kind == state::Change::Kind::kFlush || HasPrefix(key, m.prefix);  // flushes concern every prefix
 }
 
 void MirrorHub::OnChange(const state::Change& c) {
-  Record r{c.revision, std::string(c.room), std::string(c.key), {}};
-  protocol::ReplyWriter w(&r.frame, 3);
-  switch (c.kind) {
-    case state::Change::Kind::kSet:
-      w.Push(7);
-      w.Bulk("mirror");
-      w.Bulk(c.room);
-      w.Bulk("set");
-      w.Integer(static_cast<int64_t>(c.revision));
-      w.Bulk(c.key);
-      w.Bulk(c.value);
-      w.Integer(c.expire_at_ms);
-      break;
-    case state::Change::Kind::kDel:
-      w.Push(6);
-      w.Bulk("mirror");
-      w.Bulk(c.room);
-      w.Bulk("del");
-      w.Integer(static_cast<int64_t>(c.revision));
-      w.Bulk(c.key);
-      w.Bulk(c.expired ? "expired" : "del");
-      break;
-    case state::Change::Kind::kFlush:
-      r.frame = EncodeControl(c.room, "flush", c.revision);
-      break;
-  }
+  Record r{c.revision, c.kind, c.expired, c.expire_at_ms, std::string(c.room), std::string(c.key),
+           std::string(c.value)};
   auto it = by_room_.find(r.room);
   if (it != by_room_.end()) {
+    MirrorEvent e = EventOf(r);
     for (auto& m : it->second) {
-      if (Matches(*m, r)) Send(*m, r.frame);
+      if (Matches(*m, r.key, r.kind)) m->sink->Deliver(e);
     }
   }
   // Keep it for mirrors that resume later; drop the oldest beyond the bounds.
-  history_bytes_ += r.frame.size() + r.room.size() + r.key.size() + kRecordOverhead;
+  history_bytes_ += RecordBytes(r.room, r.key, r.value);
   history_.push_back(std::move(r));
   while (!history_.empty() &&
          (history_.size() > options_.history_entries || history_bytes_ > options_.history_bytes)) {
     const Record& old = history_.front();
-    history_bytes_ -= old.frame.size() + old.room.size() + old.key.size() + kRecordOverhead;
+    history_bytes_ -= RecordBytes(old.room, old.key, old.value);
     floor_ = old.revision;
     history_.pop_front();
   }
 }
 
-bool MirrorHub::Matches(const Mirror& m, const Record& r) {
-  return r.key.empty() ? true : HasPrefix(r.key, m.prefix);  // flushes concern every prefix
-}
-
-void MirrorHub::Send(Mirror& m, std::string_view frame) {
-  m.client->conn().output().append(frame);
-  server_->MarkDirty(m.client);
-  server_->CheckOutputLimit(m.client);
-}
-
-void MirrorHub::Start(Client* client, std::string_view room, std::string_view prefix,
-                      std::optional<uint64_t> from, protocol::ReplyWriter& reply) {
-  Stop(client, room);  // invariant 2
+void MirrorHub::Start(MirrorSink* sink, std::string_view room, std::string_view prefix,
+                      std::optional<uint64_t> from,
+                      const std::function<void(const MirrorStart&)>& reply) {
+  Stop(sink, room);  // invariant 2
   auto owned = std::make_unique<Mirror>();
   Mirror& m = *owned;
-  m.client = client;
+  m.sink = sink;
   m.room = std::string(room);
   m.prefix = std::string(prefix);
   by_room_[m.room].push_back(std::move(owned));
   mirror_count_++;
-  client->mirrors++;
 
   const uint64_t now_revision = server_->state().applied_index();
   bool resume = from.has_value() && *from >= floor_ && *from <= now_revision;
-  reply.Map(3);
-  reply.Bulk("room");
-  reply.Bulk(room);
-  reply.Bulk("revision");
-  reply.Integer(static_cast<int64_t>(now_revision));
-  reply.Bulk("mode");
-  reply.Bulk(resume ? "resume" : "snapshot");
+  reply(MirrorStart{m.room, now_revision, resume});
+  MirrorEvent control{};
+  control.room = m.room;
+  control.revision = now_revision;
   if (resume) {
     // First record after `from`: history is ordered by revision (invariant 1).
     auto first = std::upper_bound(history_.begin(), history_.end(), *from,
                                   [](uint64_t rev, const Record& r) { return rev < r.revision; });
     for (auto it = first; it != history_.end(); ++it) {
-      if (it->room == m.room && Matches(m, *it)) client->conn().output().append(it->frame);
+      if (it->room == m.room && Matches(m, it->key, it->kind)) sink->Deliver(EventOf(*it));
     }
-    client->conn().output().append(EncodeControl(room, "ready", now_revision));
+    control.kind = MirrorEvent::Kind::kReady;
+    sink->Deliver(control);
   } else {
-    client->conn().output().append(EncodeControl(room, "reset", now_revision));
+    control.kind = MirrorEvent::Kind::kReset;
+    sink->Deliver(control);
     m.snapshotting = true;
     m.cursor = 0;
     snapshotting_++;
     server_->WakePump();
   }
-  server_->MarkDirty(client);
 }
 
 void MirrorHub::FinishSnapshot(Mirror& m) {
   m.snapshotting = false;
   snapshotting_--;
-  Send(m, EncodeControl(m.room, "ready", server_->state().applied_index()));
+  MirrorEvent e{};
+  e.kind = MirrorEvent::Kind::kReady;
+  e.room = m.room;
+  e.revision = server_->state().applied_index();
+  m.sink->Deliver(e);
 }
 
 bool MirrorHub::Pump() {
   if (snapshotting_ == 0) return false;
   size_t budget = kKeysPerPump;
   bool more = false;
+  std::vector<const state::Item*> items;
   for (auto& [code, mirrors] : by_room_) {
     for (auto& mp : mirrors) {
       Mirror& m = *mp;
       if (!m.snapshotting) continue;
       const state::Room* room = server_->state().FindRoom(m.room);
-      std::vector<const state::Item*> items;
-      while (m.snapshotting && budget > 0 &&
-             m.client->conn().pending_output() < kSnapshotLowWater && !m.client->conn().closing()) {
+      while (m.snapshotting && budget > 0 && m.sink->unsent_bytes() < kSnapshotLowWater &&
+             !m.sink->sink_closed()) {
         if (room == nullptr) {
           FinishSnapshot(m);
           break;
@@ -160,31 +180,23 @@ bool MirrorHub::Pump() {
           if (HasPrefix(item.key(), m.prefix)) items.push_back(&item);
         });
         for (size_t i = 0; i < items.size(); i += kMaxKeysPerFrame) {
-          size_t n = std::min(kMaxKeysPerFrame, items.size() - i);
-          std::string& out = m.client->conn().output();
-          protocol::ReplyWriter w(&out, 3);
-          w.Push(4);
-          w.Bulk("mirror");
-          w.Bulk(m.room);
-          w.Bulk("snapshot");
-          w.Array(3 * n);
-          for (size_t j = i; j < i + n; j++) {
-            w.Bulk(items[j]->key());
-            w.Bulk(items[j]->value());
-            w.Integer(items[j]->expire_at_ms());
-          }
+          MirrorEvent e{};
+          e.kind = MirrorEvent::Kind::kSnapshot;
+          e.room = m.room;
+          e.items = std::span<const state::Item* const>(items).subspan(
+              i, std::min(kMaxKeysPerFrame, items.size() - i));
+          m.sink->Deliver(e);
         }
-        server_->MarkDirty(m.client);
         budget -= std::min(budget, items.size() + 1);
         if (m.cursor == 0) FinishSnapshot(m);
       }
-      if (m.snapshotting && m.client->conn().pending_output() < kSnapshotLowWater) more = true;
+      if (m.snapshotting && m.sink->unsent_bytes() < kSnapshotLowWater) more = true;
     }
   }
   return more;
 }
 
-size_t MirrorHub::Stop(Client* client, std::optional<std::string_view> room) {
+size_t MirrorHub::Stop(MirrorSink* sink, std::optional<std::string_view> room) {
   size_t stopped = 0;
   for (auto it = by_room_.begin(); it != by_room_.end();) {
     if (room.has_value() && it->first != *room) {
@@ -193,7 +205,7 @@ size_t MirrorHub::Stop(Client* client, std::optional<std::string_view> room) {
     }
     auto& mirrors = it->second;
     for (auto m = mirrors.begin(); m != mirrors.end();) {
-      if ((*m)->client == client) {
+      if ((*m)->sink == sink) {
         if ((*m)->snapshotting) snapshotting_--;
         m = mirrors.erase(m);
         stopped++;
@@ -204,12 +216,7 @@ size_t MirrorHub::Stop(Client* client, std::optional<std::string_view> room) {
     it = mirrors.empty() ? by_room_.erase(it) : std::next(it);
   }
   mirror_count_ -= stopped;
-  client->mirrors -= stopped;
   return stopped;
-}
-
-void MirrorHub::RemoveClient(Client* client) {
-  if (client->mirrors > 0) Stop(client, std::nullopt);
 }
 
 size_t MirrorHub::MirrorsInRoom(std::string_view room) const {

@@ -1,23 +1,24 @@
-// MirrorHub: live mirrors of rooms (the MIRROR command), fed by the state
-// machine's change notifications.
+// MirrorHub: live mirrors of rooms (the MIRROR command, and the dashboard's
+// WebSocket), fed by the state machine's change notifications.
 //
-// Each change is encoded once as a RESP3 push frame, kept in a bounded change
-// history (for resuming FROM a revision) and appended to the output of every
-// mirror of that room whose prefix it matches. A new mirror either replays
-// the history after its FROM revision ("resume") or streams the room in
-// chunks ("snapshot"), a few hundred keys at a time while its connection has
-// room, so a million-key room neither stalls other clients nor doubles the
-// server's memory. Frames are in docs/protocol.md ("Live mirrors").
+// Each change is kept in a bounded change history (for resuming FROM a
+// revision) and delivered to every mirror of that room whose prefix it
+// matches. A mirror is anything that implements MirrorSink: a RESP3 client
+// encodes events as push frames (docs/protocol.md, "Live mirrors"), a
+// WebSocket as JSON. A new mirror either replays the history after its FROM
+// revision ("resume") or streams the room in chunks ("snapshot"), a few
+// hundred keys at a time while its sink has room, so a million-key room
+// neither stalls other clients nor doubles the server's memory.
 //
 // Why chunks interleaved with live changes are correct: each chunk is read
-// from the current state after every earlier change frame was queued, and
-// every later change is queued after it, so applying frames in order leaves
-// each key at its latest value.
+// from the current state after every earlier change was delivered, and every
+// later change is delivered after it, so applying events in order leaves each
+// key at its latest value.
 //
 // Invariants:
 //  1. history_ is ordered by revision; every change with revision > floor_
 //     is in it (changes with revision <= floor_ may have been dropped).
-//  2. A client has at most one mirror per room.
+//  2. A sink has at most one mirror per room.
 //
 // Thread-safety: loop thread only.
 
@@ -26,24 +27,62 @@
 
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <memory>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <unordered_map>
 #include <vector>
 
-#include "protocol/resp_writer.h"
 #include "state/change.h"
+#include "state/keyspace.h"
 
 namespace distri::server {
 
-class Client;
 class Server;
+
+// One thing a mirror is told, in order. Views are valid during Deliver only.
+struct MirrorEvent {
+  enum class Kind : uint8_t {
+    kReset,     // clear the copy; snapshot events follow
+    kSnapshot,  // add `items`
+    kReady,     // the copy equals the state at `revision`
+    kSet,       // key = value (expire_at_ms; 0 = none)
+    kDel,       // key removed (`expired` if by expiry)
+    kFlush,     // every key under the prefix removed
+  };
+  Kind kind;
+  uint64_t revision = 0;
+  std::string_view room;
+  std::string_view key;
+  std::string_view value;
+  int64_t expire_at_ms = 0;
+  bool expired = false;
+  std::span<const state::Item* const> items;
+};
+
+// Where a mirror's events go.
+class MirrorSink {
+ public:
+  virtual ~MirrorSink() = default;
+  virtual void Deliver(const MirrorEvent& event) = 0;
+  // Bytes queued but not yet sent: snapshots stream only while this is small.
+  virtual size_t unsent_bytes() const = 0;
+  virtual bool sink_closed() const = 0;
+};
 
 struct MirrorOptions {
   size_t history_entries = 100000;
   size_t history_bytes = 64ull << 20;
+};
+
+// How a new mirror begins (the reply to MIRROR).
+struct MirrorStart {
+  std::string_view room;
+  uint64_t revision;  // the state's revision now
+  bool resume;        // history covers FROM: replay; else reset + snapshot
 };
 
 class MirrorHub final : public state::ChangeObserver {
@@ -55,17 +94,15 @@ class MirrorHub final : public state::ChangeObserver {
 
   void OnChange(const state::Change& change) override;
 
-  // MIRROR: writes the reply and the first frames, then follows the room.
-  // REQUIRES: the client speaks RESP3.
-  void Start(Client* client, std::string_view room, std::string_view prefix,
-             std::optional<uint64_t> from, protocol::ReplyWriter& reply);
-  // UNMIRROR: stops the client's mirror of `room`, or all of them.
-  size_t Stop(Client* client, std::optional<std::string_view> room);
-  // The client is going away.
-  void RemoveClient(Client* client);
+  // Starts mirroring `room` into `sink`: calls `reply` (to answer the request
+  // before any event), then delivers the first events.
+  void Start(MirrorSink* sink, std::string_view room, std::string_view prefix,
+             std::optional<uint64_t> from, const std::function<void(const MirrorStart&)>& reply);
+  // Stops the sink's mirror of `room`, or all of them; returns how many.
+  size_t Stop(MirrorSink* sink, std::optional<std::string_view> room);
 
-  // Streams snapshot chunks to mirrors whose connections have room. Returns
-  // true if a mirror could take more right now (call again soon).
+  // Streams snapshot chunks to mirrors whose sinks have room. Returns true if
+  // a mirror could take more right now (call again soon).
   bool Pump();
   bool snapshotting() const { return snapshotting_ > 0; }
 
@@ -76,7 +113,7 @@ class MirrorHub final : public state::ChangeObserver {
 
  private:
   struct Mirror {
-    Client* client;
+    MirrorSink* sink;
     std::string room;
     std::string prefix;
     bool snapshotting = false;
@@ -84,15 +121,17 @@ class MirrorHub final : public state::ChangeObserver {
   };
   struct Record {
     uint64_t revision;
+    state::Change::Kind kind;
+    bool expired;
+    int64_t expire_at_ms;
     std::string room;
-    std::string key;     // empty for a flush
-    std::string frame;   // the encoded push frame
+    std::string key;  // empty for a flush
+    std::string value;
   };
 
-  static bool Matches(const Mirror& m, const Record& r);
-  void Send(Mirror& m, std::string_view frame);
+  static bool Matches(const Mirror& m, std::string_view key, state::Change::Kind kind);
+  static MirrorEvent EventOf(const Record& r);
   void FinishSnapshot(Mirror& m);
-  std::string EncodeControl(std::string_view room, std::string_view what, uint64_t revision) const;
 
   Server* server_;
   MirrorOptions options_;
@@ -103,6 +142,9 @@ class MirrorHub final : public state::ChangeObserver {
   size_t mirror_count_ = 0;
   size_t snapshotting_ = 0;
 };
+
+// Encodes an event as the RESP3 push frame of docs/protocol.md.
+void AppendMirrorFrame(const MirrorEvent& event, std::string* out);
 
 }  // namespace distri::server
 

@@ -167,7 +167,7 @@ void Server::OnConnection(uv_stream_t* listener, int status) {
 
 void Server::OnClientClosed(Client* client) {
   clients_.erase(client->session().id);
-  mirrors_->RemoveClient(client);
+  if (client->mirrors > 0) mirrors_->Stop(client, std::nullopt);
   if (client->dirty) std::erase(dirty_, client);
   std::erase(resumable_, client);
 }
@@ -224,8 +224,19 @@ Status Server::Propose(commands::Session& session, std::string_view entry,
   if (!index.ok()) return index.status();
   auto it = clients_.find(session.id);
   CHECK(it != clients_.end());
-  pending_.push_back({index.value(), session.id});
+  pending_.push_back({index.value(), session.id, nullptr});
   it->second->AddPendingWrite(index.value(), shape);
+  return Status::Ok();
+}
+
+Status Server::ProposeEntry(std::string_view entry,
+                            std::function<void(const state::ApplyResult&)> done) {
+  if (options_.settings.max_memory != 0 && used_memory_ > options_.settings.max_memory) {
+    return Status::OutOfMemory("command not allowed when used memory > 'maxmemory'.");
+  }
+  Result<uint64_t> index = log_->Propose(entry);
+  if (!index.ok()) return index.status();
+  pending_.push_back({index.value(), 0, std::move(done)});
   return Status::Ok();
 }
 
@@ -249,8 +260,9 @@ void Server::OnCommit(uint64_t index, std::string_view entry) {
     if (result.kind == state::ApplyResult::Kind::kInt) stats_.expired_keys += result.integer;
   }
   if (pending_.empty() || pending_.front().index != index) return;  // e.g. proposed before a restart
-  PendingEntry p = pending_.front();
+  PendingEntry p = std::move(pending_.front());
   pending_.pop_front();
+  if (p.done) p.done(result);
   if (p.client_id == 0) return;
   auto it = clients_.find(p.client_id);
   if (it == clients_.end()) return;  // the client left; the write stands
@@ -264,8 +276,12 @@ void Server::OnLogFailure(uint64_t first_index, const Status& why) {
   state::ApplyResult error = state::ApplyResult::Error("ERR write not persisted: " + why.message());
   // Poll delivers every durable entry before reporting a failure, so every
   // write still pending is one of the failed ones.
-  for (const PendingEntry& p : pending_) CHECK(p.index >= first_index);
-  pending_.clear();
+  std::deque<PendingEntry> failed;
+  failed.swap(pending_);
+  for (PendingEntry& p : failed) {
+    CHECK(p.index >= first_index);
+    if (p.done) p.done(error);
+  }
   for (auto& [id, client] : clients_) {
     bool resume = false;
     while (client->pending_writes() > 0) resume = client->CompletePendingWrite(error);
@@ -296,7 +312,7 @@ void Server::ExpireCycle() {
       state::EncodeEntry(&entry, state::Op::kExpireKeys, 0, now, 0, code, args);
       Result<uint64_t> index = log_->Propose(entry);
       if (!index.ok()) return;
-      pending_.push_back({index.value(), 0});
+      pending_.push_back({index.value(), 0, nullptr});
       expiry_index_ = index.value();
       expiry_in_flight_ = true;
       entries++;

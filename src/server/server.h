@@ -18,6 +18,7 @@
 
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <memory>
 #include <string>
 #include <unordered_map>
@@ -106,6 +107,11 @@ class Server final : public commands::Context {
   void OnClientClosed(Client* client);
   // Disconnects the client if its unsent output broke its class's limit.
   void CheckOutputLimit(Client* client);
+  // Proposes an encoded entry on behalf of no client (the HTTP API, timers);
+  // `done` runs on the loop thread when it applies, or with an error result
+  // if the log could not make it durable.
+  Status ProposeEntry(std::string_view entry, std::function<void(const state::ApplyResult&)> done);
+  MirrorHub& mirrors() { return *mirrors_; }
   // Counts one command for statistics.
   void CountCommand(std::string_view room, uint32_t flags);
   // Snapshot streaming has work: keep the loop turning until it is done.
@@ -116,7 +122,8 @@ class Server final : public commands::Context {
  private:
   struct PendingEntry {
     uint64_t index;
-    uint64_t client_id;  // 0: no client waits (expiry entries)
+    uint64_t client_id;  // 0: no client waits (expiry entries, callbacks)
+    std::function<void(const state::ApplyResult&)> done;  // for ProposeEntry
   };
 
   static void OnConnection(uv_stream_t* server, int status);

@@ -112,13 +112,26 @@ void Server::Mirror(commands::Session& session, std::string_view prefix,
                     std::optional<uint64_t> from, protocol::ReplyWriter& reply) {
   auto it = clients_.find(session.id);
   CHECK(it != clients_.end());
-  mirrors_->Start(it->second, session.room, prefix, from, reply);
+  Client* client = it->second;
+  client->mirrors -= mirrors_->Stop(client, session.room);  // a new MIRROR replaces the old
+  mirrors_->Start(client, session.room, prefix, from, [&](const MirrorStart& start) {
+    reply.Map(3);
+    reply.Bulk("room");
+    reply.Bulk(start.room);
+    reply.Bulk("revision");
+    reply.Integer(static_cast<int64_t>(start.revision));
+    reply.Bulk("mode");
+    reply.Bulk(start.resume ? "resume" : "snapshot");
+  });
+  client->mirrors++;
 }
 
 size_t Server::Unmirror(commands::Session& session, std::optional<std::string_view> room) {
   auto it = clients_.find(session.id);
   CHECK(it != clients_.end());
-  return mirrors_->Stop(it->second, room);
+  size_t stopped = mirrors_->Stop(it->second, room);
+  it->second->mirrors -= stopped;
+  return stopped;
 }
 
 void Server::RoomStats(std::string_view code, protocol::ReplyWriter& reply) {
