@@ -9,6 +9,7 @@
 
 #include "base/logging.h"
 #include "base/strings.h"
+#include "distri/version.h"
 #include "server/server.h"
 
 namespace {
@@ -179,7 +180,7 @@ int main(int argc, char** argv) {
     return args.empty() ? 2 : 0;
   }
   if (args[0] == "--version" || args[0] == "version") {
-    std::puts("distri 0.1.0");
+    std::printf("distri %s\n", distri::kVersion);
     return 0;
   }
   if (args[0] == "serve") return Serve({args.begin() + 1, args.end()});

@@ -7,12 +7,11 @@
 
 #include "base/strings.h"
 #include "commands/command.h"
+#include "distri/version.h"
 
 namespace distri::commands {
 
 namespace {
-
-constexpr char kVersion[] = "0.1.0";
 
 void Ping(Call& call) {
   if (call.args.size() > 2) {

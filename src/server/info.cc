@@ -50,7 +50,7 @@ void Server::AppendInfoSection(std::string_view name, std::string* out) {
   if (!out->empty()) out->append("\r\n");
   if (name == "server") {
     out->append("# Server\r\n");
-    Field(out, "distri_version", std::string("0.1.0"));
+    Field(out, "distri_version", std::string(kVersion));
     Field(out, "redis_version", std::string("7.0.0"));
     Field(out, "redis_mode", std::string("standalone"));
     Field(out, "process_id", static_cast<uint64_t>(getpid()));
@@ -100,26 +100,18 @@ void Server::AppendInfoSection(std::string_view name, std::string* out) {
     }
   } else if (name == "distri") {
     // The same fields as STATS, as INFO text.
-    const int64_t now_s = now / 1000;
     out->append("# Distri\r\n");
-    Field(out, "version", std::string("0.1.0"));
-    Field(out, "node_id", node_id_);
-    Field(out, "uptime_s", static_cast<uint64_t>((now - started_ms_) / 1000));
-    Field(out, "rooms", state_.rooms().size());
-    Field(out, "clients", clients_.size());
-    Field(out, "mirrors", mirrors_->mirror_count());
-    Field(out, "keys", state_.key_count());
-    Field(out, "memory_bytes", used_memory_);
-    Field(out, "ops_per_sec_1s", stats_.ops.LastSecond(now_s));
-    char rate[32];
-    std::snprintf(rate, sizeof rate, "%.2f", stats_.ops.LastMinute(now_s));
-    Field(out, "ops_per_sec_1m", std::string(rate));
-    Field(out, "commands_total", stats_.ops.total());
-    Field(out, "reads_total", stats_.reads.total());
-    Field(out, "writes_total", stats_.writes.total());
-    Field(out, "revision", state_.applied_index());
-    Field(out, "connections_total", stats_.connections_received);
-    Field(out, "slow_consumer_disconnects", stats_.slow_consumer_disconnects);
+    for (const StatField& f : SiteStatsFields()) {
+      if (const int64_t* i = std::get_if<int64_t>(&f.value)) {
+        Field(out, f.name, std::to_string(*i));
+      } else if (const double* d = std::get_if<double>(&f.value)) {
+        char rate[32];
+        std::snprintf(rate, sizeof rate, "%.2f", *d);
+        Field(out, f.name, std::string(rate));
+      } else {
+        Field(out, f.name, std::get<std::string>(f.value));
+      }
+    }
     Field(out, "mirror_history_bytes", mirrors_->history_bytes());
     Field(out, "mirror_history_floor", mirrors_->history_floor());
     Field(out, "data_dir", s.data_dir);

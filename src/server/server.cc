@@ -90,7 +90,7 @@ Status Server::Start() {
   if (rc != 0) return UvError(("cannot bind " + s.bind + ":" + std::to_string(s.port)).c_str(), rc);
   rc = uv_listen(reinterpret_cast<uv_stream_t*>(&listener_), 511, OnConnection);
   if (rc != 0) return UvError(("cannot listen on " + s.bind + ":" + std::to_string(s.port)).c_str(), rc);
-  LOG(INFO) << "distri 0.1.0 listening on " << s.bind << ":" << s.port << " (http port "
+  LOG(INFO) << "distri " << kVersion << " listening on " << s.bind << ":" << s.port << " (http port "
             << s.http_port << " reserved for the dashboard), data in " << s.data_dir
             << ", fsync " << (s.fsync ? "always" : "off") << ", pid " << getpid();
 

@@ -22,9 +22,11 @@
 #include <memory>
 #include <string>
 #include <unordered_map>
+#include <variant>
 #include <vector>
 
 #include "base/rate_counter.h"
+#include "distri/version.h"
 #include "commands/command.h"
 #include "log/local_log.h"
 #include "server/mirror.h"
@@ -66,6 +68,16 @@ struct ServerStats {
   base::RateCounter writes;
 };
 
+// One named statistic; STATS, ROOM.STATS, INFO and the HTTP API all render
+// the same lists.
+struct StatField {
+  std::string_view name;
+  std::variant<int64_t, double, std::string> value;
+};
+using StatFields = std::vector<StatField>;
+// As a RESP map.
+void WriteStatFields(const StatFields& fields, protocol::ReplyWriter& reply);
+
 // Per-room activity, kept by the server (not replicated state).
 struct RoomCounters {
   base::RateCounter reads;
@@ -101,6 +113,8 @@ class Server final : public commands::Context {
   size_t Unmirror(commands::Session& session, std::optional<std::string_view> room) override;
   void RoomStats(std::string_view code, protocol::ReplyWriter& reply) override;
   void SiteStats(protocol::ReplyWriter& reply) override;
+  StatFields RoomStatsFields(std::string_view code);
+  StatFields SiteStatsFields();
 
   // Called by clients.
   void MarkDirty(Client* client);

@@ -10,6 +10,7 @@
 #include <cstdio>
 #include <cstring>
 #include <fstream>
+#include <variant>
 
 #include "base/logging.h"
 #include "server/client.h"
@@ -17,31 +18,6 @@
 
 namespace distri::server {
 
-namespace {
-
-// Writes `key: value` pairs of a stats map.
-class MapWriter {
- public:
-  explicit MapWriter(protocol::ReplyWriter& w) : w_(w) {}
-  void Int(std::string_view k, int64_t v) {
-    w_.Bulk(k);
-    w_.Integer(v);
-  }
-  void U(std::string_view k, uint64_t v) { Int(k, static_cast<int64_t>(v)); }
-  void Dbl(std::string_view k, double v) {
-    w_.Bulk(k);
-    w_.Double(v);
-  }
-  void Str(std::string_view k, std::string_view v) {
-    w_.Bulk(k);
-    w_.Bulk(v);
-  }
-
- private:
-  protocol::ReplyWriter& w_;
-};
-
-}  // namespace
 
 Status Server::LoadNodeId() {
   std::string path = options_.settings.data_dir + "/node_id";
@@ -134,52 +110,74 @@ size_t Server::Unmirror(commands::Session& session, std::optional<std::string_vi
   return stopped;
 }
 
-void Server::RoomStats(std::string_view code, protocol::ReplyWriter& reply) {
+StatFields Server::RoomStatsFields(std::string_view code) {
   const int64_t now_s = NowMs() / 1000;
   const state::Room* room = state_.FindRoom(code);
   const RoomCounters& counters = CountersFor(code);
-  uint64_t clients = 0;
+  int64_t clients = 0;
   for (const auto& [id, c] : clients_) clients += c->session().room == code;
-  reply.Map(15);
-  MapWriter m(reply);
-  m.Str("code", code);
-  m.Str("name", room ? std::string_view(room->name()) : code);
-  m.U("clients", clients);
-  m.U("mirrors", mirrors_->MirrorsInRoom(code));
-  m.U("keys", room ? room->key_count() : 0);
-  m.U("memory_bytes", room ? room->memory_bytes() : 0);
-  m.U("reads", counters.reads.total());
-  m.U("writes", counters.writes.total());
-  m.U("reads_per_sec_1s", counters.reads.LastSecond(now_s));
-  m.U("writes_per_sec_1s", counters.writes.LastSecond(now_s));
-  m.Dbl("reads_per_sec_1m", counters.reads.LastMinute(now_s));
-  m.Dbl("writes_per_sec_1m", counters.writes.LastMinute(now_s));
-  m.Int("created_at_ms", room ? room->created_at_ms() : 0);
-  m.Int("last_write_ms", room ? room->last_write_ms() : 0);
-  m.U("revision", room ? room->last_write_revision() : 0);
+  auto u = [](uint64_t v) { return static_cast<int64_t>(v); };
+  return {
+      {"code", std::string(code)},
+      {"name", room ? room->name() : std::string(code)},
+      {"clients", clients},
+      {"mirrors", u(mirrors_->MirrorsInRoom(code))},
+      {"keys", u(room ? room->key_count() : 0)},
+      {"memory_bytes", u(room ? room->memory_bytes() : 0)},
+      {"reads", u(counters.reads.total())},
+      {"writes", u(counters.writes.total())},
+      {"reads_per_sec_1s", u(counters.reads.LastSecond(now_s))},
+      {"writes_per_sec_1s", u(counters.writes.LastSecond(now_s))},
+      {"reads_per_sec_1m", counters.reads.LastMinute(now_s)},
+      {"writes_per_sec_1m", counters.writes.LastMinute(now_s)},
+      {"created_at_ms", room ? room->created_at_ms() : int64_t{0}},
+      {"last_write_ms", room ? room->last_write_ms() : int64_t{0}},
+      {"revision", u(room ? room->last_write_revision() : 0)},
+  };
 }
 
-void Server::SiteStats(protocol::ReplyWriter& reply) {
+StatFields Server::SiteStatsFields() {
   const int64_t now_ms = NowMs();
   const int64_t now_s = now_ms / 1000;
-  reply.Map(16);
-  MapWriter m(reply);
-  m.Str("version", "0.1.0");
-  m.Str("node_id", node_id_);
-  m.U("uptime_s", static_cast<uint64_t>((now_ms - started_ms_) / 1000));
-  m.U("rooms", state_.rooms().size());
-  m.U("clients", clients_.size());
-  m.U("mirrors", mirrors_->mirror_count());
-  m.U("keys", state_.key_count());
-  m.U("memory_bytes", used_memory());
-  m.U("ops_per_sec_1s", stats_.ops.LastSecond(now_s));
-  m.Dbl("ops_per_sec_1m", stats_.ops.LastMinute(now_s));
-  m.U("commands_total", stats_.ops.total());
-  m.U("reads_total", stats_.reads.total());
-  m.U("writes_total", stats_.writes.total());
-  m.U("revision", state_.applied_index());
-  m.U("connections_total", stats_.connections_received);
-  m.U("slow_consumer_disconnects", stats_.slow_consumer_disconnects);
+  auto u = [](uint64_t v) { return static_cast<int64_t>(v); };
+  return {
+      {"version", std::string(kVersion)},
+      {"node_id", node_id_},
+      {"uptime_s", (now_ms - started_ms_) / 1000},
+      {"rooms", u(state_.rooms().size())},
+      {"clients", u(clients_.size())},
+      {"mirrors", u(mirrors_->mirror_count())},
+      {"keys", u(state_.key_count())},
+      {"memory_bytes", u(used_memory())},
+      {"ops_per_sec_1s", u(stats_.ops.LastSecond(now_s))},
+      {"ops_per_sec_1m", stats_.ops.LastMinute(now_s)},
+      {"commands_total", u(stats_.ops.total())},
+      {"reads_total", u(stats_.reads.total())},
+      {"writes_total", u(stats_.writes.total())},
+      {"revision", u(state_.applied_index())},
+      {"connections_total", u(stats_.connections_received)},
+      {"slow_consumer_disconnects", u(stats_.slow_consumer_disconnects)},
+  };
 }
+
+void WriteStatFields(const StatFields& fields, protocol::ReplyWriter& reply) {
+  reply.Map(fields.size());
+  for (const StatField& f : fields) {
+    reply.Bulk(f.name);
+    if (const int64_t* i = std::get_if<int64_t>(&f.value)) {
+      reply.Integer(*i);
+    } else if (const double* d = std::get_if<double>(&f.value)) {
+      reply.Double(*d);
+    } else {
+      reply.Bulk(std::get<std::string>(f.value));
+    }
+  }
+}
+
+void Server::RoomStats(std::string_view code, protocol::ReplyWriter& reply) {
+  WriteStatFields(RoomStatsFields(code), reply);
+}
+
+void Server::SiteStats(protocol::ReplyWriter& reply) { WriteStatFields(SiteStatsFields(), reply); }
 
 }  // namespace distri::server
