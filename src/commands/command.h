@@ -22,6 +22,7 @@
 #include <string_view>
 #include <vector>
 
+#include "commands/messaging.h"
 #include "protocol/resp_writer.h"
 #include "state/entry.h"
 #include "state/state_machine.h"
@@ -35,6 +36,7 @@ enum CommandFlag : uint32_t {
   kNoAuth = 1 << 3,    // allowed before AUTH
   kDenyOom = 1 << 4,   // refused while memory is over --max-memory
   kFast = 1 << 5,      // O(1) or O(log n)
+  kPubSubOk = 1 << 6,  // allowed on a RESP2 connection in subscribed mode
 };
 
 // Per-connection state commands may read and change.
@@ -49,6 +51,8 @@ struct Session {
   bool close_after_reply = false;  // QUIT
   int64_t created_ms = 0;
   std::string lib_name;
+  uint32_t subscriptions = 0;  // channels + patterns (RESP2 subscribed mode when > 0)
+  bool blocked = false;        // waiting for a CALL's reply: runs no other command
 };
 
 // What a reply to a proposed entry needs beyond the ApplyResult.
@@ -97,6 +101,7 @@ class Context {
   // ROOM.STATS and STATS replies (maps; see docs/protocol.md).
   virtual void RoomStats(std::string_view code, protocol::ReplyWriter& reply) = 0;
   virtual void SiteStats(protocol::ReplyWriter& reply) = 0;
+  virtual Messaging& messaging() = 0;
 };
 
 struct Call {
@@ -152,6 +157,7 @@ void AddStringCommands(std::vector<CommandSpec>* out);
 void AddKeyCommands(std::vector<CommandSpec>* out);
 void AddRoomCommands(std::vector<CommandSpec>* out);
 void AddMirrorCommands(std::vector<CommandSpec>* out);
+void AddMessagingCommands(std::vector<CommandSpec>* out);
 
 // Shared argument helpers; each writes the Redis error and returns false.
 bool ArgInt64(Call& call, std::string_view arg, int64_t* out);

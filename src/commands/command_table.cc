@@ -14,6 +14,7 @@ CommandTable::CommandTable() {
   AddKeyCommands(&specs_);
   AddRoomCommands(&specs_);
   AddMirrorCommands(&specs_);
+  AddMessagingCommands(&specs_);
   for (const CommandSpec& spec : specs_) index_.emplace_back(spec.name, &spec);
   std::sort(index_.begin(), index_.end());
 }
@@ -90,6 +91,13 @@ void Dispatch(const CommandSpec* spec, Call& call) {
   const ServerSettings& settings = call.ctx.settings();
   if (!settings.requirepass.empty() && !call.session.authenticated && !(spec->flags & kNoAuth)) {
     call.reply.Error("NOAUTH Authentication required.");
+    return;
+  }
+  if (call.session.subscriptions > 0 && call.session.protocol == 2 && !(spec->flags & kPubSubOk)) {
+    std::string lower;
+    call.reply.Error("ERR Can't execute '" + std::string(base::AsciiLower(call.args[0], &lower)) +
+                     "': only (P)SUBSCRIBE / (P)UNSUBSCRIBE / PING / QUIT / RESET are allowed in "
+                     "this context");
     return;
   }
   if ((spec->flags & kDenyOom) && settings.max_memory != 0 &&

@@ -16,6 +16,11 @@ namespace {
 void Ping(Call& call) {
   if (call.args.size() > 2) {
     WrongArity(call);
+  } else if (call.session.subscriptions > 0 && call.session.protocol == 2) {
+    // Subscribed mode in RESP2 answers like a message would arrive.
+    call.reply.Array(2);
+    call.reply.Bulk("pong");
+    call.reply.Bulk(call.args.size() == 2 ? call.args[1] : std::string_view());
   } else if (call.args.size() == 2) {
     call.reply.Bulk(call.args[1]);
   } else {
@@ -305,13 +310,13 @@ void Config(Call& call) {
 
 void AddConnectionCommands(std::vector<CommandSpec>* out) {
   out->insert(out->end(), {
-    {"ping", -1, kFast, 0, 0, 0, Ping, "Check the connection"},
+    {"ping", -1, kFast | kPubSubOk, 0, 0, 0, Ping, "Check the connection"},
     {"echo", 2, kFast, 0, 0, 0, Echo, "Return the argument"},
     {"auth", -2, kNoAuth | kFast, 0, 0, 0, Auth, "Authenticate the connection"},
     {"hello", -1, kNoAuth | kFast, 0, 0, 0, Hello, "Choose RESP2/RESP3, authenticate, name"},
     {"client", -2, 0, 0, 0, 0, Client, "Connection introspection and naming"},
     {"select", 2, kFast, 0, 0, 0, Select, "Switch to room 'default' (0) or '1'..'15'"},
-    {"quit", -1, kNoAuth | kFast, 0, 0, 0, Quit, "Close the connection"},
+    {"quit", -1, kNoAuth | kFast | kPubSubOk, 0, 0, 0, Quit, "Close the connection"},
     {"command", -1, 0, 0, 0, 0, Command, "Describe the commands"},
     {"info", -1, 0, 0, 0, 0, Info, "Server information and statistics"},
     {"config", -2, kAdmin, 0, 0, 0, Config, "Read server settings (CONFIG GET)"},

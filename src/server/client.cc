@@ -83,7 +83,8 @@ void Client::ProcessInput() {
   net::Buffer& in = conn_.input();
   const commands::CommandTable& table = commands::CommandTable::Get();
   bool waiting = false;  // a complete command waits for this client's pending writes
-  while (!in.empty() && !barrier_ && !session_.close_after_reply && need_bytes_ != SIZE_MAX) {
+  while (!in.empty() && !barrier_ && !session_.blocked && !session_.close_after_reply &&
+         need_bytes_ != SIZE_MAX) {
     if (conn_.pending_output() > kOutputHighWater) {
       output_blocked_ = true;
       break;
@@ -132,7 +133,7 @@ void Client::ProcessInput() {
   } else if (!peer_closed_ && need_bytes_ != SIZE_MAX) {
     // Read more only if it can be used now: not while replies pile up, and
     // not while whole commands wait (a partial command always needs more).
-    if (output_blocked_ || (waiting || barrier_)) {
+    if (output_blocked_ || waiting || barrier_ || session_.blocked) {
       conn_.PauseReading();
     } else {
       conn_.ResumeReading();

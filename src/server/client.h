@@ -56,7 +56,11 @@ class Client final : public net::Connection::Handler, public MirrorSink {
   int64_t last_command_ms() const { return last_command_ms_; }
   std::string_view last_command() const { return last_command_; }
   bool dirty = false;
-  size_t mirrors = 0;             // live mirrors this client holds (push class)
+  size_t mirrors = 0;             // live mirrors this client holds
+  bool serving = false;           // has been a service worker
+  // Clients fed by the server's initiative (mirrors, subscriptions, requests)
+  // fall under the push output limit.
+  bool is_push_client() const { return mirrors > 0 || session_.subscriptions > 0 || serving; }
   int64_t over_soft_since_ms = 0; // when unsent output first passed the soft limit
 
   // net::Connection::Handler

@@ -79,6 +79,7 @@ Status Server::Start() {
 
   CHECK(uv_loop_init(&loop_) == 0);
   loop_ready_ = true;
+  router_ = std::make_unique<MessageRouter>(this, &loop_);
   loop_.data = this;
   uv_tcp_init(&loop_, &listener_);
   listener_.data = this;
@@ -122,6 +123,7 @@ void Server::Stop() {
   uv_close(reinterpret_cast<uv_handle_t*>(&listener_), nullptr);
   for (auto& [id, client] : clients_) client->conn().Close();
   uv_timer_stop(&expire_timer_);
+  router_->Close();
   // Let the writes already handed to the log finish, and their replies go out.
   log_->Close();
   ApplyCommitted();
@@ -168,9 +170,17 @@ void Server::OnConnection(uv_stream_t* listener, int status) {
 void Server::OnClientClosed(Client* client) {
   clients_.erase(client->session().id);
   if (client->mirrors > 0) mirrors_->Stop(client, std::nullopt);
+  router_->RemoveClient(client);
   if (client->dirty) std::erase(dirty_, client);
   std::erase(resumable_, client);
 }
+
+Client* Server::FindClient(uint64_t id) const {
+  auto it = clients_.find(id);
+  return it == clients_.end() ? nullptr : it->second;
+}
+
+void Server::Resume(Client* client) { resumable_.push_back(client); }
 
 void Server::MarkDirty(Client* client) {
   if (!client->dirty) {
@@ -210,6 +220,10 @@ void Server::OnCheck(uv_check_t* handle) {
     }
     self->pump_active_ = more;
   }
+  // Clients unblocked by a service reply run their buffered commands now.
+  std::vector<Client*> resumable;
+  resumable.swap(self->resumable_);
+  for (Client* c : resumable) c->ProcessInput();
   self->FlushClients();
   self->log_->Flush();
   self->used_memory_ = self->state_.memory_bytes() + self->mirrors_->history_bytes();

@@ -29,6 +29,7 @@
 #include "distri/version.h"
 #include "commands/command.h"
 #include "log/local_log.h"
+#include "server/messaging.h"
 #include "server/mirror.h"
 #include "state/state_machine.h"
 
@@ -113,6 +114,7 @@ class Server final : public commands::Context {
   size_t Unmirror(commands::Session& session, std::optional<std::string_view> room) override;
   void RoomStats(std::string_view code, protocol::ReplyWriter& reply) override;
   void SiteStats(protocol::ReplyWriter& reply) override;
+  commands::Messaging& messaging() override { return *router_; }
   StatFields RoomStatsFields(std::string_view code);
   StatFields SiteStatsFields();
 
@@ -128,6 +130,10 @@ class Server final : public commands::Context {
   MirrorHub& mirrors() { return *mirrors_; }
   // Counts one command for statistics.
   void CountCommand(std::string_view room, uint32_t flags);
+  // The client with this id, or nullptr if it has gone.
+  Client* FindClient(uint64_t id) const;
+  // The client may run buffered commands again (after a blocking call).
+  void Resume(Client* client);
   // Snapshot streaming has work: keep the loop turning until it is done.
   void WakePump();
   ServerStats& stats() { return stats_; }
@@ -170,6 +176,7 @@ class Server final : public commands::Context {
 
   state::StateMachine state_;
   std::unique_ptr<MirrorHub> mirrors_;
+  std::unique_ptr<MessageRouter> router_;
   std::unique_ptr<log::LocalLog> log_;
   std::deque<PendingEntry> pending_;  // in index order
   bool expiry_in_flight_ = false;

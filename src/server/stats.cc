@@ -60,7 +60,7 @@ void Server::CountCommand(std::string_view room, uint32_t flags) {
 }
 
 void Server::CheckOutputLimit(Client* client) {
-  const OutputLimit& limit = client->mirrors > 0 ? options_.push_limit : options_.normal_limit;
+  const OutputLimit& limit = client->is_push_client() ? options_.push_limit : options_.normal_limit;
   uint64_t pending = client->conn().pending_output();
   const char* why = nullptr;
   if (limit.hard != 0 && pending > limit.hard) {
@@ -122,6 +122,8 @@ StatFields Server::RoomStatsFields(std::string_view code) {
       {"name", room ? room->name() : std::string(code)},
       {"clients", clients},
       {"mirrors", u(mirrors_->MirrorsInRoom(code))},
+      {"subscriptions", u(router_->SubscriptionsInRoom(code))},
+      {"services", u(router_->ServicesInRoom(code))},
       {"keys", u(room ? room->key_count() : 0)},
       {"memory_bytes", u(room ? room->memory_bytes() : 0)},
       {"reads", u(counters.reads.total())},

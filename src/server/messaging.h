@@ -1,0 +1,167 @@
+// MessageRouter: pub/sub and services — ephemeral traffic that never enters
+// the log. Implements commands::Messaging for the command handlers.
+//
+// Pub/sub (pubsub.cc): channels and patterns per room; a message is encoded
+// once per protocol version and appended to every subscriber's output.
+//
+// Services (services.cc): a worker connection serves named services with a
+// concurrency limit. CALL goes to exactly one worker: the one with the fewest
+// requests in flight that is under its limit, round robin among ties; with
+// none available it waits in the service's queue until one frees up or the
+// call times out. A request whose worker disconnects is sent once more to
+// another worker. CALL.ALL sends the request to every worker registered at
+// call time and answers with one entry per worker (reply, error or timeout).
+//
+// Invariants:
+//  1. A call is in exactly one place: a service's wait queue, or in flight
+//     at one worker (counted in that worker's in_flight).
+//  2. A blocked caller has exactly one call (or broadcast) outstanding.
+//
+// Thread-safety: loop thread only.
+
+#ifndef DISTRI_SERVER_MESSAGING_H_
+#define DISTRI_SERVER_MESSAGING_H_
+
+#include <uv.h>
+
+#include <cstdint>
+#include <deque>
+#include <map>
+#include <memory>
+#include <set>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "commands/messaging.h"
+
+namespace distri::server {
+
+class Client;
+class Server;
+
+class MessageRouter final : public commands::Messaging {
+ public:
+  MessageRouter(Server* server, uv_loop_t* loop);
+  ~MessageRouter() override;
+  MessageRouter(const MessageRouter&) = delete;
+  MessageRouter& operator=(const MessageRouter&) = delete;
+
+  // commands::Messaging
+  void Subscribe(commands::Session& session, std::span<const std::string_view> names, bool pattern,
+                 protocol::ReplyWriter& reply) override;
+  void Unsubscribe(commands::Session& session, std::span<const std::string_view> names,
+                   bool pattern, protocol::ReplyWriter& reply) override;
+  int64_t Publish(std::string_view room, std::string_view channel, std::string_view message) override;
+  std::vector<std::string> Channels(std::string_view room, std::optional<std::string_view> pattern) override;
+  int64_t NumSub(std::string_view room, std::string_view channel) override;
+  int64_t NumPat(std::string_view room) override;
+  void Serve(commands::Session& session, std::span<const std::string_view> services,
+             uint32_t concurrency) override;
+  size_t Unserve(commands::Session& session, std::span<const std::string_view> services) override;
+  bool Answer(commands::Session& session, uint64_t request_id, bool ok, std::string_view payload) override;
+  void Call(commands::Session& session, std::string_view service, std::string_view payload,
+            int64_t timeout_ms, bool all) override;
+  void ListServices(std::string_view room, protocol::ReplyWriter& reply) override;
+  bool ServiceStats(std::string_view room, std::string_view service, protocol::ReplyWriter& reply) override;
+
+  // The client is going away: drop its subscriptions, re-route or fail the
+  // requests it was serving, abandon the calls it was waiting for.
+  void RemoveClient(Client* client);
+  // Closes the timer handle (server shutdown).
+  void Close();
+
+  // Counts for ROOM.STATS.
+  size_t SubscriptionsInRoom(std::string_view room) const;
+  size_t ServicesInRoom(std::string_view room) const;
+  uint64_t dropped_replies() const { return dropped_replies_; }
+
+ private:
+  // ---- pub/sub ----
+  struct RoomSubs {
+    std::unordered_map<std::string, std::vector<Client*>> channels;
+    std::vector<std::pair<std::string, Client*>> patterns;
+  };
+  struct ClientSubs {
+    std::set<std::pair<std::string, std::string>> channels;  // (room, channel)
+    std::set<std::pair<std::string, std::string>> patterns;  // (room, pattern)
+  };
+  bool AddSub(Client* c, const std::string& room, std::string_view name, bool pattern);
+  bool RemoveSub(Client* c, const std::string& room, std::string_view name, bool pattern);
+  void WriteConfirm(protocol::ReplyWriter& reply, std::string_view kind, std::string_view name,
+                    bool nil_name, const commands::Session& session);
+
+  std::unordered_map<std::string, RoomSubs> rooms_;
+  std::unordered_map<Client*, ClientSubs> client_subs_;
+
+  // ---- services ----
+  struct Worker;
+  struct Service {
+    std::string room, name;
+    std::vector<Worker*> workers;
+    size_t rr = 0;                 // round-robin position among ties
+    std::deque<uint64_t> waiting;  // call ids with no worker yet
+    uint64_t calls = 0, errors = 0, timeouts = 0;
+    std::vector<double> latency_ms;  // ring of recent completed call latencies
+    size_t latency_next = 0;
+  };
+  struct Worker {
+    Client* client;
+    uint32_t concurrency = 1;
+    uint32_t in_flight = 0;
+    std::vector<Service*> services;
+  };
+  struct PendingCall {
+    uint64_t id;
+    uint64_t caller_id;  // 0 once the caller has gone
+    Service* service;
+    std::string payload;
+    int64_t start_ms;
+    int64_t deadline_ms;
+    Worker* worker = nullptr;  // null while waiting in the queue
+    int attempts = 0;
+    uint64_t group = 0;        // CALL.ALL broadcast id, 0 for CALL
+    size_t slot = 0;           // position in the broadcast's results
+  };
+  struct Broadcast {
+    uint64_t caller_id;
+    std::string service;
+    struct Slot {
+      std::string worker;
+      std::string status;  // "ok", "error", "timeout", "" = pending
+      std::string payload;
+    };
+    std::vector<Slot> slots;
+    size_t outstanding = 0;
+  };
+
+  Service* FindService(std::string_view room, std::string_view name);
+  Service& GetService(const std::string& room, std::string_view name);
+  void Assign(PendingCall& call, Worker* worker);
+  Worker* PickWorker(Service& svc);
+  void Dispatch(uint64_t call_id);
+  void DrainWaiting(Worker* worker);
+  // Ends a call: the caller (or its broadcast slot) gets the outcome.
+  void Finish(uint64_t call_id, std::string_view status, std::string_view payload);
+  void DeliverToCaller(uint64_t caller_id, const std::string& bytes_resp2, const std::string& bytes_resp3);
+  void FinishBroadcast(uint64_t group);
+  void ArmTimer();
+  void OnTimer();
+  std::string WorkerLabel(const Worker& w) const;
+  void DropWorker(Worker* w, bool reroute);
+
+  Server* server_;
+  uv_timer_t timer_;
+  bool timer_open_ = false;
+  std::unordered_map<std::string, std::unique_ptr<Service>> services_;  // room '\n' name
+  std::unordered_map<Client*, std::unique_ptr<Worker>> workers_;
+  std::unordered_map<uint64_t, PendingCall> calls_;
+  std::unordered_map<uint64_t, Broadcast> broadcasts_;
+  std::set<std::pair<int64_t, uint64_t>> deadlines_;  // (deadline, call or -group id)
+  uint64_t next_id_ = 1;
+  uint64_t dropped_replies_ = 0;
+};
+
+}  // namespace distri::server
+
+#endif  // DISTRI_SERVER_MESSAGING_H_

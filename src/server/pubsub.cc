@@ -1,0 +1,175 @@
+// MessageRouter, pub/sub half: SUBSCRIBE/PSUBSCRIBE/UNSUBSCRIBE/PUNSUBSCRIBE,
+// PUBLISH and PUBSUB, scoped to rooms. See messaging.h.
+
+#include <algorithm>
+
+#include "base/strings.h"
+#include "server/client.h"
+#include "server/messaging.h"
+#include "server/server.h"
+
+namespace distri::server {
+
+namespace {
+
+uint32_t SubscriptionCount(const commands::Session& s) { return s.subscriptions; }
+
+}  // namespace
+
+bool MessageRouter::AddSub(Client* c, const std::string& room, std::string_view name, bool pattern) {
+  ClientSubs& mine = client_subs_[c];
+  auto& set = pattern ? mine.patterns : mine.channels;
+  if (!set.emplace(room, std::string(name)).second) return false;
+  RoomSubs& rs = rooms_[room];
+  if (pattern) {
+    rs.patterns.emplace_back(std::string(name), c);
+  } else {
+    rs.channels[std::string(name)].push_back(c);
+  }
+  c->session().subscriptions++;
+  return true;
+}
+
+bool MessageRouter::RemoveSub(Client* c, const std::string& room, std::string_view name, bool pattern) {
+  auto cs = client_subs_.find(c);
+  if (cs == client_subs_.end()) return false;
+  auto& set = pattern ? cs->second.patterns : cs->second.channels;
+  if (set.erase({room, std::string(name)}) == 0) return false;
+  RoomSubs& rs = rooms_[room];
+  if (pattern) {
+    std::erase_if(rs.patterns, [&](const auto& p) { return p.second == c && p.first == name; });
+  } else {
+    auto it = rs.channels.find(std::string(name));
+    if (it != rs.channels.end()) {
+      std::erase(it->second, c);
+      if (it->second.empty()) rs.channels.erase(it);
+    }
+  }
+  if (rs.channels.empty() && rs.patterns.empty()) rooms_.erase(room);
+  if (cs->second.channels.empty() && cs->second.patterns.empty()) client_subs_.erase(cs);
+  c->session().subscriptions--;
+  return true;
+}
+
+void MessageRouter::WriteConfirm(protocol::ReplyWriter& reply, std::string_view kind,
+                                 std::string_view name, bool nil_name,
+                                 const commands::Session& session) {
+  reply.Push(3);  // an array in RESP2, a push frame in RESP3
+  reply.Bulk(kind);
+  if (nil_name) {
+    reply.Null();
+  } else {
+    reply.Bulk(name);
+  }
+  reply.Integer(SubscriptionCount(session));
+}
+
+void MessageRouter::Subscribe(commands::Session& session, std::span<const std::string_view> names,
+                              bool pattern, protocol::ReplyWriter& reply) {
+  Client* c = server_->FindClient(session.id);
+  for (std::string_view name : names) {
+    AddSub(c, session.room, name, pattern);
+    WriteConfirm(reply, pattern ? "psubscribe" : "subscribe", name, false, session);
+  }
+}
+
+void MessageRouter::Unsubscribe(commands::Session& session, std::span<const std::string_view> names,
+                                bool pattern, protocol::ReplyWriter& reply) {
+  Client* c = server_->FindClient(session.id);
+  std::string_view kind = pattern ? "punsubscribe" : "unsubscribe";
+  if (!names.empty()) {
+    for (std::string_view name : names) {
+      RemoveSub(c, session.room, name, pattern);
+      WriteConfirm(reply, kind, name, false, session);
+    }
+    return;
+  }
+  // No names: every subscription of that kind, in every room.
+  std::vector<std::pair<std::string, std::string>> all;
+  if (auto cs = client_subs_.find(c); cs != client_subs_.end()) {
+    const auto& set = pattern ? cs->second.patterns : cs->second.channels;
+    all.assign(set.begin(), set.end());
+  }
+  if (all.empty()) {
+    WriteConfirm(reply, kind, {}, true, session);
+    return;
+  }
+  for (const auto& [room, name] : all) {
+    RemoveSub(c, room, name, pattern);
+    WriteConfirm(reply, kind, name, false, session);
+  }
+}
+
+int64_t MessageRouter::Publish(std::string_view room, std::string_view channel,
+                               std::string_view message) {
+  auto rit = rooms_.find(std::string(room));
+  if (rit == rooms_.end()) return 0;
+  RoomSubs& rs = rit->second;
+  int64_t receivers = 0;
+  // Encoded at most once per protocol version.
+  std::string frames[2];
+  auto frame_for = [&](int protocol, std::string_view pattern) -> const std::string& {
+    std::string& f = frames[protocol == 3];
+    f.clear();
+    protocol::ReplyWriter w(&f, protocol);
+    w.Push(pattern.empty() ? 3 : 4);
+    w.Bulk(pattern.empty() ? "message" : "pmessage");
+    if (!pattern.empty()) w.Bulk(pattern);
+    w.Bulk(channel);
+    w.Bulk(message);
+    return f;
+  };
+  auto send = [&](Client* c, const std::string& frame) {
+    c->conn().output().append(frame);
+    server_->MarkDirty(c);
+    server_->CheckOutputLimit(c);
+    receivers++;
+  };
+  if (auto it = rs.channels.find(std::string(channel)); it != rs.channels.end()) {
+    std::string encoded[2];
+    for (Client* c : it->second) {
+      int p = c->session().protocol;
+      std::string& e = encoded[p == 3];
+      if (e.empty()) e = frame_for(p, {});
+      send(c, e);
+    }
+  }
+  for (const auto& [pattern, c] : rs.patterns) {
+    if (base::GlobMatch(pattern, channel)) send(c, frame_for(c->session().protocol, pattern));
+  }
+  return receivers;
+}
+
+std::vector<std::string> MessageRouter::Channels(std::string_view room,
+                                                 std::optional<std::string_view> pattern) {
+  std::vector<std::string> out;
+  auto rit = rooms_.find(std::string(room));
+  if (rit == rooms_.end()) return out;
+  for (const auto& [name, subs] : rit->second.channels) {
+    if (!pattern || base::GlobMatch(*pattern, name)) out.push_back(name);
+  }
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+int64_t MessageRouter::NumSub(std::string_view room, std::string_view channel) {
+  auto rit = rooms_.find(std::string(room));
+  if (rit == rooms_.end()) return 0;
+  auto it = rit->second.channels.find(std::string(channel));
+  return it == rit->second.channels.end() ? 0 : static_cast<int64_t>(it->second.size());
+}
+
+int64_t MessageRouter::NumPat(std::string_view room) {
+  auto rit = rooms_.find(std::string(room));
+  return rit == rooms_.end() ? 0 : static_cast<int64_t>(rit->second.patterns.size());
+}
+
+size_t MessageRouter::SubscriptionsInRoom(std::string_view room) const {
+  auto rit = rooms_.find(std::string(room));
+  if (rit == rooms_.end()) return 0;
+  size_t n = rit->second.patterns.size();
+  for (const auto& [name, subs] : rit->second.channels) n += subs.size();
+  return n;
+}
+
+}  // namespace distri::server
