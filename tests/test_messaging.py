@@ -136,7 +136,7 @@ class Worker:
             while not self.stop:
                 frame = self.raw.read_reply()
                 if isinstance(frame, list) and frame and frame[0] == b"svc.request":
-                    rid, _svc, payload = frame[1], frame[2], frame[3]
+                    rid, payload = frame[1], frame[3]
                     self.handled.append(payload)
                     if self.delay:
                         time.sleep(self.delay)

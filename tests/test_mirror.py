@@ -4,7 +4,6 @@ history is gone, expiry events, slow-consumer disconnects, and statistics."""
 import multiprocessing
 import os
 import socket
-import time
 
 import pytest
 
