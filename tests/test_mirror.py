@@ -332,3 +332,17 @@ def test_node_id_survives_restart(server_factory):
     first = s.client(protocol=3).execute_command("STATS")["node_id"]
     s.restart(kill=True)
     assert s.client(protocol=3).execute_command("STATS")["node_id"] == first
+
+
+def test_rooms_never_mirrored_keep_no_history(server_factory):
+    s = server_factory()
+    c = s.client(protocol=3, decode=False)
+    for i in range(200):
+        c.set(f"k{i}", "v" * 100)
+    assert c.info("memory")["mirror_history_bytes"] == 0
+    m = Mirror(s)
+    m.until_ready()
+    c.set("after", "1")
+    m.until_revision(int(c.execute_command("ROOM.INFO")[b"revision"]))
+    assert c.info("memory")["mirror_history_bytes"] > 0
+    m.close()

@@ -91,6 +91,8 @@ bool MirrorHub::Matches(const Mirror& m, std::string_view key, state::Change::Ki
 }
 
 void MirrorHub::OnChange(const state::Change& c) {
+  auto retained = retained_.find(std::string(c.room));
+  if (retained == retained_.end()) return;  // never mirrored: no mirror, no history
   Record r{c.revision, c.kind, c.expired, c.expire_at_ms, std::string(c.room), std::string(c.key),
            std::string(c.value)};
   auto it = by_room_.find(r.room);
@@ -125,7 +127,9 @@ void MirrorHub::Start(MirrorSink* sink, std::string_view room, std::string_view 
   mirror_count_++;
 
   const uint64_t now_revision = server_->state().applied_index();
-  bool resume = from.has_value() && *from >= floor_ && *from <= now_revision;
+  auto retained = retained_.try_emplace(m.room, now_revision).first;
+  uint64_t floor = std::max(floor_, retained->second);
+  bool resume = from.has_value() && *from >= floor && *from <= now_revision;
   reply(MirrorStart{m.room, now_revision, resume});
   MirrorEvent control{};
   control.room = m.room;

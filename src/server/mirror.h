@@ -15,9 +15,14 @@
 // later change is delivered after it, so applying events in order leaves each
 // key at its latest value.
 //
+// History is kept only for rooms that have been mirrored since the server
+// started: a room nobody follows costs no memory, and nobody can ask to
+// resume in it anyway.
+//
 // Invariants:
-//  1. history_ is ordered by revision; every change with revision > floor_
-//     is in it (changes with revision <= floor_ may have been dropped).
+//  1. history_ is ordered by revision. For a retained room R, every change
+//     of R with revision > max(floor_, retained_[R]) is in it (older ones may
+//     have been dropped, or were never kept).
 //  2. A sink has at most one mirror per room.
 //
 // Thread-safety: loop thread only.
@@ -139,6 +144,7 @@ class MirrorHub final : public state::ChangeObserver {
   size_t history_bytes_ = 0;
   uint64_t floor_;
   std::unordered_map<std::string, std::vector<std::unique_ptr<Mirror>>> by_room_;
+  std::unordered_map<std::string, uint64_t> retained_;  // room -> revision its history starts after
   size_t mirror_count_ = 0;
   size_t snapshotting_ = 0;
 };

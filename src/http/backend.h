@@ -1,0 +1,132 @@
+// Backend: what the HTTP endpoint needs from the rest of the server.
+//
+// src/http knows nothing of the state machine, the log or the mirror hub; it
+// talks to this interface, which server/http_backend.cc implements with the
+// Server's public API (and tests implement with fakes). Reads answer at
+// once; writes go through the log and call `done` once applied (possibly
+// before the call returns, e.g. when the log refuses the entry).
+//
+// Thread-safety: loop thread only.
+
+#ifndef DISTRI_HTTP_BACKEND_H_
+#define DISTRI_HTTP_BACKEND_H_
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <variant>
+#include <vector>
+
+namespace distri::http {
+
+class MetricsWriter;
+
+// One named statistic (the same lists STATS and ROOM.STATS render).
+struct Field {
+  std::string name;
+  std::variant<int64_t, double, std::string> value;
+};
+using Fields = std::vector<Field>;
+
+struct KeyEntry {
+  std::string key;
+  std::string value;
+  int64_t expire_at_ms = 0;  // Unix ms; 0 = none
+};
+
+// A write's outcome once applied (or refused).
+struct WriteOutcome {
+  bool ok = false;
+  std::string error;      // when !ok: the full error line, e.g. "NOTFOUND no such room"
+  int64_t integer = 0;    // integer result (keys deleted)
+  std::string text;       // bulk result (a new room's code)
+  uint64_t revision = 0;  // the revision the write applied at
+};
+using WriteDone = std::function<void(const WriteOutcome&)>;
+
+// ---------------------------------------------------------------------------
+// Live mirrors (docs/protocol.md, "Live mirrors"), as the WebSocket sees them.
+
+struct KeyView {
+  std::string_view key;
+  std::string_view value;
+  int64_t expire_at_ms = 0;
+};
+
+struct MirrorUpdate {
+  enum class Kind : uint8_t { kReset, kSnapshot, kReady, kSet, kDel, kFlush };
+  Kind kind = Kind::kReady;
+  uint64_t revision = 0;
+  std::string_view key;
+  std::string_view value;
+  int64_t expire_at_ms = 0;
+  bool expired = false;
+  std::span<const KeyView> items;  // kSnapshot
+};
+
+// Implemented by the WebSocket session: where a mirror's updates go.
+class MirrorOutput {
+ public:
+  virtual ~MirrorOutput() = default;
+  virtual void Deliver(const MirrorUpdate& update) = 0;
+  virtual size_t unsent_bytes() const = 0;
+  virtual bool closed() const = 0;
+};
+
+// A running mirror; destroying it stops the mirror.
+class MirrorHandle {
+ public:
+  virtual ~MirrorHandle() = default;
+};
+
+struct MirrorBegin {
+  uint64_t revision = 0;  // the room's state revision now
+  bool resume = false;    // true: changes after FROM follow; false: reset + snapshot
+};
+
+class Backend {
+ public:
+  virtual ~Backend() = default;
+
+  virtual int64_t NowMs() const = 0;
+  virtual Fields SiteStats() = 0;
+  // Every room that holds or held data, as room stats.
+  virtual std::vector<Fields> ListRooms() = 0;
+  // Whether the room exists or may be used (builtin rooms always may).
+  virtual bool RoomExists(std::string_view code) = 0;
+  virtual Fields RoomStats(std::string_view code) = 0;
+  virtual std::optional<KeyEntry> GetKey(std::string_view room, std::string_view key) = 0;
+  // One page of the room's keys under `prefix`, starting at `cursor` (0 =
+  // start); appends at most `limit` live keys and returns the next cursor
+  // (0 = done). SCAN semantics: every key present for the whole iteration is
+  // returned at least once.
+  virtual uint64_t ScanKeys(std::string_view room, std::string_view prefix, uint64_t cursor,
+                            size_t limit, std::vector<KeyEntry>* out) = 0;
+
+  virtual void SetKey(std::string_view room, std::string_view key, std::string_view value,
+                      int64_t expire_at_ms, WriteDone done) = 0;
+  virtual void DeleteKey(std::string_view room, std::string_view key, WriteDone done) = 0;
+  // outcome.text is the new code.
+  virtual void CreateRoom(std::string_view name, WriteDone done) = 0;
+  virtual void DropRoom(std::string_view code, WriteDone done) = 0;
+
+  // Starts mirroring `room` into `out`; `begin` runs before the first update.
+  virtual std::unique_ptr<MirrorHandle> StartMirror(std::string_view room, std::string_view prefix,
+                                                    std::optional<uint64_t> from, MirrorOutput* out,
+                                                    const std::function<void(const MirrorBegin&)>& begin) = 0;
+  // A mirror's output drained: snapshot streaming may continue.
+  virtual void MirrorDrained() = 0;
+
+  // Appends the server's metrics (the HTTP server appends its own).
+  virtual void WriteMetrics(MetricsWriter& w) = 0;
+  // /readyz: false (with why) while the node cannot serve writes.
+  virtual bool Ready(std::string* why) = 0;
+};
+
+}  // namespace distri::http
+
+#endif  // DISTRI_HTTP_BACKEND_H_

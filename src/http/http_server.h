@@ -1,0 +1,124 @@
+// HttpServer: the HTTP/WebSocket endpoint (dashboard, JSON API, /metrics)
+// on the server's own libuv loop. See docs/http.md.
+//
+// Requests are parsed with http-parser (request_parser.h) and answered one
+// at a time per connection, in order (a write waits for its entry to apply
+// before the next pipelined request is read). GET /api/rooms/{code}/ws
+// upgrades the connection to a WebSocket carrying a live mirror of the room
+// (ws_session.h). Output is buffered per connection and written once per
+// loop iteration (a uv_check handle), like the RESP clients' replies.
+//
+// Limits: request headers and body (431/413), connections (503 beyond
+// max_connections), a whole request must arrive within request_timeout_ms
+// (408: no slowloris), idle keep-alive connections close after
+// idle_timeout_ms, and a WebSocket whose unsent output passes
+// ws_output_limit is disconnected (like a slow RESP mirror).
+//
+// Lifetime: construct, Listen(), and Close() before the loop stops; the
+// connections are freed by their close callbacks, so the loop must run once
+// more after Close() (Server's destructor does). Thread-safety: loop thread.
+
+#ifndef DISTRI_HTTP_HTTP_SERVER_H_
+#define DISTRI_HTTP_HTTP_SERVER_H_
+
+#include <uv.h>
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <tuple>
+#include <unordered_map>
+#include <vector>
+
+#include "distri/status.h"
+#include "http/api.h"
+#include "http/backend.h"
+#include "http/metrics.h"
+#include "http/request_parser.h"
+
+namespace distri::http {
+
+class HttpConnection;
+
+struct HttpOptions {
+  std::string bind = "127.0.0.1";
+  int port = 7380;
+  RequestLimits limits;
+  size_t max_ws_message_bytes = 8 * 1024 * 1024;
+  size_t ws_output_limit = 32 * 1024 * 1024;
+  size_t max_connections = 1024;
+  int64_t request_timeout_ms = 30000;
+  int64_t idle_timeout_ms = 300000;
+};
+
+struct HttpStats {
+  uint64_t connections_total = 0;
+  uint64_t connections_rejected = 0;
+  uint64_t timeouts = 0;
+  uint64_t forbidden = 0;  // Host or Origin refused
+  uint64_t ws_sessions_total = 0;
+  uint64_t ws_messages_in = 0;
+  uint64_t ws_messages_out = 0;
+  uint64_t ws_slow_consumer_disconnects = 0;
+  // (route, method, status) -> count
+  std::map<std::tuple<std::string, std::string, int>, uint64_t> requests;
+  // route -> time from a complete request to its response
+  std::map<std::string, Histogram, std::less<>> latency;
+  Histogram write_latency;  // PUT/POST/DELETE and WebSocket writes: propose -> applied
+};
+
+class HttpServer {
+ public:
+  HttpServer(uv_loop_t* loop, Backend* backend, HttpOptions options);
+  ~HttpServer();
+  HttpServer(const HttpServer&) = delete;
+  HttpServer& operator=(const HttpServer&) = delete;
+
+  // Binds options.bind:options.port and starts accepting.
+  Status Listen();
+  // Stops accepting and closes every connection (WebSockets get a 1001 close).
+  void Close();
+
+  size_t connection_count() const { return conns_.size(); }
+  size_t websocket_count() const;
+  const HttpOptions& options() const { return options_; }
+  bool loopback_only() const { return loopback_only_; }
+  HttpStats& stats() { return stats_; }
+  Backend* backend() { return backend_; }
+  Api& api() { return api_; }
+  uv_loop_t* loop() { return loop_; }
+  // Guards callbacks that may outlive the server (see HttpConnection).
+  std::weak_ptr<HttpServer*> weak() { return self_; }
+
+  // Called by connections.
+  void MarkDirty(HttpConnection* conn);
+  void OnConnectionClosed(HttpConnection* conn);
+  HttpConnection* Find(uint64_t id);
+
+ private:
+  static void OnAccept(uv_stream_t* listener, int status);
+  static void OnCheck(uv_check_t* handle);
+  static void OnSweep(uv_timer_t* handle);
+  void WriteOwnMetrics(MetricsWriter& w);
+
+  uv_loop_t* loop_;
+  Backend* backend_;
+  HttpOptions options_;
+  Api api_;
+  bool loopback_only_;
+  uv_tcp_t listener_;
+  uv_check_t check_;
+  uv_timer_t sweep_;
+  bool handles_ready_ = false;
+  bool closed_ = false;
+  std::unordered_map<uint64_t, HttpConnection*> conns_;
+  std::vector<HttpConnection*> dirty_;
+  uint64_t next_id_ = 1;
+  HttpStats stats_;
+  std::shared_ptr<HttpServer*> self_;
+};
+
+}  // namespace distri::http
+
+#endif  // DISTRI_HTTP_HTTP_SERVER_H_
