@@ -163,6 +163,9 @@ void AddMessagingCommands(std::vector<CommandSpec>* out);
 bool ArgInt64(Call& call, std::string_view arg, int64_t* out);
 void WrongArity(Call& call);
 void SyntaxError(Call& call);
+// For "COMMAND [code]": the named room (args[1]) or the session's; false (with
+// the error written) on too many arguments or an unknown room.
+bool TargetRoom(Call& call, std::string_view* code);
 
 }  // namespace distri::commands
 

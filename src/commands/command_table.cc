@@ -64,6 +64,19 @@ void WrongArity(Call& call) {
 
 void SyntaxError(Call& call) { call.reply.Error("ERR syntax error"); }
 
+bool TargetRoom(Call& call, std::string_view* code) {
+  if (call.args.size() > 2) {
+    WrongArity(call);
+    return false;
+  }
+  *code = call.args.size() == 2 ? call.args[1] : std::string_view(call.session.room);
+  if (!call.ctx.state().RoomJoinable(*code)) {
+    call.reply.Error("NOTFOUND no such room");
+    return false;
+  }
+  return true;
+}
+
 namespace {
 
 void UnknownCommand(Call& call) {

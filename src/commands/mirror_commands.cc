@@ -51,15 +51,8 @@ void Unmirror(Call& call) {
 }
 
 void RoomStats(Call& call) {
-  if (call.args.size() > 2) {
-    WrongArity(call);
-    return;
-  }
-  std::string_view code = call.args.size() == 2 ? call.args[1] : std::string_view(call.session.room);
-  if (!call.ctx.state().RoomJoinable(code)) {
-    call.reply.Error("NOTFOUND no such room");
-    return;
-  }
+  std::string_view code;
+  if (!TargetRoom(call, &code)) return;
   call.ctx.RoomStats(code, call.reply);
 }
 

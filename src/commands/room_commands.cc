@@ -55,15 +55,8 @@ void WriteRoomMap(Call& call, std::string_view code, const state::Room* room) {
 
 // ROOM.INFO [code]: the current room, or the named one.
 void RoomInfo(Call& call) {
-  if (call.args.size() > 2) {
-    WrongArity(call);
-    return;
-  }
-  std::string_view code = call.args.size() == 2 ? call.args[1] : std::string_view(call.session.room);
-  if (!call.ctx.state().RoomJoinable(code)) {
-    call.reply.Error("NOTFOUND no such room");
-    return;
-  }
+  std::string_view code;
+  if (!TargetRoom(call, &code)) return;
   WriteRoomMap(call, code, call.ctx.state().FindRoom(code));
 }
 
