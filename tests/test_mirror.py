@@ -346,3 +346,21 @@ def test_rooms_never_mirrored_keep_no_history(server_factory):
     m.until_revision(int(c.execute_command("ROOM.INFO")[b"revision"]))
     assert c.info("memory")["mirror_history_bytes"] > 0
     m.close()
+
+
+def test_resume_after_restart_even_when_others_wrote_first(server_factory):
+    s = server_factory()
+    c = s.client(protocol=3, decode=False)
+    c.set("a", "1")
+    m = Mirror(s)
+    m.until_ready()
+    last = m.last_rev
+    m.close()
+    s.restart(kill=True)
+    c = s.client(protocol=3, decode=False)
+    c.set("b", "2")  # a write lands before the mirror comes back
+    m2 = Mirror(s, from_rev=last)
+    assert m2.mode == b"resume"
+    m2.until_ready()
+    assert m2.revisions and min(m2.revisions) > last
+    m2.close()

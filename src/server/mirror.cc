@@ -70,7 +70,19 @@ void AppendMirrorFrame(const MirrorEvent& e, std::string* out) {
 }
 
 MirrorHub::MirrorHub(Server* server, MirrorOptions options, uint64_t start_revision)
-    : server_(server), options_(options), floor_(start_revision) {}
+    : server_(server), options_(options), floor_(start_revision) {
+  const int64_t now = server_->NowMs();
+  for (const auto& [code, room] : server_->state().rooms()) {
+    retained_.emplace(code, Retention{start_revision, now});
+  }
+}
+
+void MirrorHub::PruneRetained(int64_t now_ms) {
+  std::erase_if(retained_, [&](const auto& entry) {
+    const Retention& r = entry.second;
+    return r.idle_since_ms != 0 && now_ms - r.idle_since_ms > kRetainIdleMs;
+  });
+}
 
 MirrorEvent MirrorHub::EventOf(const Record& r) {
   MirrorEvent e{};
@@ -127,8 +139,9 @@ void MirrorHub::Start(MirrorSink* sink, std::string_view room, std::string_view 
   mirror_count_++;
 
   const uint64_t now_revision = server_->state().applied_index();
-  auto retained = retained_.try_emplace(m.room, now_revision).first;
-  uint64_t floor = std::max(floor_, retained->second);
+  Retention& retained = retained_.try_emplace(m.room, Retention{now_revision, 0}).first->second;
+  retained.idle_since_ms = 0;
+  uint64_t floor = std::max(floor_, retained.floor);
   bool resume = from.has_value() && *from >= floor && *from <= now_revision;
   reply(MirrorStart{m.room, now_revision, resume});
   MirrorEvent control{};
@@ -217,7 +230,12 @@ size_t MirrorHub::Stop(MirrorSink* sink, std::optional<std::string_view> room) {
         ++m;
       }
     }
-    it = mirrors.empty() ? by_room_.erase(it) : std::next(it);
+    if (mirrors.empty()) {
+      if (auto r = retained_.find(it->first); r != retained_.end()) r->second.idle_since_ms = server_->NowMs();
+      it = by_room_.erase(it);
+    } else {
+      ++it;
+    }
   }
   mirror_count_ -= stopped;
   return stopped;

@@ -15,14 +15,15 @@
 // later change is delivered after it, so applying events in order leaves each
 // key at its latest value.
 //
-// History is kept only for rooms that have been mirrored since the server
-// started: a room nobody follows costs no memory, and nobody can ask to
-// resume in it anyway.
+// History is kept only for rooms that are mirrored, or were within the last
+// kRetainIdleMs (so a mirror that lost its connection can resume), and for
+// every room for that long after a restart (so mirrors that followed it
+// before can resume): a room nobody follows costs no memory.
 //
 // Invariants:
 //  1. history_ is ordered by revision. For a retained room R, every change
-//     of R with revision > max(floor_, retained_[R]) is in it (older ones may
-//     have been dropped, or were never kept).
+//     of R with revision > max(floor_, retained_[R].floor) is in it (older
+//     ones may have been dropped, or were never kept).
 //  2. A sink has at most one mirror per room.
 //
 // Thread-safety: loop thread only.
@@ -92,8 +93,14 @@ struct MirrorStart {
 
 class MirrorHub final : public state::ChangeObserver {
  public:
-  // `start_revision`: the state's revision when history begins (after recovery).
+  // `start_revision`: the state's revision when history begins (after
+  // recovery); every room that exists then is retained for a while.
   MirrorHub(Server* server, MirrorOptions options, uint64_t start_revision);
+
+  // How long a room without mirrors keeps its change history.
+  static constexpr int64_t kRetainIdleMs = 10 * 60 * 1000;
+  // Stops keeping history for rooms idle longer than kRetainIdleMs.
+  void PruneRetained(int64_t now_ms);
   MirrorHub(const MirrorHub&) = delete;
   MirrorHub& operator=(const MirrorHub&) = delete;
 
@@ -144,7 +151,11 @@ class MirrorHub final : public state::ChangeObserver {
   size_t history_bytes_ = 0;
   uint64_t floor_;
   std::unordered_map<std::string, std::vector<std::unique_ptr<Mirror>>> by_room_;
-  std::unordered_map<std::string, uint64_t> retained_;  // room -> revision its history starts after
+  struct Retention {
+    uint64_t floor;            // the room's history is complete after this revision
+    int64_t idle_since_ms;     // when its last mirror left; 0 while it has mirrors
+  };
+  std::unordered_map<std::string, Retention> retained_;
   size_t mirror_count_ = 0;
   size_t snapshotting_ = 0;
 };

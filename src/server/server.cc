@@ -310,8 +310,9 @@ void Server::OnLogFailure(uint64_t first_index, const Status& why) {
 void Server::OnExpireTimer(uv_timer_t* handle) { static_cast<Server*>(handle->data)->ExpireCycle(); }
 
 void Server::ExpireCycle() {
-  if (expiry_in_flight_) return;
   const int64_t now = NowMs();
+  mirrors_->PruneRetained(now);
+  if (expiry_in_flight_) return;
   std::vector<std::string> keys;
   std::string entry;
   size_t entries = 0;

@@ -1,0 +1,134 @@
+"""Exceptions raised by the distri client, and the one table that maps the
+server's error codes to them.
+
+Every error reply from the server starts with a code word (docs/protocol.md,
+"Errors"). `ERROR_CODES` below is the only place that knows those words; the
+RESP reader (distri._resp) calls `error_from_reply` for every error reply it
+parses, so a reply of `-WRONGTYPE ...` arrives at the caller as `WrongType`.
+
+Every exception the package raises derives from `distri.Error`, so
+`except distri.Error` catches them all. `ConnectionError` and `TimeoutError`
+also derive from Python's built-in exceptions of the same names, so code that
+already handles those keeps working.
+"""
+
+import builtins
+from typing import Dict, Type
+
+
+class Error(Exception):
+    """Base class of every exception raised by distri."""
+
+
+# ---------------------------------------------------------------------------
+# Errors replied by the server
+# ---------------------------------------------------------------------------
+
+class ServerError(Error):
+    """The server replied with an error. `code` is its code word, `message` the rest."""
+
+    code = ""
+
+    def __init__(self, message: str, code: str = "") -> None:
+        super().__init__(f"{code} {message}".strip() if code else message)
+        self.code = code or type(self).code
+        self.message = message
+
+
+class RequestError(ServerError):
+    """`ERR`: bad request (syntax, arity, not an integer, overflow, ...)."""
+
+    code = "ERR"
+
+
+class WrongType(ServerError):
+    """`WRONGTYPE`: the key holds a different kind of value."""
+
+    code = "WRONGTYPE"
+
+
+class OutOfMemory(ServerError):
+    """`OOM`: the server is over its --max-memory and refuses writes (reads still work)."""
+
+    code = "OOM"
+
+
+class AuthError(ServerError):
+    """`NOAUTH` / `WRONGPASS`: a password is required, or the one given is wrong."""
+
+    code = "NOAUTH"
+
+
+class NotFound(ServerError):
+    """`NOTFOUND`: the named room (or object) does not exist."""
+
+    code = "NOTFOUND"
+
+
+class ProtocolVersionError(ServerError):
+    """`NOPROTO`: the server does not speak the RESP version asked for."""
+
+    code = "NOPROTO"
+
+
+# The wire error codes -> exception classes. Codes not listed map to ServerError.
+ERROR_CODES: Dict[str, Type[ServerError]] = {
+    "ERR": RequestError,
+    "WRONGTYPE": WrongType,
+    "OOM": OutOfMemory,
+    "NOAUTH": AuthError,
+    "WRONGPASS": AuthError,
+    "NOTFOUND": NotFound,
+    "NOPROTO": ProtocolVersionError,
+}
+
+
+def error_from_reply(text: str) -> ServerError:
+    """Builds the exception for an error reply `text` ("CODE message")."""
+    code, _, message = text.partition(" ")
+    cls = ERROR_CODES.get(code)
+    if cls is None:
+        if code.isupper():  # an unknown code word: keep it
+            return ServerError(message, code)
+        return ServerError(text)
+    return cls(message, code)
+
+
+# ---------------------------------------------------------------------------
+# Errors of the client side
+# ---------------------------------------------------------------------------
+
+class ConnectionError(Error, builtins.ConnectionError):  # noqa: A001 - mirrors the builtin
+    """The server could not be reached within the retry timeout, or the connection
+    broke while a non-idempotent call (incr, cas, ...) was in flight, so its outcome
+    is unknown (`maybe_applied` is then True)."""
+
+    def __init__(self, message: str, maybe_applied: bool = False) -> None:
+        super().__init__(message)
+        self.maybe_applied = maybe_applied
+
+
+class TimeoutError(Error, builtins.TimeoutError):  # noqa: A001 - mirrors the builtin
+    """A wait (wait_for, a reply, the first mirror sync) did not finish in time."""
+
+
+class ProtocolError(Error):
+    """The server sent something this client does not understand."""
+
+
+class DecodeError(Error, ValueError):
+    """A stored value cannot be turned back into a Python value (for example a
+    pickled value read without pickle enabled)."""
+
+
+class SignatureError(DecodeError):
+    """A pickled value's HMAC-SHA256 signature does not match the room key: the
+    value was not written with this key or was altered. It is never unpickled."""
+
+
+class EncodeError(Error, TypeError):
+    """A Python value cannot be stored: not JSON-compatible, and pickle is not enabled."""
+
+
+class ClosedError(Error):
+    """The room object was closed."""
