@@ -38,4 +38,9 @@ if [[ $want_test == 1 ]]; then
     "$venv/bin/pip" install -q --upgrade pip
     "$venv/bin/pip" install -q -r "$root/tests/requirements.txt"
   fi
+  # The Python client, editable so the tests always run the checked-out code.
+  if ! "$venv/bin/python" -c "import distri, hiredis, tqdm" 2>/dev/null; then
+    echo "installing the Python client (clients/python) into $venv"
+    "$venv/bin/pip" install -q -e "$root/clients/python[test]"
+  fi
 fi

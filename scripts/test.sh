@@ -26,6 +26,9 @@ ctest --test-dir "$build" --output-on-failure -j"$(nproc)"
 echo "== integration tests =="
 DISTRI_BIN="$build/distri" "$root/build/venv/bin/python" -m pytest "$root/tests" -q
 
+echo "== Python client tests =="
+DISTRI_BIN="$build/distri" "$root/build/venv/bin/python" -m pytest "$root/clients/python/tests" -q
+
 if [[ "$fuzz_seconds" != 0 ]]; then
   echo "== fuzzing (${fuzz_seconds}s per target) =="
   for target in "$build"/fuzz/*_fuzz; do
