@@ -84,7 +84,7 @@ void Client::ProcessInput() {
   const commands::CommandTable& table = commands::CommandTable::Get();
   bool waiting = false;  // a complete command waits for this client's pending writes
   while (!in.empty() && !barrier_ && !session_.blocked && !session_.close_after_reply &&
-         need_bytes_ != SIZE_MAX) {
+         need_bytes_ != SIZE_MAX && !conn_.closing()) {
     if (conn_.pending_output() > kOutputHighWater) {
       output_blocked_ = true;
       break;
@@ -128,7 +128,8 @@ void Client::ProcessInput() {
     }
     if (pending_.empty()) server_->MarkDirty(this);
   }
-  if ((session_.close_after_reply || peer_closed_) && pending_.empty() && !barrier_) {
+  if ((session_.close_after_reply || peer_closed_) && pending_.empty() && !barrier_ &&
+      !session_.blocked) {
     conn_.CloseAfterFlush();
   } else if (!peer_closed_ && need_bytes_ != SIZE_MAX) {
     // Read more only if it can be used now: not while replies pile up, and
