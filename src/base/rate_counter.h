@@ -20,7 +20,13 @@ class RateCounter {
  public:
   void Add(int64_t now_s, uint64_t n = 1) {
     total_ += n;
-    Slot& s = slots_[Index(now_s)];
+    if (now_s == last_sec_) {  // the common case: same second as the last event
+      slots_[last_index_].count += n;
+      return;
+    }
+    last_sec_ = now_s;
+    last_index_ = Index(now_s);
+    Slot& s = slots_[last_index_];
     if (s.sec != now_s) {
       s.sec = now_s;
       s.count = 0;
@@ -51,6 +57,8 @@ class RateCounter {
   static std::size_t Index(int64_t sec) { return static_cast<std::size_t>(((sec % kSlots) + kSlots) % kSlots); }
   std::array<Slot, kSlots> slots_{};
   uint64_t total_ = 0;
+  int64_t last_sec_ = -1;
+  std::size_t last_index_ = 0;
 };
 
 }  // namespace distri::base

@@ -6,7 +6,9 @@
 #ifndef DISTRI_BASE_STRINGS_H_
 #define DISTRI_BASE_STRINGS_H_
 
+#include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <string_view>
 
@@ -29,6 +31,13 @@ bool GlobMatch(std::string_view pattern, std::string_view text, bool nocase = fa
 // ASCII lower-casing into dst (resized). Returns a view of dst.
 std::string_view AsciiLower(std::string_view s, std::string* dst);
 bool EqualsIgnoreCase(std::string_view a, std::string_view b);
+
+// Hash for unordered containers keyed by std::string that may be looked up
+// with a string_view (no temporary string): use with std::equal_to<>.
+struct StringHash {
+  using is_transparent = void;
+  size_t operator()(std::string_view s) const noexcept { return std::hash<std::string_view>{}(s); }
+};
 
 }  // namespace distri::base
 

@@ -20,6 +20,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 #include <vector>
 
 #include "commands/messaging.h"
@@ -141,7 +142,7 @@ class CommandTable {
  private:
   CommandTable();
   std::vector<CommandSpec> specs_;
-  std::vector<std::pair<std::string, const CommandSpec*>> index_;  // sorted by name
+  std::unordered_map<std::string_view, const CommandSpec*> index_;  // lower-case name
 };
 
 // Runs one command: arity, auth and memory checks, then the handler.

@@ -15,8 +15,7 @@ CommandTable::CommandTable() {
   AddRoomCommands(&specs_);
   AddMirrorCommands(&specs_);
   AddMessagingCommands(&specs_);
-  for (const CommandSpec& spec : specs_) index_.emplace_back(spec.name, &spec);
-  std::sort(index_.begin(), index_.end());
+  for (const CommandSpec& spec : specs_) index_.emplace(spec.name, &spec);
 }
 
 const CommandTable& CommandTable::Get() {
@@ -31,10 +30,8 @@ const CommandSpec* CommandTable::Find(std::string_view name) const {
     char c = name[i];
     lower[i] = (c >= 'A' && c <= 'Z') ? static_cast<char>(c + 32) : c;
   }
-  std::string_view key(lower, name.size());
-  auto it = std::lower_bound(index_.begin(), index_.end(), key,
-                             [](const auto& entry, std::string_view k) { return entry.first < k; });
-  return (it != index_.end() && it->first == key) ? it->second : nullptr;
+  auto it = index_.find(std::string_view(lower, name.size()));
+  return it == index_.end() ? nullptr : it->second;
 }
 
 void Call::Propose(state::Op op, uint32_t flags, int64_t num,

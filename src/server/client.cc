@@ -132,9 +132,12 @@ void Client::ProcessInput() {
       !session_.blocked) {
     conn_.CloseAfterFlush();
   } else if (!peer_closed_ && need_bytes_ != SIZE_MAX) {
-    // Read more only if it can be used now: not while replies pile up, and
-    // not while whole commands wait (a partial command always needs more).
-    if (output_blocked_ || waiting || barrier_ || session_.blocked) {
+    // Read more only if it can be used now: not while replies pile up, nor
+    // while a large backlog of whole commands waits (a partial command always
+    // needs more). A small backlog keeps reading on, which saves pausing and
+    // resuming the socket around every blocking call.
+    bool backlog = (waiting || barrier_ || session_.blocked) && in.readable() > kIdleInputKeep;
+    if (output_blocked_ || backlog) {
       conn_.PauseReading();
     } else {
       conn_.ResumeReading();

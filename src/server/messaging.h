@@ -33,6 +33,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "base/strings.h"
 #include "commands/messaging.h"
 
 namespace distri::server {
@@ -79,7 +80,7 @@ class MessageRouter final : public commands::Messaging {
  private:
   // ---- pub/sub ----
   struct RoomSubs {
-    std::unordered_map<std::string, std::vector<Client*>> channels;
+    std::unordered_map<std::string, std::vector<Client*>, base::StringHash, std::equal_to<>> channels;
     std::vector<std::pair<std::string, Client*>> patterns;
   };
   struct ClientSubs {
@@ -91,7 +92,7 @@ class MessageRouter final : public commands::Messaging {
   void WriteConfirm(protocol::ReplyWriter& reply, std::string_view kind, std::string_view name,
                     bool nil_name, const commands::Session& session);
 
-  std::unordered_map<std::string, RoomSubs> rooms_;
+  std::unordered_map<std::string, RoomSubs, base::StringHash, std::equal_to<>> rooms_;
   std::unordered_map<Client*, ClientSubs> client_subs_;
 
   // ---- services ----
@@ -116,8 +117,8 @@ class MessageRouter final : public commands::Messaging {
     uint64_t caller_id;  // 0 once the caller has gone
     Service* service;
     std::string payload;
-    int64_t start_ms;
-    int64_t deadline_ms;
+    uint64_t start_ns;     // uv_hrtime() when the call was made
+    int64_t deadline_ms;   // on the monotonic clock (MonoMs)
     Worker* worker = nullptr;  // null while waiting in the queue
     int attempts = 0;
     uint64_t group = 0;        // CALL.ALL broadcast id, 0 for CALL
@@ -150,7 +151,12 @@ class MessageRouter final : public commands::Messaging {
   std::string WorkerLabel(const Worker& w) const;
   void DropWorker(Worker* w, bool reroute);
 
+  // Monotonic time for deadlines and latencies: a wall-clock step must not
+  // time out every call at once.
+  int64_t MonoMs() const { return static_cast<int64_t>(uv_now(loop_)); }
+
   Server* server_;
+  uv_loop_t* loop_;
   uv_timer_t timer_;
   bool timer_open_ = false;
   std::unordered_map<std::string, std::unique_ptr<Service>> services_;  // room '\n' name

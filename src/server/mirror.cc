@@ -103,7 +103,7 @@ bool MirrorHub::Matches(const Mirror& m, std::string_view key, state::Change::Ki
 }
 
 void MirrorHub::OnChange(const state::Change& c) {
-  auto retained = retained_.find(std::string(c.room));
+  auto retained = retained_.find(c.room);
   if (retained == retained_.end()) return;  // never mirrored: no mirror, no history
   Record r{c.revision, c.kind, c.expired, c.expire_at_ms, std::string(c.room), std::string(c.key),
            std::string(c.value)};
@@ -242,7 +242,7 @@ size_t MirrorHub::Stop(MirrorSink* sink, std::optional<std::string_view> room) {
 }
 
 size_t MirrorHub::MirrorsInRoom(std::string_view room) const {
-  auto it = by_room_.find(std::string(room));
+  auto it = by_room_.find(room);
   return it == by_room_.end() ? 0 : it->second.size();
 }
 

@@ -42,6 +42,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "base/strings.h"
 #include "state/change.h"
 #include "state/keyspace.h"
 
@@ -150,12 +151,14 @@ class MirrorHub final : public state::ChangeObserver {
   std::deque<Record> history_;
   size_t history_bytes_ = 0;
   uint64_t floor_;
-  std::unordered_map<std::string, std::vector<std::unique_ptr<Mirror>>> by_room_;
+  std::unordered_map<std::string, std::vector<std::unique_ptr<Mirror>>, base::StringHash,
+                     std::equal_to<>>
+      by_room_;
   struct Retention {
     uint64_t floor;            // the room's history is complete after this revision
     int64_t idle_since_ms;     // when its last mirror left; 0 while it has mirrors
   };
-  std::unordered_map<std::string, Retention> retained_;
+  std::unordered_map<std::string, Retention, base::StringHash, std::equal_to<>> retained_;
   size_t mirror_count_ = 0;
   size_t snapshotting_ = 0;
 };

@@ -102,7 +102,7 @@ void MessageRouter::Unsubscribe(commands::Session& session, std::span<const std:
 
 int64_t MessageRouter::Publish(std::string_view room, std::string_view channel,
                                std::string_view message) {
-  auto rit = rooms_.find(std::string(room));
+  auto rit = rooms_.find(room);
   if (rit == rooms_.end()) return 0;
   RoomSubs& rs = rit->second;
   int64_t receivers = 0;
@@ -125,7 +125,7 @@ int64_t MessageRouter::Publish(std::string_view room, std::string_view channel,
     server_->CheckOutputLimit(c);
     receivers++;
   };
-  if (auto it = rs.channels.find(std::string(channel)); it != rs.channels.end()) {
+  if (auto it = rs.channels.find(channel); it != rs.channels.end()) {
     std::string encoded[2];
     for (Client* c : it->second) {
       int p = c->session().protocol;
@@ -143,7 +143,7 @@ int64_t MessageRouter::Publish(std::string_view room, std::string_view channel,
 std::vector<std::string> MessageRouter::Channels(std::string_view room,
                                                  std::optional<std::string_view> pattern) {
   std::vector<std::string> out;
-  auto rit = rooms_.find(std::string(room));
+  auto rit = rooms_.find(room);
   if (rit == rooms_.end()) return out;
   for (const auto& [name, subs] : rit->second.channels) {
     if (!pattern || base::GlobMatch(*pattern, name)) out.push_back(name);
@@ -153,19 +153,19 @@ std::vector<std::string> MessageRouter::Channels(std::string_view room,
 }
 
 int64_t MessageRouter::NumSub(std::string_view room, std::string_view channel) {
-  auto rit = rooms_.find(std::string(room));
+  auto rit = rooms_.find(room);
   if (rit == rooms_.end()) return 0;
-  auto it = rit->second.channels.find(std::string(channel));
+  auto it = rit->second.channels.find(channel);
   return it == rit->second.channels.end() ? 0 : static_cast<int64_t>(it->second.size());
 }
 
 int64_t MessageRouter::NumPat(std::string_view room) {
-  auto rit = rooms_.find(std::string(room));
+  auto rit = rooms_.find(room);
   return rit == rooms_.end() ? 0 : static_cast<int64_t>(rit->second.patterns.size());
 }
 
 size_t MessageRouter::SubscriptionsInRoom(std::string_view room) const {
-  auto rit = rooms_.find(std::string(room));
+  auto rit = rooms_.find(room);
   if (rit == rooms_.end()) return 0;
   size_t n = rit->second.patterns.size();
   for (const auto& [name, subs] : rit->second.channels) n += subs.size();

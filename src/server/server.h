@@ -26,6 +26,7 @@
 #include <vector>
 
 #include "base/rate_counter.h"
+#include "base/strings.h"
 #include "distri/version.h"
 #include "commands/command.h"
 #include "log/local_log.h"
@@ -153,6 +154,8 @@ class Server final : public commands::Context {
   static void OnSignal(uv_signal_t* handle, int signum);
   static void OnPumpIdle(uv_idle_t* handle);
 
+  static int64_t RealtimeMs();
+  void SyncClock();
   void ApplyCommitted();
   void OnCommit(uint64_t index, std::string_view entry);
   void OnLogFailure(uint64_t first_index, const Status& why);
@@ -188,9 +191,10 @@ class Server final : public commands::Context {
   uint64_t next_client_id_ = 1;
   uint64_t used_memory_ = 0;
   int64_t started_ms_ = 0;
+  int64_t wall_offset_ms_ = 0;  // wall clock minus the loop's monotonic clock
   std::string node_id_;
   ServerStats stats_;
-  std::unordered_map<std::string, RoomCounters> room_counters_;
+  std::unordered_map<std::string, RoomCounters, base::StringHash, std::equal_to<>> room_counters_;
 };
 
 }  // namespace distri::server

@@ -31,7 +31,7 @@ double Percentile(std::vector<double> v, double p) {
 
 }  // namespace
 
-MessageRouter::MessageRouter(Server* server, uv_loop_t* loop) : server_(server) {
+MessageRouter::MessageRouter(Server* server, uv_loop_t* loop) : server_(server), loop_(loop) {
   uv_timer_init(loop, &timer_);
   timer_.data = this;
   timer_open_ = true;
@@ -192,13 +192,14 @@ void MessageRouter::DrainWaiting(Worker* w) {
 
 void MessageRouter::Call(commands::Session& session, std::string_view service,
                          std::string_view payload, int64_t timeout_ms, bool all) {
-  const int64_t now = server_->NowMs();
+  const int64_t now = MonoMs();
+  const uint64_t start_ns = uv_hrtime();
   Service& svc = GetService(session.room, service);
   svc.calls++;
   session.blocked = true;  // the reply comes from Finish (invariant 2)
   if (!all) {
     uint64_t id = next_id_++;
-    calls_.emplace(id, PendingCall{id, session.id, &svc, std::string(payload), now, now + timeout_ms});
+    calls_.emplace(id, PendingCall{id, session.id, &svc, std::string(payload), start_ns, now + timeout_ms});
     deadlines_.emplace(now + timeout_ms, id);
     Dispatch(id);
   } else {
@@ -208,7 +209,7 @@ void MessageRouter::Call(commands::Session& session, std::string_view service,
     b.service = std::string(service);
     for (Worker* w : svc.workers) {
       uint64_t id = next_id_++;
-      PendingCall& call = calls_.emplace(id, PendingCall{id, 0, &svc, std::string(payload), now,
+      PendingCall& call = calls_.emplace(id, PendingCall{id, 0, &svc, std::string(payload), start_ns,
                                                          now + timeout_ms}).first->second;
       call.group = group;
       call.slot = b.slots.size();
@@ -246,7 +247,7 @@ void MessageRouter::Finish(uint64_t call_id, std::string_view status, std::strin
   Service& svc = *call.service;
   if (call.worker == nullptr) std::erase(svc.waiting, call_id);
   if (status == "ok") {
-    double ms = static_cast<double>(server_->NowMs() - call.start_ms);
+    double ms = static_cast<double>(uv_hrtime() - call.start_ns) / 1e6;
     if (svc.latency_ms.size() < kLatencySamples) {
       svc.latency_ms.push_back(ms);
     } else {
@@ -332,13 +333,13 @@ void MessageRouter::ArmTimer() {
     uv_timer_stop(&timer_);
     return;
   }
-  int64_t wait = deadlines_.begin()->first - server_->NowMs();
+  int64_t wait = deadlines_.begin()->first - MonoMs();
   uv_timer_start(&timer_, [](uv_timer_t* t) { static_cast<MessageRouter*>(t->data)->OnTimer(); },
                  static_cast<uint64_t>(std::max<int64_t>(wait, 1)), 0);
 }
 
 void MessageRouter::OnTimer() {
-  const int64_t now = server_->NowMs();
+  const int64_t now = MonoMs();
   while (!deadlines_.empty() && deadlines_.begin()->first <= now) {
     uint64_t id = deadlines_.begin()->second;
     deadlines_.erase(deadlines_.begin());

@@ -41,7 +41,7 @@ Status Server::LoadNodeId() {
 }
 
 RoomCounters& Server::CountersFor(std::string_view room) {
-  auto it = room_counters_.find(std::string(room));
+  auto it = room_counters_.find(room);
   if (it == room_counters_.end()) it = room_counters_.emplace(std::string(room), RoomCounters{}).first;
   return it->second;
 }
