@@ -10,10 +10,14 @@ want_test=0
 [[ "${1:-}" == "--test" ]] && want_test=1
 root="$(cd "$(dirname "$0")/.." && pwd)"
 
-packages=(build-essential cmake ninja-build pkg-config libuv1-dev libssl-dev libxxhash-dev)
+packages=(build-essential cmake ninja-build pkg-config libuv1-dev libssl-dev libxxhash-dev
+          libhttp-parser-dev nlohmann-json3-dev)
 if [[ $want_test == 1 ]]; then
   packages+=(clang libclang-rt-14-dev libgtest-dev libgmock-dev libbenchmark-dev
-             redis-server redis-tools python3 python3-venv)
+             redis-server redis-tools python3 python3-venv chromium)
+  # Node.js for the browser tests (any packaging of it will do: keep one already there).
+  command -v node >/dev/null || packages+=(nodejs)
+  command -v npm >/dev/null || packages+=(npm)
 fi
 
 missing=()
@@ -42,5 +46,10 @@ if [[ $want_test == 1 ]]; then
   if ! "$venv/bin/python" -c "import distri, hiredis, tqdm" 2>/dev/null; then
     echo "installing the Python client (clients/python) into $venv"
     "$venv/bin/pip" install -q -e "$root/clients/python[test]"
+  fi
+  # Playwright (playwright-core only: it drives Debian's chromium, downloads no browser).
+  if [[ ! -f "$root/tests/browser/node_modules/playwright-core/package.json" ]]; then
+    echo "installing the browser tests' npm packages into tests/browser/node_modules"
+    (cd "$root/tests/browser" && npm ci --no-audit --no-fund --loglevel=error)
   fi
 fi

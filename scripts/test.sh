@@ -26,6 +26,10 @@ ctest --test-dir "$build" --output-on-failure -j"$(nproc)"
 echo "== integration tests =="
 DISTRI_BIN="$build/distri" "$root/build/venv/bin/python" -m pytest "$root/tests" -q
 
+echo "== browser tests (Playwright + chromium; screenshots in build/test-artifacts) =="
+(cd "$root/tests/browser" && DISTRI_BIN="$build/distri" PYTHON="$root/build/venv/bin/python" \
+  DISTRI_ARTIFACTS="$root/build/test-artifacts" node --test --test-concurrency=1 dashboard.test.mjs)
+
 echo "== Python client tests =="
 DISTRI_BIN="$build/distri" "$root/build/venv/bin/python" -m pytest "$root/clients/python/tests" -q
 

@@ -33,8 +33,8 @@ bool IsGet(const Request& req) { return req.method == "GET" || req.method == "HE
 
 Response NoSuchRoom() { return JsonError(404, "NOTFOUND", "no such room"); }
 
-std::string QueryValue(const std::vector<std::pair<std::string, std::string>>& query, std::string_view name,
-                       bool* present = nullptr) {
+std::string QueryValue(const std::vector<std::pair<std::string, std::string>>& query,
+                       std::string_view name, bool* present = nullptr) {
   for (const auto& [k, v] : query) {
     if (k == name) {
       if (present) *present = true;
@@ -82,9 +82,21 @@ int StatusForError(std::string_view line) {
 Response ErrorLineResponse(std::string_view line) {
   size_t space = line.find(' ');
   std::string_view code = line.substr(0, space);
-  std::string_view message = space == std::string_view::npos ? std::string_view() : line.substr(space + 1);
+  std::string_view message =
+      space == std::string_view::npos ? std::string_view() : line.substr(space + 1);
   return JsonError(StatusForError(line), code, message);
 }
+
+namespace {
+
+Route Simple(Route::Kind kind, std::string_view name) {
+  Route r;
+  r.kind = kind;
+  r.name = name;
+  return r;
+}
+
+}  // namespace
 
 Route MatchRoute(std::string_view path) {
   Route r;
@@ -94,16 +106,16 @@ Route MatchRoute(std::string_view path) {
     r.asset = asset;
     return r;
   }
-  if (path == "/healthz") return {Route::Kind::kHealthz, "/healthz"};
-  if (path == "/readyz") return {Route::Kind::kReadyz, "/readyz"};
-  if (path == "/metrics") return {Route::Kind::kMetrics, "/metrics"};
-  if (path == "/api/stats") return {Route::Kind::kStats, "/api/stats"};
-  if (path == "/api/rooms") return {Route::Kind::kRooms, "/api/rooms"};
+  if (path == "/healthz") return Simple(Route::Kind::kHealthz, "/healthz");
+  if (path == "/readyz") return Simple(Route::Kind::kReadyz, "/readyz");
+  if (path == "/metrics") return Simple(Route::Kind::kMetrics, "/metrics");
+  if (path == "/api/stats") return Simple(Route::Kind::kStats, "/api/stats");
+  if (path == "/api/rooms") return Simple(Route::Kind::kRooms, "/api/rooms");
   if (!path.starts_with("/api/rooms/")) return r;
   std::vector<std::string_view> parts = SplitPath(path);  // api, rooms, code, ...
   if (parts.size() < 3 || parts.size() > 5 || parts[2].empty()) return r;
   auto code = PercentDecode(parts[2]);
-  if (!code) return {Route::Kind::kBadPath, "bad"};
+  if (!code) return Simple(Route::Kind::kBadPath, "bad");
   r.code = std::move(*code);
   if (parts.size() == 3) {
     r.kind = Route::Kind::kRoom;
@@ -116,7 +128,7 @@ Route MatchRoute(std::string_view path) {
     r.name = "/api/rooms/{code}/ws";
   } else if (parts.size() == 5 && parts[3] == "keys" && !parts[4].empty()) {
     auto key = PercentDecode(parts[4]);
-    if (!key) return {Route::Kind::kBadPath, "bad"};
+    if (!key) return Simple(Route::Kind::kBadPath, "bad");
     r.kind = Route::Kind::kKey;
     r.name = "/api/rooms/{code}/keys/{key}";
     r.key = std::move(*key);
@@ -249,7 +261,12 @@ void Api::Room(const Request& req, const Route& route, Respond& respond) {
     if (!out.ok) return respond(ErrorLineResponse(out.error));
     std::string body;
     JsonWriter w(&body);
-    w.BeginObject().Key("dropped").Bool(true).Key("revision").Int(static_cast<int64_t>(out.revision)).EndObject();
+    w.BeginObject()
+        .Key("dropped")
+        .Bool(true)
+        .Key("revision")
+        .Int(static_cast<int64_t>(out.revision))
+        .EndObject();
     respond(JsonOk(std::move(body)));
   });
 }
@@ -267,8 +284,10 @@ void Api::Keys(const Request& req, const Route& route, Respond& respond) {
     return respond(JsonError(400, "ERR", "cursor must be a number returned by an earlier page"));
   }
   std::string limit_text = QueryValue(*query, "limit", &present);
-  if (present && (!base::ParseUint64(limit_text, &limit) || limit == 0 || limit > kMaxKeysPerPage)) {
-    return respond(JsonError(400, "ERR", "limit must be between 1 and " + std::to_string(kMaxKeysPerPage)));
+  if (present &&
+      (!base::ParseUint64(limit_text, &limit) || limit == 0 || limit > kMaxKeysPerPage)) {
+    return respond(
+        JsonError(400, "ERR", "limit must be between 1 and " + std::to_string(kMaxKeysPerPage)));
   }
   bool values = QueryValue(*query, "values", &present) != "0";
   std::vector<KeyEntry> entries;
@@ -299,12 +318,17 @@ void Api::Key(const Request& req, const Route& route, Respond& respond) {
   if (req.method == "PUT") return PutKey(req, route, respond);
   if (req.method != "DELETE") return respond(MethodNotAllowed("GET, HEAD, PUT, DELETE"));
   if (!backend_->RoomExists(route.code)) return respond(NoSuchRoom());
-  if (!backend_->GetKey(route.code, route.key)) return respond(JsonError(404, "NOTFOUND", "no such key"));
+  if (!backend_->GetKey(route.code, route.key))
+    return respond(JsonError(404, "NOTFOUND", "no such key"));
   backend_->DeleteKey(route.code, route.key, [respond](const WriteOutcome& out) {
     if (!out.ok) return respond(ErrorLineResponse(out.error));
     std::string body;
     JsonWriter w(&body);
-    w.BeginObject().Key("deleted").Bool(out.integer > 0).Key("revision").Int(static_cast<int64_t>(out.revision));
+    w.BeginObject()
+        .Key("deleted")
+        .Bool(out.integer > 0)
+        .Key("revision")
+        .Int(static_cast<int64_t>(out.revision));
     w.EndObject();
     respond(JsonOk(std::move(body)));
   });
@@ -323,7 +347,8 @@ void Api::PutKey(const Request& req, const Route& route, Respond& respond) {
     if (!ParseJsonObject(req.body, &obj, &error)) return respond(JsonError(400, "ERR", error));
     std::optional<std::string> v = BytesMember(obj, "value", &ok, &error);
     if (!ok) return respond(JsonError(400, "ERR", error));
-    if (!v) return respond(JsonError(400, "ERR", "the JSON body needs \"value\" (or \"value_b64\")"));
+    if (!v)
+      return respond(JsonError(400, "ERR", "the JSON body needs \"value\" (or \"value_b64\")"));
     value = std::move(*v);
     std::optional<int64_t> ttl = IntMember(obj, "ttl_ms", &ok, &error);
     if (!ok) return respond(JsonError(400, "ERR", error));
@@ -348,15 +373,20 @@ void Api::PutKey(const Request& req, const Route& route, Respond& respond) {
   if (!backend_->RoomExists(route.code)) return respond(NoSuchRoom());
   int64_t expire_at = ttl_ms > 0 ? backend_->NowMs() + ttl_ms : 0;
   std::string code = route.code, key = route.key;
-  backend_->SetKey(code, key, value, expire_at, [respond, code, key, expire_at](const WriteOutcome& out) {
-    if (!out.ok) return respond(ErrorLineResponse(out.error));
-    std::string body;
-    JsonWriter w(&body);
-    w.BeginObject().Key("room").String(code);
-    w.BytesField("key", key);
-    w.Key("expire_at_ms").Int(expire_at).Key("revision").Int(static_cast<int64_t>(out.revision)).EndObject();
-    respond(JsonOk(std::move(body)));
-  });
+  backend_->SetKey(code, key, value, expire_at,
+                   [respond, code, key, expire_at](const WriteOutcome& out) {
+                     if (!out.ok) return respond(ErrorLineResponse(out.error));
+                     std::string body;
+                     JsonWriter w(&body);
+                     w.BeginObject().Key("room").String(code);
+                     w.BytesField("key", key);
+                     w.Key("expire_at_ms")
+                         .Int(expire_at)
+                         .Key("revision")
+                         .Int(static_cast<int64_t>(out.revision))
+                         .EndObject();
+                     respond(JsonOk(std::move(body)));
+                   });
 }
 
 }  // namespace distri::http

@@ -15,7 +15,7 @@ struct Asset {
   std::string_view path;          // "/index.html", "/js/app.js"
   std::string_view content_type;  // from the extension
   std::string_view data;
-  std::string_view etag;          // quoted, from the content's SHA-256
+  std::string_view etag;  // quoted, from the content's SHA-256
 };
 
 // Every embedded file (generated: web_assets.cc in the build tree).

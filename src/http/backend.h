@@ -115,9 +115,9 @@ class Backend {
   virtual void DropRoom(std::string_view code, WriteDone done) = 0;
 
   // Starts mirroring `room` into `out`; `begin` runs before the first update.
-  virtual std::unique_ptr<MirrorHandle> StartMirror(std::string_view room, std::string_view prefix,
-                                                    std::optional<uint64_t> from, MirrorOutput* out,
-                                                    const std::function<void(const MirrorBegin&)>& begin) = 0;
+  virtual std::unique_ptr<MirrorHandle> StartMirror(
+      std::string_view room, std::string_view prefix, std::optional<uint64_t> from,
+      MirrorOutput* out, const std::function<void(const MirrorBegin&)>& begin) = 0;
   // A mirror's output drained: snapshot streaming may continue.
   virtual void MirrorDrained() = 0;
 

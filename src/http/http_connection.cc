@@ -22,7 +22,9 @@ constexpr size_t kIdleInputKeep = 1 << 20;
 
 int64_t NowMs() { return static_cast<int64_t>(uv_hrtime() / 1000000); }
 
-bool EqualsIgnoreCase(std::string_view a, std::string_view b) { return base::EqualsIgnoreCase(a, b); }
+bool EqualsIgnoreCase(std::string_view a, std::string_view b) {
+  return base::EqualsIgnoreCase(a, b);
+}
 
 }  // namespace
 
@@ -79,12 +81,15 @@ void HttpConnection::OnData() {
 
 void HttpConnection::OnPeerClosed(bool eof) {
   peer_closed_ = true;
-  if (!eof || ws_ || !busy_) {
-    // Nothing owed (or a reset): close. A half-closed HTTP client waiting
-    // for its answer gets it first (Finish closes after writing).
+  if (ws_ || !eof) {
+    // A WebSocket without its peer is over; a reset drops what is owed.
     if (ws_) ws_->StopMirror();
     conn_.Close();
+    return;
   }
+  // A half-close: answer the complete requests already received, then close
+  // (ProcessInput closes after flushing once it needs bytes that won't come).
+  if (!busy_) ProcessInput();
 }
 
 void HttpConnection::OnClosed() {
@@ -152,7 +157,8 @@ void HttpConnection::HandleRequest(Request& req) {
   Route route = MatchRoute(req.path);
   if (!HostAllowed(req, server_->loopback_only())) {
     server_->stats().forbidden++;
-    Finish(seq, JsonError(403, "FORBIDDEN", "Host header not allowed for a server bound to loopback"),
+    Finish(seq,
+           JsonError(403, "FORBIDDEN", "Host header not allowed for a server bound to loopback"),
            head_only, keep_alive);
     return;
   }
@@ -170,16 +176,17 @@ void HttpConnection::HandleRequest(Request& req) {
   uint64_t started = uv_hrtime();
   std::weak_ptr<HttpServer*> weak = server_->weak();
   uint64_t id = id_;
-  server_->api().Handle(req, route, [weak, id, seq, head_only, keep_alive, route_name, method,
-                                     started](Response r) {
-    auto server = weak.lock();
-    if (!server) return;
-    HttpStats& stats = (*server)->stats();
-    stats.requests[{route_name, method, r.status}]++;
-    stats.latency[route_name + "\n" + method].Observe(static_cast<double>(uv_hrtime() - started) / 1e9);
-    HttpConnection* conn = (*server)->Find(id);
-    if (conn != nullptr) conn->Finish(seq, std::move(r), head_only, keep_alive);
-  });
+  server_->api().Handle(
+      req, route, [weak, id, seq, head_only, keep_alive, route_name, method, started](Response r) {
+        auto server = weak.lock();
+        if (!server) return;
+        HttpStats& stats = (*server)->stats();
+        stats.requests[{route_name, method, r.status}]++;
+        stats.latency[route_name + "\n" + method].Observe(
+            static_cast<double>(uv_hrtime() - started) / 1e9);
+        HttpConnection* conn = (*server)->Find(id);
+        if (conn != nullptr) conn->Finish(seq, std::move(r), head_only, keep_alive);
+      });
 }
 
 void HttpConnection::Finish(uint64_t seq, Response response, bool head_only, bool keep_alive) {
@@ -211,7 +218,8 @@ void HttpConnection::Upgrade(const Request& req, const Route& route) {
   if (req.method != "GET" || upgrade == nullptr || !EqualsIgnoreCase(*upgrade, "websocket")) {
     return refuse(400, "ERR", "expected a WebSocket upgrade (GET with Upgrade: websocket)");
   }
-  if (version == nullptr || *version != "13") return refuse(426, "UPGRADE", "WebSocket version 13 required");
+  if (version == nullptr || *version != "13")
+    return refuse(426, "UPGRADE", "WebSocket version 13 required");
   auto raw_key = key ? Base64Decode(*key) : std::nullopt;
   if (!raw_key || raw_key->size() != 16) return refuse(400, "ERR", "bad Sec-WebSocket-Key");
   auto query = ParseQuery(req.query);
@@ -224,7 +232,8 @@ void HttpConnection::Upgrade(const Request& req, const Route& route) {
       prefix = value;
     } else if (name == "from") {
       uint64_t v;
-      if (!base::ParseUint64(value, &v)) return refuse(400, "ERR", "from must be a revision number");
+      if (!base::ParseUint64(value, &v))
+        return refuse(400, "ERR", "from must be a revision number");
       from = v;
     } else if (name == "mirror") {
       mirror = value != "0";
@@ -275,10 +284,12 @@ void HttpConnection::ProcessWsInput() {
       case WsOpcode::kClose: {
         uint16_t code = kWsCloseNormal;
         if (m.payload.size() >= 2) {
-          code = static_cast<uint16_t>(static_cast<uint8_t>(m.payload[0]) << 8 | static_cast<uint8_t>(m.payload[1]));
+          code = static_cast<uint16_t>(static_cast<uint8_t>(m.payload[0]) << 8 |
+                                       static_cast<uint8_t>(m.payload[1]));
         }
         // Echo the code (RFC 6455 5.5.1), unless it may not be sent on the wire.
-        if (code < 1000 || code == 1004 || code == 1005 || code == 1006 || (code > 1011 && code < 3000) || code > 4999) {
+        if (code < 1000 || code == 1004 || code == 1005 || code == 1006 ||
+            (code > 1011 && code < 3000) || code > 4999) {
           code = kWsCloseProtocol;
         }
         CloseWs(code, "");

@@ -75,12 +75,12 @@ class HttpConnection final : public net::Connection::Handler {
   RequestParser parser_;
   std::unique_ptr<WsReader> ws_reader_;
   std::unique_ptr<WsSession> ws_;
-  uint64_t seq_ = 0;               // requests answered so far
-  bool busy_ = false;              // a request is being answered (invariant 1)
-  bool in_process_ = false;        // ProcessInput is on the stack
-  bool sent_continue_ = false;     // "100 Continue" sent for the current request
+  uint64_t seq_ = 0;            // requests answered so far
+  bool busy_ = false;           // a request is being answered (invariant 1)
+  bool in_process_ = false;     // ProcessInput is on the stack
+  bool sent_continue_ = false;  // "100 Continue" sent for the current request
   bool peer_closed_ = false;
-  int64_t request_started_ms_ = 0; // first byte of the request in progress; 0 = idle
+  int64_t request_started_ms_ = 0;  // first byte of the request in progress; 0 = idle
   int64_t idle_since_ms_ = 0;
 };
 

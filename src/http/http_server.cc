@@ -13,7 +13,9 @@ namespace {
 
 constexpr uint64_t kSweepIntervalMs = 1000;
 
-Status UvError(const std::string& what, int rc) { return Status::IOError(what + ": " + uv_strerror(rc)); }
+Status UvError(const std::string& what, int rc) {
+  return Status::IOError(what + ": " + uv_strerror(rc));
+}
 
 }  // namespace
 
@@ -42,7 +44,8 @@ Status HttpServer::Listen() {
   sockaddr_storage addr;
   const std::string where = options_.bind + ":" + std::to_string(options_.port);
   int rc = uv_ip4_addr(options_.bind.c_str(), options_.port, reinterpret_cast<sockaddr_in*>(&addr));
-  if (rc != 0) rc = uv_ip6_addr(options_.bind.c_str(), options_.port, reinterpret_cast<sockaddr_in6*>(&addr));
+  if (rc != 0)
+    rc = uv_ip6_addr(options_.bind.c_str(), options_.port, reinterpret_cast<sockaddr_in6*>(&addr));
   if (rc != 0) return Status::InvalidArgument("bad --bind address for HTTP: " + options_.bind);
   rc = uv_tcp_bind(&listener_, reinterpret_cast<const sockaddr*>(&addr), 0);
   if (rc != 0) return UvError("cannot bind HTTP port " + where, rc);
@@ -139,8 +142,10 @@ void HttpServer::OnSweep(uv_timer_t* handle) {
 void HttpServer::WriteOwnMetrics(MetricsWriter& w) {
   w.Gauge("distri_http_connections", "Open HTTP connections (WebSockets included)",
           static_cast<double>(conns_.size()));
-  w.Gauge("distri_http_websockets", "Open WebSocket sessions", static_cast<double>(websocket_count()));
-  w.Counter("distri_http_connections_total", "HTTP connections accepted", static_cast<double>(stats_.connections_total));
+  w.Gauge("distri_http_websockets", "Open WebSocket sessions",
+          static_cast<double>(websocket_count()));
+  w.Counter("distri_http_connections_total", "HTTP connections accepted",
+            static_cast<double>(stats_.connections_total));
   w.Counter("distri_http_connections_rejected_total", "HTTP connections refused (too many)",
             static_cast<double>(stats_.connections_rejected));
   w.Counter("distri_http_timeouts_total", "HTTP connections closed for a slow request or idleness",
@@ -154,8 +159,10 @@ void HttpServer::WriteOwnMetrics(MetricsWriter& w) {
   w.Counter("distri_http_websocket_messages_sent_total", "WebSocket text messages sent",
             static_cast<double>(stats_.ws_messages_out));
   w.Counter("distri_http_websocket_slow_consumer_disconnects_total",
-            "WebSockets cut off for not reading their mirror", static_cast<double>(stats_.ws_slow_consumer_disconnects));
-  w.Family("distri_http_requests_total", "counter", "HTTP requests answered, by route, method and status");
+            "WebSockets cut off for not reading their mirror",
+            static_cast<double>(stats_.ws_slow_consumer_disconnects));
+  w.Family("distri_http_requests_total", "counter",
+           "HTTP requests answered, by route, method and status");
   for (const auto& [k, n] : stats_.requests) {
     const auto& [route, method, status] = k;
     std::string code = std::to_string(status);
@@ -167,7 +174,8 @@ void HttpServer::WriteOwnMetrics(MetricsWriter& w) {
   for (const auto& [k, h] : stats_.latency) {
     size_t nl = k.find('\n');
     w.HistogramSamples("distri_http_request_duration_seconds", h,
-                       {{"route", std::string_view(k).substr(0, nl)}, {"method", std::string_view(k).substr(nl + 1)}});
+                       {{"route", std::string_view(k).substr(0, nl)},
+                        {"method", std::string_view(k).substr(nl + 1)}});
   }
   w.Family("distri_http_websocket_write_seconds", "histogram",
            "Time from a WebSocket set/del to its result (proposed, fsynced, applied)");

@@ -81,7 +81,8 @@ std::optional<int64_t> IntMember(const nlohmann::json& obj, std::string_view nam
   auto it = obj.find(std::string(name));
   if (it == obj.end() || it->is_null()) return std::nullopt;
   if (it->is_number_unsigned()) {
-    if (it->get<uint64_t>() <= static_cast<uint64_t>(INT64_MAX)) return static_cast<int64_t>(it->get<uint64_t>());
+    if (it->get<uint64_t>() <= static_cast<uint64_t>(INT64_MAX))
+      return static_cast<int64_t>(it->get<uint64_t>());
   } else if (it->is_number_integer()) {
     return it->get<int64_t>();
   }

@@ -11,11 +11,10 @@
 #define DISTRI_HTTP_JSON_INPUT_H_
 
 #include <cstdint>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 #include <string_view>
-
-#include <nlohmann/json.hpp>
 
 namespace distri::http {
 

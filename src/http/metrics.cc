@@ -63,7 +63,8 @@ void MetricsWriter::Family(std::string_view name, std::string_view type, std::st
   out_->append("# TYPE ").append(name).append(" ").append(type).append("\n");
 }
 
-void MetricsWriter::AppendLabels(Labels labels, std::string_view extra_name, std::string_view extra_value) {
+void MetricsWriter::AppendLabels(Labels labels, std::string_view extra_name,
+                                 std::string_view extra_value) {
   if (labels.size() == 0 && extra_name.empty()) return;
   out_->push_back('{');
   bool first = true;

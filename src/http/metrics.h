@@ -55,7 +55,8 @@ class MetricsWriter {
   void Gauge(std::string_view name, std::string_view help, double value);
 
  private:
-  void AppendLabels(Labels labels, std::string_view extra_name = {}, std::string_view extra_value = {});
+  void AppendLabels(Labels labels, std::string_view extra_name = {},
+                    std::string_view extra_value = {});
   std::string* out_;
 };
 

@@ -129,7 +129,8 @@ int RequestParser::OnHeaderField(http_parser* p, const char* at, size_t len) {
   if (!self->CountHeaderBytes(len + 4)) return self->Fail(431, "request headers too large");
   auto& headers = self->request_.headers;
   if (self->in_value_ || headers.empty()) {
-    if (headers.size() >= self->limits_.max_headers) return self->Fail(431, "too many request headers");
+    if (headers.size() >= self->limits_.max_headers)
+      return self->Fail(431, "too many request headers");
     headers.emplace_back();
     self->in_value_ = false;
   }
@@ -149,6 +150,7 @@ int RequestParser::OnHeaderValue(http_parser* p, const char* at, size_t len) {
 int RequestParser::OnHeadersComplete(http_parser* p) {
   auto* self = static_cast<RequestParser*>(p->data);
   Request& r = self->request_;
+  if (p->http_major != 1) return self->Fail(505, "HTTP version not supported");
   r.method = http_method_str(static_cast<http_method>(p->method));
   for (auto& [name, value] : r.headers) LowerInPlace(&name);
   size_t q = r.target.find('?');
@@ -159,7 +161,8 @@ int RequestParser::OnHeadersComplete(http_parser* p) {
   const std::string* connection = r.Header("connection");
   r.upgrade = p->upgrade && connection != nullptr && HeaderHasToken(*connection, "upgrade");
   if ((p->flags & F_CONTENTLENGTH) && p->content_length > self->limits_.max_body_bytes) {
-    return self->Fail(413, "request body larger than " + std::to_string(self->limits_.max_body_bytes) + " bytes");
+    return self->Fail(
+        413, "request body larger than " + std::to_string(self->limits_.max_body_bytes) + " bytes");
   }
   const std::string* expect = r.Header("expect");
   self->expect_continue_ = expect != nullptr && HeaderHasToken(*expect, "100-continue");
@@ -170,7 +173,8 @@ int RequestParser::OnHeadersComplete(http_parser* p) {
 int RequestParser::OnBody(http_parser* p, const char* at, size_t len) {
   auto* self = static_cast<RequestParser*>(p->data);
   if (self->request_.body.size() + len > self->limits_.max_body_bytes) {
-    return self->Fail(413, "request body larger than " + std::to_string(self->limits_.max_body_bytes) + " bytes");
+    return self->Fail(
+        413, "request body larger than " + std::to_string(self->limits_.max_body_bytes) + " bytes");
   }
   self->request_.body.append(at, len);
   return 0;

@@ -97,7 +97,8 @@ std::optional<std::vector<std::pair<std::string, std::string>>> ParseQuery(std::
     if (part.empty()) continue;
     size_t eq = part.find('=');
     auto name = PercentDecode(part.substr(0, eq), true);
-    auto value = PercentDecode(eq == std::string_view::npos ? std::string_view() : part.substr(eq + 1), true);
+    auto value = PercentDecode(
+        eq == std::string_view::npos ? std::string_view() : part.substr(eq + 1), true);
     if (!name || !value) return std::nullopt;
     out.emplace_back(std::move(*name), std::move(*value));
   }
@@ -176,14 +177,30 @@ void AppendJsonString(std::string_view s, std::string* out) {
       continue;
     }
     switch (c) {
-      case '"': out->append("\\\""); break;
-      case '\\': out->append("\\\\"); break;
-      case '\n': out->append("\\n"); break;
-      case '\r': out->append("\\r"); break;
-      case '\t': out->append("\\t"); break;
-      case '<': out->append("\\u003c"); break;
-      case '>': out->append("\\u003e"); break;
-      case '&': out->append("\\u0026"); break;
+      case '"':
+        out->append("\\\"");
+        break;
+      case '\\':
+        out->append("\\\\");
+        break;
+      case '\n':
+        out->append("\\n");
+        break;
+      case '\r':
+        out->append("\\r");
+        break;
+      case '\t':
+        out->append("\\t");
+        break;
+      case '<':
+        out->append("\\u003c");
+        break;
+      case '>':
+        out->append("\\u003e");
+        break;
+      case '&':
+        out->append("\\u0026");
+        break;
       default:
         if (c < 0x20 || c == 0x7F) {
           char buf[8];

@@ -46,10 +46,28 @@ class JsonWriter {
  public:
   explicit JsonWriter(std::string* out) : out_(out) {}
 
-  JsonWriter& BeginObject() { Sep(); out_->push_back('{'); first_ = true; return *this; }
-  JsonWriter& EndObject() { out_->push_back('}'); first_ = false; return *this; }
-  JsonWriter& BeginArray() { Sep(); out_->push_back('['); first_ = true; return *this; }
-  JsonWriter& EndArray() { out_->push_back(']'); first_ = false; return *this; }
+  JsonWriter& BeginObject() {
+    Sep();
+    out_->push_back('{');
+    first_ = true;
+    return *this;
+  }
+  JsonWriter& EndObject() {
+    out_->push_back('}');
+    first_ = false;
+    return *this;
+  }
+  JsonWriter& BeginArray() {
+    Sep();
+    out_->push_back('[');
+    first_ = true;
+    return *this;
+  }
+  JsonWriter& EndArray() {
+    out_->push_back(']');
+    first_ = false;
+    return *this;
+  }
   JsonWriter& Key(std::string_view k);
   // REQUIRES: s is valid UTF-8 (invalid bytes are replaced by U+FFFD).
   JsonWriter& String(std::string_view s);

@@ -28,7 +28,8 @@ void AppendWsFrame(std::string* out, WsOpcode opcode, std::string_view payload) 
     out->push_back(static_cast<char>(n & 0xFF));
   } else {
     out->push_back(127);
-    for (int shift = 56; shift >= 0; shift -= 8) out->push_back(static_cast<char>((n >> shift) & 0xFF));
+    for (int shift = 56; shift >= 0; shift -= 8)
+      out->push_back(static_cast<char>((n >> shift) & 0xFF));
   }
   out->append(payload);
 }
@@ -80,13 +81,18 @@ WsReader::State WsReader::Read(std::string_view data, size_t* consumed) {
     if (control) {
       if (!fin) return Fail(kWsCloseProtocol, "fragmented control frame");
       if (len > 125) return Fail(kWsCloseProtocol, "control frame longer than 125 bytes");
-      if (opcode != 0x8 && opcode != 0x9 && opcode != 0xA) return Fail(kWsCloseProtocol, "unknown opcode");
+      if (opcode != 0x8 && opcode != 0x9 && opcode != 0xA)
+        return Fail(kWsCloseProtocol, "unknown opcode");
     } else {
-      if (opcode != 0x0 && opcode != 0x1 && opcode != 0x2) return Fail(kWsCloseProtocol, "unknown opcode");
-      if (opcode == 0x0 && !in_fragmented_) return Fail(kWsCloseProtocol, "continuation without a message");
-      if (opcode != 0x0 && in_fragmented_) return Fail(kWsCloseProtocol, "new message inside a fragmented one");
+      if (opcode != 0x0 && opcode != 0x1 && opcode != 0x2)
+        return Fail(kWsCloseProtocol, "unknown opcode");
+      if (opcode == 0x0 && !in_fragmented_)
+        return Fail(kWsCloseProtocol, "continuation without a message");
+      if (opcode != 0x0 && in_fragmented_)
+        return Fail(kWsCloseProtocol, "new message inside a fragmented one");
       if (partial_.size() + len > max_message_) {
-        return Fail(kWsCloseTooBig, "message larger than " + std::to_string(max_message_) + " bytes");
+        return Fail(kWsCloseTooBig,
+                    "message larger than " + std::to_string(max_message_) + " bytes");
       }
     }
     if (data.size() - pos - header < 4 + len) return State::kNeedMore;
@@ -105,8 +111,10 @@ WsReader::State WsReader::Read(std::string_view data, size_t* consumed) {
     if (control) {
       message_.opcode = static_cast<WsOpcode>(opcode);
       if (message_.opcode == WsOpcode::kClose) {
-        if (message_.payload.size() == 1) return Fail(kWsCloseProtocol, "close frame with a 1-byte body");
-        if (message_.payload.size() > 2 && !IsValidUtf8(std::string_view(message_.payload).substr(2))) {
+        if (message_.payload.size() == 1)
+          return Fail(kWsCloseProtocol, "close frame with a 1-byte body");
+        if (message_.payload.size() > 2 &&
+            !IsValidUtf8(std::string_view(message_.payload).substr(2))) {
           return Fail(kWsCloseBadData, "close reason is not UTF-8");
         }
       }

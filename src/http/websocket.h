@@ -67,7 +67,7 @@ class WsReader {
   State Fail(uint16_t code, std::string message);
 
   size_t max_message_;
-  std::string partial_;           // fragments of a data message so far
+  std::string partial_;  // fragments of a data message so far
   WsOpcode partial_opcode_ = WsOpcode::kText;
   bool in_fragmented_ = false;
   WsMessage message_;

@@ -15,12 +15,18 @@ namespace {
 
 std::string_view KindName(MirrorUpdate::Kind kind) {
   switch (kind) {
-    case MirrorUpdate::Kind::kReset: return "reset";
-    case MirrorUpdate::Kind::kSnapshot: return "snapshot";
-    case MirrorUpdate::Kind::kReady: return "ready";
-    case MirrorUpdate::Kind::kSet: return "set";
-    case MirrorUpdate::Kind::kDel: return "del";
-    case MirrorUpdate::Kind::kFlush: return "flush";
+    case MirrorUpdate::Kind::kReset:
+      return "reset";
+    case MirrorUpdate::Kind::kSnapshot:
+      return "snapshot";
+    case MirrorUpdate::Kind::kReady:
+      return "ready";
+    case MirrorUpdate::Kind::kSet:
+      return "set";
+    case MirrorUpdate::Kind::kDel:
+      return "del";
+    case MirrorUpdate::Kind::kFlush:
+      return "flush";
   }
   return "?";
 }
@@ -28,7 +34,10 @@ std::string_view KindName(MirrorUpdate::Kind kind) {
 }  // namespace
 
 WsSession::WsSession(HttpServer* server, HttpConnection* conn, std::string room)
-    : server_(server), conn_(conn), room_(std::move(room)), self_(std::make_shared<WsSession*>(this)) {}
+    : server_(server),
+      conn_(conn),
+      room_(std::move(room)),
+      self_(std::make_shared<WsSession*>(this)) {}
 
 WsSession::~WsSession() { mirror_.reset(); }
 
@@ -44,15 +53,16 @@ void WsSession::Send() {
 void WsSession::Mirror(std::string_view prefix, std::optional<uint64_t> from) {
   mirror_.reset();  // a new mirror replaces the old one
   std::string prefix_copy(prefix);
-  mirror_ = server_->backend()->StartMirror(room_, prefix_copy, from, this, [&](const MirrorBegin& b) {
-    scratch_.clear();
-    JsonWriter w(&scratch_);
-    w.BeginObject().Key("type").String("mirror").Key("room").String(room_);
-    w.BytesField("prefix", prefix_copy);
-    w.Key("revision").Int(static_cast<int64_t>(b.revision));
-    w.Key("mode").String(b.resume ? "resume" : "snapshot").EndObject();
-    Send();
-  });
+  mirror_ =
+      server_->backend()->StartMirror(room_, prefix_copy, from, this, [&](const MirrorBegin& b) {
+        scratch_.clear();
+        JsonWriter w(&scratch_);
+        w.BeginObject().Key("type").String("mirror").Key("room").String(room_);
+        w.BytesField("prefix", prefix_copy);
+        w.Key("revision").Int(static_cast<int64_t>(b.revision));
+        w.Key("mode").String(b.resume ? "resume" : "snapshot").EndObject();
+        Send();
+      });
 }
 
 void WsSession::Deliver(const MirrorUpdate& u) {
@@ -101,7 +111,8 @@ void WsSession::OnDrained() {
   if (mirror_) server_->backend()->MirrorDrained();
 }
 
-void WsSession::SendError(std::string_view id_json, std::string_view code, std::string_view message) {
+void WsSession::SendError(std::string_view id_json, std::string_view code,
+                          std::string_view message) {
   scratch_.clear();
   JsonWriter w(&scratch_);
   w.BeginObject().Key("type").String(id_json.empty() ? "error" : "result");
@@ -136,11 +147,13 @@ void WsSession::OnText(std::string_view text) {
   std::string id_json;
   auto id = msg.find("id");
   if (id != msg.end()) {
-    if (!id->is_number() && !id->is_string()) return SendError("", "ERR", "'id' must be a number or a string");
+    if (!id->is_number() && !id->is_string())
+      return SendError("", "ERR", "'id' must be a number or a string");
     id_json = id->dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
   }
   auto op_it = msg.find("op");
-  if (op_it == msg.end() || !op_it->is_string()) return SendError(id_json, "ERR", "message needs \"op\"");
+  if (op_it == msg.end() || !op_it->is_string())
+    return SendError(id_json, "ERR", "message needs \"op\"");
   const std::string& op = op_it->get_ref<const std::string&>();
   bool ok = true;
   Backend* backend = server_->backend();
@@ -181,7 +194,8 @@ void WsSession::OnText(std::string_view text) {
     return Send();
   }
   if (op != "set" && op != "del") {
-    return SendError(id_json, "ERR", "unknown op '" + op + "' (mirror, unmirror, set, del, stats, ping)");
+    return SendError(id_json, "ERR",
+                     "unknown op '" + op + "' (mirror, unmirror, set, del, stats, ping)");
   }
   std::optional<std::string> key = BytesMember(msg, "key", &ok, &error);
   if (!ok) return SendError(id_json, "ERR", error);

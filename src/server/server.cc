@@ -11,6 +11,8 @@
 
 #include "base/logging.h"
 #include "server/client.h"
+#include "http/http_server.h"
+#include "server/http_backend.h"
 
 namespace distri::server {
 
@@ -105,9 +107,20 @@ Status Server::Start() {
   if (rc != 0) return UvError(("cannot bind " + s.bind + ":" + std::to_string(s.port)).c_str(), rc);
   rc = uv_listen(reinterpret_cast<uv_stream_t*>(&listener_), 511, OnConnection);
   if (rc != 0) return UvError(("cannot listen on " + s.bind + ":" + std::to_string(s.port)).c_str(), rc);
-  LOG(INFO) << "distri " << kVersion << " listening on " << s.bind << ":" << s.port << " (http port "
-            << s.http_port << " reserved for the dashboard), data in " << s.data_dir
+  LOG(INFO) << "distri " << kVersion << " listening on " << s.bind << ":" << s.port
+            << " (RESP), data in " << s.data_dir
             << ", fsync " << (s.fsync ? "always" : "off") << ", pid " << getpid();
+
+  // HTTP endpoint: dashboard, JSON API, WebSocket mirrors, /metrics (src/http/).
+  http_backend_ = std::make_unique<HttpBackend>(this);
+  http::HttpOptions http_options;
+  http_options.bind = s.bind;
+  http_options.port = s.http_port;
+  http_ = std::make_unique<http::HttpServer>(&loop_, http_backend_.get(), std::move(http_options));
+  DISTRI_RETURN_IF_ERROR(http_->Listen());
+  const bool v6 = s.bind.find(':') != std::string::npos;
+  LOG(INFO) << "dashboard and HTTP API on http://" << (v6 ? "[" : "") << s.bind << (v6 ? "]" : "") << ":"
+            << s.http_port << "/";
 
   uv_check_init(&loop_, &check_);
   check_.data = this;
@@ -136,6 +149,7 @@ void Server::Stop() {
   LOG(INFO) << "shutting down";
   uv_close(reinterpret_cast<uv_handle_t*>(&listener_), nullptr);
   for (auto& [id, client] : clients_) client->conn().Close();
+  if (http_) http_->Close();
   uv_timer_stop(&expire_timer_);
   router_->Close();
   // Let the writes already handed to the log finish, and their replies go out.

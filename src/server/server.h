@@ -34,9 +34,14 @@
 #include "server/mirror.h"
 #include "state/state_machine.h"
 
+namespace distri::http {
+class HttpServer;
+}  // namespace distri::http
+
 namespace distri::server {
 
 class Client;
+class HttpBackend;
 
 // Redis's client-output-buffer-limit: disconnect a client whose unsent output
 // passes `hard`, or stays above `soft` for `soft_seconds`. 0 disables a bound.
@@ -195,6 +200,11 @@ class Server final : public commands::Context {
   std::string node_id_;
   ServerStats stats_;
   std::unordered_map<std::string, RoomCounters, base::StringHash, std::equal_to<>> room_counters_;
+
+  // The HTTP endpoint (dashboard, JSON API, /metrics; src/http/). Last, so it
+  // is destroyed before the state and mirrors its connections refer to.
+  std::unique_ptr<HttpBackend> http_backend_;
+  std::unique_ptr<http::HttpServer> http_;
 };
 
 }  // namespace distri::server

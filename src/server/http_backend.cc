@@ -1,0 +1,267 @@
+// HttpBackend; see http_backend.h.
+
+#include "server/http_backend.h"
+
+#include <unistd.h>
+
+#include <cstdio>
+
+#include "http/metrics.h"
+#include "server/mirror.h"
+#include "server/server.h"
+
+namespace distri::server {
+
+namespace {
+
+http::Fields Convert(const StatFields& fields) {
+  http::Fields out;
+  out.reserve(fields.size());
+  for (const StatField& f : fields) {
+    http::Field h;
+    h.name = std::string(f.name);
+    std::visit([&](const auto& v) { h.value = v; }, f.value);
+    out.push_back(std::move(h));
+  }
+  return out;
+}
+
+bool HasPrefix(std::string_view s, std::string_view prefix) {
+  return s.size() >= prefix.size() && s.compare(0, prefix.size(), prefix) == 0;
+}
+
+// A MirrorHub sink that forwards events to the WebSocket session; stopping
+// it on destruction is what makes it a handle.
+class MirrorAdapter final : public MirrorSink, public http::MirrorHandle {
+ public:
+  MirrorAdapter(Server* server, http::MirrorOutput* out) : server_(server), out_(out) {}
+  ~MirrorAdapter() override { server_->mirrors().Stop(this, std::nullopt); }
+
+  void Deliver(const MirrorEvent& e) override {
+    http::MirrorUpdate u;
+    u.revision = e.revision;
+    u.key = e.key;
+    u.value = e.value;
+    u.expire_at_ms = e.expire_at_ms;
+    u.expired = e.expired;
+    switch (e.kind) {
+      case MirrorEvent::Kind::kReset:
+        u.kind = http::MirrorUpdate::Kind::kReset;
+        break;
+      case MirrorEvent::Kind::kReady:
+        u.kind = http::MirrorUpdate::Kind::kReady;
+        break;
+      case MirrorEvent::Kind::kSet:
+        u.kind = http::MirrorUpdate::Kind::kSet;
+        break;
+      case MirrorEvent::Kind::kDel:
+        u.kind = http::MirrorUpdate::Kind::kDel;
+        break;
+      case MirrorEvent::Kind::kFlush:
+        u.kind = http::MirrorUpdate::Kind::kFlush;
+        break;
+      case MirrorEvent::Kind::kSnapshot:
+        u.kind = http::MirrorUpdate::Kind::kSnapshot;
+        items_.clear();
+        for (const state::Item* item : e.items)
+          items_.push_back({item->key(), item->value(), item->expire_at_ms()});
+        u.items = items_;
+        break;
+    }
+    out_->Deliver(u);
+  }
+  size_t unsent_bytes() const override { return out_->unsent_bytes(); }
+  bool sink_closed() const override { return out_->closed(); }
+
+ private:
+  Server* server_;
+  http::MirrorOutput* out_;
+  std::vector<http::KeyView> items_;  // reused per snapshot chunk
+};
+
+// Resident set size from /proc (0 where unavailable).
+uint64_t ResidentBytes() {
+  FILE* f = std::fopen("/proc/self/statm", "r");
+  if (f == nullptr) return 0;
+  unsigned long size = 0, resident = 0;
+  int n = std::fscanf(f, "%lu %lu", &size, &resident);
+  std::fclose(f);
+  return n == 2 ? static_cast<uint64_t>(resident) * static_cast<uint64_t>(sysconf(_SC_PAGESIZE))
+                : 0;
+}
+
+}  // namespace
+
+int64_t HttpBackend::NowMs() const { return server_->NowMs(); }
+
+http::Fields HttpBackend::SiteStats() { return Convert(server_->SiteStatsFields()); }
+
+std::vector<http::Fields> HttpBackend::ListRooms() {
+  std::vector<http::Fields> out;
+  for (const auto& [code, room] : server_->state().rooms())
+    out.push_back(Convert(server_->RoomStatsFields(code)));
+  return out;
+}
+
+bool HttpBackend::RoomExists(std::string_view code) { return server_->state().RoomJoinable(code); }
+
+http::Fields HttpBackend::RoomStats(std::string_view code) {
+  return Convert(server_->RoomStatsFields(code));
+}
+
+std::optional<http::KeyEntry> HttpBackend::GetKey(std::string_view room, std::string_view key) {
+  server_->CountCommand(room, commands::kReadOnly);
+  const state::Room* r = server_->state().FindRoom(room);
+  const state::Item* item = r ? r->Get(key, server_->NowMs()) : nullptr;
+  if (item == nullptr) return std::nullopt;
+  return http::KeyEntry{std::string(item->key()), std::string(item->value()), item->expire_at_ms()};
+}
+
+uint64_t HttpBackend::ScanKeys(std::string_view room, std::string_view prefix, uint64_t cursor,
+                               size_t limit, std::vector<http::KeyEntry>* out) {
+  server_->CountCommand(room, commands::kReadOnly);
+  const state::Room* r = server_->state().FindRoom(room);
+  if (r == nullptr) return 0;
+  const int64_t now = server_->NowMs();
+  // Bounded work per page: a rare prefix returns a short (even empty) page
+  // with a cursor to go on from, as SCAN with MATCH does.
+  size_t budget = 64 * limit + 1024;
+  do {
+    size_t step = std::max<size_t>(1, (limit - out->size()) / 2);
+    cursor = r->keys().Scan(cursor, step, [&](const state::Item& item) {
+      if (item.expired(now) || !HasPrefix(item.key(), prefix)) return;
+      out->push_back({std::string(item.key()), std::string(item.value()), item.expire_at_ms()});
+    });
+    budget -= std::min(budget, step);
+  } while (cursor != 0 && out->size() < limit && budget > 0);
+  return cursor;
+}
+
+void HttpBackend::Propose(std::string_view entry, std::string text, http::WriteDone done) {
+  Server* server = server_;
+  Status st = server_->ProposeEntry(entry, [server, text, done](const state::ApplyResult& r) {
+    http::WriteOutcome out;
+    out.revision = server->state().applied_index();
+    out.text = text;
+    switch (r.kind) {
+      case state::ApplyResult::Kind::kError:
+        out.error = r.text;
+        break;
+      case state::ApplyResult::Kind::kInt:
+        out.ok = true;
+        out.integer = r.integer;
+        break;
+      default:
+        out.ok = true;
+        if (r.kind == state::ApplyResult::Kind::kBulk && text.empty()) out.text = r.text;
+        break;
+    }
+    done(out);
+  });
+  if (!st.ok()) {
+    http::WriteOutcome out;
+    out.error = (st.code() == Code::kOutOfMemory ? "OOM " : "ERR ") + st.message();
+    done(out);
+  }
+}
+
+void HttpBackend::SetKey(std::string_view room, std::string_view key, std::string_view value,
+                         int64_t expire_at_ms, http::WriteDone done) {
+  server_->CountCommand(room, commands::kWrite);
+  std::string entry;
+  std::string_view args[] = {key, value};
+  state::EncodeEntry(&entry, state::Op::kSet, 0, server_->NowMs(), expire_at_ms, room, args);
+  Propose(entry, {}, std::move(done));
+}
+
+void HttpBackend::DeleteKey(std::string_view room, std::string_view key, http::WriteDone done) {
+  server_->CountCommand(room, commands::kWrite);
+  std::string entry;
+  std::string_view args[] = {key};
+  state::EncodeEntry(&entry, state::Op::kDel, 0, server_->NowMs(), 0, room, args);
+  Propose(entry, {}, std::move(done));
+}
+
+void HttpBackend::CreateRoom(std::string_view name, http::WriteDone done) {
+  std::string code = server_->NewRoomCode();
+  server_->CountCommand(code, commands::kWrite);
+  std::string entry;
+  std::string_view args[] = {name.empty() ? std::string_view(code) : name};
+  state::EncodeEntry(&entry, state::Op::kRoomCreate, 0, server_->NowMs(), 0, code, args);
+  Propose(entry, code, std::move(done));
+}
+
+void HttpBackend::DropRoom(std::string_view code, http::WriteDone done) {
+  server_->CountCommand(code, commands::kWrite);
+  std::string entry;
+  state::EncodeEntry(&entry, state::Op::kRoomDrop, 0, server_->NowMs(), 0, code, {});
+  Propose(entry, {}, std::move(done));
+}
+
+std::unique_ptr<http::MirrorHandle> HttpBackend::StartMirror(
+    std::string_view room, std::string_view prefix, std::optional<uint64_t> from,
+    http::MirrorOutput* out, const std::function<void(const http::MirrorBegin&)>& begin) {
+  auto adapter = std::make_unique<MirrorAdapter>(server_, out);
+  server_->mirrors().Start(adapter.get(), room, prefix, from, [&](const MirrorStart& s) {
+    begin(http::MirrorBegin{s.revision, s.resume});
+  });
+  return adapter;
+}
+
+void HttpBackend::MirrorDrained() { server_->WakePump(); }
+
+bool HttpBackend::Ready(std::string* why) {
+  if (server_->stats().log_failures > 0) {
+    // The log refused a write: until restarted, this node may not be able to persist.
+    *why = "the log failed to persist a write (see the server log)";
+    return false;
+  }
+  return true;
+}
+
+void HttpBackend::WriteMetrics(http::MetricsWriter& w) {
+  const ServerStats& s = server_->stats();
+  const int64_t now_s = server_->NowMs() / 1000;
+  auto d = [](auto v) { return static_cast<double>(v); };
+  int64_t uptime = 0, clients = 0;
+  for (const StatField& f : server_->SiteStatsFields()) {
+    if (f.name == "uptime_s") uptime = std::get<int64_t>(f.value);
+    if (f.name == "clients") clients = std::get<int64_t>(f.value);
+  }
+  w.Gauge("distri_uptime_seconds", "Seconds since the server started", d(uptime));
+  w.Gauge("distri_clients", "Connected RESP clients", d(clients));
+  w.Gauge("distri_rooms", "Rooms that hold or held data", d(server_->state().rooms().size()));
+  w.Gauge("distri_keys", "Keys in every room", d(server_->state().key_count()));
+  w.Gauge("distri_mirrors", "Live mirrors (RESP and WebSocket)",
+          d(server_->mirrors().mirror_count()));
+  w.Gauge("distri_revision", "Revision (log index) of the last applied entry",
+          d(server_->state().applied_index()));
+  w.Gauge("distri_memory_used_bytes", "Data memory counted against --max-memory",
+          d(server_->used_memory()));
+  w.Gauge("distri_memory_limit_bytes", "--max-memory (0 = no limit)",
+          d(server_->settings().max_memory));
+  w.Gauge("distri_mirror_history_bytes",
+          "Bytes of change history kept for mirrors resuming FROM a revision",
+          d(server_->mirrors().history_bytes()));
+  w.Gauge("distri_process_resident_memory_bytes", "Resident memory of the process",
+          d(ResidentBytes()));
+  w.Gauge("distri_ops_per_second", "Commands in the last complete second",
+          d(s.ops.LastSecond(now_s)));
+  w.Counter("distri_commands_total", "Commands processed (RESP commands and HTTP reads and writes)",
+            d(s.ops.total()));
+  w.Counter("distri_reads_total", "Read commands", d(s.reads.total()));
+  w.Counter("distri_writes_total", "Write commands", d(s.writes.total()));
+  w.Counter("distri_connections_total", "RESP connections accepted", d(s.connections_received));
+  w.Counter("distri_rejected_connections_total", "RESP connections refused (--max-clients)",
+            d(s.rejected_connections));
+  w.Counter("distri_entries_applied_total", "Log entries applied", d(s.entries_applied));
+  w.Counter("distri_expired_keys_total", "Keys deleted by active expiry", d(s.expired_keys));
+  w.Counter("distri_snapshots_total", "State snapshots written", d(s.snapshots));
+  w.Family("distri_errors_total", "counter", "Errors, by kind");
+  w.Sample("distri_errors_total", d(s.protocol_errors), {{"kind", "protocol"}});
+  w.Sample("distri_errors_total", d(s.log_failures), {{"kind", "log_write"}});
+  w.Counter("distri_slow_consumer_disconnects_total",
+            "Clients cut off for not reading their output", d(s.slow_consumer_disconnects));
+}
+
+}  // namespace distri::server
