@@ -486,6 +486,12 @@ def test_metrics(server, c):
     assert 'distri_http_requests_total{route="/api/stats",method="GET",code="200"}' in samples
     assert any(k.startswith("distri_http_request_duration_seconds_bucket{") for k in samples)
     assert "# TYPE distri_http_request_duration_seconds histogram" in text
+    # Commands by name, write latency and the log's fsync latency.
+    assert samples['distri_command_calls_total{command="set"}'] >= 1
+    assert samples["distri_write_duration_seconds_count"] >= 1
+    assert samples["distri_log_fsync_duration_seconds_count"] >= 1
+    assert samples['distri_log_fsync_duration_seconds_bucket{le="+Inf"}'] == \
+        samples["distri_log_fsync_duration_seconds_count"]
 
 
 # ---------------------------------------------------------------------------

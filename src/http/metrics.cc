@@ -25,23 +25,6 @@ void AppendNumber(double v, std::string* out) {
 
 }  // namespace
 
-void Histogram::Observe(double seconds) {
-  count_++;
-  sum_ += seconds;
-  for (size_t i = 0; i < kBounds.size(); i++) {
-    if (seconds <= kBounds[i]) {
-      buckets_[i]++;
-      return;
-    }
-  }
-}
-
-uint64_t Histogram::CumulativeCount(size_t i) const {
-  uint64_t n = 0;
-  for (size_t k = 0; k <= i && k < buckets_.size(); k++) n += buckets_[k];
-  return n;
-}
-
 std::string EscapeLabelValue(std::string_view v) {
   std::string out;
   for (char c : v) {

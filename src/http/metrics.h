@@ -12,6 +12,8 @@
 #define DISTRI_HTTP_METRICS_H_
 
 #include <array>
+
+#include "base/histogram.h"
 #include <cstdint>
 #include <initializer_list>
 #include <string>
@@ -22,23 +24,9 @@ namespace distri::http {
 
 using Labels = std::initializer_list<std::pair<std::string_view, std::string_view>>;
 
-// Latency histogram in seconds with buckets from 100 µs to 10 s.
-class Histogram {
- public:
-  static constexpr std::array<double, 16> kBounds = {0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005,
-                                                     0.01,   0.025,   0.05,   0.1,   0.25,   0.5,
-                                                     1,      2.5,     5,      10};
-  void Observe(double seconds);
-  uint64_t count() const { return count_; }
-  double sum() const { return sum_; }
-  // Observations <= kBounds[i] (cumulative, as Prometheus wants).
-  uint64_t CumulativeCount(size_t i) const;
-
- private:
-  std::array<uint64_t, kBounds.size()> buckets_{};  // non-cumulative
-  uint64_t count_ = 0;
-  double sum_ = 0;
-};
+// Latency histogram in seconds with buckets from 100 µs to 10 s (shared with
+// the server and the log, which record their own).
+using Histogram = base::LatencyHistogram;
 
 class MetricsWriter {
  public:

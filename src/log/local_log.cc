@@ -4,6 +4,8 @@
 
 #include "log/local_log.h"
 
+#include <chrono>
+
 #include <algorithm>
 #include <utility>
 
@@ -403,8 +405,10 @@ namespace {
 // page cache no longer tells us what is on disk, so neither retrying nor
 // carrying on is safe. Crashing makes the next start recover from the disk
 // itself, and nothing whose durability is in doubt has been acknowledged.
-void SyncOrDie(WritableFile* file) {
+void SyncOrDie(WritableFile* file, base::LatencyHistogram* latency) {
+  auto start = std::chrono::steady_clock::now();
   Status st = file->Sync();
+  latency->Observe(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
   if (!st.ok()) {
     LOG(FATAL) << "log: " << st.ToString()
                << "; the page cache state is unknown after a failed fsync, so the only safe "
@@ -443,11 +447,11 @@ Status LocalLog::WriteGroup(std::vector<std::unique_ptr<Batch>>& group) {
       // Make the truncation durable before the failure is reported: else a
       // crash could bring back entries whose proposers were told they failed
       // and whose indexes are about to be reused.
-      SyncOrDie(segment_.get());
+      SyncOrDie(segment_.get(), &fsync_latency_);
     }
     return st;
   }
-  if (options_.fsync) SyncOrDie(segment_.get());
+  if (options_.fsync) SyncOrDie(segment_.get(), &fsync_latency_);
   segment_size_ += bytes;
   write_index_ += count;
   return Status::Ok();
@@ -459,7 +463,7 @@ Status LocalLog::WriteGroup(std::vector<std::unique_ptr<Batch>>& group) {
 Status LocalLog::FixTail() {
   if (!dirty_tail_) return Status::Ok();
   DISTRI_RETURN_IF_ERROR(segment_->Truncate(segment_size_));
-  if (options_.fsync) SyncOrDie(segment_.get());
+  if (options_.fsync) SyncOrDie(segment_.get(), &fsync_latency_);
   dirty_tail_ = false;
   return Status::Ok();
 }

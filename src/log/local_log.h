@@ -44,6 +44,7 @@
 #include <thread>
 #include <vector>
 
+#include "base/histogram.h"
 #include "distri/status.h"
 #include "log/file_system.h"
 #include "log/log.h"
@@ -104,6 +105,8 @@ class LocalLog final : public Log {
   // since the snapshot). Approximate by design: entries proposed but not yet
   // applied when a snapshot is taken, or dropped by a failure, are miscounted.
   uint64_t bytes_since_snapshot() const override { return bytes_since_snapshot_; }
+  // Durations of the log's fdatasync calls (recorded by the writer thread).
+  const base::LatencyHistogram& fsync_latency() const { return fsync_latency_; }
 
   // Stops both threads after they finish the work already handed to them
   // (queued groups, pending snapshots). Entries proposed but not flushed are
@@ -166,6 +169,7 @@ class LocalLog final : public Log {
   uint64_t next_index_ = 1;          // index the next Propose returns
   uint64_t delivered_index_ = 0;     // last index handed to on_commit (or recovered)
   uint64_t bytes_since_snapshot_ = 0;
+  base::LatencyHistogram fsync_latency_;  // written by the writer thread
   uint64_t snapshot_requested_ = 0;  // newest snapshot index saved or being saved
   bool polling_ = false;
   bool closed_ = false;

@@ -119,6 +119,7 @@ void Client::ProcessInput() {
     last_command_.assign(spec ? spec->name : "unknown");
     commands::Dispatch(spec, call);
     server_->CountCommand(session_.room, spec ? spec->flags : 0);
+    server_->CountCall(spec);
     in.Consume(consumed);  // args_ pointed into the input until here
 
     if (!deferred_out_.empty()) {  // invariant 3: park it behind the last earlier write
@@ -148,7 +149,7 @@ void Client::ProcessInput() {
 }
 
 void Client::AddPendingWrite(uint64_t index, commands::ReplyShape shape) {
-  pending_.push_back({index, shape, {}});
+  pending_.push_back({index, shape, {}, uv_hrtime()});
   if (shape == commands::ReplyShape::kJoinRoom) barrier_ = true;  // invariant 4
 }
 
@@ -162,6 +163,7 @@ bool Client::CompletePendingWrite(const state::ApplyResult& result) {
     barrier_ = false;
   }
   conn_.output().append(p.trailing);
+  server_->write_latency().Observe(static_cast<double>(uv_hrtime() - p.proposed_ns) / 1e9);
   pending_.pop_front();
   server_->MarkDirty(this);
   if (!pending_.empty()) return false;

@@ -79,6 +79,7 @@ class Client final : public net::Connection::Handler, public MirrorSink {
     uint64_t index;
     commands::ReplyShape shape;
     std::string trailing;  // replies of later commands that must follow this one
+    uint64_t proposed_ns;  // uv_hrtime() at proposal, for the write latency histogram
   };
 
   void ProtocolError(const std::string& message);

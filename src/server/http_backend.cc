@@ -262,6 +262,17 @@ void HttpBackend::WriteMetrics(http::MetricsWriter& w) {
   w.Sample("distri_errors_total", d(s.log_failures), {{"kind", "log_write"}});
   w.Counter("distri_slow_consumer_disconnects_total",
             "Clients cut off for not reading their output", d(s.slow_consumer_disconnects));
+  w.Family("distri_command_calls_total", "counter", "RESP commands run, by command");
+  const auto& specs = commands::CommandTable::Get().all();
+  const auto& calls = server_->command_calls();
+  for (size_t i = 0; i < calls.size() && i < specs.size(); i++) {
+    if (calls[i] != 0) w.Sample("distri_command_calls_total", d(calls[i]), {{"command", specs[i].name}});
+  }
+  w.Family("distri_write_duration_seconds", "histogram",
+           "RESP writes from proposal to reply: group commit, fsync and apply");
+  w.HistogramSamples("distri_write_duration_seconds", server_->write_latency());
+  w.Family("distri_log_fsync_duration_seconds", "histogram", "fdatasync calls of the log");
+  w.HistogramSamples("distri_log_fsync_duration_seconds", server_->fsync_latency());
 }
 
 }  // namespace distri::server

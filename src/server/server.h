@@ -25,6 +25,7 @@
 #include <variant>
 #include <vector>
 
+#include "base/histogram.h"
 #include "base/rate_counter.h"
 #include "base/strings.h"
 #include "distri/version.h"
@@ -136,6 +137,12 @@ class Server final : public commands::Context {
   MirrorHub& mirrors() { return *mirrors_; }
   // Counts one command for statistics.
   void CountCommand(std::string_view room, uint32_t flags);
+  void CountCall(const commands::CommandSpec* spec);
+  // Per command name (index in CommandTable::all()); see the HTTP /metrics.
+  const std::vector<uint64_t>& command_calls() const { return command_calls_; }
+  // Proposal to applied reply, for writes from clients (includes the fsync).
+  base::LatencyHistogram& write_latency() { return write_latency_; }
+  const base::LatencyHistogram& fsync_latency() const { return log_->fsync_latency(); }
   // The client with this id, or nullptr if it has gone.
   Client* FindClient(uint64_t id) const;
   // The client may run buffered commands again (after a blocking call).
@@ -200,6 +207,8 @@ class Server final : public commands::Context {
   std::string node_id_;
   ServerStats stats_;
   std::unordered_map<std::string, RoomCounters, base::StringHash, std::equal_to<>> room_counters_;
+  std::vector<uint64_t> command_calls_;
+  base::LatencyHistogram write_latency_;
 
   // The HTTP endpoint (dashboard, JSON API, /metrics; src/http/). Last, so it
   // is destroyed before the state and mirrors its connections refer to.

@@ -46,6 +46,12 @@ RoomCounters& Server::CountersFor(std::string_view room) {
   return it->second;
 }
 
+void Server::CountCall(const commands::CommandSpec* spec) {
+  const auto& all = commands::CommandTable::Get().all();
+  if (command_calls_.empty()) command_calls_.resize(all.size());
+  if (spec != nullptr) command_calls_[static_cast<size_t>(spec - all.data())]++;
+}
+
 void Server::CountCommand(std::string_view room, uint32_t flags) {
   const int64_t now_s = NowMs() / 1000;
   stats_.commands_processed++;
