@@ -96,6 +96,14 @@ Status Server::Start() {
   SyncClock();
   loop_ready_ = true;
   router_ = std::make_unique<MessageRouter>(this, &loop_);
+  // Signals first: once the start line is out, SIGTERM must mean a clean stop.
+  for (uv_signal_t* sig : {&sigint_, &sigterm_}) {
+    uv_signal_init(&loop_, sig);
+    sig->data = this;
+  }
+  uv_signal_start(&sigint_, OnSignal, SIGINT);
+  uv_signal_start(&sigterm_, OnSignal, SIGTERM);
+  signal(SIGPIPE, SIG_IGN);
   loop_.data = this;
   uv_tcp_init(&loop_, &listener_);
   listener_.data = this;
@@ -107,10 +115,6 @@ Status Server::Start() {
   if (rc != 0) return UvError(("cannot bind " + s.bind + ":" + std::to_string(s.port)).c_str(), rc);
   rc = uv_listen(reinterpret_cast<uv_stream_t*>(&listener_), 511, OnConnection);
   if (rc != 0) return UvError(("cannot listen on " + s.bind + ":" + std::to_string(s.port)).c_str(), rc);
-  LOG(INFO) << "distri " << kVersion << " listening on " << s.bind << ":" << s.port
-            << " (RESP), data in " << s.data_dir
-            << ", fsync " << (s.fsync ? "always" : "off") << ", pid " << getpid();
-
   // HTTP endpoint: dashboard, JSON API, WebSocket mirrors, /metrics (src/http/).
   http_backend_ = std::make_unique<HttpBackend>(this);
   http::HttpOptions http_options;
@@ -118,9 +122,12 @@ Status Server::Start() {
   http_options.port = s.http_port;
   http_ = std::make_unique<http::HttpServer>(&loop_, http_backend_.get(), std::move(http_options));
   DISTRI_RETURN_IF_ERROR(http_->Listen());
+  // One line, once both listeners accept: a client that can read it can connect.
   const bool v6 = s.bind.find(':') != std::string::npos;
-  LOG(INFO) << "dashboard and HTTP API on http://" << (v6 ? "[" : "") << s.bind << (v6 ? "]" : "") << ":"
-            << s.http_port << "/";
+  LOG(INFO) << "distri " << kVersion << " listening on " << s.bind << ":" << s.port
+            << " (RESP) and http://" << (v6 ? "[" : "") << s.bind << (v6 ? "]" : "") << ":"
+            << s.http_port << "/ (dashboard, HTTP API), data in " << s.data_dir << ", fsync "
+            << (s.fsync ? "always" : "off") << ", pid " << getpid();
 
   uv_check_init(&loop_, &check_);
   check_.data = this;
@@ -131,15 +138,8 @@ Status Server::Start() {
   uv_timer_init(&loop_, &expire_timer_);
   expire_timer_.data = this;
   uv_timer_start(&expire_timer_, OnExpireTimer, kExpireIntervalMs, kExpireIntervalMs);
-  for (uv_signal_t* sig : {&sigint_, &sigterm_}) {
-    uv_signal_init(&loop_, sig);
-    sig->data = this;
-  }
   uv_idle_init(&loop_, &pump_idle_);
   pump_idle_.data = this;
-  uv_signal_start(&sigint_, OnSignal, SIGINT);
-  uv_signal_start(&sigterm_, OnSignal, SIGTERM);
-  signal(SIGPIPE, SIG_IGN);
   return Status::Ok();
 }
 
