@@ -14,7 +14,8 @@ def test_error_table():
     expected = {"ERR": distri.RequestError, "WRONGTYPE": distri.WrongType,
                 "OOM": distri.OutOfMemory, "NOAUTH": distri.AuthError,
                 "WRONGPASS": distri.AuthError, "NOTFOUND": distri.NotFound,
-                "NOPROTO": distri.ProtocolVersionError}
+                "NOPROTO": distri.ProtocolVersionError, "NOWORKER": distri.NoWorker,
+                "TIMEOUT": distri.CallTimeout, "SVCERR": distri.ServiceError}
     assert ERROR_CODES == expected
     for code, cls in expected.items():
         e = error_from_reply(f"{code} something went wrong")
@@ -27,6 +28,11 @@ def test_error_table():
 def test_exception_hierarchy():
     assert issubclass(distri.ConnectionError, ConnectionError)
     assert issubclass(distri.TimeoutError, TimeoutError)
+    assert issubclass(distri.CallTimeout, distri.TimeoutError)     # also a server error
+    assert issubclass(distri.CallTimeout, distri.ServerError)
+    e = error_from_reply("SVCERR ValueError: bad input")
+    assert (e.message, e.remote_type) == ("ValueError: bad input", "ValueError")
+    assert error_from_reply("SVCERR worker disconnected before replying").remote_type is None
     assert issubclass(distri.SignatureError, distri.DecodeError)
     for cls in (distri.ConnectionError, distri.TimeoutError, distri.DecodeError,
                 distri.EncodeError, distri.ServerError, distri.ClosedError):

@@ -75,3 +75,36 @@ def test_on_change_to_file(server, tmp_path):
             watcher.kill()
             watcher.wait()
     room.close()
+
+
+def test_ping_pong_two_processes(server):
+    r = run_example("ping_pong.py", server.url, "--rounds", "20", timeout=60)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "20 pings, 20 pongs" in r.stdout
+    assert r.stdout.count("-> pong from ponger") == 20
+    assert "ponger: answered 20 pings" in r.stdout       # the second process's own output
+
+
+def test_encrypt_service_spread_over_two_workers(server):
+    room = distri.connect(server.url, quiet=True)
+    r = run_example("encrypt_service.py", room.url, timeout=60)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "100 requests in" in r.stdout and "spread over 2 workers" in r.stdout
+    assert "tampered ciphertext refused by the worker: ValueError" in r.stdout
+    served = {k: room[k] for k in room.keys("served:")}
+    assert set(served) == {"served:worker-1", "served:worker-2"}
+    assert sum(served.values()) == 100 and min(served.values()) >= 20   # both took a share
+    for name, n in served.items():
+        assert f"{name.split(':')[1]}: {n} requests" in r.stdout
+    room.close()
+
+
+def test_broadcast_reload_every_worker_answers(server):
+    room = distri.connect(server.url, quiet=True)
+    r = run_example("broadcast_reload.py", room.url, "--workers", "3", timeout=60)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "3 of 3 workers reloaded the configuration" in r.stdout
+    for i in (1, 2, 3):
+        assert f"worker-{i}: now runs version 2 (was 1" in r.stdout
+    assert room["config"]["version"] == 2
+    room.close()

@@ -5,24 +5,32 @@
     room["greeting"] = "hello"
     room.incr("next", 500)
     room.data["greeting"]          # live local mirror, kept current by the server
+    room.publish("news", {"n": 1})                     # pub/sub
+    for msg in room.subscribe("news"): ...
+    @room.function
+    def resize(path, width): ...
+    resize.call("a.png", 100)      # runs on a worker that called room.serve()
 
 Blocking API here; the asyncio face is distri.aio. See docs/python.md.
 """
 
 from ._codec import Codec
 from ._mirror import Change, MirrorView
-from ._sync import Pipeline, Room, connect, stats
-from .errors import (ERROR_CODES, AuthError, ClosedError, ConnectionError, DecodeError,
-                     EncodeError, Error, NotFound, OutOfMemory, ProtocolError,
-                     ProtocolVersionError, RequestError, ServerError, SignatureError,
-                     TimeoutError, WrongType)
+from ._msg import Message
+from ._sync import Function, Pipeline, Room, Subscription, Worker, connect, stats
+from .errors import (ERROR_CODES, AuthError, CallTimeout, ClosedError, ConnectionError,
+                     DecodeError, EncodeError, Error, NotFound, NoWorker, OutOfMemory,
+                     ProtocolError, ProtocolVersionError, RequestError, ServerError,
+                     ServiceError, SignatureError, TimeoutError, WrongType)
 
 __version__ = "0.1.0"
 
 __all__ = [
     "connect", "stats", "Room", "Pipeline", "Change", "MirrorView", "Codec",
+    "Message", "Subscription", "Worker", "Function",
     "Error", "ServerError", "RequestError", "WrongType", "OutOfMemory", "AuthError",
-    "NotFound", "ProtocolVersionError", "ConnectionError", "TimeoutError", "ProtocolError",
+    "NotFound", "ProtocolVersionError", "NoWorker", "CallTimeout", "ServiceError",
+    "ConnectionError", "TimeoutError", "ProtocolError",
     "DecodeError", "SignatureError", "EncodeError", "ClosedError", "ERROR_CODES",
     "__version__",
 ]

@@ -21,14 +21,22 @@ the tags cannot be confused with values written by other tools.
 
 Used by both faces (distri and distri.aio) and by the mirror, which keeps the
 stored bytes and decodes on every read (so each read returns a fresh object).
+
+Messages (PUBLISH) and service payloads (CALL arguments and results) use the
+same rules with one extension, encode_payload/decode_payload: bytes nested
+inside a JSON value are written as the one-key object {"$bytes": "<base64>"}
+and read back as bytes, so `call("encrypt", b"...")` needs no pickle. (Stored
+values keep the plain rules above.)
 """
 
+import base64
+import binascii
 import hashlib
 import hmac
 import json
 import math
 import pickle
-from typing import Any, Optional, Union
+from typing import Any, Dict, Optional, Union
 
 from .errors import DecodeError, EncodeError, SignatureError
 
@@ -51,6 +59,29 @@ def _reject_constant(name: str) -> Any:
 _decoder = json.JSONDecoder(parse_constant=_reject_constant)
 _loads = _decoder.decode
 _scan = _decoder.scan_once  # type: ignore[attr-defined]  # one JSON value at an index
+
+BYTES_KEY = "$bytes"
+_BYTES_MARK = b'"$bytes"'
+
+
+def _bytes_default(o: Any) -> Any:
+    if isinstance(o, (bytes, bytearray, memoryview)):
+        return {BYTES_KEY: base64.b64encode(bytes(o)).decode("ascii")}
+    raise TypeError(f"Object of type {type(o).__name__} is not JSON serializable")
+
+
+def _bytes_hook(obj: Dict[str, Any]) -> Any:
+    if len(obj) == 1 and BYTES_KEY in obj and isinstance(obj[BYTES_KEY], str):
+        try:
+            return base64.b64decode(obj[BYTES_KEY], validate=True)
+        except (binascii.Error, ValueError):
+            return obj
+    return obj
+
+
+_dumps_payload = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False,
+                                  default=_bytes_default).encode
+_loads_payload = json.JSONDecoder(parse_constant=_reject_constant, object_hook=_bytes_hook).decode
 
 
 class Codec:
@@ -105,6 +136,33 @@ class Codec:
                 f"cannot store a value of type {t.__name__}: {e}. Values are JSON "
                 f"(str, int, float, bool, None, list, dict) or bytes; for other types "
                 f"connect with room_key=... and pickle=True") from None
+
+    def encode_payload(self, value: Any) -> bytes:
+        """A message or service payload: encode() plus bytes nested in JSON values
+        as {"$bytes": base64}."""
+        t = type(value)
+        if t is str or t is int or t is bytes or value is None or t is bool:
+            return self.encode(value)
+        if t is bytearray or t is memoryview or (t is float and _isfinite(value)):
+            return self.encode(value)
+        try:
+            return _dumps_payload(value).encode("utf-8")
+        except (TypeError, ValueError) as e:
+            if self._pickle:
+                return self._sign(pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL))
+            raise EncodeError(
+                f"cannot send a value of type {t.__name__}: {e}. Messages and call "
+                f"arguments are JSON (str, int, float, bool, None, list, dict) or bytes; "
+                f"for other types connect with room_key=... and pickle=True") from None
+
+    def decode_payload(self, raw: bytes) -> Any:
+        """Reads what encode_payload wrote (and anything decode() reads)."""
+        if _BYTES_MARK in raw and raw[:1] not in (_BYTES_PREFIX, _PICKLE_PREFIX):
+            try:
+                return _loads_payload(raw.decode("utf-8"))
+            except (UnicodeDecodeError, ValueError, RecursionError):
+                pass
+        return self.decode(raw)
 
     def _sign(self, payload: bytes) -> bytes:
         mac = hmac.new(self._key, _MAC_CONTEXT + payload, hashlib.sha256).digest()

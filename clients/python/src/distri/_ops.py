@@ -194,6 +194,28 @@ def server_stats() -> Op:
     return Op(("STATS",), text, True)
 
 
+# ---------------------------------------------------------------------------
+# Messaging introspection (the calls themselves are in _msg)
+# ---------------------------------------------------------------------------
+
+def subscribers(topic: Key) -> Op:
+    def post(reply: Any) -> int:
+        if isinstance(reply, dict):
+            return int(next(iter(reply.values()), 0))
+        return int(reply[1]) if len(reply) >= 2 else 0
+    return Op(("PUBSUB", "NUMSUB", topic), post, True)
+
+
+def services() -> Op:
+    def post(reply: Any) -> Dict[str, Dict[str, Any]]:
+        return {s["name"]: s for s in text(reply)}
+    return Op(("SVC.LIST",), post, True)
+
+
+def service_stats(name: str) -> Op:
+    return Op(("SVC.STATS", name), text, True)
+
+
 def ping() -> Op:
     return Op(("PING",), _none, True)
 

@@ -9,23 +9,30 @@ coroutines instead of blocking calls:
     await room.incr("n")
     room.data["k"]                          # the live mirror (plain reads)
     await room.wait_for("done", lambda v: v is True, timeout=10)
+    await room.publish("news", {"n": 1})
+    async for msg in room.subscribe("news"): ...
+    print(await room.call("resize", "a.png", 100))
 
 A room runs one command at a time on its connection (an asyncio.Lock keeps
-replies in order); the mirror runs as a background task on the same loop. Use
-a room from the event loop that created it.
+replies in order); the mirror runs as a background task on the same loop;
+calls, subscriptions and workers have connections of their own. Use a room
+from the event loop that created it.
 """
 
 import asyncio
+import collections
+import functools
 import inspect
 import logging
 import random
 import sys
 import threading
 import time
-from typing import (Any, Callable, Dict, Iterable, List, Mapping, Optional, Set,
-                    Tuple, Union)
+import weakref
+from typing import (Any, Callable, Deque, Dict, FrozenSet, Generator, Iterable, List, Mapping,
+                    Optional, Set, Tuple, Union)
 
-from . import _ops
+from . import _msg, _ops
 from ._codec import Codec
 from ._mirror import Change, MirrorState, MirrorView
 from ._resp import NEED_MORE, PushFrame, first_error, handshake, new_reader, pack
@@ -33,7 +40,10 @@ from ._url import Endpoint, parse_url
 from .errors import (ClosedError, ConnectionError, Error, ProtocolError, ServerError,
                      TimeoutError)
 
-__all__ = ["connect", "stats", "Room", "Pipeline"]
+__all__ = ["connect", "stats", "Room", "Pipeline", "Subscription", "Worker", "Function",
+           "Message"]
+
+Message = _msg.Message
 
 log = logging.getLogger("distri")
 
@@ -216,6 +226,580 @@ class _Link:
                 pass
 
 
+# ---------------------------------------------------------------------------
+# Messaging: calls, subscriptions, workers (see distri._sync for the design)
+# ---------------------------------------------------------------------------
+
+_IDLE_CALL_LINKS = 8
+
+
+class _CallPool:
+    """Connections for CALL / CALL.ALL: one per call in flight, idle ones reused
+    (the server holds a connection while its call waits)."""
+
+    def __init__(self, main: _Link) -> None:
+        self._main = main
+        self._idle: List[_Link] = []
+        self.closed = False
+
+    async def run(self, args: Tuple[Any, ...], wait: Optional[float]) -> Any:
+        if self.closed:
+            raise ClosedError("room is closed")
+        link = self._idle.pop() if self._idle else None
+        if link is None:
+            main = self._main
+            await main.ensure()
+            link = _Link(main.ep, main.room, timeout=wait, connect_timeout=main.connect_timeout,
+                         retry_timeout=main.retry_timeout)
+        link.timeout = wait
+        reusable = False
+        try:
+            reply = await link.call(args, False)
+            reusable = True
+            return reply
+        except ServerError:
+            reusable = True
+            raise
+        finally:
+            if reusable and not self.closed and len(self._idle) < _IDLE_CALL_LINKS:
+                self._idle.append(link)
+            else:
+                await link.close()
+
+    async def close(self) -> None:
+        self.closed = True
+        idle, self._idle = self._idle, []
+        for link in idle:
+            await link.close()
+
+
+class Subscription:
+    """Messages published to topics and patterns of a room (asyncio): made by
+    room.subscribe(). Confirmed and ready with `sub = await room.subscribe(...)` or
+    `async with room.subscribe(...) as sub`; `async for msg in room.subscribe(...)`
+    also works (it subscribes on the first iteration). Items are distri.Message.
+    Reconnects after a lost connection as distri.Subscription does."""
+
+    def __init__(self, room: "Room", topics: Iterable[Any], patterns: Iterable[Any],
+                 timeout: Optional[float]) -> None:
+        self._room = room
+        self._link = room._link
+        self._state = _msg.SubState(room._codec)
+        self._state.add(topics, patterns)
+        self._timeout = timeout
+        self._stream: Optional[_Stream] = None
+        self._read_lock = asyncio.Lock()
+        self._changed = asyncio.Event()
+        self._pending: Deque[_msg.Message] = collections.deque()
+        self._delay = _BACKOFF_FIRST
+        self._ping_out = False
+        self._started = False
+        self._start_lock = asyncio.Lock()
+        self.closed = False
+        self.error: Optional[BaseException] = None
+
+    @property
+    def topics(self) -> FrozenSet[str]:
+        return frozenset(self._state.topics)
+
+    @property
+    def patterns(self) -> FrozenSet[str]:
+        return frozenset(self._state.patterns)
+
+    async def _ensure_started(self) -> "Subscription":
+        if not self._started:
+            async with self._start_lock:
+                if not self._started:
+                    if self.closed:
+                        raise ClosedError("subscription is closed")
+                    link = self._link
+                    timeout = (link.connect_timeout + link.retry_timeout
+                               if self._timeout is None else self._timeout)
+                    try:
+                        async with self._read_lock:
+                            await self._connect(time.monotonic() + timeout, initial=True)
+                        st = self._state
+                        await self._wait_confirmed(list(st.topics), list(st.patterns), timeout)
+                    except BaseException:
+                        await self.close()
+                        raise
+                    self._started = True
+        return self
+
+    def __await__(self) -> Generator[Any, None, "Subscription"]:
+        return self._ensure_started().__await__()
+
+    async def __aenter__(self) -> "Subscription":
+        return await self._ensure_started()
+
+    async def __aexit__(self, *exc: Any) -> None:
+        await self.close()
+
+    def __del__(self) -> None:
+        # An abandoned subscription (an `async for` left by break) closes its
+        # connection when it is garbage collected.
+        s = getattr(self, "_stream", None)
+        if s is not None and not getattr(self, "closed", True):
+            self.closed = True
+            try:
+                s.writer.transport.abort()
+            except Exception:
+                pass
+
+    def _notify(self) -> None:
+        ev, self._changed = self._changed, asyncio.Event()
+        ev.set()
+
+    # -- the connection (REQUIRES: read lock) ---------------------------------------
+
+    async def _connect(self, deadline: Optional[float], initial: bool = False) -> bool:
+        link = self._link
+        if link.room is None:
+            await link.ensure()
+        while not self.closed:
+            try:
+                s = await _Stream.open(link.ep, link.connect_timeout)
+                try:
+                    cmds = handshake(link.ep.password, link.room)
+                    s.writer.write(b"".join(pack(c) for c in cmds))
+                    replies: List[Any] = []
+                    while len(replies) < len(cmds):
+                        r = await s.read(link.connect_timeout + 10)
+                        if not isinstance(r, PushFrame):
+                            replies.append(r)
+                    err = first_error(replies)
+                    if err is not None:
+                        raise err
+                    s.writer.write(b"".join(pack(c) for c in self._state.commands()))
+                except BaseException:
+                    s.close()
+                    raise
+                self._stream = s
+                self._ping_out = False
+                self._delay = _BACKOFF_FIRST
+                if not initial:
+                    log.info("distri: subscription in room %s reconnected", link.room)
+                return True
+            except ServerError:
+                raise
+            except (OSError, asyncio.TimeoutError) as e:
+                self.error = e
+                if initial and deadline is not None and time.monotonic() >= deadline:
+                    raise ConnectionError(f"cannot reach distri server at "
+                                          f"{link.ep.host}:{link.ep.port}: {e}") from None
+            if deadline is not None and time.monotonic() >= deadline:
+                return False
+            limit = _BACKOFF_MAX if deadline is None else max(0.0, deadline - time.monotonic())
+            self._delay = await _backoff(self._delay, limit)
+        return False
+
+    def _drop(self) -> None:
+        s, self._stream = self._stream, None
+        if s is not None:
+            s.close()
+
+    async def _step(self, deadline: Optional[float]) -> None:
+        if self._stream is None:
+            if not await self._connect(deadline):
+                return
+        s = self._stream
+        assert s is not None
+        if self._drain(s):
+            return
+        wait = _MIRROR_IDLE_PING
+        if deadline is not None:
+            wait = min(wait, max(0.0, deadline - time.monotonic()))
+        try:
+            chunk = await asyncio.wait_for(s.reader.read(262144), wait)
+            if not chunk:
+                raise _ConnectionLost("connection closed by the server")
+        except asyncio.TimeoutError:
+            if wait < _MIRROR_IDLE_PING:
+                return
+            if self._ping_out:
+                self._lost(_ConnectionLost("server did not answer a PING"))
+            else:
+                self._ping_out = True
+                self._send([("PING",)])
+            return
+        except OSError as e:
+            self._lost(e)
+            return
+        s.parser.feed(chunk)
+        self._drain(s)
+
+    def _drain(self, s: _Stream) -> bool:
+        """Handles every complete reply in the parser; returns whether there was one."""
+        confirmations = False
+        any_reply = False
+        state, pending = self._state, self._pending
+        while True:
+            r = s.parser.gets()
+            if r is NEED_MORE:
+                break
+            any_reply = True
+            if isinstance(r, PushFrame):
+                m = state.frame(r)
+                if m is not None:
+                    pending.append(m)
+                else:
+                    confirmations = True
+            elif isinstance(r, ServerError):
+                log.warning("distri: subscription in room %s: %s", self._link.room, r)
+            else:
+                self._ping_out = False
+        if confirmations:
+            self._notify()
+        return any_reply
+
+    def _lost(self, e: BaseException) -> None:
+        self._drop()
+        if not self.closed:
+            self.error = e
+            log.info("distri: subscription in room %s lost its connection (%s); "
+                     "reconnecting", self._link.room, e)
+
+    def _send(self, cmds: List[Tuple[Any, ...]]) -> None:
+        s = self._stream
+        if cmds and s is not None and not s.writer.is_closing():
+            s.writer.write(b"".join(pack(c) for c in cmds))
+
+    # -- reading ------------------------------------------------------------------------
+
+    async def get(self, timeout: Optional[float] = None) -> Optional[_msg.Message]:
+        """The next message; None after timeout seconds without one, or when closed."""
+        await self._ensure_started()
+        deadline = None if timeout is None else time.monotonic() + timeout
+        async with self._read_lock:
+            while True:
+                if self._pending:
+                    return self._pending.popleft()
+                if self.closed:
+                    return None
+                if deadline is not None and time.monotonic() >= deadline:
+                    return None
+                await self._step(deadline)
+
+    def __aiter__(self) -> "Subscription":
+        return self
+
+    async def __anext__(self) -> _msg.Message:
+        m = await self.get()
+        if m is None:
+            raise StopAsyncIteration
+        return m
+
+    # -- changing the subscriptions -----------------------------------------------------
+
+    async def subscribe(self, *topics: str, patterns: Iterable[str] = (),
+                        timeout: float = 10.0) -> None:
+        """Adds topics and patterns; returns once the server confirmed them."""
+        await self._ensure_started()
+        if self.closed:
+            raise ClosedError("subscription is closed")
+        topics_l, patterns_l = list(topics), list(patterns)
+        self._send(self._state.add(topics_l, patterns_l))
+        await self._wait_confirmed(topics_l, patterns_l, timeout)
+
+    async def unsubscribe(self, *topics: str, patterns: Iterable[str] = ()) -> None:
+        """Removes topics and patterns (nothing named: all of them), effective at once."""
+        patterns_l = list(patterns)
+        if not topics and not patterns_l:
+            cmds = self._state.remove(list(self._state.topics), list(self._state.patterns))
+        else:
+            cmds = self._state.remove(topics, patterns_l)
+        self._send(cmds)
+
+    async def _wait_confirmed(self, topics: List[str], patterns: List[str],
+                              timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        state = self._state
+        while state.pending(topics, patterns):
+            if self.closed:
+                raise ClosedError("subscription is closed")
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError(f"subscription not confirmed within {timeout}s")
+            if not self._read_lock.locked():
+                async with self._read_lock:
+                    while state.pending(topics, patterns) and not self.closed \
+                            and time.monotonic() < deadline:
+                        await self._step(deadline)
+            else:
+                try:
+                    await asyncio.wait_for(self._changed.wait(), min(0.1, remaining))
+                except asyncio.TimeoutError:
+                    pass
+
+    async def close(self) -> None:
+        """Ends the subscription; iteration stops."""
+        self.closed = True
+        self._drop()
+        self._notify()
+        self._room._forget(self)
+
+    def __repr__(self) -> str:
+        state = "closed" if self.closed else "open"
+        return (f"<distri.aio.Subscription {state} topics={sorted(self._state.topics)} "
+                f"patterns={sorted(self._state.patterns)}>")
+
+
+class Worker:
+    """A connection serving services (asyncio): made by room.serve(). Each request
+    runs as a task: coroutine handlers on the loop, plain functions in the loop's
+    default executor; at most `concurrency` at a time. Reconnects as
+    distri.Worker does."""
+
+    def __init__(self, room: "Room", handlers: Dict[str, Callable[..., Any]], concurrency: int,
+                 name: Optional[str]) -> None:
+        if not isinstance(concurrency, int) or concurrency < 1:
+            raise ValueError(f"concurrency must be a positive int, got {concurrency!r}")
+        self._room = room
+        self._codec = room._codec
+        self._handlers = handlers
+        self.name = _msg.worker_name(name)
+        self.concurrency = concurrency
+        self.services: Tuple[str, ...] = tuple(handlers)
+        self.handled = 0
+        self.failed = 0
+        self.error: Optional[BaseException] = None
+        self._stream: Optional[_Stream] = None
+        self._tasks: Set["asyncio.Task[Any]"] = set()
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._stop = asyncio.Event()
+        self._stopping = False
+        self._ready = asyncio.Event()
+        self._fatal: Optional[BaseException] = None
+        self._task: Optional["asyncio.Task[None]"] = None
+        self._running = False
+
+    @property
+    def running(self) -> bool:
+        return self._running and not self._stop.is_set()
+
+    def __repr__(self) -> str:
+        return (f"<distri.aio.Worker {self.name} services={list(self.services)} "
+                f"concurrency={self.concurrency} {'running' if self.running else 'stopped'}>")
+
+    async def start(self, timeout: Optional[float] = None) -> "Worker":
+        """Runs the worker as a task; returns once the server registered it."""
+        link = self._room._link
+        self._task = asyncio.ensure_future(self._run_quietly())
+        timeout = link.connect_timeout + link.retry_timeout if timeout is None else timeout
+        ready = asyncio.ensure_future(self._ready.wait())
+        await asyncio.wait([ready, self._task], timeout=timeout,
+                           return_when=asyncio.FIRST_COMPLETED)
+        ready.cancel()
+        if self._fatal is not None:
+            raise self._fatal
+        if not self._ready.is_set():
+            await self.stop(timeout=0)
+            raise ConnectionError(f"worker could not register with the server: {self.error}")
+        return self
+
+    async def _run_quietly(self) -> None:
+        try:
+            await self.run()
+        except ServerError:
+            pass
+        except Exception:
+            log.exception("distri: worker %s stopped", self.name)
+
+    async def run(self) -> None:
+        """Serves until stop(). Cancelling it stops the worker at once."""
+        if self._running:
+            raise Error("a worker runs once; call room.serve() again for another")
+        self._running = True
+        delay = _BACKOFF_FIRST
+        try:
+            while not self._stop.is_set():
+                try:
+                    await self._session()
+                except ServerError as e:
+                    self._fatal = e
+                    log.error("distri: worker %s refused by the server: %s", self.name, e)
+                    raise
+                except (OSError, Error, asyncio.TimeoutError) as e:
+                    self.error = e
+                    if self._stop.is_set():
+                        break
+                    log.log(logging.INFO if delay == _BACKOFF_FIRST else logging.DEBUG,
+                            "distri: worker %s lost its connection (%s); reconnecting",
+                            self.name, e)
+                finally:
+                    s, self._stream = self._stream, None
+                    if s is not None:
+                        s.close()
+                if self._ready.is_set():
+                    delay = _BACKOFF_FIRST
+                try:
+                    await asyncio.wait_for(self._stop.wait(),
+                                           min(delay * random.uniform(0.8, 1.2), _BACKOFF_MAX))
+                    break
+                except asyncio.TimeoutError:
+                    pass
+                delay = min(delay * 2, _BACKOFF_MAX)
+        finally:
+            self._stop.set()
+            self._running = False
+            for t in list(self._tasks):
+                t.cancel()
+            self._room._forget(self)
+
+    async def _session(self) -> None:
+        link = self._room._link
+        s = await _Stream.open(link.ep, link.connect_timeout)
+        self._stream = s
+        cmds = handshake(link.ep.password, link.room) + [
+            ("CLIENT", "SETNAME", self.name),
+            ("SVC.SERVE", *self.services, "CONCURRENCY", self.concurrency)]
+        s.writer.write(b"".join(pack(c) for c in cmds))
+        replies: List[Any] = []
+        early: List[Any] = []
+        while len(replies) < len(cmds):
+            r = await s.read(link.connect_timeout + 10)
+            (early if isinstance(r, PushFrame) else replies).append(r)
+        err = first_error(replies)
+        if err is not None:
+            raise err
+        self._ready.set()
+        for frame in early:
+            self._dispatch(frame)
+        ping_out = False
+        chunk = b""                # requests may already wait in the parser's buffer
+        while not self._stop.is_set():
+            if chunk:
+                s.parser.feed(chunk)
+            while True:
+                r = s.parser.gets()
+                if r is NEED_MORE:
+                    break
+                if isinstance(r, PushFrame):
+                    self._dispatch(r)
+                elif isinstance(r, ServerError):
+                    log.warning("distri: worker %s: %s", self.name, r)
+                else:
+                    ping_out = False
+            try:
+                chunk = await asyncio.wait_for(s.reader.read(262144), _MIRROR_IDLE_PING)
+            except asyncio.TimeoutError:
+                if ping_out:
+                    raise _ConnectionLost("server did not answer a PING") from None
+                self._send(("PING",))
+                ping_out = True
+                chunk = b""
+                continue
+            if not chunk:
+                raise _ConnectionLost("connection closed by the server")
+
+    def _dispatch(self, frame: List[Any]) -> None:
+        req = _msg.request_frame(frame)
+        if req is None:
+            return
+        task = asyncio.ensure_future(self._handle(*req))
+        self._tasks.add(task)
+        self._idle.clear()
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: "asyncio.Task[Any]") -> None:
+        self._tasks.discard(task)
+        if not self._tasks:
+            self._idle.set()
+            if self._stop.is_set():
+                self._drop()
+
+    async def _handle(self, req_id: int, service: str, payload: bytes) -> None:
+        handler = self._handlers.get(service)
+        try:
+            if handler is None:
+                raise LookupError(f"no handler for service {service!r} in this worker")
+            args, kwargs = _msg.decode_request(self._codec, payload)
+            if inspect.iscoroutinefunction(handler):
+                result = await handler(*args, **kwargs)
+            else:
+                loop = asyncio.get_running_loop()
+                result = await loop.run_in_executor(None, functools.partial(handler, *args,
+                                                                            **kwargs))
+                if inspect.isawaitable(result):
+                    result = await result
+            out = ("SVC.REPLY", req_id, self._codec.encode_payload(result))
+            self.handled += 1
+        except Exception as e:
+            self.failed += 1
+            log.warning("distri: worker %s: %s handler raised %s", self.name, service,
+                        _msg.error_text(e), exc_info=log.isEnabledFor(logging.DEBUG))
+            out = ("SVC.ERROR", req_id, _msg.error_text(e))
+        self._send(out)
+
+    def _send(self, cmd: Tuple[Any, ...]) -> None:
+        s = self._stream
+        if s is not None and not s.writer.is_closing():
+            s.writer.write(pack(cmd))
+
+    def _drop(self) -> None:
+        s = self._stream
+        if s is not None:
+            s.close()
+
+    async def stop(self, timeout: float = 5.0) -> None:
+        """Stops serving: no new requests (SVC.UNSERVE), the requests in progress
+        finish and are answered (up to timeout seconds), then the connection
+        closes and serve() returns. From a handler it returns at once."""
+        if self._stop.is_set():
+            return
+        if not self._stopping:
+            self._stopping = True
+            self._send(("SVC.UNSERVE",))
+        inside = asyncio.current_task() in self._tasks
+        if not inside and self._tasks:
+            try:
+                await asyncio.wait_for(self._idle.wait(), timeout)
+            except asyncio.TimeoutError:
+                pass
+        self._stop.set()
+        if not self._tasks or not inside:
+            self._drop()
+        task = self._task
+        if not inside and task is not None and task is not asyncio.current_task():
+            try:
+                await asyncio.wait_for(asyncio.shield(task), max(1.0, timeout))
+            except (asyncio.TimeoutError, asyncio.CancelledError, Exception):
+                pass
+
+    async def __aenter__(self) -> "Worker":
+        return self
+
+    async def __aexit__(self, *exc: Any) -> None:
+        await self.stop()
+
+
+class Function:
+    """A function made callable everywhere by @room.function (asyncio): f(...) runs
+    it here (a coroutine function stays one), `await f.call(...)` on one worker,
+    `await f.call_all(...)` on every worker; room.serve() serves it."""
+
+    def __init__(self, room: "Room", fn: Callable[..., Any], name: str) -> None:
+        functools.update_wrapper(self, fn)
+        self.name = name
+        self.function = fn
+        self._room = room
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self.function(*args, **kwargs)
+
+    async def call(self, *args: Any, timeout: Optional[float] = _msg.DEFAULT_CALL_TIMEOUT,
+                   **kwargs: Any) -> Any:
+        return await self._room.call(self.name, *args, timeout=timeout, **kwargs)
+
+    async def call_all(self, *args: Any, timeout: Optional[float] = _msg.DEFAULT_CALL_TIMEOUT,
+                       **kwargs: Any) -> Dict[str, Any]:
+        return await self._room.call_all(self.name, *args, timeout=timeout, **kwargs)
+
+    def __repr__(self) -> str:
+        return f"<distri.aio.Function {self.name}>"
+
+
 class Room:
     """A room, asyncio flavour. Made by `await distri.aio.connect()`."""
 
@@ -232,6 +816,10 @@ class Room:
         self._callbacks: List[Tuple[Optional[str], Callable[[Change], Any]]] = []
         self._tasks: Set["asyncio.Task[Any]"] = set()
         self._closing = False
+        self._handlers: Dict[str, Callable[..., Any]] = {}
+        self._subs: "weakref.WeakSet[Subscription]" = weakref.WeakSet()
+        self._workers: List[Worker] = []
+        self._calls = _CallPool(link)
 
     @property
     def code(self) -> str:
@@ -433,8 +1021,9 @@ class Room:
                 except (OSError, Error, asyncio.TimeoutError) as e:
                     self._mirror_error = e
                     if not self._closing:
-                        log.log(logging.INFO if delay == _BACKOFF_FIRST else logging.DEBUG,"distri: mirror of room %s lost its connection (%s); "
-                                 "reconnecting", self.code, e)
+                        log.log(logging.INFO if delay == _BACKOFF_FIRST else logging.DEBUG,
+                                "distri: mirror of room %s lost its connection (%s); "
+                                "reconnecting", self.code, e)
                 self._state.disconnected()
                 self._notify()
                 if self._closing or self._mirror_fatal is not None:
@@ -508,9 +1097,101 @@ class Room:
         finally:
             s.close()
 
+    # -- messaging (see distri.Room for each call's meaning) ----------------------------
+
+    async def publish(self, topic: str, message: Any) -> int:
+        return await self._link.call(("PUBLISH", topic, self._codec.encode_payload(message)),
+                                     False)
+
+    def subscribe(self, *topics: str, patterns: Iterable[str] = (),
+                  timeout: Optional[float] = None) -> Subscription:
+        """`sub = await room.subscribe(...)`, `async with room.subscribe(...) as sub`,
+        or `async for msg in room.subscribe(...)`."""
+        if self._link.closed:
+            raise ClosedError("room is closed")
+        sub = Subscription(self, topics, patterns, timeout)
+        self._subs.add(sub)
+        return sub
+
+    def service(self, name: Any = None) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+        """Decorator: @room.service("name") registers a handler (coroutine function or
+        plain function) for room.serve()."""
+        if callable(name):
+            self._handlers[name.__name__] = name
+            return name
+
+        def register(fn: Callable[..., Any]) -> Callable[..., Any]:
+            self._handlers[name or fn.__name__] = fn
+            return fn
+        return register
+
+    def function(self, fn: Optional[Callable[..., Any]] = None, *,
+                 name: Optional[str] = None) -> Any:
+        """Decorator: f(...) runs here, `await f.call(...)` on one worker, `await
+        f.call_all(...)` on all; served by room.serve() as module.qualname."""
+        def wrap(f: Callable[..., Any]) -> Function:
+            func = Function(self, f, name or _msg.function_name(f))
+            self._handlers[func.name] = f
+            return func
+        return wrap if fn is None else wrap(fn)
+
+    async def serve(self, *services: str, concurrency: int = 1, background: bool = False,
+                    name: Optional[str] = None) -> Worker:
+        """Serves the registered services (or those named) until the worker is stopped
+        or the task cancelled; background=True returns the running Worker once the
+        server registered it."""
+        handlers = _msg.check_handlers(self._handlers, services)
+        if self._link.closed:
+            raise ClosedError("room is closed")
+        await self._link.ensure()
+        worker = Worker(self, handlers, concurrency, name)
+        self._workers.append(worker)
+        if background:
+            return await worker.start()
+        await worker.run()
+        return worker
+
+    async def call(self, service: str, *args: Any,
+                   timeout: Optional[float] = _msg.DEFAULT_CALL_TIMEOUT, **kwargs: Any) -> Any:
+        cmd = _msg.call_args(self._codec, service, args, kwargs, timeout)
+        return self._codec.decode_payload(await self._calls.run(cmd, _msg.reply_wait(timeout)))
+
+    async def call_all(self, service: str, *args: Any,
+                       timeout: Optional[float] = _msg.DEFAULT_CALL_TIMEOUT,
+                       **kwargs: Any) -> Dict[str, Any]:
+        cmd = _msg.call_args(self._codec, service, args, kwargs, timeout, every=True)
+        reply = await self._calls.run(cmd, _msg.reply_wait(timeout))
+        return _msg.call_all_result(self._codec, service, reply)
+
+    async def subscribers(self, topic: str) -> int:
+        """How many subscriptions of the room receive messages published to topic
+        (by name; pattern subscriptions are not counted)."""
+        return await self._run(_ops.subscribers(topic))
+
+    async def services(self) -> Dict[str, Dict[str, Any]]:
+        """The room's services that have workers: {name: {workers, in_flight, waiting}}."""
+        return await self._run(_ops.services())
+
+    async def service_stats(self, name: str) -> Dict[str, Any]:
+        """SVC.STATS: workers (names), in_flight, waiting, calls, errors, timeouts,
+        dropped_replies, p50_ms, p99_ms. distri.NotFound for a name never used."""
+        return await self._run(_ops.service_stats(name))
+
+    def _forget(self, thing: Any) -> None:
+        self._subs.discard(thing)
+        if thing in self._workers:
+            self._workers.remove(thing)
+
     # -- lifecycle ----------------------------------------------------------------------------
 
     async def close(self) -> None:
+        """Closes the room's connections: the mirror, workers (finishing requests in
+        progress, up to 5 s), subscriptions and call connections."""
+        for w in list(self._workers):
+            await w.stop()
+        for sub in list(self._subs):
+            await sub.close()
+        await self._calls.close()
         self._closing = True
         task, self._mirror_task = self._mirror_task, None
         if task is not None:

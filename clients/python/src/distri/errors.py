@@ -13,7 +13,7 @@ already handles those keeps working.
 """
 
 import builtins
-from typing import Dict, Type
+from typing import Dict, Optional, Type
 
 
 class Error(Exception):
@@ -71,6 +71,30 @@ class ProtocolVersionError(ServerError):
     code = "NOPROTO"
 
 
+class NoWorker(ServerError):
+    """`NOWORKER`: a call found no worker serving the service before its timeout."""
+
+    code = "NOWORKER"
+
+
+class ServiceError(ServerError):
+    """`SVCERR`: the worker answered the call with an error (in Python: its handler
+    raised). `message` is the remote error text, e.g. "ValueError: bad input";
+    `remote_type` is the remote exception's class name when the text starts with
+    one ("ValueError"), else None (e.g. "worker disconnected before replying")."""
+
+    code = "SVCERR"
+
+    @property
+    def remote_type(self) -> Optional[str]:
+        head, sep, _ = self.message.partition(": ")
+        if sep and head.replace(".", "").replace("_", "").isalnum() and head[0].isalpha():
+            return head
+        return None
+
+
+# CallTimeout is also a distri.TimeoutError; it is defined below that class.
+
 # The wire error codes -> exception classes. Codes not listed map to ServerError.
 ERROR_CODES: Dict[str, Type[ServerError]] = {
     "ERR": RequestError,
@@ -80,6 +104,9 @@ ERROR_CODES: Dict[str, Type[ServerError]] = {
     "WRONGPASS": AuthError,
     "NOTFOUND": NotFound,
     "NOPROTO": ProtocolVersionError,
+    "NOWORKER": NoWorker,
+    "SVCERR": ServiceError,
+    # "TIMEOUT": CallTimeout, added below
 }
 
 
@@ -109,7 +136,17 @@ class ConnectionError(Error, builtins.ConnectionError):  # noqa: A001 - mirrors 
 
 
 class TimeoutError(Error, builtins.TimeoutError):  # noqa: A001 - mirrors the builtin
-    """A wait (wait_for, a reply, the first mirror sync) did not finish in time."""
+    """A wait (wait_for, a reply, the first mirror sync, a call) did not finish in time."""
+
+
+class CallTimeout(ServerError, TimeoutError):
+    """`TIMEOUT`: the worker did not answer a call before its timeout (or every
+    worker stayed busy until then). Also a distri.TimeoutError."""
+
+    code = "TIMEOUT"
+
+
+ERROR_CODES["TIMEOUT"] = CallTimeout
 
 
 class ProtocolError(Error):
