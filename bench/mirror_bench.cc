@@ -33,35 +33,16 @@
 #include <thread>
 #include <vector>
 
+#include "bench_util.h"
 #include "protocol/resp_parser.h"
 
 namespace {
 
+using distri::bench::Connect;
+using distri::bench::Die;
+using distri::bench::NowNs;
 using distri::protocol::ParseResult;
 using distri::protocol::Value;
-
-int64_t NowNs() {
-  return std::chrono::duration_cast<std::chrono::nanoseconds>(
-             std::chrono::steady_clock::now().time_since_epoch())
-      .count();
-}
-
-[[noreturn]] void Die(const std::string& msg) {
-  std::fprintf(stderr, "mirror_bench: %s\n", msg.c_str());
-  std::exit(1);
-}
-
-int Connect(int port) {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_port = htons(static_cast<uint16_t>(port));
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) Die("cannot connect");
-  int one = 1;
-  setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-  return fd;
-}
 
 void SendAll(int fd, const std::string& data) {
   size_t off = 0;

@@ -56,29 +56,22 @@
 #include <string_view>
 #include <vector>
 
+#include "bench_util.h"
 #include "protocol/resp_parser.h"
 
 namespace {
 
+using distri::bench::Connect;
+using distri::bench::Die;
+using distri::bench::NowNs;
 using distri::protocol::ParseResult;
 using distri::protocol::Value;
-
-int64_t NowNs() {
-  return std::chrono::duration_cast<std::chrono::nanoseconds>(
-             std::chrono::steady_clock::now().time_since_epoch())
-      .count();
-}
 
 double CpuSeconds() {
   rusage ru{};
   getrusage(RUSAGE_SELF, &ru);
   return static_cast<double>(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
          static_cast<double>(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
-}
-
-[[noreturn]] void Die(const std::string& msg, int code = 1) {
-  std::fprintf(stderr, "msg_bench: %s\n", msg.c_str());
-  std::exit(code);
 }
 
 // ---------------------------------------------------------------------------
@@ -110,21 +103,6 @@ struct Conn {
   size_t pending_out() const { return out.size() - out_pos; }
   std::string_view input() const { return {in.get() + in_start, in_end - in_start}; }
 };
-
-int Connect(int port) {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  if (fd < 0) Die("socket failed");
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_port = htons(static_cast<uint16_t>(port));
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
-    Die("cannot connect to 127.0.0.1:" + std::to_string(port));
-  }
-  int one = 1;
-  setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-  return fd;
-}
 
 // Reads what the socket has into c.in. Returns bytes read; 0 if it would
 // block (non-blocking sockets); dies on EOF or error.

@@ -43,9 +43,10 @@ import socket
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
+
+from benchlib import Owned, free_port
 
 REPO = Path(__file__).resolve().parent.parent
 SIZE = 64
@@ -77,60 +78,8 @@ VARIANTS = [
 
 
 # ---------------------------------------------------------------------------
-# Processes we own (stopped by PID, never by name)
+# Servers (processes are owned through benchlib.Owned: stopped by PID)
 # ---------------------------------------------------------------------------
-
-class Owned:
-    """Every child server and temp dir we create, so cleanup() can undo them."""
-
-    def __init__(self):
-        self.procs = []
-        self.dirs = []
-
-    def spawn(self, argv, log_path):
-        with open(log_path, "wb") as log:
-            # Own session: a terminal Ctrl-C reaches only us (and msg_bench); we stop
-            # the servers ourselves, by PID.
-            p = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT,
-                                 stdin=subprocess.DEVNULL, start_new_session=True)
-        self.procs.append(p)
-        return p
-
-    def tempdir(self, prefix):
-        d = Path(tempfile.mkdtemp(prefix=prefix))
-        self.dirs.append(d)
-        return d
-
-    @staticmethod
-    def stop(p, timeout=15):
-        if p.poll() is not None:
-            return
-        try:
-            p.send_signal(signal.SIGTERM)
-            p.wait(timeout)
-        except subprocess.TimeoutExpired:
-            p.kill()
-            p.wait(10)
-        except ProcessLookupError:
-            pass
-
-    def cleanup(self):
-        for p in reversed(self.procs):
-            try:
-                self.stop(p)
-            except Exception as e:  # keep cleaning up the rest
-                print(f"warning: could not stop pid {p.pid}: {e}", file=sys.stderr)
-        self.procs.clear()
-        for d in self.dirs:
-            shutil.rmtree(d, ignore_errors=True)
-        self.dirs.clear()
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
 
 def ready(name, port):
     """nats-server greets with INFO; distri answers PING with +PONG."""

@@ -32,9 +32,10 @@ import socket
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
+
+from benchlib import Owned, free_port
 
 REPO = Path(__file__).resolve().parent.parent
 TESTS = ("SET", "GET", "INCR")
@@ -46,56 +47,6 @@ VALUE_SIZE = 100
 # ---------------------------------------------------------------------------
 # Processes we own (stopped by PID, never by name)
 # ---------------------------------------------------------------------------
-
-class Owned:
-    """Tracks every child process and temp dir so cleanup() can undo them."""
-
-    def __init__(self):
-        self.procs = []
-        self.dirs = []
-
-    def spawn(self, argv, log_path, cwd=None):
-        log = open(log_path, "wb")
-        # Own session: a terminal Ctrl-C reaches only us; we stop the children ourselves.
-        p = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                             cwd=cwd, start_new_session=True)
-        log.close()
-        self.procs.append(p)
-        return p
-
-    def tempdir(self, prefix):
-        d = Path(tempfile.mkdtemp(prefix=prefix))
-        self.dirs.append(d)
-        return d
-
-    def stop(self, p, timeout=20):
-        if p.poll() is None:
-            try:
-                p.send_signal(signal.SIGTERM)
-                p.wait(timeout)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait(10)
-            except ProcessLookupError:
-                pass
-
-    def cleanup(self):
-        for p in reversed(self.procs):
-            try:
-                self.stop(p)
-            except Exception as e:  # keep cleaning up the rest
-                print(f"warning: could not stop pid {p.pid}: {e}", file=sys.stderr)
-        self.procs.clear()
-        for d in self.dirs:
-            shutil.rmtree(d, ignore_errors=True)
-        self.dirs.clear()
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
 
 def ping(port, timeout=1.0):
     try:

@@ -224,9 +224,9 @@ void Server::FlushClients() {
   // may mark clients dirty again: repeat until nothing new was written (each
   // round stops at the clients' high-water marks, so this ends).
   while (!dirty_.empty()) {
-    std::vector<Client*> batch;
-    batch.swap(dirty_);
-    for (Client* c : batch) {
+    flush_batch_.clear();
+    flush_batch_.swap(dirty_);  // both keep their capacity: no allocation per iteration
+    for (Client* c : flush_batch_) {
       c->dirty = false;
       if (c->conn().Flush()) CheckOutputLimit(c);
     }

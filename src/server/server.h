@@ -199,6 +199,7 @@ class Server final : public commands::Context {
 
   std::unordered_map<uint64_t, Client*> clients_;
   std::vector<Client*> dirty_;
+  std::vector<Client*> flush_batch_;
   std::vector<Client*> resumable_;
   uint64_t next_client_id_ = 1;
   uint64_t used_memory_ = 0;

@@ -2,6 +2,7 @@
 
 #include "state/keyspace.h"
 
+#include <malloc.h>
 #include <sys/random.h>
 #include <xxhash.h>
 
@@ -122,6 +123,19 @@ void Keyspace::Put(Item* item) {
   if ((size_ + 1) * 4 > capacity_ * 3) Resize(capacity_ == 0 ? kMinCapacity : capacity_ * 2);
   InsertNew(slots_, capacity_ - 1, item, hash);
   size_++;
+}
+
+bool Keyspace::TryOverwrite(Item* item, std::string_view value, int64_t expire_at_ms) {
+  size_t capacity = malloc_usable_size(item) - sizeof(Item) - item->key_len_;
+  // Reuse only when the block is not much larger than needed, so a key that
+  // once held a big value does not pin that memory forever.
+  if (value.size() > capacity || capacity > 2 * value.size() + 64) return false;
+  item_bytes_ -= item->footprint();
+  if (!value.empty()) std::memcpy(item->data_ + item->key_len_, value.data(), value.size());
+  item->val_len_ = static_cast<uint32_t>(value.size());
+  item->set_expire_at_ms(expire_at_ms);
+  item_bytes_ += item->footprint();
+  return true;
 }
 
 bool Keyspace::Erase(std::string_view key) {

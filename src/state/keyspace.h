@@ -37,6 +37,7 @@ enum class ValueType : uint8_t { kString = 0 };
 
 class Item {
  public:
+  friend class Keyspace;
   // Allocates an Item holding copies of key and value.
   static Item* Make(std::string_view key, std::string_view value, int64_t expire_at_ms);
   static void Free(Item* item);
@@ -72,6 +73,11 @@ class Keyspace {
   // Inserts or replaces; returns the replaced item's footprint change in bytes.
   // Takes ownership of item.
   void Put(Item* item);
+  // Overwrites `item`'s value and expiry in place when the new value fits in
+  // the item's allocation (no malloc/free: the common case of counters and of
+  // rewriting a key with a value of similar size). False if it does not fit.
+  // REQUIRES: item belongs to this table.
+  bool TryOverwrite(Item* item, std::string_view value, int64_t expire_at_ms);
   // Removes key; returns true if it was present.
   bool Erase(std::string_view key);
   void Clear();

@@ -94,3 +94,29 @@ TEST(KeyspaceTest, EmptyKeyAndBinaryKeys) {
 
 }  // namespace
 }  // namespace distri::state
+
+namespace distri::state {
+namespace {
+
+TEST(KeyspaceTest, OverwriteInPlaceWhenTheValueFits) {
+  Keyspace ks;
+  ks.Put(Item::Make("counter", "100", 0));
+  Item* item = ks.Find("counter");
+  size_t before = ks.memory_bytes();
+  ASSERT_TRUE(ks.TryOverwrite(item, "101", 5000));
+  EXPECT_EQ(ks.Find("counter"), item);  // same block
+  EXPECT_EQ(item->value(), "101");
+  EXPECT_EQ(item->expire_at_ms(), 5000);
+  EXPECT_EQ(ks.memory_bytes(), before);
+  ASSERT_TRUE(ks.TryOverwrite(item, "9", 0));
+  EXPECT_EQ(ks.Find("counter")->value(), "9");
+  EXPECT_LT(ks.memory_bytes(), before);
+  // Too big for the block: the caller must allocate.
+  EXPECT_FALSE(ks.TryOverwrite(item, std::string(1000, 'x'), 0));
+  // A big block is not kept for a tiny value.
+  ks.Put(Item::Make("big", std::string(4096, 'b'), 0));
+  EXPECT_FALSE(ks.TryOverwrite(ks.Find("big"), "tiny", 0));
+}
+
+}  // namespace
+}  // namespace distri::state

@@ -23,9 +23,17 @@ void Room::Notify(Change::Kind kind, std::string_view key, const Item* item) con
 }
 
 void Room::Store(std::string_view key, std::string_view value, int64_t expire_at_ms) {
-  const Item* old = keys_.Find(key);
+  Item* old = keys_.Find(key);
   if (old != nullptr && old->has_expiry()) {
     expires_.erase({old->expire_at_ms(), std::string(key)});
+  }
+  // `value` may point into `old` (e.g. APPEND builds a copy first, RENAME too),
+  // but never overlaps it when it fits: TryOverwrite copies with memcpy only
+  // after the size check, and callers pass values that live elsewhere.
+  if (old != nullptr && keys_.TryOverwrite(old, value, expire_at_ms)) {
+    if (expire_at_ms != 0) expires_.emplace(expire_at_ms, std::string(key));
+    Notify(Change::Kind::kSet, old->key(), old);
+    return;
   }
   Item* item = Item::Make(key, value, expire_at_ms);
   keys_.Put(item);

@@ -1,0 +1,63 @@
+"""Shared pieces of the side-by-side benchmark runners (redis_compare.py,
+nats_compare.py): child processes and temp dirs we own and always clean up,
+and free loopback ports."""
+
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+
+class Owned:
+    """Every child process and temp dir we create, so cleanup() can undo them.
+    Processes are stopped by PID, never by name."""
+
+    def __init__(self):
+        self.procs = []
+        self.dirs = []
+
+    def spawn(self, argv, log_path, cwd=None):
+        with open(log_path, "wb") as log:
+            # Own session: a terminal Ctrl-C reaches only us; we stop the children ourselves.
+            p = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT,
+                                 stdin=subprocess.DEVNULL, cwd=cwd, start_new_session=True)
+        self.procs.append(p)
+        return p
+
+    def tempdir(self, prefix):
+        d = Path(tempfile.mkdtemp(prefix=prefix))
+        self.dirs.append(d)
+        return d
+
+    @staticmethod
+    def stop(p, timeout=20):
+        if p.poll() is not None:
+            return
+        try:
+            p.send_signal(signal.SIGTERM)
+            p.wait(timeout)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait(10)
+        except ProcessLookupError:
+            pass
+
+    def cleanup(self):
+        for p in reversed(self.procs):
+            try:
+                self.stop(p)
+            except Exception as e:  # keep cleaning up the rest
+                print(f"warning: could not stop pid {p.pid}: {e}", file=sys.stderr)
+        self.procs.clear()
+        for d in self.dirs:
+            shutil.rmtree(d, ignore_errors=True)
+        self.dirs.clear()
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
