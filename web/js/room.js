@@ -171,6 +171,7 @@ export function mountRoom(root, code) {
           edError.textContent = m.error.message;
           break;
       }
+      if (ready && (m.type === "set" || m.type === "del" || m.type === "flush")) refreshStatsSoon();
       schedule();
     },
   });
@@ -379,6 +380,12 @@ export function mountRoom(root, code) {
   });
 
   // -- live room statistics ----------------------------------------------------
+  // Polled every second, and soon after a change so the counts follow the table.
+  let statsSoon = null;
+  function refreshStatsSoon() {
+    if (statsSoon === null && !stopped) statsSoon = setTimeout(() => { statsSoon = null; refreshStats(); }, 200);
+  }
+
   async function refreshStats() {
     try {
       const s = await api("GET", roomPath(code));
@@ -400,6 +407,7 @@ export function mountRoom(root, code) {
   return () => {
     stopped = true;
     clearInterval(statsTimer);
+    clearTimeout(statsSoon);
     clearTimeout(renderTimer);
     clearTimeout(filterTimer);
     socket.close();
