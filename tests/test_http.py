@@ -679,3 +679,26 @@ def test_too_many_connections_and_idle_peers(server, c):
     for sk in socks:
         sk.close()
     wait_until(lambda: get_json(server, "/api/stats") is not None, what="server responsive")
+
+
+def test_over_max_memory_writes_are_refused_and_deletes_work(server_factory):
+    s = server_factory(max_memory=200_000)
+    c = s.client()
+    c.set("keep", "v")
+    status, _, _ = request(s, "PUT", "/api/rooms/default/keys/big",
+                           body=json.dumps({"value": "x" * 300_000}).encode(),
+                           headers={"Content-Type": "application/json"})
+    assert status == 200
+    # Now above the limit: adding data is refused with 507, deleting is allowed.
+    deadline = time.monotonic() + 5
+    while True:
+        status, _, body = request(s, "PUT", "/api/rooms/default/keys/more",
+                                  body=json.dumps({"value": "y"}).encode(),
+                                  headers={"Content-Type": "application/json"})
+        if status == 507 or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    assert status == 507, body
+    status, _, _ = request(s, "DELETE", "/api/rooms/default/keys/big")
+    assert status in (200, 204)
+    assert c.get("big") is None and c.get("keep") == "v"

@@ -137,9 +137,10 @@ uint64_t HttpBackend::ScanKeys(std::string_view room, std::string_view prefix, u
   return cursor;
 }
 
-void HttpBackend::Propose(std::string_view entry, std::string text, http::WriteDone done) {
+void HttpBackend::Propose(std::string_view entry, bool adds_data, std::string text,
+                          http::WriteDone done) {
   Server* server = server_;
-  Status st = server_->ProposeEntry(entry, [server, text, done](const state::ApplyResult& r) {
+  Status st = server_->ProposeEntry(entry, adds_data, [server, text, done](const state::ApplyResult& r) {
     http::WriteOutcome out;
     out.revision = server->state().applied_index();
     out.text = text;
@@ -171,7 +172,7 @@ void HttpBackend::SetKey(std::string_view room, std::string_view key, std::strin
   std::string entry;
   std::string_view args[] = {key, value};
   state::EncodeEntry(&entry, state::Op::kSet, 0, server_->NowMs(), expire_at_ms, room, args);
-  Propose(entry, {}, std::move(done));
+  Propose(entry, /*adds_data=*/true, {}, std::move(done));
 }
 
 void HttpBackend::DeleteKey(std::string_view room, std::string_view key, http::WriteDone done) {
@@ -179,7 +180,7 @@ void HttpBackend::DeleteKey(std::string_view room, std::string_view key, http::W
   std::string entry;
   std::string_view args[] = {key};
   state::EncodeEntry(&entry, state::Op::kDel, 0, server_->NowMs(), 0, room, args);
-  Propose(entry, {}, std::move(done));
+  Propose(entry, /*adds_data=*/false, {}, std::move(done));
 }
 
 void HttpBackend::CreateRoom(std::string_view name, http::WriteDone done) {
@@ -188,14 +189,14 @@ void HttpBackend::CreateRoom(std::string_view name, http::WriteDone done) {
   std::string entry;
   std::string_view args[] = {name.empty() ? std::string_view(code) : name};
   state::EncodeEntry(&entry, state::Op::kRoomCreate, 0, server_->NowMs(), 0, code, args);
-  Propose(entry, code, std::move(done));
+  Propose(entry, /*adds_data=*/true, code, std::move(done));
 }
 
 void HttpBackend::DropRoom(std::string_view code, http::WriteDone done) {
   server_->CountCommand(code, commands::kWrite);
   std::string entry;
   state::EncodeEntry(&entry, state::Op::kRoomDrop, 0, server_->NowMs(), 0, code, {});
-  Propose(entry, {}, std::move(done));
+  Propose(entry, /*adds_data=*/false, {}, std::move(done));
 }
 
 std::unique_ptr<http::MirrorHandle> HttpBackend::StartMirror(

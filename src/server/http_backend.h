@@ -43,7 +43,7 @@ class HttpBackend final : public http::Backend {
   bool Ready(std::string* why) override;
 
  private:
-  void Propose(std::string_view entry, std::string text, http::WriteDone done);
+  void Propose(std::string_view entry, bool adds_data, std::string text, http::WriteDone done);
 
   Server* server_;
 };

@@ -271,9 +271,9 @@ Status Server::Propose(commands::Session& session, std::string_view entry,
   return Status::Ok();
 }
 
-Status Server::ProposeEntry(std::string_view entry,
+Status Server::ProposeEntry(std::string_view entry, bool adds_data,
                             std::function<void(const state::ApplyResult&)> done) {
-  if (options_.settings.max_memory != 0 && used_memory_ > options_.settings.max_memory) {
+  if (adds_data && options_.settings.max_memory != 0 && used_memory_ > options_.settings.max_memory) {
     return Status::OutOfMemory("command not allowed when used memory > 'maxmemory'.");
   }
   Result<uint64_t> index = log_->Propose(entry);

@@ -133,7 +133,9 @@ class Server final : public commands::Context {
   // Proposes an encoded entry on behalf of no client (the HTTP API, timers);
   // `done` runs on the loop thread when it applies, or with an error result
   // if the log could not make it durable.
-  Status ProposeEntry(std::string_view entry, std::function<void(const state::ApplyResult&)> done);
+  // `adds_data`: refused with OutOfMemory above --max-memory (deletes are not).
+  Status ProposeEntry(std::string_view entry, bool adds_data,
+                      std::function<void(const state::ApplyResult&)> done);
   MirrorHub& mirrors() { return *mirrors_; }
   // Counts one command for statistics.
   void CountCommand(std::string_view room, uint32_t flags);
