@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds Distri with AddressSanitizer + UndefinedBehaviorSanitizer (clang) and
 # runs every test: unit tests (ctest), integration tests against the real
-# binary (pytest), and a short libFuzzer run of each fuzz target.
+# binary (pytest), the dashboard in headless Chromium (Playwright), the Python
+# client's tests, and a short libFuzzer run of each fuzz target.
 #
 #   scripts/test.sh                 everything
 #   FUZZ_SECONDS=0 scripts/test.sh  skip fuzzing
