@@ -1,7 +1,8 @@
 """Shared pieces of the side-by-side benchmark runners (redis_compare.py,
 nats_compare.py): child processes and temp dirs we own and always clean up,
-and free loopback ports."""
+free loopback ports, and what to say about the machine and the peers."""
 
+import platform
 import shutil
 import signal
 import socket
@@ -61,3 +62,22 @@ def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def cpu_model():
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def version_of(argv):
+    """First line a program prints about its version, or "unknown"."""
+    try:
+        p = subprocess.run(argv, capture_output=True, text=True, timeout=10)
+        return (p.stdout or p.stderr).strip().splitlines()[0]
+    except Exception:
+        return "unknown"

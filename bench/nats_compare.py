@@ -46,7 +46,7 @@ import sys
 import time
 from pathlib import Path
 
-from benchlib import Owned, free_port
+from benchlib import Owned, cpu_model, free_port, version_of
 
 REPO = Path(__file__).resolve().parent.parent
 SIZE = 64
@@ -190,22 +190,6 @@ def loadavg():
         return "?"
 
 
-def cpu_model():
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
-def version_of(argv):
-    try:
-        p = subprocess.run(argv, capture_output=True, text=True, timeout=10)
-        return (p.stdout or p.stderr).strip().splitlines()[0]
-    except Exception:
-        return "unknown"
 
 
 # ---------------------------------------------------------------------------

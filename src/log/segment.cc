@@ -17,6 +17,7 @@
 #include <cstring>
 
 #include "base/crc32c.h"
+#include "base/endian.h"
 
 namespace distri::log {
 
@@ -26,22 +27,10 @@ constexpr uint32_t kSegmentVersion = 1;
 constexpr char kSegmentHeader[kSegmentHeaderSize] = {'D', 'S', 'E', 'G', kSegmentVersion, 0, 0, 0};
 constexpr uint32_t kLengthMask = ~kWriteStartFlag;
 
-void PutLe32(char* p, uint32_t v) {
-  for (int i = 0; i < 4; ++i) p[i] = static_cast<char>(v >> (8 * i));
-}
-void PutLe64(char* p, uint64_t v) {
-  for (int i = 0; i < 8; ++i) p[i] = static_cast<char>(v >> (8 * i));
-}
-uint32_t GetLe32(const char* p) {
-  uint32_t v = 0;
-  for (int i = 3; i >= 0; --i) v = v << 8 | static_cast<uint8_t>(p[i]);
-  return v;
-}
-uint64_t GetLe64(const char* p) {
-  uint64_t v = 0;
-  for (int i = 7; i >= 0; --i) v = v << 8 | static_cast<uint8_t>(p[i]);
-  return v;
-}
+using base::GetLe32;
+using base::GetLe64;
+using base::PutLe32;
+using base::PutLe64;
 
 // The checksum covers everything after the crc field: length word, index and
 // payload, which are contiguous.

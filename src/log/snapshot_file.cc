@@ -3,6 +3,7 @@
 #include "log/snapshot_file.h"
 
 #include "base/crc32c.h"
+#include "base/endian.h"
 
 namespace distri::log {
 
@@ -11,22 +12,10 @@ namespace {
 constexpr char kMagic[8] = {'D', 'S', 'T', 'R', 'S', 'N', 'A', 'P'};
 constexpr uint32_t kSnapshotVersion = 1;
 
-void AppendLe32(std::string* out, uint32_t v) {
-  for (int i = 0; i < 4; ++i) out->push_back(static_cast<char>(v >> (8 * i)));
-}
-void AppendLe64(std::string* out, uint64_t v) {
-  for (int i = 0; i < 8; ++i) out->push_back(static_cast<char>(v >> (8 * i)));
-}
-uint32_t GetLe32(const char* p) {
-  uint32_t v = 0;
-  for (int i = 3; i >= 0; --i) v = v << 8 | static_cast<uint8_t>(p[i]);
-  return v;
-}
-uint64_t GetLe64(const char* p) {
-  uint64_t v = 0;
-  for (int i = 7; i >= 0; --i) v = v << 8 | static_cast<uint8_t>(p[i]);
-  return v;
-}
+using base::AppendLe32;
+using base::AppendLe64;
+using base::GetLe32;
+using base::GetLe64;
 
 }  // namespace
 

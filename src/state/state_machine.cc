@@ -11,6 +11,7 @@
 #include <optional>
 #include <cstring>
 
+#include "base/endian.h"
 #include "base/logging.h"
 #include "base/strings.h"
 
@@ -291,11 +292,7 @@ class SnapshotBuffer {
  public:
   explicit SnapshotBuffer(const std::function<Status(std::string_view)>& write) : write_(write) {}
   void U8(uint8_t v) { buf_.push_back(static_cast<char>(v)); }
-  void U64(uint64_t v) {
-    char b[8];
-    for (int i = 0; i < 8; i++) b[i] = static_cast<char>(v >> (8 * i));
-    buf_.append(b, 8);
-  }
+  void U64(uint64_t v) { base::AppendLe64(&buf_, v); }
   void Str(std::string_view s) {
     U64(s.size());
     buf_.append(s);
@@ -326,10 +323,8 @@ class SnapshotReader {
   }
   bool U64(uint64_t* v) {
     if (data_.size() < 8) return false;
-    uint64_t r = 0;
-    for (int i = 0; i < 8; i++) r |= static_cast<uint64_t>(static_cast<uint8_t>(data_[i])) << (8 * i);
+    *v = base::GetLe64(data_.data());
     data_.remove_prefix(8);
-    *v = r;
     return true;
   }
   bool Str(std::string_view* s) {
