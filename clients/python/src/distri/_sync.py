@@ -79,6 +79,22 @@ def _read_reply(sock: socket.socket, reader: Any) -> Any:
         reader.feed(chunk)
 
 
+def _send_handshake(sock: socket.socket, reader: Any,
+                    cmds: List[Tuple[Any, ...]]) -> Tuple[List[Any], List[Any]]:
+    """Sends cmds at once and reads one reply each; push frames that arrive
+    in between are kept aside. Raises the first error reply. -> (replies, early pushes)"""
+    sock.sendall(b"".join(pack(c) for c in cmds))
+    replies: List[Any] = []
+    early: List[Any] = []
+    while len(replies) < len(cmds):
+        r = _read_reply(sock, reader)
+        (early if isinstance(r, PushFrame) else replies).append(r)
+    err = first_error(replies)
+    if err is not None:
+        raise err
+    return replies, early
+
+
 # ---------------------------------------------------------------------------
 # The command link
 # ---------------------------------------------------------------------------
@@ -306,15 +322,8 @@ class _MirrorWorker:
         with room._cond:
             mirror_args = state.mirror_args()
         cmds = handshake(link.ep.password, room.code) + [mirror_args]
-        sock.sendall(b"".join(pack(c) for c in cmds))
-        early: List[Any] = []         # push frames that came before the MIRROR reply
-        replies: List[Any] = []
-        while len(replies) < len(cmds):
-            r = _read_reply(sock, reader)
-            (early if isinstance(r, PushFrame) else replies).append(r)
-        err = first_error(replies)
-        if err is not None:
-            raise err
+        # early: push frames that came before the MIRROR reply
+        replies, early = _send_handshake(sock, reader, cmds)
         changes: List[Change] = []
         with room._cond:
             state.started(replies[-1])
@@ -477,16 +486,7 @@ class Subscription:
                 sock = _open_socket(link.ep, link.connect_timeout, _MIRROR_IDLE_PING)
                 try:
                     reader = new_reader()
-                    cmds = handshake(link.ep.password, link.room)
-                    sock.sendall(b"".join(pack(c) for c in cmds))
-                    replies: List[Any] = []
-                    early: List[Any] = []
-                    while len(replies) < len(cmds):
-                        r = _read_reply(sock, reader)
-                        (early if isinstance(r, PushFrame) else replies).append(r)
-                    err = first_error(replies)
-                    if err is not None:
-                        raise err
+                    _, early = _send_handshake(sock, reader, handshake(link.ep.password, link.room))
                     with self._send_lock:
                         sock.sendall(b"".join(pack(c) for c in self._state.commands()))
                         self._sock, self._reader = sock, reader
@@ -835,15 +835,7 @@ class Worker:
         cmds = handshake(link.ep.password, link.room) + [
             ("CLIENT", "SETNAME", self.name),
             ("SVC.SERVE", *self.services, "CONCURRENCY", self.concurrency)]
-        sock.sendall(b"".join(pack(c) for c in cmds))
-        replies: List[Any] = []
-        early: List[Any] = []
-        while len(replies) < len(cmds):
-            r = _read_reply(sock, reader)
-            (early if isinstance(r, PushFrame) else replies).append(r)
-        err = first_error(replies)
-        if err is not None:
-            raise err
+        _, early = _send_handshake(sock, reader, cmds)
         self._ready.set()
         for frame in early:
             self._dispatch(frame)

@@ -92,6 +92,21 @@ class _Stream:
                 raise _ConnectionLost("connection closed by the server")
             self.parser.feed(chunk)
 
+    async def handshake(self, cmds: List[Tuple[Any, ...]],
+                        timeout: Optional[float]) -> Tuple[List[Any], List[Any]]:
+        """Sends cmds at once and reads one reply each; push frames that arrive
+        in between are kept aside. Raises the first error reply. -> (replies, early pushes)"""
+        self.writer.write(b"".join(pack(c) for c in cmds))
+        replies: List[Any] = []
+        early: List[Any] = []
+        while len(replies) < len(cmds):
+            r = await self.read(timeout)
+            (early if isinstance(r, PushFrame) else replies).append(r)
+        err = first_error(replies)
+        if err is not None:
+            raise err
+        return replies, early
+
     def close(self) -> None:
         try:
             self.writer.close()
@@ -654,15 +669,7 @@ class Worker:
         cmds = handshake(link.ep.password, link.room) + [
             ("CLIENT", "SETNAME", self.name),
             ("SVC.SERVE", *self.services, "CONCURRENCY", self.concurrency)]
-        s.writer.write(b"".join(pack(c) for c in cmds))
-        replies: List[Any] = []
-        early: List[Any] = []
-        while len(replies) < len(cmds):
-            r = await s.read(link.connect_timeout + 10)
-            (early if isinstance(r, PushFrame) else replies).append(r)
-        err = first_error(replies)
-        if err is not None:
-            raise err
+        _, early = await s.handshake(cmds, link.connect_timeout + 10)
         self._ready.set()
         for frame in early:
             self._dispatch(frame)
@@ -1040,15 +1047,7 @@ class Room:
         s = await _Stream.open(link.ep, link.connect_timeout)
         try:
             cmds = handshake(link.ep.password, self.code) + [self._state.mirror_args()]
-            s.writer.write(b"".join(pack(c) for c in cmds))
-            early: List[Any] = []
-            replies: List[Any] = []
-            while len(replies) < len(cmds):
-                r = await s.read(link.connect_timeout + 10)
-                (early if isinstance(r, PushFrame) else replies).append(r)
-            err = first_error(replies)
-            if err is not None:
-                raise err
+            replies, early = await s.handshake(cmds, link.connect_timeout + 10)
             changes: List[Change] = []
             self._state.started(replies[-1])
             for frame in early:
