@@ -27,9 +27,9 @@ void Room::Store(std::string_view key, std::string_view value, int64_t expire_at
   if (old != nullptr && old->has_expiry()) {
     expires_.erase({old->expire_at_ms(), std::string(key)});
   }
-  // `value` may point into `old` (e.g. APPEND builds a copy first, RENAME too),
-  // but never overlaps it when it fits: TryOverwrite copies with memcpy only
-  // after the size check, and callers pass values that live elsewhere.
+  // REQUIRES (as everywhere in Store): `value` does not point into the stored
+  // item; callers that derive a value from the old one (APPEND, RENAME) copy it
+  // first, so overwriting in place is safe.
   if (old != nullptr && keys_.TryOverwrite(old, value, expire_at_ms)) {
     if (expire_at_ms != 0) expires_.emplace(expire_at_ms, std::string(key));
     Notify(Change::Kind::kSet, old->key(), old);
