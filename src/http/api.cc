@@ -74,7 +74,7 @@ int StatusForError(std::string_view line) {
   if (line.starts_with("NOTFOUND")) return 404;
   if (line.starts_with("OOM")) return 507;
   if (line.starts_with("WRONGTYPE")) return 409;
-  if (line.starts_with("ERR write not persisted")) return 503;
+  if (line.starts_with("IOERR")) return 503;
   if (line.starts_with("ERR")) return 400;
   return 500;
 }

@@ -180,6 +180,15 @@ TEST_F(ApiTest, RoomsAndStats) {
   EXPECT_EQ(Call("GET", "/readyz").status, 200);
 }
 
+TEST(ErrorStatus, WireCodesMapToHttpStatus) {
+  EXPECT_EQ(StatusForError("NOTFOUND no such room"), 404);
+  EXPECT_EQ(StatusForError("OOM command not allowed"), 507);
+  EXPECT_EQ(StatusForError("WRONGTYPE Operation against a key"), 409);
+  // A write the log could not persist: the server's trouble, and retryable.
+  EXPECT_EQ(StatusForError("IOERR write not applied: ... No space left on device"), 503);
+  EXPECT_EQ(StatusForError("ERR syntax error"), 400);
+}
+
 TEST(Security, HostAndOrigin) {
   Request r;
   r.headers = {{"host", "127.0.0.1:7380"}};

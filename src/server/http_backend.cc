@@ -212,9 +212,10 @@ std::unique_ptr<http::MirrorHandle> HttpBackend::StartMirror(
 void HttpBackend::MirrorDrained() { server_->WakePump(); }
 
 bool HttpBackend::Ready(std::string* why) {
-  if (server_->stats().log_failures > 0) {
-    // The log refused a write: until restarted, this node may not be able to persist.
-    *why = "the log failed to persist a write (see the server log)";
+  if (server_->log_failing()) {
+    // The last log write failed (e.g. a full disk); ready again once a later
+    // write is durable.
+    *why = "the log failed to persist a write (see the server log); writes get IOERR";
     return false;
   }
   return true;

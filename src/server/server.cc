@@ -9,6 +9,7 @@
 
 #include <cstring>
 
+#include "base/log_limiter.h"
 #include "base/logging.h"
 #include "server/client.h"
 #include "http/http_server.h"
@@ -21,6 +22,7 @@ namespace {
 constexpr uint64_t kExpireIntervalMs = 100;
 constexpr size_t kExpireKeysPerEntry = 256;
 constexpr size_t kExpireEntriesPerCycle = 16;
+constexpr int64_t kSnapshotRetryMs = 1000;
 
 Status UvError(const char* what, int rc) {
   return Status::IOError(std::string(what) + ": " + uv_strerror(rc));
@@ -295,6 +297,15 @@ void Server::ApplyCommitted() {
 }
 
 void Server::OnCommit(uint64_t index, std::string_view entry) {
+  if (log_failing_) {
+    // Poll reports a failure after the entries made durable before it, so an
+    // entry delivered now was written after the failure: the log works again.
+    log_failing_ = false;
+    LOG(INFO) << "log writes succeed again at index " << index << " (" << refused_entries_
+              << " entries were refused while they failed)";
+    log_failure_log_.Reset();
+    refused_entries_ = 0;
+  }
   state::ApplyResult result = state_.Apply(index, entry);
   stats_.entries_applied++;
   if (index == expiry_index_) {
@@ -312,14 +323,26 @@ void Server::OnCommit(uint64_t index, std::string_view entry) {
   if (client->CompletePendingWrite(result)) resumable_.push_back(client);
 }
 
+// The failed entries were never applied and the log has truncated them away,
+// so their writers get IOERR, an error that promises exactly that: nothing
+// changed and the write may be sent again (docs/protocol.md, "Errors").
 void Server::OnLogFailure(uint64_t first_index, const Status& why) {
   stats_.log_failures++;
-  LOG(ERROR) << "log write failed from index " << first_index << ": " << why.ToString();
-  state::ApplyResult error = state::ApplyResult::Error("ERR write not persisted: " + why.message());
+  log_failing_ = true;
   // Poll delivers every durable entry before reporting a failure, so every
   // write still pending is one of the failed ones.
   std::deque<PendingEntry> failed;
   failed.swap(pending_);
+  refused_entries_ += failed.size();
+  uint64_t suppressed = 0;
+  if (log_failure_log_.Allow(NowMs(), &suppressed)) {
+    LOG(ERROR) << "log write failed from index " << first_index << ": " << why.ToString()
+               << "; writes are refused with IOERR until the log can write again"
+               << base::SuppressedNote(suppressed);
+  }
+  state::ApplyResult error = state::ApplyResult::Error(
+      "IOERR write not applied: the server could not persist it (" + why.message() +
+      "); nothing changed, retry later");
   for (PendingEntry& p : failed) {
     CHECK(p.index >= first_index);
     if (p.done) p.done(error);
@@ -369,16 +392,27 @@ void Server::ExpireCycle() {
 // ---------------------------------------------------------------------------
 // Snapshots compact the log once enough of it has been written.
 
+// A failed snapshot (a full disk) is retried after kSnapshotRetryMs, not on
+// the next wake-up: else every write would serialise the whole state again and
+// log one more ERROR line.
 void Server::MaybeSnapshot() {
   if (log_->bytes_since_snapshot() < options_.snapshot_bytes) return;
+  const int64_t now = NowMs();
+  if (now < snapshot_retry_at_ms_) return;
   Status st = log_->SaveSnapshot(state_.applied_index(), [this](const log::SnapshotWriteFn& write) {
     return state_.SaveSnapshot(write);
   });
   if (st.ok()) {
     stats_.snapshots++;
+    snapshot_failure_log_.Reset();
     LOG(INFO) << "snapshot at revision " << state_.applied_index();
   } else {
-    LOG(ERROR) << "snapshot failed: " << st.ToString();
+    snapshot_retry_at_ms_ = now + kSnapshotRetryMs;
+    uint64_t suppressed = 0;
+    if (snapshot_failure_log_.Allow(now, &suppressed)) {
+      LOG(ERROR) << "snapshot failed: " << st.ToString() << "; retrying every "
+                 << kSnapshotRetryMs / 1000 << " s" << base::SuppressedNote(suppressed);
+    }
   }
 }
 

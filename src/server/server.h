@@ -26,6 +26,7 @@
 #include <vector>
 
 #include "base/histogram.h"
+#include "base/log_limiter.h"
 #include "base/rate_counter.h"
 #include "base/strings.h"
 #include "distri/version.h"
@@ -152,6 +153,9 @@ class Server final : public commands::Context {
   // Snapshot streaming has work: keep the loop turning until it is done.
   void WakePump();
   ServerStats& stats() { return stats_; }
+  // True from a failed log write until an entry written after it is durable
+  // (then /readyz is ready again).
+  bool log_failing() const { return log_failing_; }
   uv_loop_t* loop() { return &loop_; }
 
  private:
@@ -198,6 +202,13 @@ class Server final : public commands::Context {
   std::deque<PendingEntry> pending_;  // in index order
   bool expiry_in_flight_ = false;
   uint64_t expiry_index_ = 0;
+  bool log_failing_ = false;      // see log_failing()
+  uint64_t refused_entries_ = 0;  // entries failed since log_failing_ was set
+  // A failing log (a full disk) fails every write: one ERROR line per 10 s,
+  // with a count of the failures left out.
+  base::LogLimiter log_failure_log_{10000};
+  int64_t snapshot_retry_at_ms_ = 0;  // after a failed snapshot, not before then
+  base::LogLimiter snapshot_failure_log_{10000};
 
   std::unordered_map<uint64_t, Client*> clients_;
   std::vector<Client*> dirty_;

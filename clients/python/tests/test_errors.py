@@ -12,7 +12,8 @@ from distri.errors import ERROR_CODES, error_from_reply
 
 def test_error_table():
     expected = {"ERR": distri.RequestError, "WRONGTYPE": distri.WrongType,
-                "OOM": distri.OutOfMemory, "NOAUTH": distri.AuthError,
+                "OOM": distri.OutOfMemory, "IOERR": distri.StorageError,
+                "NOAUTH": distri.AuthError,
                 "WRONGPASS": distri.AuthError, "NOTFOUND": distri.NotFound,
                 "NOPROTO": distri.ProtocolVersionError, "NOWORKER": distri.NoWorker,
                 "TIMEOUT": distri.CallTimeout, "SVCERR": distri.ServiceError}
@@ -21,6 +22,8 @@ def test_error_table():
         e = error_from_reply(f"{code} something went wrong")
         assert type(e) is cls and e.code == code and e.message == "something went wrong"
         assert isinstance(e, distri.ServerError) and isinstance(e, distri.Error)
+    # Retryable: the server promises the write was not applied.
+    assert {c for c, cls in expected.items() if cls.retryable} == {"OOM", "IOERR"}
     other = error_from_reply("BUSYKEY whatever")
     assert type(other) is distri.ServerError and other.code == "BUSYKEY"
 

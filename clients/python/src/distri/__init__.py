@@ -21,14 +21,15 @@ from ._sync import Function, Pipeline, Room, Subscription, Worker, connect, stat
 from .errors import (ERROR_CODES, AuthError, CallTimeout, ClosedError, ConnectionError,
                      DecodeError, EncodeError, Error, NotFound, NoWorker, OutOfMemory,
                      ProtocolError, ProtocolVersionError, RequestError, ServerError,
-                     ServiceError, SignatureError, TimeoutError, WrongType)
+                     ServiceError, SignatureError, StorageError, TimeoutError, WrongType)
 
 __version__ = "0.1.0"
 
 __all__ = [
     "connect", "stats", "Room", "Pipeline", "Change", "MirrorView", "Codec",
     "Message", "Subscription", "Worker", "Function",
-    "Error", "ServerError", "RequestError", "WrongType", "OutOfMemory", "AuthError",
+    "Error", "ServerError", "RequestError", "WrongType", "OutOfMemory", "StorageError",
+    "AuthError",
     "NotFound", "ProtocolVersionError", "NoWorker", "CallTimeout", "ServiceError",
     "ConnectionError", "TimeoutError", "ProtocolError",
     "DecodeError", "SignatureError", "EncodeError", "ClosedError", "ERROR_CODES",

@@ -25,9 +25,15 @@ class Error(Exception):
 # ---------------------------------------------------------------------------
 
 class ServerError(Error):
-    """The server replied with an error. `code` is its code word, `message` the rest."""
+    """The server replied with an error. `code` is its code word, `message` the rest.
+
+    `retryable` is True for the errors whose request the server certainly did not
+    apply (nothing changed) and that may succeed when sent again later: `IOERR`
+    and `OOM`. It is False for the others, including errors whose outcome is
+    unknown (a call's `TIMEOUT`: the worker may have run it)."""
 
     code = ""
+    retryable = False
 
     def __init__(self, message: str, code: str = "") -> None:
         super().__init__(f"{code} {message}".strip() if code else message)
@@ -48,9 +54,22 @@ class WrongType(ServerError):
 
 
 class OutOfMemory(ServerError):
-    """`OOM`: the server is over its --max-memory and refuses writes (reads still work)."""
+    """`OOM`: the server is over its --max-memory and refuses writes (reads still work).
+    The write was not applied; it may succeed once data is deleted (retryable)."""
 
     code = "OOM"
+    retryable = True
+
+
+class StorageError(ServerError):
+    """`IOERR`: the server could not persist the write to its log (a full disk, an
+    I/O error), so it did not apply it: nothing changed, and sending the same write
+    again is safe and succeeds once the server can write (retryable). Reads keep
+    working meanwhile. The message carries the server's reason, e.g. "No space
+    left on device"."""
+
+    code = "IOERR"
+    retryable = True
 
 
 class AuthError(ServerError):
@@ -100,6 +119,7 @@ ERROR_CODES: Dict[str, Type[ServerError]] = {
     "ERR": RequestError,
     "WRONGTYPE": WrongType,
     "OOM": OutOfMemory,
+    "IOERR": StorageError,
     "NOAUTH": AuthError,
     "WRONGPASS": AuthError,
     "NOTFOUND": NotFound,
