@@ -109,6 +109,49 @@ def test_mirror_on_change_and_wait_for(server):
     run(main())
 
 
+class _Obj:
+    """Pickles (module level); equal by value."""
+
+    def __init__(self, v):
+        self.v = v
+
+    def __eq__(self, other):
+        return isinstance(other, _Obj) and other.v == self.v
+
+
+def test_values_pickles_bound_and_undecodable_in_bulk_reads(server):
+    big = "9" * 5000
+
+    async def main():
+        writer = await distri.aio.connect(server.url, quiet=True, room_key="k", pickle=True)
+        plain = await distri.aio.connect(writer.url)
+        await writer.set("p", _Obj(1))
+        await writer.set("j", [1])
+        await writer.set_raw("big", big.encode())
+        assert await writer.get("p") == _Obj(1)
+        # A signed pickle copied to another key is refused.
+        await writer.set_raw("copy", await writer.get_raw("p"))
+        with pytest.raises(distri.SignatureError):
+            await writer.get("copy")
+        # Without pickle: one key raises, many keys give Undecodable in place.
+        with pytest.raises(distri.DecodeError):
+            await plain.get("p")
+        got = await plain.get_many(["p", "j", "big"])
+        assert isinstance(got[0], distri.Undecodable) and got[1:] == [[1], big]
+        async with plain.pipeline() as pl:
+            pl.get("p")
+            pl.get("big")
+        assert isinstance(pl.results[0], distri.Undecodable) and pl.results[1] == big
+        await plain.start_mirror()
+        await plain.wait_until(lambda d: len(d) == 4, timeout=10)
+        copy = plain.data.copy()
+        assert copy["j"] == [1] and copy["big"] == big
+        assert isinstance(copy["p"], distri.Undecodable) and dict(plain.data) == copy
+        await writer.close()
+        await plain.close()
+    run(main())
+
+
 def test_reconnect_and_mirror_resume_after_kill9(server_factory):
     s = server_factory()
 

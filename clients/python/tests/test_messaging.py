@@ -528,6 +528,35 @@ def test_pickle_opt_in_signed(room):
         r.close()
 
 
+def test_pickled_payloads_are_bound_to_topic_and_service(room):
+    key = os.urandom(16)
+    a = distri.connect(room.url, room_key=key, pickle=True, quiet=True)
+    b = distri.connect(room.url, room_key=key, pickle=True, quiet=True)
+    with b.subscribe("orders", "audit") as sub:
+        a.publish("orders", Point(1, 2))
+        msg = sub.get(timeout=5)
+        assert msg.value == Point(1, 2)
+        # The same signed bytes published on another topic are refused there.
+        a.execute("PUBLISH", "audit", msg.raw)
+        replayed = sub.get(timeout=5)
+        assert replayed.topic == "audit"
+        with pytest.raises(distri.SignatureError):
+            replayed.value
+    # Call arguments signed for one service are refused by another.
+    @b.service("echo")
+    def echo(*args):
+        return args[0] if args else None
+
+    b.serve(background=True)
+    assert a.call("echo", Point(5, 5)) == Point(5, 5)
+    args = distri.Codec(key, True, room=a.code).encode_payload({"args": [Point(0, 0)]},
+                                                              ("call", "other"))
+    with pytest.raises(distri.ServiceError, match="SignatureError"):
+        a.execute("CALL", "echo", args, "TIMEOUT", 5000)
+    a.close()
+    b.close()
+
+
 def test_nothing_to_serve_and_closed_room(server):
     r = distri.connect(server.url, quiet=True)
     with pytest.raises(ValueError):

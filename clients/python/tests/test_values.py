@@ -4,6 +4,7 @@ import hashlib
 import hmac
 import os
 import pickle
+import threading
 from collections import OrderedDict
 from decimal import Decimal
 
@@ -163,7 +164,9 @@ def test_tampered_pickle_rejected_before_unpickling(server, tmp_path):
     room.close()
 
 
-def test_tampered_pickle_in_mirror_raises_on_read(server, tmp_path):
+def test_tampered_pickle_in_mirror_reads_as_undecodable(server, tmp_path):
+    # The mirror is the whole room: a bad value there is an Undecodable (never
+    # unpickled), so that it cannot break reading the rest.
     room = distri.connect(server.url, room_key="key", pickle=True, quiet=True)
     room["p"] = Point(5, 6)
     marker = tmp_path / "unpickled"
@@ -171,8 +174,11 @@ def test_tampered_pickle_in_mirror_raises_on_read(server, tmp_path):
     room.set_raw("bad", b"\x01" + os.urandom(32) + evil)
     room.wait_until(lambda d: "bad" in d and "p" in d, timeout=10)
     assert room.data["p"] == Point(5, 6)
-    with pytest.raises(distri.SignatureError):
-        room.data["bad"]
+    bad = room.data["bad"]
+    assert isinstance(bad, distri.Undecodable) and isinstance(bad.error, distri.SignatureError)
+    assert bad.raw == room.get_raw("bad")
+    with pytest.raises(distri.SignatureError):      # read by itself, it raises
+        room["bad"]
     assert not marker.exists()
     room.close()
 
@@ -188,3 +194,145 @@ def test_codec_rules_directly():
     assert c.decode(b"  7 ") == 7
     assert c.decode(b"Infinity") == "Infinity"
     assert c.decode(b"[" * 100000) == "[" * 100000        # too deep: kept as text
+
+
+# ---------------------------------------------------------------------------
+# Pickles are bound to their room and key; values no client can misread
+# ---------------------------------------------------------------------------
+
+def test_pickle_copied_to_another_key_or_room_is_refused(server, tmp_path):
+    a = distri.connect(server.url, room_key="shared", pickle=True, quiet=True)
+    other = distri.connect(server.url, room_key="shared", pickle=True, quiet=True)
+    a["role:alice"] = Point(1, 2)
+    stored = a.get_raw("role:alice")
+    # The same signed bytes at another key of the same room...
+    a.set_raw("role:admin", stored)
+    with pytest.raises(distri.SignatureError, match="copied from another key"):
+        a["role:admin"]
+    # ... and at the same key of another room with the same room key.
+    other.set_raw("role:alice", stored)
+    with pytest.raises(distri.SignatureError):
+        other["role:alice"]
+    assert a["role:alice"] == Point(1, 2)          # where it was written, it reads
+    # bytes keys sign as the same key as their str spelling
+    a[b"k\xc3\xa9"] = Point(3, 4)
+    assert a["ké"] == Point(3, 4)
+    a.close()
+    other.close()
+
+
+def test_old_unbound_pickle_format_is_refused_clearly(server, tmp_path):
+    room = distri.connect(server.url, room_key="key", pickle=True, quiet=True)
+    marker = tmp_path / "unpickled"
+    payload = pickle.dumps(_Evil(str(marker)))
+    old_mac = hmac.new(b"key", b"distri-pickle-v1" + payload, hashlib.sha256).digest()
+    room.set_raw("old", b"\x01" + old_mac + payload)
+    with pytest.raises(distri.SignatureError, match="old format"):
+        room["old"]
+    assert not marker.exists()
+    room.close()
+
+
+def test_pickle_signature_covers_room_and_key_directly():
+    a = distri.Codec("k", True, room="ROOM1")
+    b = distri.Codec("k", True, room="ROOM2")
+    raw = a.encode(Point(1, 1), "x")
+    assert a.decode(raw, "x") == Point(1, 1)
+    assert a.decode(raw, b"x") == Point(1, 1)
+    for codec, key in ((a, "y"), (b, "x"), (a, "x\x00")):
+        with pytest.raises(distri.SignatureError):
+            codec.decode(raw, key)
+    # Boundaries are length-prefixed: room "ab" + key "c" != room "a" + key "bc".
+    with pytest.raises(distri.SignatureError):
+        distri.Codec("k", True, room="a").decode(
+            distri.Codec("k", True, room="ab").encode(Point(0, 0), "c"), "bc")
+    with pytest.raises(TypeError):                  # a pickle is always written for a key
+        a.encode(Point(1, 1))
+
+
+BIG = "1" * 5000          # past Python's default int-string limit (4300 digits)
+
+
+def test_numbers_past_the_int_string_limit(room, redis_client):
+    redis_client.execute_command("ROOM.JOIN", room.code)
+    redis_client.set("big", BIG)
+    redis_client.set("big_list", f"[{BIG}]")
+    redis_client.set("small", "12")
+    # Read as their text (Python refuses to convert them), never a bare ValueError.
+    assert room["big"] == BIG and room.get("big") == BIG
+    assert room["big_list"] == f"[{BIG}]"
+    assert room.get_many(["big", "small", "big_list"]) == [BIG, 12, f"[{BIG}]"]
+    room.wait_until(lambda d: "big_list" in d, timeout=10)
+    assert room.data["big"] == BIG
+    assert room.data.copy() == {"big": BIG, "big_list": f"[{BIG}]", "small": 12}
+    with room.pipeline() as p:
+        p.get("big")
+    assert p.results == [BIG]
+    # Writing such an int: a clear EncodeError without pickle (not a ValueError
+    # from the middle of the codec); with pickle it is stored and read back.
+    with pytest.raises(distri.EncodeError, match="limit"):
+        room["n"] = 10 ** 5000
+    with pytest.raises(distri.EncodeError):
+        room["n"] = [10 ** 5000]
+    p = distri.connect(room.url, room_key="k", pickle=True)
+    p["n"] = 10 ** 5000
+    assert p["n"] == 10 ** 5000
+    p.close()
+
+
+def test_big_numbers_read_as_int_when_the_limit_is_raised():
+    import sys
+    if not hasattr(sys, "set_int_max_str_digits"):
+        pytest.skip("this Python has no int-string limit")
+    old = sys.get_int_max_str_digits()
+    sys.set_int_max_str_digits(0)
+    try:
+        assert distri.Codec().decode(BIG.encode()) == int(BIG)
+    finally:
+        sys.set_int_max_str_digits(old)
+
+
+def test_reads_of_many_values_survive_undecodable_ones(server):
+    writer = distri.connect(server.url, room_key="key", pickle=True, quiet=True)
+    writer["p"] = Point(1, 2)
+    writer["j"] = {"a": 1}
+    writer.set_raw("forged", b"\x01" + b"\x00" * 32 + pickle.dumps(1))
+    plain = distri.connect(writer.url)             # no pickle
+    wrong = distri.connect(writer.url, room_key="other", pickle=True)
+    for reader, p_error in ((plain, distri.DecodeError), (wrong, distri.SignatureError)):
+        # One key read by itself raises, as before.
+        with pytest.raises(p_error):
+            reader["p"]
+        # Many at once: an Undecodable in place of each value, the rest decoded.
+        got = reader.get_many(["p", "j", "forged", "missing"])
+        assert isinstance(got[0], distri.Undecodable) and isinstance(got[0].error, p_error)
+        assert got[0].raw == writer.get_raw("p")
+        assert got[1] == {"a": 1} and got[3] is None
+        assert isinstance(got[2].error, distri.SignatureError if reader is wrong
+                          else distri.DecodeError)
+        with reader.pipeline() as pl:
+            pl.get("p")
+            pl.get("j")
+        assert isinstance(pl.results[0], distri.Undecodable) and pl.results[1] == {"a": 1}
+        reader.wait_until(lambda d: len(d) == 3, timeout=10)
+        copy = reader.data.copy()
+        assert copy["j"] == {"a": 1} and isinstance(copy["p"], distri.Undecodable)
+        assert dict(reader.data) == copy == dict(reader.data.items())
+        assert isinstance(reader.data.get("p"), distri.Undecodable)
+        assert sorted(reader.data) == ["forged", "j", "p"]
+        assert any(isinstance(v, distri.Undecodable) for v in reader.data.values())
+    # on_change callbacks get the marker too, and the mirror goes on.
+    seen = {}
+    done = threading.Event()
+
+    def on_change(c):
+        seen[c.key] = c.value
+        if c.key == "after":
+            done.set()
+    plain.on_change(on_change)
+    writer["p2"] = Point(0, 0)
+    writer["after"] = 1
+    assert done.wait(10)
+    assert isinstance(seen["p2"], distri.Undecodable) and seen["after"] == 1
+    for r in (writer, plain, wrong):
+        r.close()

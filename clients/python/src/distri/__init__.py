@@ -14,7 +14,7 @@
 Blocking API here; the asyncio face is distri.aio. See docs/python.md.
 """
 
-from ._codec import Codec
+from ._codec import Codec, Undecodable
 from ._mirror import Change, MirrorView
 from ._msg import Message
 from ._sync import Function, Pipeline, Room, Subscription, Worker, connect, stats
@@ -26,7 +26,7 @@ from .errors import (ERROR_CODES, AuthError, CallTimeout, ClosedError, Connectio
 __version__ = "0.1.0"
 
 __all__ = [
-    "connect", "stats", "Room", "Pipeline", "Change", "MirrorView", "Codec",
+    "connect", "stats", "Room", "Pipeline", "Change", "MirrorView", "Codec", "Undecodable",
     "Message", "Subscription", "Worker", "Function",
     "Error", "ServerError", "RequestError", "WrongType", "OutOfMemory", "StorageError",
     "AuthError",

@@ -58,7 +58,8 @@ class Change:
     kind:         "set", "del" (deleted), "expired" (its TTL ran out) or "flush"
                   (FLUSHDB / room dropped)
     revision:     the server's log index of the write
-    value:        the new value, decoded (None when deleted); decoded on access
+    value:        the new value, decoded (None when deleted); decoded on access; a
+                  distri.Undecodable if this client cannot decode it
     raw:          the stored bytes (None when deleted)
     expire_at_ms: Unix ms at which the key expires, 0 for none
     """
@@ -80,7 +81,7 @@ class Change:
 
     @property
     def value(self) -> Any:
-        return None if self.raw is None else self._codec.decode(self.raw)
+        return None if self.raw is None else self._codec.decode_lenient(self.raw, self.key)
 
     def __repr__(self) -> str:
         if self.raw is None:
@@ -233,7 +234,10 @@ class MirrorView(Mapping):
     """room.data: a read-only Mapping over the live copy of a room.
 
     Reads are local (no network). Values are decoded on every read, so each read
-    returns a fresh object that the caller may change freely. Keys past their
+    returns a fresh object that the caller may change freely. A value this client
+    cannot decode (a pickle without pickle=True, a bad signature) reads as a
+    distri.Undecodable, so that it never breaks reading the room (copy(), items(),
+    dict(room.data), ==, wait_until all go through __getitem__). Keys past their
     expiry stay until the server's expiry frame arrives (about 100 ms later);
     `expire_at(key)` tells when.
     """
@@ -245,7 +249,7 @@ class MirrorView(Mapping):
     def __getitem__(self, key: str) -> Any:
         if isinstance(key, bytes):
             key = _text(key)
-        return self._state.codec.decode(self._state.data[key][0])
+        return self._state.codec.decode_lenient(self._state.data[key][0], key)
 
     def __contains__(self, key: object) -> bool:
         if isinstance(key, bytes):
@@ -286,5 +290,5 @@ class MirrorView(Mapping):
         """A plain dict of the whole room, decoded, taken at one revision."""
         with self._lock:
             items = list(self._state.data.items())
-        decode = self._state.codec.decode
-        return {k: decode(v[0]) for k, v in items}
+        decode = self._state.codec.decode_lenient
+        return {k: decode(v[0], k) for k, v in items}

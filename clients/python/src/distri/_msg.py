@@ -47,7 +47,8 @@ class Message:
 
     topic:   the channel it was published to (str)
     value:   the message, decoded (decoded on access: a message this connection
-             cannot decode raises distri.DecodeError there, not in the iterator)
+             cannot decode raises distri.DecodeError there, not in the iterator;
+             a pickle is verified as signed for this room and topic)
     pattern: the pattern that matched, for pattern subscriptions; else None
     raw:     the payload bytes as published
     """
@@ -62,7 +63,7 @@ class Message:
 
     @property
     def value(self) -> Any:
-        return self._codec.decode_payload(self.raw)
+        return self._codec.decode_payload(self.raw, ("message", self.topic))
 
     def __repr__(self) -> str:
         try:
@@ -164,17 +165,18 @@ class SubState:
 # Services
 # ---------------------------------------------------------------------------
 
-def encode_request(codec: Codec, args: Tuple[Any, ...], kwargs: Dict[str, Any]) -> bytes:
+def encode_request(codec: Codec, service: str, args: Tuple[Any, ...],
+                   kwargs: Dict[str, Any]) -> bytes:
     envelope: Dict[str, Any] = {"args": list(args)}
     if kwargs:
         envelope["kwargs"] = kwargs
-    return codec.encode_payload(envelope)
+    return codec.encode_payload(envelope, ("call", service))
 
 
-def decode_request(codec: Codec, raw: bytes) -> Tuple[List[Any], Dict[str, Any]]:
+def decode_request(codec: Codec, service: str, raw: bytes) -> Tuple[List[Any], Dict[str, Any]]:
     if not raw:
         return [], {}
-    value = codec.decode_payload(raw)
+    value = codec.decode_payload(raw, ("call", service))
     if (isinstance(value, dict) and isinstance(value.get("args", []), list)
             and isinstance(value.get("kwargs", {}), dict)
             and "args" in value and set(value) <= {"args", "kwargs"}):
@@ -214,7 +216,7 @@ def call_args(codec: Codec, name: str, args: Tuple[Any, ...], kwargs: Dict[str, 
               timeout: Optional[float], every: bool = False) -> Tuple[Any, ...]:
     if not isinstance(name, str) or not name:
         raise TypeError(f"service name must be a non-empty string, not {name!r}")
-    return ("CALL.ALL" if every else "CALL", name, encode_request(codec, args, kwargs),
+    return ("CALL.ALL" if every else "CALL", name, encode_request(codec, name, args, kwargs),
             "TIMEOUT", timeout_ms(timeout))
 
 
@@ -234,7 +236,7 @@ def call_all_result(codec: Codec, name: str, reply: List[Any]) -> Dict[str, Any]
             key = f"{worker}#{n}"
         if status == "ok":
             try:
-                out[key] = codec.decode_payload(payload or b"")
+                out[key] = codec.decode_payload(payload or b"", ("reply", name))
             except DecodeError as e:
                 out[key] = e
         elif status == "error":

@@ -60,8 +60,10 @@ def glob_escape(prefix: str) -> str:
 # ---------------------------------------------------------------------------
 
 def get(codec: Codec, key: Key, default: Any = None) -> Op:
+    """A pipeline's get: one of many results, so an undecodable value is an
+    Undecodable, not an exception that would lose the other results."""
     def post(reply: Any) -> Any:
-        return default if reply is None else codec.decode(reply)
+        return default if reply is None else codec.decode_lenient(reply, key)
     return Op(("GET", key), post, True)
 
 
@@ -69,14 +71,14 @@ def getitem(codec: Codec, key: Key) -> Op:
     def post(reply: Any) -> Any:
         if reply is None:
             raise KeyError(key)
-        return codec.decode(reply)
+        return codec.decode(reply, key)
     return Op(("GET", key), post, True)
 
 
 def set_(codec: Codec, key: Key, value: Any, ttl: Optional[float] = None) -> Op:
     if ttl is None:
-        return Op(("SET", key, codec.encode(value)), _none, True)
-    return Op(("SET", key, codec.encode(value), "PX", _ms(ttl, "ttl")), _none, True)
+        return Op(("SET", key, codec.encode(value, key)), _none, True)
+    return Op(("SET", key, codec.encode(value, key), "PX", _ms(ttl, "ttl")), _none, True)
 
 
 def get_raw(key: Key) -> Op:
@@ -96,7 +98,8 @@ def get_many(codec: Codec, keys: Iterable[Key], default: Any = None) -> Op:
     keys = list(keys)
 
     def post(reply: List[Any]) -> List[Any]:
-        return [default if r is None else codec.decode(r) for r in reply]
+        decode = codec.decode_lenient     # one undecodable value must not hide the others
+        return [default if r is None else decode(r, k) for r, k in zip(reply, keys)]
     if not keys:
         return Op(("PING",), lambda _r: [], True)
     return Op(("MGET", *keys), post, True)
@@ -106,7 +109,7 @@ def update(codec: Codec, items: Mapping[Key, Any]) -> Op:
     args: List[Any] = ["MSET"]
     for k, v in items.items():
         args.append(k)
-        args.append(codec.encode(v))
+        args.append(codec.encode(v, k))
     if len(args) == 1:
         return Op(("PING",), _none, True)
     return Op(tuple(args), _none, True)
@@ -122,8 +125,8 @@ def incr(key: Key, n: Union[int, float] = 1) -> Op:
 
 def cas(codec: Codec, key: Key, expected: Any, new: Any) -> Op:
     if expected is None:
-        return Op(("CAS", key, codec.encode(new)), _bool, False)
-    return Op(("CAS", key, codec.encode(expected), codec.encode(new)), _bool, False)
+        return Op(("CAS", key, codec.encode(new, key)), _bool, False)
+    return Op(("CAS", key, codec.encode(expected, key), codec.encode(new, key)), _bool, False)
 
 
 # ---------------------------------------------------------------------------

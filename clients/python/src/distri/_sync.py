@@ -885,8 +885,9 @@ class Worker:
             try:
                 if handler is None:
                     raise LookupError(f"no handler for service {service!r} in this worker")
-                args, kwargs = _msg.decode_request(self._codec, payload)
-                out = ("SVC.REPLY", req_id, self._codec.encode_payload(handler(*args, **kwargs)))
+                args, kwargs = _msg.decode_request(self._codec, service, payload)
+                result = handler(*args, **kwargs)
+                out = ("SVC.REPLY", req_id, self._codec.encode_payload(result, ("reply", service)))
                 ok = True
             except Exception as e:
                 log.warning("distri: worker %s: %s handler raised %s", self.name, service,
@@ -1040,10 +1041,10 @@ class Room:
         raw = self._link.call(("GET", key))
         if raw is None:
             raise KeyError(key)
-        return self._codec.decode(raw)
+        return self._codec.decode(raw, key)
 
     def __setitem__(self, key: Key, value: Any) -> None:
-        self._link.call(("SET", key, self._codec.encode(value)))
+        self._link.call(("SET", key, self._codec.encode(value, key)))
 
     def __delitem__(self, key: Key) -> None:
         self._run(_ops.delitem(key))
@@ -1057,12 +1058,12 @@ class Room:
     def get(self, key: Key, default: Any = None) -> Any:
         """The value of key, or default when it does not exist."""
         raw = self._link.call(("GET", key))
-        return default if raw is None else self._codec.decode(raw)
+        return default if raw is None else self._codec.decode(raw, key)
 
     def set(self, key: Key, value: Any, ttl: Optional[float] = None) -> None:
         """Stores value; with ttl (seconds) the key expires after that time."""
         if ttl is None:
-            self._link.call(("SET", key, self._codec.encode(value)))
+            self._link.call(("SET", key, self._codec.encode(value, key)))
         else:
             self._run(_ops.set_(self._codec, key, value, ttl))
 
@@ -1249,7 +1250,8 @@ class Room:
         """Sends message to the subscribers of topic (in this room); returns how many
         received it. Messages are encoded like values (JSON, bytes, signed pickle
         when enabled); nothing is stored."""
-        return self._link.call(("PUBLISH", topic, self._codec.encode_payload(message)), False)
+        payload = self._codec.encode_payload(message, ("message", topic))
+        return self._link.call(("PUBLISH", topic, payload), False)
 
     def subscribe(self, *topics: str, patterns: Iterable[str] = (),
                   timeout: Optional[float] = None) -> Subscription:
@@ -1323,7 +1325,8 @@ class Room:
         distri.NoWorker (no worker appeared within the timeout). `timeout` is this
         call's own keyword: pass a parameter of that name positionally."""
         cmd = _msg.call_args(self._codec, service, args, kwargs, timeout)
-        return self._codec.decode_payload(self._calls.run(cmd, _msg.reply_wait(timeout)))
+        reply = self._calls.run(cmd, _msg.reply_wait(timeout))
+        return self._codec.decode_payload(reply, ("reply", service))
 
     def call_all(self, service: str, *args: Any,
                  timeout: Optional[float] = _msg.DEFAULT_CALL_TIMEOUT,
@@ -1467,10 +1470,11 @@ def connect(url: Optional[str] = None, *, room_key: Optional[Union[str, bytes]] 
     mirror: start room.data's mirror now (it starts on first use otherwise).
     """
     ep = parse_url(url)
-    codec = Codec(room_key, pickle)
+    Codec(room_key, pickle)                       # bad pickle options fail before connecting
     link = _Link(ep, ep.room, timeout=timeout, connect_timeout=connect_timeout,
                  retry_timeout=retry_timeout)
     link.ensure()
+    codec = Codec(room_key, pickle, room=link.room or "")   # pickles are bound to the room
     if ep.room is None and not quiet:
         print(f"distri: created room {link.room}  (join: distri.connect({ep.url(link.room)!r}))",
               file=sys.stderr)

@@ -721,7 +721,7 @@ class Worker:
         try:
             if handler is None:
                 raise LookupError(f"no handler for service {service!r} in this worker")
-            args, kwargs = _msg.decode_request(self._codec, payload)
+            args, kwargs = _msg.decode_request(self._codec, service, payload)
             if inspect.iscoroutinefunction(handler):
                 result = await handler(*args, **kwargs)
             else:
@@ -730,7 +730,7 @@ class Worker:
                                                                             **kwargs))
                 if inspect.isawaitable(result):
                     result = await result
-            out = ("SVC.REPLY", req_id, self._codec.encode_payload(result))
+            out = ("SVC.REPLY", req_id, self._codec.encode_payload(result, ("reply", service)))
             self.handled += 1
         except Exception as e:
             self.failed += 1
@@ -846,7 +846,7 @@ class Room:
 
     async def get(self, key: Key, default: Any = None) -> Any:
         raw = await self._link.call(("GET", key))
-        return default if raw is None else self._codec.decode(raw)
+        return default if raw is None else self._codec.decode(raw, key)
 
     async def set(self, key: Key, value: Any, ttl: Optional[float] = None) -> None:
         await self._run(_ops.set_(self._codec, key, value, ttl))
@@ -1099,7 +1099,8 @@ class Room:
     # -- messaging (see distri.Room for each call's meaning) ----------------------------
 
     async def publish(self, topic: str, message: Any) -> int:
-        return await self._link.call(("PUBLISH", topic, self._codec.encode_payload(message)),
+        return await self._link.call(("PUBLISH", topic,
+                                      self._codec.encode_payload(message, ("message", topic))),
                                      False)
 
     def subscribe(self, *topics: str, patterns: Iterable[str] = (),
@@ -1153,7 +1154,8 @@ class Room:
     async def call(self, service: str, *args: Any,
                    timeout: Optional[float] = _msg.DEFAULT_CALL_TIMEOUT, **kwargs: Any) -> Any:
         cmd = _msg.call_args(self._codec, service, args, kwargs, timeout)
-        return self._codec.decode_payload(await self._calls.run(cmd, _msg.reply_wait(timeout)))
+        reply = await self._calls.run(cmd, _msg.reply_wait(timeout))
+        return self._codec.decode_payload(reply, ("reply", service))
 
     async def call_all(self, service: str, *args: Any,
                        timeout: Optional[float] = _msg.DEFAULT_CALL_TIMEOUT,
@@ -1269,10 +1271,11 @@ async def connect(url: Optional[str] = None, *, room_key: Optional[Union[str, by
                   mirror: bool = False, quiet: bool = False) -> Room:
     """Connects to a room (arguments as distri.connect)."""
     ep = parse_url(url)
-    codec = Codec(room_key, pickle)
+    Codec(room_key, pickle)                       # bad pickle options fail before connecting
     link = _Link(ep, ep.room, timeout=timeout, connect_timeout=connect_timeout,
                  retry_timeout=retry_timeout)
     await link.ensure()
+    codec = Codec(room_key, pickle, room=link.room or "")   # pickles are bound to the room
     if ep.room is None and not quiet:
         print(f"distri: created room {link.room}  (join: distri.connect({ep.url(link.room)!r}))",
               file=sys.stderr)

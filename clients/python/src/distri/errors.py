@@ -175,12 +175,15 @@ class ProtocolError(Error):
 
 class DecodeError(Error, ValueError):
     """A stored value cannot be turned back into a Python value (for example a
-    pickled value read without pickle enabled)."""
+    pickled value read without pickle enabled). Raised by reads of one key; reads
+    of many values return a distri.Undecodable holding it instead."""
 
 
 class SignatureError(DecodeError):
-    """A pickled value's HMAC-SHA256 signature does not match the room key: the
-    value was not written with this key or was altered. It is never unpickled."""
+    """A pickled value's HMAC-SHA256 signature does not match the room key, room
+    and key (or topic, service) it is read from: it was written with another
+    room key, copied from another key or room, altered, or is in the old unbound
+    format. It is never unpickled."""
 
 
 class EncodeError(Error, TypeError):
