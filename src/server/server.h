@@ -114,8 +114,9 @@ class Server final : public commands::Context {
   Status Propose(commands::Session& session, std::string_view entry,
                  commands::ReplyShape shape) override;
   std::string NewRoomCode() override;
-  std::string Info(std::string_view section) override;
-  std::string ClientList(const commands::Session* only) override;
+  std::string Info(std::span<const std::string_view> sections) override;
+  std::string ClientList(const commands::Session& viewer,
+                         const commands::ClientListFilter& filter) override;
   void Mirror(commands::Session& session, std::string_view prefix, std::optional<uint64_t> from,
               protocol::ReplyWriter& reply) override;
   size_t Unmirror(commands::Session& session, std::optional<std::string_view> room) override;
@@ -177,6 +178,7 @@ class Server final : public commands::Context {
   void MaybeSnapshot();
   void FlushClients();
   void AppendInfoSection(std::string_view name, std::string* out);
+  void AppendClientLine(Client& client, const commands::Session& viewer, std::string* out);
   Status LoadNodeId();
   RoomCounters& CountersFor(std::string_view room);
 
