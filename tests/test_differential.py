@@ -6,8 +6,10 @@ With DISTRI_TEST_TARGET=redis both sides are redis-server, which checks that the
 generator itself is deterministic.
 """
 
+import fnmatch
 import os
 import random
+import re
 import shutil
 import time
 
@@ -335,6 +337,21 @@ def test_negative_multibulk_is_ignored_like_redis(server, reference):
             assert c.cmd("ECHO", "still here") == b"still here"
 
 
+# Redis's own test (tests/unit/introspection.tcl, "CLIENT INFO"): the line as a
+# whole, fields in this order, matched as a glob.
+REDIS_CLIENT_INFO_GLOB = (
+    "id=* addr=*:* laddr=*:* fd=* name=* age=* idle=* flags=N db=* sub=0 psub=0 ssub=0 "
+    "multi=-1 qbuf=26 qbuf-free=* argv-mem=* multi-mem=0 rbs=* rbp=* obl=0 oll=0 omem=0 "
+    "tot-mem=* events=r cmd=client|info user=* redir=-1 resp=*")
+
+
+def test_client_info_matches_redis_test_suite_pattern(server, reference):
+    for srv in (server, reference):
+        with srv.raw() as c:
+            line = c.cmd("CLIENT", "INFO").decode()
+            assert fnmatch.fnmatchcase(line.strip(), REDIS_CLIENT_INFO_GLOB), (srv, line)
+
+
 def _client_fields(line):
     return dict(f.split("=", 1) for f in line.strip().split(" "))
 
@@ -382,11 +399,17 @@ def test_info_sections_match_redis(server, reference):
             assert "# Server" in two and "# Clients" in two, srv
             assert "# Memory" not in two and "# Keyspace" not in two, srv
             assert two.index("# Server") < two.index("# Clients"), srv
-            default = c.cmd("INFO").decode()
-            for everything in ("all", "everything"):
-                text = c.cmd("INFO", everything).decode()
-                assert "# Commandstats" in text and "# Commandstats" not in default, srv
-                assert "cmdstat_info:calls=" in text, srv
+            assert isinstance(c.cmd("GET"), str)  # refused for its arity: a rejected call
+            # As Redis's tests/unit/info-command.tcl checks: CPU in the default
+            # sections, command statistics only in all/everything.
+            for arg in ([], ["default"], ["all"], ["everything"], ["ALL"]):
+                text = c.cmd("INFO", *arg).decode()
+                assert "used_cpu_user:" in text and "used_memory:" in text, (srv, arg)
+                extra = arg and arg[0].lower() != "default"
+                assert ("rejected_calls" in text) == bool(extra), (srv, arg)
+                if extra:
+                    assert "cmdstat_info:calls=" in text, srv
+                    assert int(re.search(r"cmdstat_get:.*rejected_calls=(\d+)", text)[1]) >= 1
             assert c.cmd("INFO", "nosuchsection") == b"", srv
 
 

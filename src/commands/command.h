@@ -163,9 +163,11 @@ class CommandTable {
   std::unordered_map<std::string_view, const CommandSpec*> index_;  // lower-case name
 };
 
-// Runs one command: arity, auth and memory checks, then the handler.
-// REQUIRES: args non-empty. `spec` is CommandTable::Find(args[0]) (may be null).
-void Dispatch(const CommandSpec* spec, Call& call);
+// Runs one command: arity, auth and memory checks, then the handler. Returns
+// whether the handler ran (false: refused with an error reply, as Redis
+// counts in rejected_calls). REQUIRES: args non-empty. `spec` is
+// CommandTable::Find(args[0]) (may be null).
+bool Dispatch(const CommandSpec* spec, Call& call);
 
 // Writes an applied entry's result as a reply.
 void WriteApplyResult(const state::ApplyResult& result, ReplyShape shape, protocol::ReplyWriter& w);

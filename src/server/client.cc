@@ -117,9 +117,9 @@ void Client::ProcessInput() {
     commands::Call call{*server_, session_, args_, writer, scratch_};
     last_command_ms_ = server_->NowMs();
     NoteCommand(spec);
-    commands::Dispatch(spec, call);
+    const bool ran = commands::Dispatch(spec, call);
     server_->CountCommand(session_.room, spec ? spec->flags : 0);
-    server_->CountCall(spec);
+    server_->CountCall(spec, ran);
     in.Consume(consumed);  // args_ pointed into the input until here
 
     if (!deferred_out_.empty()) {  // invariant 3: park it behind the last earlier write

@@ -1,5 +1,6 @@
 // INFO and CLIENT LIST text: computed on request from live counters.
 
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -94,14 +95,32 @@ void Server::AppendInfoSection(std::string_view name, std::string* out) {
     Field(out, "total_error_replies_protocol", stats_.protocol_errors);
     Field(out, "entries_applied", stats_.entries_applied);
   } else if (name == "commandstats") {
-    // Calls per command since start (no timings are kept).
+    // Per command since start, as Redis counts: calls that ran, and calls
+    // refused before running (arity, NOAUTH, OOM). No timings are kept.
     out->append("# Commandstats\r\n");
     const auto& all = commands::CommandTable::Get().all();
     for (size_t i = 0; i < command_calls_.size() && i < all.size(); i++) {
       if (command_calls_[i] == 0) continue;
+      const uint64_t rejected = command_rejected_[i];
       Field(out, std::string("cmdstat_") + all[i].name,
-            "calls=" + std::to_string(command_calls_[i]));
+            "calls=" + std::to_string(command_calls_[i] - rejected) +
+                ",rejected_calls=" + std::to_string(rejected));
     }
+  } else if (name == "cpu") {
+    out->append("# CPU\r\n");
+    rusage self, children;
+    getrusage(RUSAGE_SELF, &self);
+    getrusage(RUSAGE_CHILDREN, &children);
+    auto secs = [](const timeval& tv) {
+      char buf[32];
+      std::snprintf(buf, sizeof buf, "%ld.%06ld", static_cast<long>(tv.tv_sec),
+                    static_cast<long>(tv.tv_usec));
+      return std::string(buf);
+    };
+    Field(out, "used_cpu_sys", secs(self.ru_stime));
+    Field(out, "used_cpu_user", secs(self.ru_utime));
+    Field(out, "used_cpu_sys_children", secs(children.ru_stime));
+    Field(out, "used_cpu_user_children", secs(children.ru_utime));
   } else if (name == "keyspace") {
     out->append("# Keyspace\r\n");
     for (const auto& [code, room] : state_.rooms()) {
@@ -137,8 +156,9 @@ struct InfoSection {
   bool in_default;
 };
 constexpr InfoSection kInfoSections[] = {
-    {"server", true},      {"clients", true},  {"memory", true},   {"persistence", true},
-    {"stats", true},       {"commandstats", false}, {"keyspace", true}, {"distri", true},
+    {"server", true}, {"clients", true},       {"memory", true},   {"persistence", true},
+    {"stats", true},  {"cpu", true},           {"commandstats", false},
+    {"keyspace", true}, {"distri", true},
 };
 
 // As Redis 7: any number of section names, case-insensitive, each written once
@@ -196,9 +216,10 @@ bool MatchesType(const commands::ClientListFilter& f, const commands::Session& s
 
 }  // namespace
 
-// One line in Redis 7.2's field order (fields Distri has no notion of, such as
-// ssub, multi-mem, rbs or redir, are left out; multi is always -1: there is no
-// MULTI), then Distri's own fields.
+// One line with Redis 7.2's fields in its order, so tools (and Redis's own
+// tests) that match the line as a whole accept it; fields for features Distri
+// lacks hold what Redis shows when they are unused (ssub=0, multi=-1,
+// multi-mem=0, redir=-1). Distri's own fields follow.
 void Server::AppendClientLine(Client& c, const commands::Session& viewer, std::string* out) {
   const commands::Session& s = c.session();
   const int64_t now = NowMs();
@@ -227,16 +248,20 @@ void Server::AppendClientLine(Client& c, const commands::Session& viewer, std::s
   out->append(" db=").append(std::to_string(s.db));
   out->append(" sub=").append(u(subs.channels));
   out->append(" psub=").append(u(subs.patterns));
-  out->append(" multi=-1");
+  out->append(" ssub=0 multi=-1");
   out->append(" qbuf=").append(u(qbuf));
   out->append(" qbuf-free=").append(u(qbuf_free));
   out->append(" argv-mem=").append(u(argv));
+  out->append(" multi-mem=0");
+  // Read buffer size and peak: the input buffer's size (no peak is tracked).
+  out->append(" rbs=").append(u(conn.input().capacity()));
+  out->append(" rbp=").append(u(conn.input().capacity()));
   out->append(" obl=0 oll=0");  // one output string per client: no block list
   out->append(" omem=").append(u(omem));
   out->append(" tot-mem=").append(u(sizeof(Client) + conn.input().capacity() + omem + argv));
   out->append(" events=").append(events);
   out->append(" cmd=").append(c.last_command());
-  out->append(" user=default");
+  out->append(" user=default redir=-1");
   out->append(" resp=").append(std::to_string(s.protocol));
   out->append(" lib-name=").append(s.lib_name);
   out->append(" lib-ver=").append(s.lib_ver);

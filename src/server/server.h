@@ -140,8 +140,10 @@ class Server final : public commands::Context {
   MirrorHub& mirrors() { return *mirrors_; }
   // Counts one command for statistics.
   void CountCommand(std::string_view room, uint32_t flags);
-  void CountCall(const commands::CommandSpec* spec);
-  // Per command name (index in CommandTable::all()); see the HTTP /metrics.
+  // `ran`: the handler ran (false: refused before it, e.g. arity or NOAUTH).
+  void CountCall(const commands::CommandSpec* spec, bool ran);
+  // Per command name (index in CommandTable::all()), refused ones included;
+  // see the HTTP /metrics.
   const std::vector<uint64_t>& command_calls() const { return command_calls_; }
   // Proposal to applied reply, for writes from clients (includes the fsync).
   base::LatencyHistogram& write_latency() { return write_latency_; }
@@ -213,6 +215,7 @@ class Server final : public commands::Context {
   ServerStats stats_;
   std::unordered_map<std::string, RoomCounters, base::StringHash, std::equal_to<>> room_counters_;
   std::vector<uint64_t> command_calls_;
+  std::vector<uint64_t> command_rejected_;  // of command_calls_, refused before the handler
   base::LatencyHistogram write_latency_;
 
   // The HTTP endpoint (dashboard, JSON API, /metrics; src/http/). Last, so it
