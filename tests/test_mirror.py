@@ -105,6 +105,25 @@ def c(server):
     cl.close()
 
 
+def test_string_and_key_commands_reach_mirrors(server, c):
+    """SETRANGE, COPY, RENAMENX, GETEX and SETEX change keys through new log ops;
+    a mirror must see each change with its value and expiry."""
+    c.set("s", "Hello World")
+    m = Mirror(server)
+    m.until_ready()
+    assert c.setrange("s", 6, "Redis") == 11
+    assert c.copy("s", "t") is True
+    assert c.renamenx("t", "u") is True
+    assert c.execute_command("SETEX", "e", "1000", "v") in (True, b"OK")
+    assert c.getex("s", px=500000) == b"Hello Redis"
+    assert c.execute_command("COPY", "s", "s", "DB", "2") == 1  # another room: not mirrored
+    m.sync(c)
+    assert m.values() == server_state(c)
+    assert m.data[b"u"][0] == b"Hello Redis" and b"t" not in m.data
+    assert m.data[b"s"][1] == c.pexpiretime("s") > 0
+    assert m.data[b"e"][1] == c.pexpiretime("e") > 0
+
+
 def test_needs_resp3(server):
     with Raw(server.port) as raw:
         reply = raw.cmd("MIRROR")

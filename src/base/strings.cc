@@ -54,9 +54,10 @@ bool ParseLongDouble(std::string_view s, long double* out) {
   char* end = nullptr;
   errno = 0;
   long double v = std::strtold(buf.c_str(), &end);
-  if (end != buf.c_str() + buf.size() || errno == ERANGE || std::isnan(v) || std::isinf(v)) {
-    return false;
-  }
+  // As Redis's string2ld: an overflowing or vanishing literal is refused, but
+  // "inf" itself is a value (INCRBYFLOAT then refuses the infinite result).
+  const bool out_of_range = errno == ERANGE && (std::isinf(v) || v == 0);
+  if (end != buf.c_str() + buf.size() || out_of_range || std::isnan(v)) return false;
   *out = v;
   return true;
 }

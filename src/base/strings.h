@@ -19,7 +19,8 @@ namespace distri::base {
 bool ParseInt64(std::string_view s, int64_t* out);
 bool ParseUint64(std::string_view s, uint64_t* out);
 
-// A finite long double from decimal text (no spaces, no NaN/inf).
+// A long double from decimal text, as Redis's string2ld: no spaces, no NaN, no
+// literal that overflows or underflows to zero; "inf"/"-inf" are accepted.
 bool ParseLongDouble(std::string_view s, long double* out);
 // Human-friendly decimal: "%.17Lf" with trailing zeros (and dot) removed, as
 // Redis's INCRBYFLOAT replies.

@@ -4,6 +4,8 @@
 
 #include <gtest/gtest.h>
 
+#include <cmath>
+
 namespace distri::base {
 namespace {
 
@@ -25,9 +27,13 @@ TEST(StringsTest, LongDouble) {
   EXPECT_EQ(FormatLongDouble(-0.0L), "0");
   EXPECT_TRUE(ParseLongDouble("5.0e3", &v));
   EXPECT_EQ(FormatLongDouble(v), "5000");
-  for (const char* bad : {"", "abc", " 1", "1 ", "nan", "inf", "1e99999"}) {
+  for (const char* bad : {"", "abc", " 1", "1 ", "nan", "1e99999", "1e-99999"}) {
     EXPECT_FALSE(ParseLongDouble(bad, &v)) << bad;
   }
+  // Infinity parses (as in Redis), so INCRBYFLOAT can say why it refuses it.
+  EXPECT_TRUE(ParseLongDouble("inf", &v));
+  EXPECT_TRUE(std::isinf(v));
+  EXPECT_TRUE(ParseLongDouble("-inf", &v));
 }
 
 TEST(StringsTest, Glob) {

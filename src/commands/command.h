@@ -38,6 +38,7 @@ enum CommandFlag : uint32_t {
   kDenyOom = 1 << 4,   // refused while memory is over --max-memory
   kFast = 1 << 5,      // O(1) or O(log n)
   kPubSubOk = 1 << 6,  // allowed on a RESP2 connection in subscribed mode
+  kSubcommands = 1 << 7,  // args[1] names a subcommand (CLIENT LIST shows cmd=client|list)
 };
 
 // Per-connection state commands may read and change.
@@ -46,12 +47,14 @@ struct Session {
   std::string name;
   std::string room{state::kDefaultRoom};
   std::string peer;          // "ip:port"
+  std::string local;         // "ip:port" of the server side (CLIENT LIST laddr)
   int protocol = 2;          // RESP version
   int db = 0;                // the SELECT index, kept for CLIENT LIST
   bool authenticated = false;
   bool close_after_reply = false;  // QUIT
   int64_t created_ms = 0;
-  std::string lib_name;
+  std::string lib_name;       // CLIENT SETINFO LIB-NAME
+  std::string lib_ver;        // CLIENT SETINFO LIB-VER
   uint32_t subscriptions = 0;  // channels + patterns (RESP2 subscribed mode when > 0)
   bool blocked = false;        // waiting for a CALL's reply: runs no other command
 };
@@ -75,6 +78,19 @@ struct ServerSettings {
   bool fsync = true;
 };
 
+// Which clients CLIENT LIST shows (its TYPE and ID filters).
+struct ClientListFilter {
+  enum class Type : uint8_t {
+    kAll,
+    kNormal,  // not subscribed to anything
+    kPubSub,  // subscribed to a channel or pattern
+    kNone,    // MASTER / REPLICA / SLAVE: there are none
+  };
+  Type type = Type::kAll;
+  bool by_id = false;
+  std::vector<uint64_t> ids;  // with by_id: these, in this order (unknown ones skipped)
+};
+
 // The server as handlers see it.
 class Context {
  public:
@@ -89,10 +105,12 @@ class Context {
   virtual Status Propose(Session& session, std::string_view entry, ReplyShape shape) = 0;
   // A fresh unguessable room code (>= 96 bits from the OS CSPRNG).
   virtual std::string NewRoomCode() = 0;
-  // INFO text for one section ("" or "default" = the usual ones, "all").
-  virtual std::string Info(std::string_view section) = 0;
-  // CLIENT LIST lines, or the one line for CLIENT INFO.
-  virtual std::string ClientList(const Session* only) = 0;
+  // INFO text for the named sections, case-insensitive (none = "default";
+  // "all" and "everything" add the sections the default leaves out).
+  virtual std::string Info(std::span<const std::string_view> sections) = 0;
+  // CLIENT LIST lines (CLIENT INFO: filter by the caller's id), as seen by
+  // `viewer`, one per client, each ending in "\n".
+  virtual std::string ClientList(const Session& viewer, const ClientListFilter& filter) = 0;
   // MIRROR: writes the reply and starts pushing the room's changes.
   // REQUIRES: session.protocol == 3.
   virtual void Mirror(Session& session, std::string_view prefix, std::optional<uint64_t> from,
@@ -145,9 +163,11 @@ class CommandTable {
   std::unordered_map<std::string_view, const CommandSpec*> index_;  // lower-case name
 };
 
-// Runs one command: arity, auth and memory checks, then the handler.
-// REQUIRES: args non-empty. `spec` is CommandTable::Find(args[0]) (may be null).
-void Dispatch(const CommandSpec* spec, Call& call);
+// Runs one command: arity, auth and memory checks, then the handler. Returns
+// whether the handler ran (false: refused with an error reply, as Redis
+// counts in rejected_calls). REQUIRES: args non-empty. `spec` is
+// CommandTable::Find(args[0]) (may be null).
+bool Dispatch(const CommandSpec* spec, Call& call);
 
 // Writes an applied entry's result as a reply.
 void WriteApplyResult(const state::ApplyResult& result, ReplyShape shape, protocol::ReplyWriter& w);

@@ -88,34 +88,35 @@ void UnknownCommand(Call& call) {
 
 }  // namespace
 
-void Dispatch(const CommandSpec* spec, Call& call) {
+bool Dispatch(const CommandSpec* spec, Call& call) {
   if (spec == nullptr) {
     UnknownCommand(call);
-    return;
+    return false;
   }
   int argc = static_cast<int>(call.args.size());
   if ((spec->arity > 0 && argc != spec->arity) || (spec->arity < 0 && argc < -spec->arity)) {
     WrongArity(call);
-    return;
+    return false;
   }
   const ServerSettings& settings = call.ctx.settings();
   if (!settings.requirepass.empty() && !call.session.authenticated && !(spec->flags & kNoAuth)) {
     call.reply.Error("NOAUTH Authentication required.");
-    return;
+    return false;
   }
   if (call.session.subscriptions > 0 && call.session.protocol == 2 && !(spec->flags & kPubSubOk)) {
     std::string lower;
     call.reply.Error("ERR Can't execute '" + std::string(base::AsciiLower(call.args[0], &lower)) +
                      "': only (P)SUBSCRIBE / (P)UNSUBSCRIBE / PING / QUIT / RESET are allowed in "
                      "this context");
-    return;
+    return false;
   }
   if ((spec->flags & kDenyOom) && settings.max_memory != 0 &&
       call.ctx.used_memory() > settings.max_memory) {
     call.reply.Error("OOM command not allowed when used memory > 'maxmemory'.");
-    return;
+    return false;
   }
   spec->handler(call);
+  return true;
 }
 
 void WriteApplyResult(const state::ApplyResult& r, ReplyShape shape, protocol::ReplyWriter& w) {

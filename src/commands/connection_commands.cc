@@ -3,6 +3,7 @@
 
 #include <openssl/crypto.h>
 
+#include <ctime>
 #include <string>
 
 #include "base/strings.h"
@@ -122,42 +123,127 @@ void Hello(Call& call) {
   call.reply.Array(0);
 }
 
+// CLIENT SETINFO value check, as Redis: printable ASCII without spaces, so a
+// CLIENT LIST line still splits on spaces into fields.
+bool ClientAttrOk(std::string_view value) {
+  for (char c : value) {
+    if (c < '!' || c > '~') return false;
+  }
+  return true;
+}
+
+// CLIENT LIST [TYPE NORMAL|MASTER|REPLICA|SLAVE|PUBSUB] [ID id [id ...]], one
+// filter at a time as in Redis 7.0; anything else is a syntax error.
+bool ParseClientListFilter(Call& call, ClientListFilter* filter) {
+  const size_t n = call.args.size();
+  if (n == 2) return true;
+  if (n == 4 && base::EqualsIgnoreCase(call.args[2], "type")) {
+    std::string_view t = call.args[3];
+    if (base::EqualsIgnoreCase(t, "normal")) {
+      filter->type = ClientListFilter::Type::kNormal;
+    } else if (base::EqualsIgnoreCase(t, "pubsub")) {
+      filter->type = ClientListFilter::Type::kPubSub;
+    } else if (base::EqualsIgnoreCase(t, "master") || base::EqualsIgnoreCase(t, "replica") ||
+               base::EqualsIgnoreCase(t, "slave")) {
+      filter->type = ClientListFilter::Type::kNone;
+    } else {
+      call.reply.Error("ERR Unknown client type '" + std::string(t.substr(0, 64)) + "'");
+      return false;
+    }
+    return true;
+  }
+  if (n > 3 && base::EqualsIgnoreCase(call.args[2], "id")) {
+    filter->by_id = true;
+    for (size_t i = 3; i < n; i++) {
+      int64_t id;
+      if (!base::ParseInt64(call.args[i], &id)) {
+        call.reply.Error("ERR Invalid client ID");
+        return false;
+      }
+      if (id > 0) filter->ids.push_back(static_cast<uint64_t>(id));  // ids start at 1
+    }
+    return true;
+  }
+  SyntaxError(call);
+  return false;
+}
+
 void Client(Call& call) {
   std::string lower;
   std::string_view sub = base::AsciiLower(call.args[1], &lower);
-  size_t n = call.args.size();
-  if (sub == "id" && n == 2) {
+  const size_t n = call.args.size();
+  // Redis 7's arity per subcommand: N exact, -N at least N (with the name).
+  struct Sub {
+    std::string_view name;
+    int arity;
+  };
+  static constexpr Sub kSubs[] = {{"id", 2},      {"getname", 2}, {"setname", 3}, {"setinfo", 4},
+                                  {"list", -2},   {"info", 2},    {"help", 2}};
+  const Sub* found = nullptr;
+  for (const Sub& s : kSubs) {
+    if (s.name == sub) found = &s;
+  }
+  if (found == nullptr) {
+    call.reply.Error("ERR unknown subcommand '" + std::string(call.args[1].substr(0, 64)) +
+                     "'. Try CLIENT HELP.");
+    return;
+  }
+  const int argc = static_cast<int>(n);
+  if (found->arity > 0 ? argc != found->arity : argc < -found->arity) {
+    call.reply.Error("ERR wrong number of arguments for 'client|" + std::string(sub) + "' command");
+    return;
+  }
+  if (sub == "id") {
     call.reply.Integer(static_cast<int64_t>(call.session.id));
-  } else if (sub == "getname" && n == 2) {
+  } else if (sub == "getname") {
     if (call.session.name.empty()) {
       call.reply.Null();
     } else {
       call.reply.Bulk(call.session.name);
     }
-  } else if (sub == "setname" && n == 3) {
-    for (char c : call.args[2]) {
-      if (c <= ' ' || c > '~') {
-        call.reply.Error("ERR Client names cannot contain spaces, newlines or special characters.");
-        return;
-      }
+  } else if (sub == "setname") {
+    if (!ClientAttrOk(call.args[2])) {
+      call.reply.Error("ERR Client names cannot contain spaces, newlines or special characters.");
+      return;
     }
     call.session.name = std::string(call.args[2]);
     call.reply.Ok();
-  } else if (sub == "setinfo" && n == 4) {
-    if (base::EqualsIgnoreCase(call.args[2], "lib-name")) call.session.lib_name = std::string(call.args[3]);
+  } else if (sub == "setinfo") {
+    // CLIENT SETINFO LIB-NAME|LIB-VER value ("" clears), as Redis 7.2.
+    std::string_view attr = call.args[2], value = call.args[3];
+    std::string* dest = nullptr;
+    if (base::EqualsIgnoreCase(attr, "lib-name")) {
+      dest = &call.session.lib_name;
+    } else if (base::EqualsIgnoreCase(attr, "lib-ver")) {
+      dest = &call.session.lib_ver;
+    } else {
+      call.reply.Error("ERR Unrecognized option '" + std::string(attr.substr(0, 64)) + "'");
+      return;
+    }
+    if (!ClientAttrOk(value)) {
+      call.reply.Error("ERR " + std::string(attr) +
+                       " cannot contain spaces, newlines or special characters.");
+      return;
+    }
+    *dest = std::string(value);
     call.reply.Ok();
   } else if (sub == "list") {
-    call.reply.Verbatim("txt", call.ctx.ClientList(nullptr));
-  } else if (sub == "info" && n == 2) {
-    call.reply.Verbatim("txt", call.ctx.ClientList(&call.session));
-  } else if (sub == "help") {
+    ClientListFilter filter;
+    if (ParseClientListFilter(call, &filter)) {
+      call.reply.Verbatim("txt", call.ctx.ClientList(call.session, filter));
+    }
+  } else if (sub == "info") {
+    ClientListFilter filter;
+    filter.by_id = true;
+    filter.ids.push_back(call.session.id);
+    call.reply.Verbatim("txt", call.ctx.ClientList(call.session, filter));
+  } else {
     const char* lines[] = {"CLIENT ID", "CLIENT GETNAME", "CLIENT SETNAME <name>",
-                           "CLIENT SETINFO <attr> <value>", "CLIENT LIST", "CLIENT INFO"};
+                           "CLIENT SETINFO <LIB-NAME|LIB-VER> <value>",
+                           "CLIENT LIST [TYPE NORMAL|MASTER|REPLICA|PUBSUB] [ID <id> [<id> ...]]",
+                           "CLIENT INFO"};
     call.reply.Array(std::size(lines));
     for (const char* l : lines) call.reply.Simple(l);
-  } else {
-    call.reply.Error("ERR unknown subcommand or wrong number of arguments for '" +
-                     std::string(call.args[1].substr(0, 64)) + "'. Try CLIENT HELP.");
   }
 }
 
@@ -258,10 +344,16 @@ void Command(Call& call) {
   }
 }
 
-void Info(Call& call) {
-  std::string lower;
-  std::string_view section = call.args.size() > 1 ? base::AsciiLower(call.args[1], &lower) : "";
-  call.reply.Verbatim("txt", call.ctx.Info(section));
+// INFO [section ...]
+void Info(Call& call) { call.reply.Verbatim("txt", call.ctx.Info(call.args.subspan(1))); }
+
+// TIME: the server's clock as [seconds, microseconds], both bulk strings.
+void Time(Call& call) {
+  timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  call.reply.Array(2);
+  call.reply.Bulk(std::to_string(ts.tv_sec));
+  call.reply.Bulk(std::to_string(ts.tv_nsec / 1000));
 }
 
 // CONFIG GET pattern: read-only view of the settings a Redis tool may ask for.
@@ -314,12 +406,13 @@ void AddConnectionCommands(std::vector<CommandSpec>* out) {
     {"echo", 2, kFast, 0, 0, 0, Echo, "Return the argument"},
     {"auth", -2, kNoAuth | kFast, 0, 0, 0, Auth, "Authenticate the connection"},
     {"hello", -1, kNoAuth | kFast, 0, 0, 0, Hello, "Choose RESP2/RESP3, authenticate, name"},
-    {"client", -2, 0, 0, 0, 0, Client, "Connection introspection and naming"},
+    {"client", -2, kSubcommands, 0, 0, 0, Client, "Connection introspection and naming"},
     {"select", 2, kFast, 0, 0, 0, Select, "Switch to room 'default' (0) or '1'..'15'"},
     {"quit", -1, kNoAuth | kFast | kPubSubOk, 0, 0, 0, Quit, "Close the connection"},
-    {"command", -1, 0, 0, 0, 0, Command, "Describe the commands"},
+    {"command", -1, kSubcommands, 0, 0, 0, Command, "Describe the commands"},
     {"info", -1, 0, 0, 0, 0, Info, "Server information and statistics"},
-    {"config", -2, kAdmin, 0, 0, 0, Config, "Read server settings (CONFIG GET)"},
+    {"time", 1, kFast, 0, 0, 0, Time, "The server's time: seconds and microseconds"},
+    {"config", -2, kAdmin | kSubcommands, 0, 0, 0, Config, "Read server settings (CONFIG GET)"},
   });
 }
 

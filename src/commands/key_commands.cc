@@ -1,5 +1,9 @@
-// Key family: existence, deletion, expiry, iteration, renaming, flushing.
+// Key family: existence, deletion, expiry, iteration, renaming, copying,
+// introspection (OBJECT), flushing.
 
+#include <openssl/rand.h>
+
+#include <climits>
 #include <string>
 
 #include "base/strings.h"
@@ -94,6 +98,147 @@ void PExpireTime(Call& call) { TtlGeneric(call, true, true); }
 
 void Persist(Call& call) { call.Propose(Op::kPersist, 0, 0, call.args.subspan(1, 1)); }
 void Rename(Call& call) { call.Propose(Op::kRename, 0, 0, call.args.subspan(1, 2)); }
+
+void RenameNx(Call& call) { call.Propose(Op::kRenameNx, 0, 0, call.args.subspan(1, 2)); }
+
+// COPY src dst [DB n] [REPLACE]. DB n names the room SELECT n addresses
+// ("default" for 0, "1".."15"); without it the copy stays in the session's
+// room. Rooms by code cannot be named: a copy out of a room is a read plus a
+// write from a client that knows both codes.
+void Copy(Call& call) {
+  uint32_t flags = 0;
+  std::string dst_room = call.session.room;
+  for (size_t i = 3; i < call.args.size(); i++) {
+    std::string_view opt = call.args[i];
+    if (base::EqualsIgnoreCase(opt, "replace")) {
+      flags |= state::kCopyReplace;
+    } else if (base::EqualsIgnoreCase(opt, "db") && i + 1 < call.args.size()) {
+      int64_t db;
+      if (!ArgInt64(call, call.args[++i], &db)) return;
+      if (db < 0 || db > 15) {
+        call.reply.Error("ERR DB index is out of range");
+        return;
+      }
+      dst_room = db == 0 ? std::string(state::kDefaultRoom) : std::to_string(db);
+    } else {
+      SyntaxError(call);
+      return;
+    }
+  }
+  if (dst_room == call.session.room && call.args[1] == call.args[2]) {
+    call.reply.Error("ERR source and destination objects are the same");
+    return;
+  }
+  std::string_view op_args[] = {call.args[1], call.args[2], dst_room};
+  size_t n = dst_room == call.session.room ? 2 : 3;
+  call.Propose(Op::kCopy, flags, 0, std::span<const std::string_view>(op_args, n));
+}
+
+// A key picked at random, or nil in an empty room. Random table positions
+// are tried first; if they keep landing on expired keys (a room of mostly
+// expired keys), the first live key in table order is taken instead.
+void RandomKey(Call& call) {
+  const state::Room* room = CurrentRoom(call);
+  const int64_t now = call.ctx.NowMs();
+  if (room == nullptr || room->key_count() == 0) {
+    call.reply.Null();
+    return;
+  }
+  constexpr int kTries = 16;
+  uint64_t picks[kTries];
+  if (RAND_bytes(reinterpret_cast<unsigned char*>(picks), sizeof picks) != 1) {
+    call.reply.Error("ERR no randomness available");
+    return;
+  }
+  for (uint64_t pick : picks) {
+    const state::Item* item = room->keys().ItemAtOrAfter(pick);
+    if (item != nullptr && !item->expired(now)) {
+      call.reply.Bulk(item->key());
+      return;
+    }
+  }
+  std::string_view found;
+  bool any = false;
+  room->keys().ForEach([&](const state::Item& item) {
+    if (!any && !item.expired(now)) {
+      found = item.key();
+      any = true;
+    }
+  });
+  if (any) {
+    call.reply.Bulk(found);
+  } else {
+    call.reply.Null();
+  }
+}
+
+// What Redis's OBJECT ENCODING would say of this value had SET just written
+// it: "int" for a canonical integer that fits 64 bits, "embstr" up to 44
+// bytes, "raw" beyond. Distri stores every value the same way (one block
+// with its key), so this is a compatibility answer, not a storage fact.
+std::string_view EncodingOf(std::string_view value, int64_t* as_int) {
+  if (value.size() <= 20 && base::ParseInt64(value, as_int)) return "int";
+  return value.size() <= 44 ? "embstr" : "raw";
+}
+
+// OBJECT ENCODING|REFCOUNT|FREQ|IDLETIME key, OBJECT HELP. Distri tracks no
+// access times or frequencies (there is no LRU/LFU eviction: --max-memory
+// refuses writes, like Redis's noeviction), so FREQ and IDLETIME give the
+// errors Redis gives when its policy does not track them.
+void Object(Call& call) {
+  std::string lower;
+  std::string_view sub = base::AsciiLower(call.args[1], &lower);
+  if (sub == "help" && call.args.size() == 2) {
+    const char* lines[] = {
+        "OBJECT <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+        "ENCODING <key>",
+        "    What Redis would use to store the value: int, embstr or raw.",
+        "FREQ <key>",
+        "    Not tracked (no LFU eviction): an error.",
+        "IDLETIME <key>",
+        "    Not tracked (no LRU eviction): an error.",
+        "REFCOUNT <key>",
+        "    Return the number of references of the value (1; shared small integers as Redis).",
+        "HELP",
+        "    Prints this help."};
+    call.reply.Array(std::size(lines));
+    for (const char* l : lines) call.reply.Simple(l);
+    return;
+  }
+  bool known = sub == "encoding" || sub == "refcount" || sub == "freq" || sub == "idletime";
+  if (!known) {
+    call.reply.Error("ERR unknown subcommand '" + std::string(call.args[1].substr(0, 64)) +
+                     "'. Try OBJECT HELP.");
+    return;
+  }
+  if (call.args.size() != 3) {
+    call.reply.Error("ERR wrong number of arguments for 'object|" + std::string(sub) + "' command");
+    return;
+  }
+  const state::Room* room = CurrentRoom(call);
+  const state::Item* item = room ? room->Get(call.args[2], call.ctx.NowMs()) : nullptr;
+  if (item == nullptr) {
+    call.reply.Null();
+    return;
+  }
+  int64_t as_int = -1;
+  std::string_view encoding = EncodingOf(item->value(), &as_int);
+  if (sub == "encoding") {
+    call.reply.Bulk(encoding);
+  } else if (sub == "refcount") {
+    // Redis shares the objects of the integers 0..9999 and reports them so.
+    bool shared = encoding == "int" && as_int >= 0 && as_int < 10000;
+    call.reply.Integer(shared ? INT_MAX : 1);
+  } else if (sub == "freq") {
+    call.reply.Error("ERR An LFU maxmemory policy is not selected, access frequency not tracked. "
+                     "Please note that when switching between policies at runtime LRU and LFU "
+                     "data will take some time to adjust.");
+  } else {
+    call.reply.Error("ERR An LRU maxmemory policy is not selected, access time not tracked. "
+                     "Please note that when switching between policies at runtime LRU and LFU "
+                     "data will take some time to adjust.");
+  }
+}
 
 void Keys(Call& call) {
   const state::Room* room = CurrentRoom(call);
@@ -203,6 +348,11 @@ void AddKeyCommands(std::vector<CommandSpec>* out) {
     {"pexpiretime", 2, kReadOnly | kFast, 1, 1, 1, PExpireTime, "A key's expiry as a Unix time in ms"},
     {"persist", 2, kWrite | kFast, 1, 1, 1, Persist, "Remove a key's expiry"},
     {"rename", 3, kWrite, 1, 2, 1, Rename, "Rename a key"},
+    {"renamenx", 3, kWrite | kFast, 1, 2, 1, RenameNx, "Rename a key if the new name is free"},
+    {"copy", -3, kWrite | kDenyOom, 1, 2, 1, Copy, "Copy a key, here or to SELECT's rooms (DB n)"},
+    {"randomkey", 1, kReadOnly, 0, 0, 0, RandomKey, "A random key of the room"},
+    {"object", -2, kReadOnly | kSubcommands, 2, 2, 1, Object,
+     "Inspect a key: OBJECT ENCODING|REFCOUNT|FREQ|IDLETIME"},
     {"keys", 2, kReadOnly, 0, 0, 0, Keys, "Keys matching a glob pattern"},
     {"scan", -2, kReadOnly, 0, 0, 0, Scan, "Iterate the room's keys"},
     {"dbsize", 1, kReadOnly | kFast, 0, 0, 0, DbSize, "Number of keys in the room"},

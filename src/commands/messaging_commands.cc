@@ -149,7 +149,7 @@ void AddMessagingCommands(std::vector<CommandSpec>* out) {
     {"unsubscribe", -1, ps, 0, 0, 0, Unsubscribe, "Stop receiving from channels (all when none named)"},
     {"punsubscribe", -1, ps, 0, 0, 0, PUnsubscribe, "Stop receiving from patterns (all when none named)"},
     {"publish", 3, kFast, 0, 0, 0, Publish, "Send a message to a channel's subscribers"},
-    {"pubsub", -2, 0, 0, 0, 0, PubSub, "Introspect channels and subscriptions"},
+    {"pubsub", -2, kSubcommands, 0, 0, 0, PubSub, "Introspect channels and subscriptions"},
     {"reset", 1, ps | kFast, 0, 0, 0, Reset, "Reset the connection's state"},
     {"svc.serve", -2, 0, 0, 0, 0, SvcServe, "Become a worker for services; requests arrive as pushes"},
     {"svc.unserve", -1, 0, 0, 0, 0, SvcUnserve, "Stop serving services (all when none named)"},

@@ -9,8 +9,26 @@
 namespace distri::net {
 
 namespace {
+
 constexpr size_t kReadChunk = 64 * 1024;
+
+// "ip:port" of a socket address, "?" when unknown.
+std::string FormatAddress(const sockaddr_storage& addr) {
+  char host[INET6_ADDRSTRLEN] = "?";
+  int port = 0;
+  if (addr.ss_family == AF_INET) {
+    const auto* a = reinterpret_cast<const sockaddr_in*>(&addr);
+    uv_ip4_name(a, host, sizeof host);
+    port = ntohs(a->sin_port);
+  } else if (addr.ss_family == AF_INET6) {
+    const auto* a = reinterpret_cast<const sockaddr_in6*>(&addr);
+    uv_ip6_name(a, host, sizeof host);
+    port = ntohs(a->sin6_port);
+  }
+  return std::string(host) + ":" + std::to_string(port);
 }
+
+}  // namespace
 
 Connection::Connection(uv_loop_t* loop, Handler* handler) : handler_(handler) {
   uv_tcp_init(loop, &tcp_);
@@ -30,18 +48,20 @@ std::string Connection::PeerAddress() const {
   sockaddr_storage addr;
   int len = sizeof addr;
   if (uv_tcp_getpeername(&tcp_, reinterpret_cast<sockaddr*>(&addr), &len) != 0) return "?";
-  char host[INET6_ADDRSTRLEN] = "?";
-  int port = 0;
-  if (addr.ss_family == AF_INET) {
-    auto* a = reinterpret_cast<sockaddr_in*>(&addr);
-    uv_ip4_name(a, host, sizeof host);
-    port = ntohs(a->sin_port);
-  } else if (addr.ss_family == AF_INET6) {
-    auto* a = reinterpret_cast<sockaddr_in6*>(&addr);
-    uv_ip6_name(a, host, sizeof host);
-    port = ntohs(a->sin6_port);
-  }
-  return std::string(host) + ":" + std::to_string(port);
+  return FormatAddress(addr);
+}
+
+std::string Connection::LocalAddress() const {
+  sockaddr_storage addr;
+  int len = sizeof addr;
+  if (uv_tcp_getsockname(&tcp_, reinterpret_cast<sockaddr*>(&addr), &len) != 0) return "?";
+  return FormatAddress(addr);
+}
+
+int Connection::fd() const {
+  uv_os_fd_t fd;
+  int rc = uv_fileno(reinterpret_cast<const uv_handle_t*>(&tcp_), &fd);
+  return rc == 0 ? static_cast<int>(fd) : -1;
 }
 
 void Connection::AllocCb(uv_handle_t* h, size_t, uv_buf_t* buf) {

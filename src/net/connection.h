@@ -38,6 +38,9 @@ class Connection {
   // Accepts a pending connection from `server` and starts reading.
   int Accept(uv_stream_t* server);
   std::string PeerAddress() const;
+  std::string LocalAddress() const;  // "ip:port" this side, for CLIENT LIST's laddr
+  int fd() const;                    // the socket's descriptor, -1 once closed
+  bool reading() const { return reading_; }
 
   Buffer& input() { return input_; }
   std::string& output() { return output_; }

@@ -182,9 +182,16 @@ ParseResult RequestParser::ParseMultibulk(std::string_view in, size_t* consumed,
   }
   if (lr != LineResult::kOk) return Fail("Protocol error: invalid multibulk length");
   int64_t count = 0;
-  if (!ParseInt64(line, &count) || count < 0 ||
-      static_cast<uint64_t>(count) > limits_.max_multibulk_len) {
+  if (!ParseInt64(line, &count) ||
+      (count > 0 && static_cast<uint64_t>(count) > limits_.max_multibulk_len)) {
     return Fail("Protocol error: invalid multibulk length");
+  }
+  if (count < 0) {
+    // Redis reads a negative count ("*-10", a null array sent as a request)
+    // as an empty command rather than a broken stream: the line is used up
+    // and the caller skips it, as it does "*0".
+    *consumed = pos;
+    return ParseResult::kOk;
   }
   const size_t n = static_cast<size_t>(count);
   if (args->capacity() < std::min(n, kMaxArgReserve)) args->reserve(std::min(n, kMaxArgReserve));

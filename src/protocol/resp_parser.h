@@ -48,8 +48,8 @@ class RequestParser {
   //  kOk: *consumed = bytes used (> 0); *args (cleared first) holds the
   //       arguments. They point into `input`, except inline arguments written
   //       with quotes, which point into this parser and stay valid until the
-  //       next Parse call. An empty inline line and "*0\r\n" yield no args;
-  //       the caller skips them.
+  //       next Parse call. An empty inline line, "*0\r\n" and a negative
+  //       count ("*-10\r\n", as Redis) yield no args; the caller skips them.
   //  kNeedMore: *consumed = 0; needed_hint() is the smallest total input size
   //       worth calling again with (always > input.size()).
   //  kError: *consumed = 0; error() holds a message such as

@@ -118,6 +118,19 @@ TEST(RequestParserTest, EmptyMultibulkIsOkWithNoArgs) {
   EXPECT_TRUE(p.args.empty());
 }
 
+// Redis treats a negative multibulk count as an empty command, not an error
+// (its test suite sends "*-10\r\n" and expects the connection to live on).
+TEST(RequestParserTest, NegativeMultibulkIsOkWithNoArgs) {
+  for (const char* count : {"*-1\r\n", "*-10\r\n", "*-9223372036854775808\r\n"}) {
+    const std::string in = std::string(count) + "*1\r\n$4\r\nPING\r\n";
+    const Parsed p = ParseOne(in);
+    EXPECT_EQ(p.result, ParseResult::kOk) << count;
+    EXPECT_EQ(p.consumed, std::string_view(count).size()) << count;
+    EXPECT_TRUE(p.args.empty()) << count;
+  }
+  EXPECT_EQ(ParseOne("*-10\r").result, ParseResult::kNeedMore);
+}
+
 TEST(RequestParserTest, BulkIsBinarySafe) {
   const std::string value("a\r\nb\0c$*\n", 9);
   const std::string in = Command({"SET", "k", value, ""});
@@ -307,8 +320,8 @@ TEST(RequestParserTest, PrefixOfErrorIsNeedMoreOrSameError) {
 TEST(RequestParserTest, BadMultibulkLength) {
   const char* kMsg = "Protocol error: invalid multibulk length";
   ExpectError("*abc\r\n", kMsg);
-  ExpectError("*-1\r\n", kMsg);
-  ExpectError("*-5\r\n", kMsg);
+  ExpectError("*-0\r\n", kMsg);
+  ExpectError("*--1\r\n", kMsg);
   ExpectError("*+1\r\n", kMsg);
   ExpectError("* 1\r\n", kMsg);
   ExpectError("*1 \r\n", kMsg);

@@ -116,10 +116,10 @@ void Client::ProcessInput() {
     protocol::ReplyWriter writer(&out, session_.protocol);
     commands::Call call{*server_, session_, args_, writer, scratch_};
     last_command_ms_ = server_->NowMs();
-    last_command_.assign(spec ? spec->name : "unknown");
-    commands::Dispatch(spec, call);
+    NoteCommand(spec);
+    const bool ran = commands::Dispatch(spec, call);
     server_->CountCommand(session_.room, spec ? spec->flags : 0);
-    server_->CountCall(spec);
+    server_->CountCall(spec, ran);
     in.Consume(consumed);  // args_ pointed into the input until here
 
     if (!deferred_out_.empty()) {  // invariant 3: park it behind the last earlier write
@@ -146,6 +146,29 @@ void Client::ProcessInput() {
   }
   in.ShrinkIfIdle(kIdleInputKeep);
   in_process_ = false;
+}
+
+// CLIENT LIST's cmd=: the name, and for commands with subcommands the
+// subcommand too, as Redis 7 shows them ("client|list"). Only a plausible
+// subcommand name is kept, so the field stays one short token.
+void Client::NoteCommand(const commands::CommandSpec* spec) {
+  last_command_.assign(spec ? spec->name : "unknown");
+  if (spec == nullptr || !(spec->flags & commands::kSubcommands) || args_.size() < 2) return;
+  std::string_view sub = args_[1];
+  if (sub.empty() || sub.size() > 16) return;
+  std::string label = "|";
+  for (char c : sub) {
+    if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '-')) return;
+    label.push_back(static_cast<char>(c | 0x20));  // ASCII letters to lower case; '-' stays
+  }
+  last_command_.append(label);
+}
+
+size_t Client::argv_bytes() const {
+  if (!in_process_) return 0;
+  size_t n = 0;
+  for (std::string_view a : args_) n += a.size();
+  return n;
 }
 
 void Client::AddPendingWrite(uint64_t index, commands::ReplyShape shape) {

@@ -55,6 +55,8 @@ class Client final : public net::Connection::Handler, public MirrorSink {
   size_t pending_writes() const { return pending_.size(); }
   int64_t last_command_ms() const { return last_command_ms_; }
   std::string_view last_command() const { return last_command_; }
+  // Bytes of the arguments of the command running now (0 between commands).
+  size_t argv_bytes() const;
   bool dirty = false;
   size_t mirrors = 0;             // live mirrors this client holds
   bool serving = false;           // has been a service worker
@@ -83,6 +85,7 @@ class Client final : public net::Connection::Handler, public MirrorSink {
   };
 
   void ProtocolError(const std::string& message);
+  void NoteCommand(const commands::CommandSpec* spec);
 
   Server* server_;
   net::Connection conn_;

@@ -74,6 +74,12 @@ class MessageRouter final : public commands::Messaging {
 
   // Counts for ROOM.STATS.
   size_t SubscriptionsInRoom(std::string_view room) const;
+  // One client's channels and patterns (CLIENT LIST's sub= and psub=).
+  struct SubCounts {
+    size_t channels = 0;
+    size_t patterns = 0;
+  };
+  SubCounts SubscriptionsOf(Client* c) const;
   size_t ServicesInRoom(std::string_view room) const;
   uint64_t dropped_replies() const { return dropped_replies_; }
 

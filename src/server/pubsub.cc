@@ -172,4 +172,10 @@ size_t MessageRouter::SubscriptionsInRoom(std::string_view room) const {
   return n;
 }
 
+MessageRouter::SubCounts MessageRouter::SubscriptionsOf(Client* c) const {
+  auto it = client_subs_.find(c);
+  if (it == client_subs_.end()) return {};
+  return {it->second.channels.size(), it->second.patterns.size()};
+}
+
 }  // namespace distri::server

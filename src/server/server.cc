@@ -187,6 +187,7 @@ void Server::OnConnection(uv_stream_t* listener, int status) {
   }
   self->stats_.connections_received++;
   client->session().peer = client->conn().PeerAddress();
+  client->session().local = client->conn().LocalAddress();
   uint64_t max = self->options_.settings.max_clients;
   if (max != 0 && self->clients_.size() >= max) {
     self->stats_.rejected_connections++;

@@ -115,8 +115,9 @@ class Server final : public commands::Context {
   Status Propose(commands::Session& session, std::string_view entry,
                  commands::ReplyShape shape) override;
   std::string NewRoomCode() override;
-  std::string Info(std::string_view section) override;
-  std::string ClientList(const commands::Session* only) override;
+  std::string Info(std::span<const std::string_view> sections) override;
+  std::string ClientList(const commands::Session& viewer,
+                         const commands::ClientListFilter& filter) override;
   void Mirror(commands::Session& session, std::string_view prefix, std::optional<uint64_t> from,
               protocol::ReplyWriter& reply) override;
   size_t Unmirror(commands::Session& session, std::optional<std::string_view> room) override;
@@ -140,8 +141,10 @@ class Server final : public commands::Context {
   MirrorHub& mirrors() { return *mirrors_; }
   // Counts one command for statistics.
   void CountCommand(std::string_view room, uint32_t flags);
-  void CountCall(const commands::CommandSpec* spec);
-  // Per command name (index in CommandTable::all()); see the HTTP /metrics.
+  // `ran`: the handler ran (false: refused before it, e.g. arity or NOAUTH).
+  void CountCall(const commands::CommandSpec* spec, bool ran);
+  // Per command name (index in CommandTable::all()), refused ones included;
+  // see the HTTP /metrics.
   const std::vector<uint64_t>& command_calls() const { return command_calls_; }
   // Proposal to applied reply, for writes from clients (includes the fsync).
   base::LatencyHistogram& write_latency() { return write_latency_; }
@@ -181,6 +184,7 @@ class Server final : public commands::Context {
   void MaybeSnapshot();
   void FlushClients();
   void AppendInfoSection(std::string_view name, std::string* out);
+  void AppendClientLine(Client& client, const commands::Session& viewer, std::string* out);
   Status LoadNodeId();
   RoomCounters& CountersFor(std::string_view room);
 
@@ -222,6 +226,7 @@ class Server final : public commands::Context {
   ServerStats stats_;
   std::unordered_map<std::string, RoomCounters, base::StringHash, std::equal_to<>> room_counters_;
   std::vector<uint64_t> command_calls_;
+  std::vector<uint64_t> command_rejected_;  // of command_calls_, refused before the handler
   base::LatencyHistogram write_latency_;
 
   // The HTTP endpoint (dashboard, JSON API, /metrics; src/http/). Last, so it

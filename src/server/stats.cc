@@ -46,10 +46,16 @@ RoomCounters& Server::CountersFor(std::string_view room) {
   return it->second;
 }
 
-void Server::CountCall(const commands::CommandSpec* spec) {
+void Server::CountCall(const commands::CommandSpec* spec, bool ran) {
   const auto& all = commands::CommandTable::Get().all();
-  if (command_calls_.empty()) command_calls_.resize(all.size());
-  if (spec != nullptr) command_calls_[static_cast<size_t>(spec - all.data())]++;
+  if (command_calls_.empty()) {
+    command_calls_.resize(all.size());
+    command_rejected_.resize(all.size());
+  }
+  if (spec == nullptr) return;
+  const size_t i = static_cast<size_t>(spec - all.data());
+  command_calls_[i]++;
+  if (!ran) command_rejected_[i]++;
 }
 
 void Server::CountCommand(std::string_view room, uint32_t flags) {

@@ -7,7 +7,7 @@ namespace distri::state {
 
 namespace {
 
-constexpr uint8_t kMaxOp = static_cast<uint8_t>(Op::kRoomDrop);
+constexpr uint8_t kMaxOp = static_cast<uint8_t>(Op::kRenameNx);
 
 void PutVarint(std::string* out, uint64_t v) {
   char buf[10];
@@ -55,12 +55,19 @@ bool ArgsFitOp(const EntryView& e) {
     case Op::kIncrByFloat:
     case Op::kAppend:
     case Op::kRename:
+    case Op::kRenameNx:
       return n == 2;
+    case Op::kSetRange:
+      return n == 2 && e.num >= 0;
+    case Op::kCopy:
+      return n == 2 || n == 3;
     case Op::kIncrBy:
     case Op::kExpireAt:
     case Op::kPersist:
     case Op::kGetDel:
       return n == 1;
+    case Op::kGetEx:
+      return n == 1 && (e.flags & (e.flags - 1)) == 0 && e.flags <= kGetExBadTime;  // one flag
     case Op::kDel:
     case Op::kExpireKeys:
       return n >= 1;

@@ -43,6 +43,10 @@ enum class Op : uint8_t {
   kExpireKeys = 14,  // args: keys; deletes those whose expiry <= now_ms (active expiry)
   kRoomCreate = 15,  // room: the new code. args: name
   kRoomDrop = 16,    // room: the code to drop
+  kSetRange = 17,    // args: key, patch. num: offset (>= 0)
+  kGetEx = 18,       // args: key. flags: GetExFlag. num: absolute expiry ms (kGetExExpire)
+  kCopy = 19,        // args: src, dst [, dst room]. flags: kCopyReplace
+  kRenameNx = 20,    // args: src, dst
 };
 
 // Flags for kSet / kMSet / kCas.
@@ -52,6 +56,19 @@ enum SetFlag : uint32_t {
   kSetKeepTtl = 1 << 2,   // keep the existing expiry
   kSetGet = 1 << 3,       // reply with the old value
   kCasMustNotExist = 1 << 4,
+};
+
+// Flags for kGetEx: at most one of them; none reads the value only.
+enum GetExFlag : uint32_t {
+  kGetExPersist = 1 << 0,     // remove the expiry
+  kGetExExpire = 1 << 1,      // expire at `num` (at or before now_ms deletes)
+  kGetExNotInteger = 1 << 2,  // the expiry given was not an integer: error if the key exists
+  kGetExBadTime = 1 << 3,     // the expiry given was <= 0 or overflowed: error if the key exists
+};
+
+// Flags for kCopy.
+enum CopyFlag : uint32_t {
+  kCopyReplace = 1 << 0,  // overwrite an existing destination
 };
 
 // A decoded entry; string_views point into the bytes given to DecodeEntry.

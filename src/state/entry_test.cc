@@ -73,5 +73,23 @@ TEST(EntryTest, ArgumentCountCheckedPerOp) {
   EXPECT_TRUE(DecodeEntry(buf, &e).ok());
 }
 
+TEST(EntryTest, NewOpsAreCheckedToo) {
+  EntryView e;
+  std::string buf;
+  std::string_view two[] = {"k", "v"};
+  EncodeEntry(&buf, Op::kSetRange, 0, 0, -1, "r", two);  // negative offset
+  EXPECT_EQ(DecodeEntry(buf, &e).code(), Code::kCorruption);
+  buf.clear();
+  EncodeEntry(&buf, Op::kGetEx, kGetExPersist | kGetExExpire, 0, 5, "r", std::span(two).first(1));
+  EXPECT_EQ(DecodeEntry(buf, &e).code(), Code::kCorruption);
+  buf.clear();
+  EncodeEntry(&buf, Op::kCopy, kCopyReplace, 0, 0, "r", two);
+  EXPECT_TRUE(DecodeEntry(buf, &e).ok());
+  EXPECT_EQ(e.op, Op::kCopy);
+  buf.clear();
+  EncodeEntry(&buf, Op::kRenameNx, 0, 0, 0, "r", std::span(two).first(1));
+  EXPECT_EQ(DecodeEntry(buf, &e).code(), Code::kCorruption);
+}
+
 }  // namespace
 }  // namespace distri::state

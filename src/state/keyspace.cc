@@ -180,9 +180,20 @@ void Keyspace::ForEach(const std::function<void(const Item&)>& fn) const {
   }
 }
 
+const Item* Keyspace::ItemAtOrAfter(uint64_t slot) const {
+  if (size_ == 0) return nullptr;
+  const uint64_t mask = capacity_ - 1;
+  for (uint64_t i = slot & mask;; i = (i + 1) & mask) {
+    if (slots_[i] != 0) return ItemOf(slots_[i]);  // size_ > 0: some slot is full
+  }
+}
+
 uint64_t Keyspace::Scan(uint64_t cursor, size_t count,
                         const std::function<void(const Item&)>& fn) const {
-  if (size_ == 0) return 0;
+  // A table never has 2^kMaxCursorBits slots (each is 8 bytes of a 48-bit
+  // address space), so no scan of any size could have issued such a cursor:
+  // it is past the end (Redis answers SCAN 18446744073709551615 the same way).
+  if (size_ == 0 || (cursor >> kMaxCursorBits) != 0) return 0;
   const uint64_t mask = capacity_ - 1;
   uint64_t v = cursor;
   size_t visited = 0;

@@ -89,8 +89,16 @@ class Keyspace {
   // Calls fn for every item, in table order. fn must not modify the table.
   void ForEach(const std::function<void(const Item&)>& fn) const;
   // One SCAN step starting at cursor; returns the next cursor (0 = done).
-  // Visits at least `count` home buckets (fewer at the end).
+  // Visits at least `count` home buckets (fewer at the end). A cursor of
+  // kMaxCursorBits bits or more visits nothing and returns 0.
   uint64_t Scan(uint64_t cursor, size_t count, const std::function<void(const Item&)>& fn) const;
+  static constexpr int kMaxCursorBits = 48;
+
+  // The first item in table order at or after `slot` (taken modulo the
+  // capacity, wrapping around); nullptr if empty. RANDOMKEY passes a random
+  // slot: not uniform (an item after a run of empty slots is likelier), which
+  // Redis's bucket sampling is not either.
+  const Item* ItemAtOrAfter(uint64_t slot) const;
 
  private:
   uint64_t Hash(std::string_view key) const;

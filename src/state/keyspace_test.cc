@@ -83,6 +83,32 @@ TEST(KeyspaceTest, ScanReturnsEveryKeyAcrossResizes) {
   for (int i = 0; i < 1000; i++) EXPECT_TRUE(seen.count("stable" + std::to_string(i))) << i;
 }
 
+// A cursor no table could have issued ends the scan at once, with no keys,
+// however the low bits would map onto this table's buckets.
+TEST(KeyspaceTest, ScanCursorPastAnyTableIsTheEnd) {
+  Keyspace ks;
+  for (int i = 0; i < 100; i++) ks.Put(Item::Make("k" + std::to_string(i), "v", 0));
+  int visited = 0;
+  EXPECT_EQ(ks.Scan(UINT64_MAX, 10, [&](const Item&) { visited++; }), 0u);
+  const uint64_t first_bad = uint64_t{1} << Keyspace::kMaxCursorBits;
+  EXPECT_EQ(ks.Scan(first_bad, 1000, [&](const Item&) { visited++; }), 0u);
+  EXPECT_EQ(visited, 0);
+  // The largest cursor below the bound still visits its bucket (the last one).
+  uint64_t last = (uint64_t{1} << Keyspace::kMaxCursorBits) - 1;
+  EXPECT_EQ(ks.Scan(last, 1, [&](const Item&) { visited++; }), 0u);
+}
+
+TEST(KeyspaceTest, ItemAtOrAfterWrapsAround) {
+  Keyspace ks;
+  EXPECT_EQ(ks.ItemAtOrAfter(7), nullptr);
+  ks.Put(Item::Make("only", "v", 0));
+  for (uint64_t slot : {uint64_t{0}, uint64_t{5}, uint64_t{15}, UINT64_MAX}) {
+    const Item* item = ks.ItemAtOrAfter(slot);
+    ASSERT_NE(item, nullptr);
+    EXPECT_EQ(item->key(), "only");
+  }
+}
+
 TEST(KeyspaceTest, EmptyKeyAndBinaryKeys) {
   Keyspace ks;
   ks.Put(Item::Make("", "empty", 0));

@@ -23,6 +23,7 @@ constexpr char kErrNotInteger[] = "ERR value is not an integer or out of range";
 constexpr char kErrNotFloat[] = "ERR value is not a valid float";
 constexpr char kErrOverflow[] = "ERR increment or decrement would overflow";
 constexpr char kErrNoRoom[] = "NOTFOUND no such room";
+constexpr char kErrGetExTime[] = "ERR invalid expire time in 'getex' command";
 constexpr char kErrStringTooLong[] = "ERR string exceeds maximum allowed size (proto-max-bulk-len)";
 
 // Snapshot layout version (docs/snapshot_format.md).
@@ -239,6 +240,41 @@ ApplyResult StateMachine::ApplyKeyOp(Room* room, const EntryView& e) {
       room->Store(e.args[1], value, expire);
       return ApplyResult::Ok();
     }
+    case Op::kRenameNx: {
+      need_args(2);
+      const Item* src = room->Get(e.args[0], now);
+      if (src == nullptr) return ApplyResult::Error("ERR no such key");
+      if (e.args[0] == e.args[1] || room->Get(e.args[1], now) != nullptr) {
+        return ApplyResult::Int(0);
+      }
+      std::string value(src->value());
+      int64_t expire = src->expire_at_ms();
+      room->Remove(e.args[0]);
+      room->Store(e.args[1], value, expire);
+      return ApplyResult::Int(1);
+    }
+    case Op::kSetRange:
+      return ApplySetRange(room, e);
+    case Op::kGetEx: {
+      need_args(1);
+      const Item* item = room->Get(e.args[0], now);
+      if (item == nullptr) return ApplyResult::Nil();
+      if (e.flags & kGetExNotInteger) return ApplyResult::Error(kErrNotInteger);
+      if (e.flags & kGetExBadTime) return ApplyResult::Error(kErrGetExTime);
+      ApplyResult r = ApplyResult::Bulk(item->value());
+      if ((e.flags & kGetExPersist) && item->has_expiry()) {
+        room->SetExpiry(e.args[0], 0);
+      } else if (e.flags & kGetExExpire) {
+        if (e.num <= now) {
+          room->Remove(e.args[0]);  // EXAT/PXAT in the past: reply, then delete
+        } else {
+          room->SetExpiry(e.args[0], e.num);
+        }
+      }
+      return r;
+    }
+    case Op::kCopy:
+      return ApplyCopy(room, e);
     case Op::kFlushRoom:
       room->Clear();
       return ApplyResult::Ok();
@@ -280,6 +316,55 @@ ApplyResult StateMachine::ApplyKeyOp(Room* room, const EntryView& e) {
   }
   LOG(FATAL) << "unhandled op " << static_cast<int>(e.op);
   return ApplyResult::Error("ERR internal");
+}
+
+// SETRANGE: overwrite from `num` on, padding with zero bytes; the expiry stays.
+// As in Redis, an empty patch changes nothing (and creates no key) whatever
+// the offset, and only a non-empty one is held to the string size limit.
+ApplyResult StateMachine::ApplySetRange(Room* room, const EntryView& e) {
+  CHECK(e.args.size() == 2 && e.num >= 0) << "bad SETRANGE entry";
+  std::string_view key = e.args[0], patch = e.args[1];
+  const Item* old = room->Get(key, e.now_ms);
+  const size_t old_len = old ? old->value().size() : 0;
+  if (patch.empty()) return ApplyResult::Int(static_cast<int64_t>(old_len));
+  const uint64_t offset = static_cast<uint64_t>(e.num);
+  if (offset > kMaxStringBytes || offset + patch.size() > kMaxStringBytes) {
+    return ApplyResult::Error(kErrStringTooLong);
+  }
+  // A copy: Store must not be given bytes of the item it replaces.
+  std::string value(old ? old->value() : std::string_view());
+  if (value.size() < offset + patch.size()) value.resize(offset + patch.size(), '\0');
+  value.replace(offset, patch.size(), patch);
+  room->Store(key, value, old ? old->expire_at_ms() : 0);
+  return ApplyResult::Int(static_cast<int64_t>(value.size()));
+}
+
+// COPY src dst [dst room]: 1 if copied (value and expiry), 0 if the source is
+// missing or the destination exists without REPLACE. The destination room is
+// the source room unless named (COPY ... DB n names a builtin room).
+ApplyResult StateMachine::ApplyCopy(Room* room, const EntryView& e) {
+  CHECK(e.args.size() == 2 || e.args.size() == 3) << "bad COPY entry";
+  std::string_view src_key = e.args[0], dst_key = e.args[1];
+  Room* dst_room = room;
+  if (e.args.size() == 3 && e.args[2] != room->code()) {
+    ApplyResult error;
+    dst_room = RoomForWrite(e.args[2], e.now_ms, &error);
+    if (dst_room == nullptr) return error;
+  }
+  if (dst_room == room && src_key == dst_key) {
+    return ApplyResult::Error("ERR source and destination objects are the same");
+  }
+  const Item* src = room->Get(src_key, e.now_ms);
+  if (src == nullptr) return ApplyResult::Int(0);
+  if (!(e.flags & kCopyReplace) && dst_room->Get(dst_key, e.now_ms) != nullptr) {
+    return ApplyResult::Int(0);
+  }
+  // `src` is a different item from the one Store replaces (different key or
+  // room), and items do not move when a table grows, so its bytes may be
+  // passed as they are.
+  dst_room->Store(dst_key, src->value(), src->expire_at_ms());
+  if (dst_room != room) dst_room->MarkWrite(sink_.revision, e.now_ms);
+  return ApplyResult::Int(1);
 }
 
 // ---------------------------------------------------------------------------

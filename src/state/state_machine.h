@@ -85,6 +85,8 @@ class StateMachine {
  private:
   Room* RoomForWrite(std::string_view code, int64_t now_ms, ApplyResult* error);
   ApplyResult ApplyKeyOp(Room* room, const EntryView& e);
+  ApplyResult ApplySetRange(Room* room, const EntryView& e);
+  ApplyResult ApplyCopy(Room* room, const EntryView& e);
 
   std::map<std::string, std::unique_ptr<Room>, std::less<>> rooms_;
   uint64_t applied_index_ = 0;

@@ -73,6 +73,11 @@ TEST_F(StateMachineTest, IncrSemantics) {
   EXPECT_EQ(Do(Op::kIncrByFloat, {"f", "10.5"}).text, "10.5");
   EXPECT_EQ(Do(Op::kIncrByFloat, {"f", "0.1"}).text, "10.6");
   EXPECT_EQ(Do(Op::kIncrByFloat, {"f", "-10.6"}).text, "0");
+  // An infinite increment or value is a value, but not an acceptable result.
+  EXPECT_EQ(Do(Op::kIncrByFloat, {"f", "inf"}).text, "ERR increment would produce NaN or Infinity");
+  Do(Op::kSet, {"i", "-inf"});
+  EXPECT_EQ(Do(Op::kIncrByFloat, {"i", "1"}).text, "ERR increment would produce NaN or Infinity");
+  EXPECT_EQ(Do(Op::kIncrByFloat, {"f", "nan"}).text, "ERR value is not a valid float");
 }
 
 TEST_F(StateMachineTest, ExpireOptions) {
@@ -227,6 +232,95 @@ TEST_F(StateMachineTest, RoomsLoadedFromSnapshotStillReport) {
   (void)copy.Apply(index_ + 1, buf);
   ASSERT_EQ(rec.log.size(), 1u);
   EXPECT_EQ(rec.log[0], "del 2 default:a");
+}
+
+// ---------------------------------------------------------------------------
+// SETRANGE, GETEX, COPY, RENAMENX
+
+TEST_F(StateMachineTest, SetRangePadsAndKeepsExpiry) {
+  EXPECT_EQ(Do(Op::kSetRange, {"k", ""}, 0, 5).integer, 0);  // empty patch: no key made
+  EXPECT_EQ(Get("k"), "<nil>");
+  EXPECT_EQ(Do(Op::kSetRange, {"k", "ab"}, 0, 2).integer, 4);
+  EXPECT_EQ(Get("k"), std::string("\0\0ab", 4));
+  Do(Op::kSet, {"s", "Hello World"}, 0, now_ + 100);
+  EXPECT_EQ(Do(Op::kSetRange, {"s", "Redis"}, 0, 6).integer, 11);
+  EXPECT_EQ(Get("s"), "Hello Redis");
+  EXPECT_EQ(sm_.FindRoom("default")->Get("s", now_)->expire_at_ms(), now_ + 100);
+  EXPECT_EQ(Do(Op::kSetRange, {"s", ""}, 0, int64_t{1} << 40).integer, 11);
+  ApplyResult r = Do(Op::kSetRange, {"s", "x"}, 0, static_cast<int64_t>(kMaxStringBytes));
+  EXPECT_EQ(r.text, "ERR string exceeds maximum allowed size (proto-max-bulk-len)");
+  EXPECT_EQ(Get("s"), "Hello Redis");
+}
+
+TEST_F(StateMachineTest, GetExChangesOnlyTheExpiry) {
+  EXPECT_EQ(Do(Op::kGetEx, {"none"}, kGetExPersist).kind, ApplyResult::Kind::kNil);
+  Do(Op::kSet, {"k", "v"});
+  ApplyResult r = Do(Op::kGetEx, {"k"}, kGetExExpire, now_ + 500);
+  EXPECT_EQ(r.text, "v");
+  EXPECT_EQ(sm_.FindRoom("default")->Get("k", now_)->expire_at_ms(), now_ + 500);
+  EXPECT_EQ(Do(Op::kGetEx, {"k"}).text, "v");  // no option: expiry untouched
+  EXPECT_EQ(sm_.FindRoom("default")->Get("k", now_)->expire_at_ms(), now_ + 500);
+  EXPECT_EQ(Do(Op::kGetEx, {"k"}, kGetExPersist).text, "v");
+  EXPECT_EQ(sm_.FindRoom("default")->Get("k", now_)->expire_at_ms(), 0);
+  // A bad expiry is an error only for a key that exists (as in Redis).
+  EXPECT_EQ(Do(Op::kGetEx, {"k"}, kGetExBadTime).text,
+            "ERR invalid expire time in 'getex' command");
+  EXPECT_EQ(Do(Op::kGetEx, {"k"}, kGetExNotInteger).text,
+            "ERR value is not an integer or out of range");
+  EXPECT_EQ(Do(Op::kGetEx, {"none"}, kGetExBadTime).kind, ApplyResult::Kind::kNil);
+  EXPECT_EQ(Do(Op::kGetEx, {"k"}, kGetExExpire, now_).text, "v");  // a past time deletes
+  EXPECT_EQ(sm_.FindRoom("default")->key_count(), 0u);
+}
+
+TEST_F(StateMachineTest, CopyWithinAndAcrossRooms) {
+  EXPECT_EQ(Do(Op::kCopy, {"a", "b"}).integer, 0);  // no source
+  Do(Op::kSet, {"a", "1"}, 0, now_ + 100);
+  EXPECT_EQ(Do(Op::kCopy, {"a", "a"}).text, "ERR source and destination objects are the same");
+  EXPECT_EQ(Do(Op::kCopy, {"a", "b"}).integer, 1);
+  EXPECT_EQ(Get("b"), "1");
+  EXPECT_EQ(sm_.FindRoom("default")->Get("b", now_)->expire_at_ms(), now_ + 100);
+  Do(Op::kSet, {"a", "2"});
+  EXPECT_EQ(Do(Op::kCopy, {"a", "b"}).integer, 0);  // destination exists
+  EXPECT_EQ(Get("b"), "1");
+  EXPECT_EQ(Do(Op::kCopy, {"a", "b"}, kCopyReplace).integer, 1);
+  EXPECT_EQ(Get("b"), "2");
+  EXPECT_EQ(sm_.FindRoom("default")->Get("b", now_)->expire_at_ms(), 0);
+  // Into builtin room "3" (COPY ... DB 3), created on the way; same key is fine there.
+  EXPECT_EQ(Do(Op::kCopy, {"a", "a", "3"}).integer, 1);
+  EXPECT_EQ(Get("a", "3"), "2");
+  EXPECT_EQ(Do(Op::kCopy, {"a", "a", "default"}).kind, ApplyResult::Kind::kError);
+  EXPECT_EQ(Do(Op::kCopy, {"a", "a", "nosuchroom"}).text, "NOTFOUND no such room");
+}
+
+TEST_F(StateMachineTest, RenameNx) {
+  EXPECT_EQ(Do(Op::kRenameNx, {"a", "b"}).text, "ERR no such key");
+  Do(Op::kSet, {"a", "1"}, 0, now_ + 100);
+  Do(Op::kSet, {"b", "2"});
+  EXPECT_EQ(Do(Op::kRenameNx, {"a", "b"}).integer, 0);
+  EXPECT_EQ(Do(Op::kRenameNx, {"a", "a"}).integer, 0);
+  EXPECT_EQ(Do(Op::kRenameNx, {"a", "c"}).integer, 1);
+  EXPECT_EQ(Get("a"), "<nil>");
+  EXPECT_EQ(Get("c"), "1");
+  EXPECT_EQ(sm_.FindRoom("default")->Get("c", now_)->expire_at_ms(), now_ + 100);
+}
+
+// Mirrors follow the change feed: the new writes must report what they change.
+TEST_F(StateMachineTest, NewWritesReportChanges) {
+  Recorder rec;
+  sm_.set_observer(&rec);
+  Do(Op::kSet, {"a", "xy"});                              // 1
+  Do(Op::kSetRange, {"a", "Z"}, 0, 1);                    // 2
+  Do(Op::kCopy, {"a", "b"});                              // 3
+  Do(Op::kCopy, {"a", "a", "2"});                         // 4
+  Do(Op::kGetEx, {"a"}, kGetExExpire, now_ + 5);          // 5
+  Do(Op::kRenameNx, {"b", "c"});                          // 6
+  Do(Op::kGetEx, {"c"});                                  // 7: no change
+  std::vector<std::string> want = {
+      "set 1 default:a=xy@0",     "set 2 default:a=xZ@0", "set 3 default:b=xZ@0",
+      "set 4 2:a=xZ@0",           "set 5 default:a=xZ@1000005",
+      "del 6 default:b",          "set 6 default:c=xZ@0",
+  };
+  EXPECT_EQ(rec.log, want);
 }
 
 }  // namespace
