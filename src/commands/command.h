@@ -73,6 +73,17 @@ struct ServerSettings {
   int http_port = 0;
   std::string data_dir;
   bool fsync = true;
+  bool loopback_only = false;   // set by the server: bound to a loopback address
+  int64_t auth_timeout_ms = 10000;  // an unauthenticated connection closes after this
+  uint32_t auth_fail_limit = 10;    // failed passwords per second per address (0 = no limit)
+  uint64_t auth_reserved_clients = 16;  // of max_clients, slots unauthenticated ones can't hold
+};
+
+// What a password check found.
+enum class AuthCheck : uint8_t {
+  kOk,
+  kWrong,
+  kLimited,  // too many failures from this address: not checked at all
 };
 
 // The server as handlers see it.
@@ -87,12 +98,16 @@ class Context {
   // connection when the entry applies, shaped by `shape`. An error means the
   // entry was not accepted (e.g. too large) and no reply will follow.
   virtual Status Propose(Session& session, std::string_view entry, ReplyShape shape) = 0;
+  // Checks a password against --requirepass, counting failures per address
+  // (the session's peer). REQUIRES: a password is configured.
+  virtual AuthCheck CheckPassword(const Session& session, std::string_view password) = 0;
   // A fresh unguessable room code (>= 96 bits from the OS CSPRNG).
   virtual std::string NewRoomCode() = 0;
   // INFO text for one section ("" or "default" = the usual ones, "all").
   virtual std::string Info(std::string_view section) = 0;
-  // CLIENT LIST lines, or the one line for CLIENT INFO.
-  virtual std::string ClientList(const Session* only) = 0;
+  // CLIENT LIST lines, or the one line for CLIENT INFO. `show_codes`: room=
+  // shows codes, else room ids (commands/access.h).
+  virtual std::string ClientList(const Session* only, bool show_codes) = 0;
   // MIRROR: writes the reply and starts pushing the room's changes.
   // REQUIRES: session.protocol == 3.
   virtual void Mirror(Session& session, std::string_view prefix, std::optional<uint64_t> from,

@@ -20,7 +20,7 @@ class FakeBackend final : public Backend {
   Fields SiteStats() override {
     return {{"version", std::string("t")}, {"keys", int64_t{2}}, {"r", 0.5}};
   }
-  std::vector<Fields> ListRooms() override {
+  std::vector<Fields> ListRooms(bool) override {
     std::vector<Fields> out;
     for (auto& [code, keys] : rooms) out.push_back(RoomStats(code));
     return out;
@@ -93,7 +93,7 @@ class ApiTest : public ::testing::Test {
     req.headers = std::move(headers);
     Response out;
     bool called = false;
-    api_.Handle(req, MatchRoute(req.path), [&](Response r) {
+    api_.Handle(req, MatchRoute(req.path), true, [&](Response r) {
       called = true;
       out = std::move(r);
     });

@@ -92,7 +92,11 @@ void HttpServer::OnAccept(uv_stream_t* listener, int status) {
   }
   self->stats_.connections_total++;
   self->conns_.emplace(conn->id(), conn);
-  if (self->closed_ || self->conns_.size() > self->options_.max_connections) {
+  const HttpOptions& o = self->options_;
+  if (!self->closed_ && self->conns_.size() > o.max_connections &&
+      self->conns_.size() <= o.max_connections + o.health_connections) {
+    conn->set_health_only();
+  } else if (self->closed_ || self->conns_.size() > o.max_connections) {
     self->stats_.connections_rejected++;
     Response r = JsonError(503, "BUSY", "too many HTTP connections");
     AppendResponse(r, false, false, &conn->conn().output());
@@ -152,6 +156,13 @@ void HttpServer::WriteOwnMetrics(MetricsWriter& w) {
             static_cast<double>(stats_.timeouts));
   w.Counter("distri_http_forbidden_total", "HTTP requests refused by the Host or Origin check",
             static_cast<double>(stats_.forbidden));
+  w.Counter("distri_http_unauthorized_total", "HTTP requests refused for a missing or wrong password",
+            static_cast<double>(stats_.unauthorized));
+  w.Gauge("distri_http_body_bytes_in_flight", "Bytes of request bodies being received",
+          static_cast<double>(body_bytes_in_flight_));
+  w.Counter("distri_http_body_budget_refusals_total",
+            "HTTP requests refused because too many request bodies were in flight",
+            static_cast<double>(stats_.body_budget_refusals));
   w.Counter("distri_http_websocket_sessions_total", "WebSocket sessions opened",
             static_cast<double>(stats_.ws_sessions_total));
   w.Counter("distri_http_websocket_messages_received_total", "WebSocket text messages received",

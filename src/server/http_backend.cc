@@ -4,8 +4,10 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 
+#include "commands/access.h"
 #include "http/metrics.h"
 #include "server/mirror.h"
 #include "server/server.h"
@@ -96,11 +98,40 @@ int64_t HttpBackend::NowMs() const { return server_->NowMs(); }
 
 http::Fields HttpBackend::SiteStats() { return Convert(server_->SiteStatsFields()); }
 
-std::vector<http::Fields> HttpBackend::ListRooms() {
+std::vector<http::Fields> HttpBackend::ListRooms(bool with_codes) {
   std::vector<http::Fields> out;
-  for (const auto& [code, room] : server_->state().rooms())
-    out.push_back(Convert(server_->RoomStatsFields(code)));
+  for (const auto& [code, room] : server_->state().rooms()) {
+    http::Fields fields = Convert(server_->RoomStatsFields(code));
+    std::string id = commands::RoomId(code);
+    for (http::Field& f : fields) {
+      if (f.name == "name" && !with_codes) {
+        f.value = std::string(commands::PublicRoomName(code, room->name(), id));
+      }
+    }
+    auto at_code = std::find_if(fields.begin(), fields.end(),
+                                [](const http::Field& f) { return f.name == "code"; });
+    if (with_codes) {
+      fields.insert(at_code == fields.end() ? fields.begin() : at_code + 1, http::Field{"id", id});
+    } else if (at_code != fields.end()) {
+      *at_code = http::Field{"id", std::move(id)};
+    }
+    out.push_back(std::move(fields));
+  }
   return out;
+}
+
+bool HttpBackend::auth_required() const { return !server_->settings().requirepass.empty(); }
+
+http::AuthResult HttpBackend::Authenticate(std::string_view peer, std::string_view password) {
+  switch (server_->auth_gate().Check(peer, password)) {
+    case commands::AuthCheck::kOk:
+      return http::AuthResult::kOk;
+    case commands::AuthCheck::kWrong:
+      return http::AuthResult::kWrong;
+    case commands::AuthCheck::kLimited:
+      return http::AuthResult::kLimited;
+  }
+  return http::AuthResult::kWrong;
 }
 
 bool HttpBackend::RoomExists(std::string_view code) { return server_->state().RoomJoinable(code); }

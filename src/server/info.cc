@@ -6,6 +6,7 @@
 #include <fstream>
 #include <string>
 
+#include "commands/access.h"
 #include "server/client.h"
 #include "server/server.h"
 
@@ -129,7 +130,7 @@ std::string Server::Info(std::string_view section) {
   return out;
 }
 
-std::string Server::ClientList(const commands::Session* only) {
+std::string Server::ClientList(const commands::Session* only, bool show_codes) {
   std::string out;
   const int64_t now = NowMs();
   for (const auto& [id, client] : clients_) {
@@ -138,7 +139,7 @@ std::string Server::ClientList(const commands::Session* only) {
     out += "id=" + std::to_string(id) + " addr=" + s.peer + " name=" + s.name +
            " age=" + std::to_string((now - s.created_ms) / 1000) +
            " idle=" + std::to_string((now - client->last_command_ms()) / 1000) +
-           " db=" + std::to_string(s.db) + " room=" + s.room +
+           " db=" + std::to_string(s.db) + " room=" + (show_codes ? s.room : commands::RoomId(s.room)) +
            " resp=" + std::to_string(s.protocol) +
            " qbuf=" + std::to_string(client->conn().input().readable()) +
            " omem=" + std::to_string(client->conn().pending_output()) +

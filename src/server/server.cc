@@ -4,6 +4,7 @@
 #include "server/server.h"
 
 #include <openssl/rand.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <time.h>
 
@@ -11,7 +12,7 @@
 
 #include "base/logging.h"
 #include "server/client.h"
-#include "http/http_server.h"
+#include "http/security.h"
 #include "server/http_backend.h"
 
 namespace distri::server {
@@ -28,7 +29,9 @@ Status UvError(const char* what, int rc) {
 
 }  // namespace
 
-Server::Server(ServerOptions options) : options_(std::move(options)) {}
+Server::Server(ServerOptions options) : options_(std::move(options)) {
+  options_.settings.loopback_only = http::IsLoopbackAddress(options_.settings.bind);
+}
 
 Server::~Server() {
   if (log_) log_->Close();
@@ -96,6 +99,8 @@ Status Server::Start() {
   SyncClock();
   loop_ready_ = true;
   router_ = std::make_unique<MessageRouter>(this, &loop_);
+  auth_gate_ = std::make_unique<AuthGate>(this, &loop_);
+  FitConnectionsToFdLimit();
   // Signals first: once the start line is out, SIGTERM must mean a clean stop.
   for (uv_signal_t* sig : {&sigint_, &sigterm_}) {
     uv_signal_init(&loop_, sig);
@@ -117,7 +122,7 @@ Status Server::Start() {
   if (rc != 0) return UvError(("cannot listen on " + s.bind + ":" + std::to_string(s.port)).c_str(), rc);
   // HTTP endpoint: dashboard, JSON API, WebSocket mirrors, /metrics (src/http/).
   http_backend_ = std::make_unique<HttpBackend>(this);
-  http::HttpOptions http_options;
+  http::HttpOptions http_options = options_.http;
   http_options.bind = s.bind;
   http_options.port = s.http_port;
   http_ = std::make_unique<http::HttpServer>(&loop_, http_backend_.get(), std::move(http_options));
@@ -152,10 +157,52 @@ void Server::Stop() {
   if (http_) http_->Close();
   uv_timer_stop(&expire_timer_);
   router_->Close();
+  auth_gate_->Close();
   // Let the writes already handed to the log finish, and their replies go out.
   log_->Close();
   ApplyCommitted();
   uv_stop(&loop_);
+}
+
+commands::AuthCheck Server::CheckPassword(const commands::Session& session,
+                                          std::string_view password) {
+  return auth_gate_->Check(session.peer, password);
+}
+
+// Each connection costs a file descriptor; besides them the server needs a
+// few for the listeners, log segments, snapshots and the data directory.
+void Server::FitConnectionsToFdLimit() {
+  constexpr uint64_t kReservedFds = 32;
+  commands::ServerSettings& s = options_.settings;
+  http::HttpOptions& h = options_.http;
+  const uint64_t http_fds = h.max_connections + h.health_connections;
+  const uint64_t clients = s.max_clients == 0 ? 100000 : s.max_clients;
+  const uint64_t wanted = clients + http_fds + kReservedFds;
+  rlimit lim;
+  if (getrlimit(RLIMIT_NOFILE, &lim) != 0) return;
+  if (lim.rlim_cur != RLIM_INFINITY && lim.rlim_cur < wanted) {
+    rlim_t old = lim.rlim_cur;
+    lim.rlim_cur = lim.rlim_max == RLIM_INFINITY ? wanted : std::min<rlim_t>(wanted, lim.rlim_max);
+    if (setrlimit(RLIMIT_NOFILE, &lim) != 0) lim.rlim_cur = old;
+    if (lim.rlim_cur != old) {
+      LOG(INFO) << "raised the open files limit from " << old << " to " << lim.rlim_cur;
+    }
+  }
+  if (lim.rlim_cur == RLIM_INFINITY || lim.rlim_cur >= wanted) return;
+  // Not enough: give HTTP at most a quarter, the RESP clients the rest.
+  const uint64_t budget = lim.rlim_cur > kReservedFds + 8 ? lim.rlim_cur - kReservedFds : 8;
+  if (http_fds > budget / 4) {
+    h.max_connections = std::max<uint64_t>(budget / 4, 2) - std::min<uint64_t>(h.health_connections, budget / 8);
+    h.health_connections = std::min<uint64_t>(h.health_connections, budget / 8);
+  }
+  const uint64_t fit = budget - (h.max_connections + h.health_connections);
+  if (s.max_clients == 0 || s.max_clients > fit) {
+    LOG(WARNING) << "open files limit is " << lim.rlim_cur << " (hard limit " << lim.rlim_max
+                 << "): --max-clients lowered from "
+                 << (s.max_clients == 0 ? std::string("unlimited") : std::to_string(s.max_clients))
+                 << " to " << fit << ", HTTP connections to " << h.max_connections;
+    s.max_clients = fit;
+  }
 }
 
 void Server::OnSignal(uv_signal_t* handle, int) { static_cast<Server*>(handle->data)->Stop(); }
@@ -185,10 +232,8 @@ void Server::OnConnection(uv_stream_t* listener, int status) {
   }
   self->stats_.connections_received++;
   client->session().peer = client->conn().PeerAddress();
-  uint64_t max = self->options_.settings.max_clients;
-  if (max != 0 && self->clients_.size() >= max) {
+  if (!self->auth_gate_->Admit(client, self->clients_.size())) {
     self->stats_.rejected_connections++;
-    client->conn().output() = "-ERR max number of clients reached\r\n";
     client->conn().CloseAfterFlush();
     return;
   }
@@ -197,6 +242,7 @@ void Server::OnConnection(uv_stream_t* listener, int status) {
 
 void Server::OnClientClosed(Client* client) {
   clients_.erase(client->session().id);
+  auth_gate_->OnClosed(client);
   if (client->mirrors > 0) mirrors_->Stop(client, std::nullopt);
   router_->RemoveClient(client);
   if (client->dirty) std::erase(dirty_, client);
