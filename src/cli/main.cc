@@ -40,6 +40,10 @@ constexpr char kServeUsage[] =
     "  --max-bulk BYTES     largest single argument accepted (default 512m)\n"
     "  --requirepass PASS   require AUTH with this password (RESP) and\n"
     "                       'Authorization: Bearer PASS' (HTTP, all but /healthz)\n"
+    "  --trust-loopback yes|no\n"
+    "                       without a password on a loopback address, every client is\n"
+    "                       an admin and sees room codes in listings (default yes);\n"
+    "                       say no when a proxy on this host forwards others' traffic\n"
     "  --auth-timeout SECONDS\n"
     "                       with a password: close a connection that has not\n"
     "                       authenticated this long after connecting (default 10)\n"
@@ -153,6 +157,9 @@ int Serve(const std::vector<std::string_view>& args) {
       }
     } else if (name == "requirepass") {
       s.requirepass = std::string(value);
+    } else if (name == "trust-loopback") {
+      if (value != "yes" && value != "no") return Fail("--trust-loopback must be 'yes' or 'no'");
+      s.trust_loopback = value == "yes";
     } else if (name == "auth-timeout") {
       if (!number(86400) || n == 0) return Fail("--auth-timeout must be 1 to 86400 seconds");
       s.auth_timeout_ms = static_cast<int64_t>(n) * 1000;

@@ -26,7 +26,7 @@ void Sha256(std::string_view prefix, std::string_view data, unsigned char out[kD
 
 bool IsAdmin(const ServerSettings& settings, const Session& session) {
   if (!settings.requirepass.empty()) return session.authenticated;
-  return settings.loopback_only;
+  return settings.open_admin;
 }
 
 std::string RoomId(std::string_view code) {

@@ -8,7 +8,8 @@
 //  * with --requirepass: any authenticated client (an unauthenticated one
 //    can run nothing that lists rooms);
 //  * without a password, bound to loopback: every client (only local users
-//    can connect);
+//    can connect), unless --trust-loopback no says a proxy on this host
+//    forwards other people's connections;
 //  * without a password, bound to another address: nobody.
 // The room id is the first 64 bits of SHA-256("distri-room-id\0" + code) in
 // hex, prefixed "r-": stable, short, and of no help in finding the code

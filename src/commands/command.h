@@ -73,7 +73,10 @@ struct ServerSettings {
   int http_port = 0;
   std::string data_dir;
   bool fsync = true;
-  bool loopback_only = false;   // set by the server: bound to a loopback address
+  // No password, bound to loopback and --trust-loopback yes: every client is
+  // an admin (commands/access.h). Set by the server.
+  bool open_admin = false;
+  bool trust_loopback = true;
   int64_t auth_timeout_ms = 10000;  // an unauthenticated connection closes after this
   uint32_t auth_fail_limit = 10;    // failed passwords per second per address (0 = no limit)
   uint64_t auth_reserved_clients = 16;  // of max_clients, slots unauthenticated ones can't hold

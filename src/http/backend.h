@@ -101,6 +101,9 @@ class Backend {
 
   // Whether requests must carry the server's password (--requirepass).
   virtual bool auth_required() const { return false; }
+  // Whether every client is an admin (no password, loopback; see
+  // commands/access.h). With a password, every authorized request is one.
+  virtual bool open_admin() const { return true; }
   // Checks a password from `peer` ("ip:port"), in constant time, counting
   // failures against the same per-address limit as the RESP port's AUTH.
   virtual AuthResult Authenticate(std::string_view peer, std::string_view password) {

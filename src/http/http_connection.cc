@@ -224,7 +224,7 @@ void HttpConnection::HandleRequest(Request& req) {
   uint64_t id = id_;
   // Who sees room codes (commands/access.h): with a password every request
   // here has given it; without one, only a server bound to loopback shows them.
-  const bool show_codes = server_->backend()->auth_required() || server_->loopback_only();
+  const bool show_codes = server_->backend()->auth_required() || server_->backend()->open_admin();
   const bool close_after = health_only_;
   server_->api().Handle(
       req, route, show_codes, [weak, id, seq, head_only, keep_alive, close_after, route_name, method,

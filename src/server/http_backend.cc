@@ -120,6 +120,8 @@ std::vector<http::Fields> HttpBackend::ListRooms(bool with_codes) {
   return out;
 }
 
+bool HttpBackend::open_admin() const { return server_->settings().open_admin; }
+
 bool HttpBackend::auth_required() const { return !server_->settings().requirepass.empty(); }
 
 http::AuthResult HttpBackend::Authenticate(std::string_view peer, std::string_view password) {

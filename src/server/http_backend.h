@@ -26,6 +26,7 @@ class HttpBackend final : public http::Backend {
   http::Fields SiteStats() override;
   std::vector<http::Fields> ListRooms(bool with_codes) override;
   bool auth_required() const override;
+  bool open_admin() const override;
   http::AuthResult Authenticate(std::string_view peer, std::string_view password) override;
   bool RoomExists(std::string_view code) override;
   http::Fields RoomStats(std::string_view code) override;

@@ -30,7 +30,8 @@ Status UvError(const char* what, int rc) {
 }  // namespace
 
 Server::Server(ServerOptions options) : options_(std::move(options)) {
-  options_.settings.loopback_only = http::IsLoopbackAddress(options_.settings.bind);
+  commands::ServerSettings& s = options_.settings;
+  s.open_admin = s.requirepass.empty() && s.trust_loopback && http::IsLoopbackAddress(s.bind);
 }
 
 Server::~Server() {
