@@ -203,3 +203,29 @@ TEST(Security, HostAndOrigin) {
 
 }  // namespace
 }  // namespace distri::http
+
+namespace distri::http {
+namespace {
+
+TEST(Security, RequestPassword) {
+  Request req;
+  EXPECT_FALSE(RequestPassword(req));
+  req.headers = {{"authorization", "Bearer s3cret pass"}};
+  EXPECT_EQ(RequestPassword(req), "s3cret pass");
+  req.headers = {{"authorization", "bearer x"}};
+  EXPECT_EQ(RequestPassword(req), "x");
+  req.headers = {{"authorization", "Basic eDp5"}};  // not ours: no password given
+  EXPECT_FALSE(RequestPassword(req));
+  // WebSocket: base64url without padding, among other offered protocols.
+  req.headers = {{"sec-websocket-protocol", "distri, distri.auth.cMOkc3M_d29yZA"}};
+  EXPECT_EQ(RequestPassword(req), "p\xc3\xa4ss?word");
+  EXPECT_TRUE(OffersWsProtocol(req, kWsProtocol));
+  req.headers = {{"sec-websocket-protocol", "chat"}};
+  EXPECT_FALSE(RequestPassword(req));
+  EXPECT_FALSE(OffersWsProtocol(req, kWsProtocol));
+  req.headers = {{"sec-websocket-protocol", "distri.auth.!!"}};  // malformed: none
+  EXPECT_FALSE(RequestPassword(req));
+}
+
+}  // namespace
+}  // namespace distri::http
