@@ -44,6 +44,11 @@ class HttpConnection final : public net::Connection::Handler {
   size_t unsent_bytes() const { return conn_.pending_output(); }
   // An overflow connection (beyond max_connections): health checks only.
   void set_health_only() { health_only_ = true; }
+  // When it went idle (a keep-alive connection between requests), or -1 if
+  // it is not idle (mid-request, a WebSocket, closing).
+  int64_t idle_since_ms() const {
+    return busy_ || ws_ || request_started_ms_ != 0 || conn_.closing() ? -1 : idle_since_ms_;
+  }
 
   // Sends one WebSocket frame (written at the end of this loop iteration).
   void SendWs(WsOpcode opcode, std::string_view payload);

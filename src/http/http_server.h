@@ -67,6 +67,7 @@ struct HttpStats {
   uint64_t connections_total = 0;
   uint64_t connections_rejected = 0;
   uint64_t timeouts = 0;
+  uint64_t idle_evictions = 0;  // idle keep-alive connections closed to make room
   uint64_t forbidden = 0;  // Host or Origin refused
   uint64_t unauthorized = 0;  // 401 and 429: no or a wrong password
   uint64_t body_budget_refusals = 0;  // 503: too many request bodies in flight
@@ -119,6 +120,9 @@ class HttpServer {
   static void OnAccept(uv_stream_t* listener, int status);
   static void OnCheck(uv_check_t* handle);
   static void OnSweep(uv_timer_t* handle);
+  // Closes the connection idle the longest, other than `keep`, to make room;
+  // false if none is idle.
+  bool EvictIdle(const HttpConnection* keep);
   void WriteOwnMetrics(MetricsWriter& w);
 
   uv_loop_t* loop_;
