@@ -296,6 +296,18 @@ void HttpBackend::WriteMetrics(http::MetricsWriter& w) {
   w.Sample("distri_errors_total", d(s.log_failures), {{"kind", "log_write"}});
   w.Counter("distri_slow_consumer_disconnects_total",
             "Clients cut off for not reading their output", d(s.slow_consumer_disconnects));
+  const AuthGate& gate = server_->auth_gate();
+  w.Gauge("distri_unauthenticated_clients", "RESP connections that have not authenticated yet",
+          d(gate.unauthenticated()));
+  w.Counter("distri_auth_failures_total", "Wrong passwords (RESP AUTH and HTTP)",
+            d(gate.auth_failures()));
+  w.Counter("distri_auth_refused_total",
+            "Password attempts refused unchecked: too many failures from the address",
+            d(gate.auth_refused()));
+  w.Counter("distri_auth_timeouts_total", "RESP connections closed for not authenticating in time",
+            d(gate.timeouts()));
+  w.Counter("distri_auth_evictions_total",
+            "Unauthenticated RESP connections closed to make room for new ones", d(gate.evictions()));
   w.Family("distri_command_calls_total", "counter", "RESP commands run, by command");
   const auto& specs = commands::CommandTable::Get().all();
   const auto& calls = server_->command_calls();
