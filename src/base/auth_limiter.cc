@@ -39,7 +39,9 @@ bool AuthLimiter::Allowed(std::string_view peer, int64_t now_ms) const {
 }
 
 void AuthLimiter::Sweep(int64_t now_ms) {
-  std::erase_if(table_, [now_ms](const auto& kv) { return now_ms - kv.second.start_ms >= kWindowMs; });
+  std::erase_if(table_, [now_ms](const auto& kv) {
+    return now_ms - kv.second.start_ms >= kWindowMs;
+  });
 }
 
 void AuthLimiter::RecordFailure(std::string_view peer, int64_t now_ms) {

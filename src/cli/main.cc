@@ -170,14 +170,21 @@ int Serve(const std::vector<std::string_view>& args) {
       if (!number(UINT32_MAX)) return Fail("--auth-reserved-clients must be a number");
       s.auth_reserved_clients = n;
     } else if (name == "http-max-connections") {
-      if (!number(UINT32_MAX) || n == 0) return Fail("--http-max-connections must be a positive number");
+      if (!number(UINT32_MAX) || n == 0) {
+        return Fail("--http-max-connections must be a positive number");
+      }
       options.http.max_connections = n;
     } else if (name == "http-idle-timeout" || name == "http-request-timeout") {
-      if (!number(86400) || n == 0) return Fail("--" + std::string(name) + " must be 1 to 86400 seconds");
-      (name == "http-idle-timeout" ? options.http.idle_timeout_ms
-                                   : options.http.request_timeout_ms) = static_cast<int64_t>(n) * 1000;
+      if (!number(86400) || n == 0) {
+        return Fail("--" + std::string(name) + " must be 1 to 86400 seconds");
+      }
+      int64_t& ms = name == "http-idle-timeout" ? options.http.idle_timeout_ms
+                                                : options.http.request_timeout_ms;
+      ms = static_cast<int64_t>(n) * 1000;
     } else if (name == "http-body-memory") {
-      if (!ParseBytes(value, &n) || n == 0) return Fail("--http-body-memory must be a positive byte count");
+      if (!ParseBytes(value, &n) || n == 0) {
+        return Fail("--http-body-memory must be a positive byte count");
+      }
       options.http.max_body_bytes_in_flight = n;
     } else if (name == "snapshot-bytes") {
       if (!ParseBytes(value, &options.snapshot_bytes) || options.snapshot_bytes == 0) {

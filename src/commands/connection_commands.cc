@@ -149,7 +149,8 @@ void Client(Call& call) {
     if (base::EqualsIgnoreCase(call.args[2], "lib-name")) call.session.lib_name = std::string(call.args[3]);
     call.reply.Ok();
   } else if (sub == "list") {
-    call.reply.Verbatim("txt", call.ctx.ClientList(nullptr, IsAdmin(call.ctx.settings(), call.session)));
+    bool show_codes = IsAdmin(call.ctx.settings(), call.session);  // else room ids
+    call.reply.Verbatim("txt", call.ctx.ClientList(nullptr, show_codes));
   } else if (sub == "info" && n == 2) {
     call.reply.Verbatim("txt", call.ctx.ClientList(&call.session, true));
   } else if (sub == "help") {

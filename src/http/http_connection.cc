@@ -133,17 +133,19 @@ bool HttpConnection::Authorize(const Request& req, const Route& route, uint64_t 
   if (password) result = server_->backend()->Authenticate(conn_.PeerAddress(), *password);
   if (result == AuthResult::kOk) return true;
   server_->stats().unauthorized++;
-  server_->stats().requests[{std::string(route.name), req.method, result == AuthResult::kLimited ? 429 : 401}]++;
+  const int status = result == AuthResult::kLimited ? 429 : 401;
+  server_->stats().requests[{std::string(route.name), req.method, status}]++;
   if (result == AuthResult::kLimited) {
-    Response r = JsonError(429, "TOOMANY",
-                           "too many failed password attempts from this address; retry in a second");
+    Response r = JsonError(
+        429, "TOOMANY", "too many failed password attempts from this address; retry in a second");
     r.headers.emplace_back("Retry-After", "1");
     Finish(seq, std::move(r), head_only, /*keep_alive=*/false);
     return false;
   }
-  Response r = password ? JsonError(401, "WRONGPASS", "wrong password")
-                        : JsonError(401, "NOAUTH",
-                                    "authentication required: send Authorization: Bearer <password>");
+  Response r =
+      password ? JsonError(401, "WRONGPASS", "wrong password")
+               : JsonError(401, "NOAUTH",
+                           "authentication required: send Authorization: Bearer <password>");
   r.headers.emplace_back("WWW-Authenticate", "Bearer realm=\"distri\"");
   Finish(seq, std::move(r), head_only, keep_alive && !req.upgrade);
   return false;
@@ -227,8 +229,9 @@ void HttpConnection::HandleRequest(Request& req) {
   const bool show_codes = server_->backend()->auth_required() || server_->backend()->open_admin();
   const bool close_after = health_only_;
   server_->api().Handle(
-      req, route, show_codes, [weak, id, seq, head_only, keep_alive, close_after, route_name, method,
-                           started](Response r) {
+      req, route, show_codes,
+      [weak, id, seq, head_only, keep_alive, close_after, route_name, method,
+       started](Response r) {
         auto server = weak.lock();
         if (!server) return;
         HttpStats& stats = (*server)->stats();

@@ -113,7 +113,8 @@ bool HttpServer::EvictIdle(const HttpConnection* keep) {
     int64_t since = conn->idle_since_ms();
     if (since < 0 || conn == keep) continue;
     // Oldest idle first; among equal times, the oldest connection (lowest id).
-    if (oldest == nullptr || std::pair(since, id) < std::pair(oldest->idle_since_ms(), oldest->id())) {
+    if (oldest == nullptr ||
+        std::pair(since, id) < std::pair(oldest->idle_since_ms(), oldest->id())) {
       oldest = conn;
     }
   }
@@ -180,7 +181,8 @@ void HttpServer::WriteOwnMetrics(MetricsWriter& w) {
             static_cast<double>(stats_.idle_evictions));
   w.Counter("distri_http_forbidden_total", "HTTP requests refused by the Host or Origin check",
             static_cast<double>(stats_.forbidden));
-  w.Counter("distri_http_unauthorized_total", "HTTP requests refused for a missing or wrong password",
+  w.Counter("distri_http_unauthorized_total",
+            "HTTP requests refused for a missing or wrong password",
             static_cast<double>(stats_.unauthorized));
   w.Gauge("distri_http_body_bytes_in_flight", "Bytes of request bodies being received",
           static_cast<double>(body_bytes_in_flight_));

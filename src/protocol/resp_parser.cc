@@ -184,8 +184,9 @@ ParseResult RequestParser::ParseMultibulk(std::string_view in, size_t* consumed,
   int64_t count = 0;
   if (!ParseInt64(line, &count) || count < 0 ||
       static_cast<uint64_t>(count) > limits_.max_multibulk_len) {
-    return Fail(limits_.unauthenticated && count > 0 ? "Protocol error: unauthenticated multibulk length"
-                                                     : "Protocol error: invalid multibulk length");
+    return Fail(limits_.unauthenticated && count > 0
+                    ? "Protocol error: unauthenticated multibulk length"
+                    : "Protocol error: invalid multibulk length");
   }
   const size_t n = static_cast<size_t>(count);
   if (args->capacity() < std::min(n, kMaxArgReserve)) args->reserve(std::min(n, kMaxArgReserve));

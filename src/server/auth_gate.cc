@@ -36,7 +36,8 @@ bool AuthGate::Admit(Client* client, size_t clients) {
     }
     return true;
   }
-  const uint64_t unauth_cap = max == 0 ? UINT64_MAX : max - std::min(s.auth_reserved_clients, max - 1);
+  const uint64_t unauth_cap =
+      max == 0 ? UINT64_MAX : max - std::min(s.auth_reserved_clients, max - 1);
   bool full = max != 0 && clients >= max;
   if ((full || unauthenticated_ >= unauth_cap) && EvictOldest()) full = false;
   if (full) {

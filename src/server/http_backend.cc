@@ -307,7 +307,8 @@ void HttpBackend::WriteMetrics(http::MetricsWriter& w) {
   w.Counter("distri_auth_timeouts_total", "RESP connections closed for not authenticating in time",
             d(gate.timeouts()));
   w.Counter("distri_auth_evictions_total",
-            "Unauthenticated RESP connections closed to make room for new ones", d(gate.evictions()));
+            "Unauthenticated RESP connections closed to make room for new ones",
+            d(gate.evictions()));
   w.Family("distri_command_calls_total", "counter", "RESP commands run, by command");
   const auto& specs = commands::CommandTable::Get().all();
   const auto& calls = server_->command_calls();

@@ -139,7 +139,8 @@ std::string Server::ClientList(const commands::Session* only, bool show_codes) {
     out += "id=" + std::to_string(id) + " addr=" + s.peer + " name=" + s.name +
            " age=" + std::to_string((now - s.created_ms) / 1000) +
            " idle=" + std::to_string((now - client->last_command_ms()) / 1000) +
-           " db=" + std::to_string(s.db) + " room=" + (show_codes ? s.room : commands::RoomId(s.room)) +
+           " db=" + std::to_string(s.db) +
+           " room=" + (show_codes ? s.room : commands::RoomId(s.room)) +
            " resp=" + std::to_string(s.protocol) +
            " qbuf=" + std::to_string(client->conn().input().readable()) +
            " omem=" + std::to_string(client->conn().pending_output()) +

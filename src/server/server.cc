@@ -177,8 +177,7 @@ void Server::FitConnectionsToFdLimit() {
   commands::ServerSettings& s = options_.settings;
   http::HttpOptions& h = options_.http;
   const uint64_t http_fds = h.max_connections + h.health_connections;
-  const uint64_t clients = s.max_clients == 0 ? 100000 : s.max_clients;
-  const uint64_t wanted = clients + http_fds + kReservedFds;
+  const uint64_t wanted = (s.max_clients == 0 ? 100000 : s.max_clients) + http_fds + kReservedFds;
   rlimit lim;
   if (getrlimit(RLIMIT_NOFILE, &lim) != 0) return;
   if (lim.rlim_cur != RLIM_INFINITY && lim.rlim_cur < wanted) {
@@ -193,17 +192,16 @@ void Server::FitConnectionsToFdLimit() {
   // Not enough: give HTTP at most a quarter, the RESP clients the rest.
   const uint64_t budget = lim.rlim_cur > kReservedFds + 8 ? lim.rlim_cur - kReservedFds : 8;
   if (http_fds > budget / 4) {
-    h.max_connections = std::max<uint64_t>(budget / 4, 2) - std::min<uint64_t>(h.health_connections, budget / 8);
     h.health_connections = std::min<uint64_t>(h.health_connections, budget / 8);
+    h.max_connections = std::max<uint64_t>(budget / 4, 2) - h.health_connections;
   }
   const uint64_t fit = budget - (h.max_connections + h.health_connections);
-  if (s.max_clients == 0 || s.max_clients > fit) {
-    LOG(WARNING) << "open files limit is " << lim.rlim_cur << " (hard limit " << lim.rlim_max
-                 << "): --max-clients lowered from "
-                 << (s.max_clients == 0 ? std::string("unlimited") : std::to_string(s.max_clients))
-                 << " to " << fit << ", HTTP connections to " << h.max_connections;
-    s.max_clients = fit;
-  }
+  const uint64_t clients = s.max_clients == 0 || s.max_clients > fit ? fit : s.max_clients;
+  LOG(WARNING) << "open files limit is " << lim.rlim_cur << " (hard limit " << lim.rlim_max
+               << "): --max-clients lowered from "
+               << (s.max_clients == 0 ? std::string("unlimited") : std::to_string(s.max_clients))
+               << " to " << clients << ", HTTP connections to " << h.max_connections;
+  s.max_clients = clients;
 }
 
 void Server::OnSignal(uv_signal_t* handle, int) { static_cast<Server*>(handle->data)->Stop(); }
