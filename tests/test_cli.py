@@ -15,7 +15,9 @@ from conftest import free_port, port_accepts, wait_until
 pytestmark = pytest.mark.distri
 
 SERVE_FLAGS = ["--port", "--http-port", "--bind", "--data", "--fsync", "--max-memory",
-               "--max-clients", "--max-bulk", "--requirepass"]
+               "--max-clients", "--max-bulk", "--requirepass", "--trust-loopback", "--auth-timeout",
+               "--auth-fail-limit", "--auth-reserved-clients", "--http-max-connections",
+               "--http-idle-timeout", "--http-request-timeout", "--http-body-memory"]
 
 
 def run(distri_path, *args, timeout=20):
@@ -49,7 +51,11 @@ def test_unknown_flag_exits_2_with_message(distri_path, argv):
     ["serve", "--max-clients", "-3"],
     ["serve", "--max-memory", "lots"],
     ["serve", "--port"],
-], ids=["port-nan", "port-range", "fsync", "clients", "memory", "missing-value"])
+    ["serve", "--auth-timeout", "0"],
+    ["serve", "--trust-loopback", "maybe"],
+    ["serve", "--http-body-memory", "0"],
+], ids=["port-nan", "port-range", "fsync", "clients", "memory", "missing-value", "auth-timeout",
+        "trust-loopback", "http-body-memory"])
 def test_bad_flag_values_are_refused(distri_path, tmp_path, argv):
     p = run(distri_path, *argv, "--data", str(tmp_path / "d"))
     assert p.returncode > 0, f"{argv}: exit {p.returncode} (negative = killed by a signal)"

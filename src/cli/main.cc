@@ -38,7 +38,30 @@ constexpr char kServeUsage[] =
     "                       suffixes k, m, g accepted, e.g. 512m)\n"
     "  --max-clients N      refuse connections beyond N (default 10000; 0 = no limit)\n"
     "  --max-bulk BYTES     largest single argument accepted (default 512m)\n"
-    "  --requirepass PASS   require AUTH with this password\n"
+    "  --requirepass PASS   require AUTH with this password (RESP) and\n"
+    "                       'Authorization: Bearer PASS' (HTTP, all but /healthz)\n"
+    "  --trust-loopback yes|no\n"
+    "                       without a password on a loopback address, every client is\n"
+    "                       an admin and sees room codes in listings (default yes);\n"
+    "                       say no when a proxy on this host forwards others' traffic\n"
+    "  --auth-timeout SECONDS\n"
+    "                       with a password: close a connection that has not\n"
+    "                       authenticated this long after connecting (default 10)\n"
+    "  --auth-fail-limit N  wrong passwords per second from one address before further\n"
+    "                       attempts are refused (default 10; 0 = no limit)\n"
+    "  --auth-reserved-clients N\n"
+    "                       of --max-clients, slots that unauthenticated connections\n"
+    "                       may not take (default 16)\n"
+    "  --http-max-connections N\n"
+    "                       HTTP connections (default 1024; 16 more are kept for\n"
+    "                       /healthz and /readyz only)\n"
+    "  --http-idle-timeout SECONDS\n"
+    "                       close idle keep-alive HTTP connections (default 60)\n"
+    "  --http-request-timeout SECONDS\n"
+    "                       a whole HTTP request must arrive within this (default 30)\n"
+    "  --http-body-memory BYTES\n"
+    "                       request bodies being received, all connections together\n"
+    "                       (default 128m; beyond it requests get 503)\n"
     "  --snapshot-bytes N   snapshot the state after this much log (default 64m)\n"
     "  --mirror-history-entries N\n"
     "                       changes kept for mirrors resuming FROM a revision (default 100000)\n"
@@ -134,6 +157,35 @@ int Serve(const std::vector<std::string_view>& args) {
       }
     } else if (name == "requirepass") {
       s.requirepass = std::string(value);
+    } else if (name == "trust-loopback") {
+      if (value != "yes" && value != "no") return Fail("--trust-loopback must be 'yes' or 'no'");
+      s.trust_loopback = value == "yes";
+    } else if (name == "auth-timeout") {
+      if (!number(86400) || n == 0) return Fail("--auth-timeout must be 1 to 86400 seconds");
+      s.auth_timeout_ms = static_cast<int64_t>(n) * 1000;
+    } else if (name == "auth-fail-limit") {
+      if (!number(UINT32_MAX)) return Fail("--auth-fail-limit must be a number");
+      s.auth_fail_limit = static_cast<uint32_t>(n);
+    } else if (name == "auth-reserved-clients") {
+      if (!number(UINT32_MAX)) return Fail("--auth-reserved-clients must be a number");
+      s.auth_reserved_clients = n;
+    } else if (name == "http-max-connections") {
+      if (!number(UINT32_MAX) || n == 0) {
+        return Fail("--http-max-connections must be a positive number");
+      }
+      options.http.max_connections = n;
+    } else if (name == "http-idle-timeout" || name == "http-request-timeout") {
+      if (!number(86400) || n == 0) {
+        return Fail("--" + std::string(name) + " must be 1 to 86400 seconds");
+      }
+      int64_t& ms = name == "http-idle-timeout" ? options.http.idle_timeout_ms
+                                                : options.http.request_timeout_ms;
+      ms = static_cast<int64_t>(n) * 1000;
+    } else if (name == "http-body-memory") {
+      if (!ParseBytes(value, &n) || n == 0) {
+        return Fail("--http-body-memory must be a positive byte count");
+      }
+      options.http.max_body_bytes_in_flight = n;
     } else if (name == "snapshot-bytes") {
       if (!ParseBytes(value, &options.snapshot_bytes) || options.snapshot_bytes == 0) {
         return Fail("--snapshot-bytes must be a positive byte count");

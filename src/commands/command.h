@@ -76,6 +76,20 @@ struct ServerSettings {
   int http_port = 0;
   std::string data_dir;
   bool fsync = true;
+  // No password, bound to loopback and --trust-loopback yes: every client is
+  // an admin (commands/access.h). Set by the server.
+  bool open_admin = false;
+  bool trust_loopback = true;
+  int64_t auth_timeout_ms = 10000;  // an unauthenticated connection closes after this
+  uint32_t auth_fail_limit = 10;    // failed passwords per second per address (0 = no limit)
+  uint64_t auth_reserved_clients = 16;  // of max_clients, slots unauthenticated ones can't hold
+};
+
+// What a password check found.
+enum class AuthCheck : uint8_t {
+  kOk,
+  kWrong,
+  kLimited,  // too many failures from this address: not checked at all
 };
 
 // Which clients CLIENT LIST shows (its TYPE and ID filters).
@@ -103,6 +117,9 @@ class Context {
   // connection when the entry applies, shaped by `shape`. An error means the
   // entry was not accepted (e.g. too large) and no reply will follow.
   virtual Status Propose(Session& session, std::string_view entry, ReplyShape shape) = 0;
+  // Checks a password against --requirepass, counting failures per address
+  // (the session's peer). REQUIRES: a password is configured.
+  virtual AuthCheck CheckPassword(const Session& session, std::string_view password) = 0;
   // A fresh unguessable room code (>= 96 bits from the OS CSPRNG).
   virtual std::string NewRoomCode() = 0;
   // INFO text for the named sections, case-insensitive (none = "default";

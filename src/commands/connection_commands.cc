@@ -1,12 +1,11 @@
 // Connection and server family: PING, ECHO, HELLO, AUTH, CLIENT, SELECT,
 // QUIT, COMMAND, INFO, CONFIG. None of these touch the log.
 
-#include <openssl/crypto.h>
-
 #include <ctime>
 #include <string>
 
 #include "base/strings.h"
+#include "commands/access.h"
 #include "commands/command.h"
 #include "distri/version.h"
 
@@ -31,12 +30,6 @@ void Ping(Call& call) {
 
 void Echo(Call& call) { call.reply.Bulk(call.args[1]); }
 
-// Compares in constant time so a password cannot be guessed byte by byte.
-bool PasswordMatches(Call& call, std::string_view given) {
-  const std::string& want = call.ctx.settings().requirepass;
-  return given.size() == want.size() && CRYPTO_memcmp(given.data(), want.data(), want.size()) == 0;
-}
-
 // AUTH [username] password. Only the "default" user exists; without
 // --requirepass it accepts any password when named (as Redis's "nopass"
 // default user does), and the one-argument form is an error as in Redis.
@@ -48,7 +41,16 @@ bool CheckAuth(Call& call, std::string_view user, std::string_view password, boo
         "Are you sure your configuration is correct?");
     return false;
   }
-  if (user != "default" || !PasswordMatches(call, password)) {
+  // The server compares in constant time and counts failures per address;
+  // an address over its limit is refused unchecked, and the connection
+  // closes so a guesser must reconnect (and wait) to go on.
+  AuthCheck check = call.ctx.CheckPassword(call.session, user == "default" ? password : "");
+  if (check == AuthCheck::kLimited) {
+    call.reply.Error("NOAUTH too many failed AUTH attempts from this address; retry in a second");
+    call.session.close_after_reply = true;
+    return false;
+  }
+  if (user != "default" || check != AuthCheck::kOk) {
     call.reply.Error("WRONGPASS invalid username-password pair or user is disabled.");
     return false;
   }

@@ -7,6 +7,7 @@
 
 #include <string>
 
+#include "commands/access.h"
 #include "commands/command.h"
 
 namespace distri::commands {
@@ -60,10 +61,31 @@ void RoomInfo(Call& call) {
   WriteRoomMap(call, code, call.ctx.state().FindRoom(code));
 }
 
+// ROOM.LIST: every room; admins see codes, others ids (commands/access.h).
 void RoomList(Call& call) {
   const auto& rooms = call.ctx.state().rooms();
+  const bool admin = IsAdmin(call.ctx.settings(), call.session);
   call.reply.Array(rooms.size());
-  for (const auto& [code, room] : rooms) WriteRoomMap(call, code, room.get());
+  for (const auto& [code, room] : rooms) {
+    if (admin) {
+      WriteRoomMap(call, code, room.get());
+      continue;
+    }
+    std::string id = RoomId(code);
+    call.reply.Map(6);
+    call.reply.Bulk("id");
+    call.reply.Bulk(id);
+    call.reply.Bulk("name");
+    call.reply.Bulk(PublicRoomName(code, room->name(), id));
+    call.reply.Bulk("keys");
+    call.reply.Integer(static_cast<int64_t>(room->key_count()));
+    call.reply.Bulk("memory_bytes");
+    call.reply.Integer(static_cast<int64_t>(room->memory_bytes()));
+    call.reply.Bulk("created_at_ms");
+    call.reply.Integer(room->created_at_ms());
+    call.reply.Bulk("revision");
+    call.reply.Integer(static_cast<int64_t>(room->last_write_revision()));
+  }
 }
 
 void RoomDrop(Call& call) {

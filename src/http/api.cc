@@ -136,7 +136,7 @@ Route MatchRoute(std::string_view path) {
   return r;
 }
 
-void Api::Handle(const Request& req, const Route& route, Respond respond) {
+void Api::Handle(const Request& req, const Route& route, bool show_codes, Respond respond) {
   switch (route.kind) {
     case Route::Kind::kNotFound:
       respond(JsonError(404, "NOTFOUND", "no route for " + req.method + " " + req.path));
@@ -188,7 +188,7 @@ void Api::Handle(const Request& req, const Route& route, Respond respond) {
       Stats(respond);
       return;
     case Route::Kind::kRooms:
-      Rooms(req, respond);
+      Rooms(req, show_codes, respond);
       return;
     case Route::Kind::kRoom:
       Room(req, route, respond);
@@ -212,12 +212,12 @@ void Api::Stats(Respond& respond) {
   respond(JsonOk(std::move(body)));
 }
 
-void Api::Rooms(const Request& req, Respond& respond) {
+void Api::Rooms(const Request& req, bool show_codes, Respond& respond) {
   if (IsGet(req)) {
     std::string body;
     JsonWriter w(&body);
     w.BeginObject().Key("rooms").BeginArray();
-    for (const Fields& room : backend_->ListRooms()) WriteFields(w, room);
+    for (const Fields& room : backend_->ListRooms(show_codes)) WriteFields(w, room);
     w.EndArray().EndObject();
     respond(JsonOk(std::move(body)));
     return;

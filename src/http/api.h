@@ -61,11 +61,12 @@ class Api {
       : backend_(backend), own_metrics_(std::move(own_metrics)) {}
 
   // REQUIRES: route == MatchRoute(req.path), route.kind != kRoomWs.
-  void Handle(const Request& req, const Route& route, Respond respond);
+  // `show_codes`: the caller is an admin; room listings show codes, else ids.
+  void Handle(const Request& req, const Route& route, bool show_codes, Respond respond);
 
  private:
   void Stats(Respond& respond);
-  void Rooms(const Request& req, Respond& respond);
+  void Rooms(const Request& req, bool show_codes, Respond& respond);
   void Room(const Request& req, const Route& route, Respond& respond);
   void Keys(const Request& req, const Route& route, Respond& respond);
   void Key(const Request& req, const Route& route, Respond& respond);

@@ -20,7 +20,7 @@ class FakeBackend final : public Backend {
   Fields SiteStats() override {
     return {{"version", std::string("t")}, {"keys", int64_t{2}}, {"r", 0.5}};
   }
-  std::vector<Fields> ListRooms() override {
+  std::vector<Fields> ListRooms(bool) override {
     std::vector<Fields> out;
     for (auto& [code, keys] : rooms) out.push_back(RoomStats(code));
     return out;
@@ -93,7 +93,7 @@ class ApiTest : public ::testing::Test {
     req.headers = std::move(headers);
     Response out;
     bool called = false;
-    api_.Handle(req, MatchRoute(req.path), [&](Response r) {
+    api_.Handle(req, MatchRoute(req.path), true, [&](Response r) {
       called = true;
       out = std::move(r);
     });
@@ -208,6 +208,32 @@ TEST(Security, HostAndOrigin) {
   EXPECT_TRUE(HostAllowed(r, true));
   EXPECT_FALSE(IsLoopbackAddress("127.0.0.1.evil.example"));
   EXPECT_TRUE(IsLoopbackAddress("127.1.2.3"));
+}
+
+}  // namespace
+}  // namespace distri::http
+
+namespace distri::http {
+namespace {
+
+TEST(Security, RequestPassword) {
+  Request req;
+  EXPECT_FALSE(RequestPassword(req));
+  req.headers = {{"authorization", "Bearer s3cret pass"}};
+  EXPECT_EQ(RequestPassword(req), "s3cret pass");
+  req.headers = {{"authorization", "bearer x"}};
+  EXPECT_EQ(RequestPassword(req), "x");
+  req.headers = {{"authorization", "Basic eDp5"}};  // not ours: no password given
+  EXPECT_FALSE(RequestPassword(req));
+  // WebSocket: base64url without padding, among other offered protocols.
+  req.headers = {{"sec-websocket-protocol", "distri, distri.auth.cMOkc3M_d29yZA"}};
+  EXPECT_EQ(RequestPassword(req), "p\xc3\xa4ss?word");
+  EXPECT_TRUE(OffersWsProtocol(req, kWsProtocol));
+  req.headers = {{"sec-websocket-protocol", "chat"}};
+  EXPECT_FALSE(RequestPassword(req));
+  EXPECT_FALSE(OffersWsProtocol(req, kWsProtocol));
+  req.headers = {{"sec-websocket-protocol", "distri.auth.!!"}};  // malformed: none
+  EXPECT_FALSE(RequestPassword(req));
 }
 
 }  // namespace

@@ -88,14 +88,35 @@ struct MirrorBegin {
   bool resume = false;    // true: changes after FROM follow; false: reset + snapshot
 };
 
+// A password check (see Backend::Authenticate).
+enum class AuthResult : uint8_t {
+  kOk,
+  kWrong,
+  kLimited,  // too many failures from this address lately: not checked
+};
+
 class Backend {
  public:
   virtual ~Backend() = default;
 
+  // Whether requests must carry the server's password (--requirepass).
+  virtual bool auth_required() const { return false; }
+  // Whether every client is an admin (no password, loopback; see
+  // commands/access.h). With a password, every authorized request is one.
+  virtual bool open_admin() const { return true; }
+  // Checks a password from `peer` ("ip:port"), in constant time, counting
+  // failures against the same per-address limit as the RESP port's AUTH.
+  virtual AuthResult Authenticate(std::string_view peer, std::string_view password) {
+    (void)peer;
+    (void)password;
+    return AuthResult::kWrong;
+  }
+
   virtual int64_t NowMs() const = 0;
   virtual Fields SiteStats() = 0;
-  // Every room that holds or held data, as room stats.
-  virtual std::vector<Fields> ListRooms() = 0;
+  // Every room that holds or held data, as room stats. `with_codes`: for an
+  // admin; otherwise each room shows its id, never its code (commands/access.h).
+  virtual std::vector<Fields> ListRooms(bool with_codes) = 0;
   // Whether the room exists or may be used (builtin rooms always may).
   virtual bool RoomExists(std::string_view code) = 0;
   virtual Fields RoomStats(std::string_view code) = 0;

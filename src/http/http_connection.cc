@@ -93,6 +93,7 @@ void HttpConnection::OnPeerClosed(bool eof) {
 }
 
 void HttpConnection::OnClosed() {
+  ChargeBody(0);
   server_->OnConnectionClosed(this);
   delete this;
 }
@@ -116,6 +117,40 @@ void HttpConnection::FailRequest(int status, std::string_view code, std::string_
   conn_.CloseAfterFlush();
 }
 
+void HttpConnection::ChargeBody(size_t bytes) {
+  server_->ChargeBodyBytes(body_charged_, bytes);
+  body_charged_ = bytes;
+}
+
+bool HttpConnection::Authorize(const Request& req, const Route& route, uint64_t seq,
+                               bool head_only, bool keep_alive) {
+  if (!server_->backend()->auth_required() || route.kind == Route::Kind::kHealthz ||
+      route.kind == Route::Kind::kAsset) {
+    return true;
+  }
+  std::optional<std::string> password = RequestPassword(req);
+  AuthResult result = AuthResult::kWrong;
+  if (password) result = server_->backend()->Authenticate(conn_.PeerAddress(), *password);
+  if (result == AuthResult::kOk) return true;
+  server_->stats().unauthorized++;
+  const int status = result == AuthResult::kLimited ? 429 : 401;
+  server_->stats().requests[{std::string(route.name), req.method, status}]++;
+  if (result == AuthResult::kLimited) {
+    Response r = JsonError(
+        429, "TOOMANY", "too many failed password attempts from this address; retry in a second");
+    r.headers.emplace_back("Retry-After", "1");
+    Finish(seq, std::move(r), head_only, /*keep_alive=*/false);
+    return false;
+  }
+  Response r =
+      password ? JsonError(401, "WRONGPASS", "wrong password")
+               : JsonError(401, "NOAUTH",
+                           "authentication required: send Authorization: Bearer <password>");
+  r.headers.emplace_back("WWW-Authenticate", "Bearer realm=\"distri\"");
+  Finish(seq, std::move(r), head_only, keep_alive && !req.upgrade);
+  return false;
+}
+
 void HttpConnection::ProcessInput() {
   if (in_process_) return;
   in_process_ = true;
@@ -127,6 +162,13 @@ void HttpConnection::ProcessInput() {
     size_t consumed = 0;
     RequestParser::State st = parser_.Feed(conn_.input().view(), &consumed);
     conn_.input().Consume(consumed);
+    ChargeBody(parser_.body_bytes());
+    if (body_charged_ > 0 &&
+        server_->body_bytes_in_flight() > server_->options().max_body_bytes_in_flight) {
+      server_->stats().body_budget_refusals++;
+      FailRequest(503, "BUSY", "too many request bodies in flight; retry later");
+      break;
+    }
     if (st == RequestParser::State::kNeedMore) {
       if (parser_.wants_continue() && !sent_continue_) {
         sent_continue_ = true;
@@ -144,6 +186,7 @@ void HttpConnection::ProcessInput() {
     Request req = std::move(parser_.request());
     parser_.Reset();
     sent_continue_ = false;
+    ChargeBody(parser_.body_bytes());  // the body now belongs to `req`, freed below
     HandleRequest(req);
   }
   in_process_ = false;
@@ -167,6 +210,11 @@ void HttpConnection::HandleRequest(Request& req) {
     Finish(seq, JsonError(403, "FORBIDDEN", "cross-origin request refused"), head_only, keep_alive);
     return;
   }
+  if (health_only_ && route.kind != Route::Kind::kHealthz && route.kind != Route::Kind::kReadyz) {
+    Finish(seq, JsonError(503, "BUSY", "too many HTTP connections"), head_only, false);
+    return;
+  }
+  if (!Authorize(req, route, seq, head_only, keep_alive && !health_only_)) return;
   if (route.kind == Route::Kind::kRoomWs && req.upgrade) {
     Upgrade(req, route);
     return;
@@ -176,8 +224,14 @@ void HttpConnection::HandleRequest(Request& req) {
   uint64_t started = uv_hrtime();
   std::weak_ptr<HttpServer*> weak = server_->weak();
   uint64_t id = id_;
+  // Who sees room codes (commands/access.h): with a password every request
+  // here has given it; without one, only a server bound to loopback shows them.
+  const bool show_codes = server_->backend()->auth_required() || server_->backend()->open_admin();
+  const bool close_after = health_only_;
   server_->api().Handle(
-      req, route, [weak, id, seq, head_only, keep_alive, route_name, method, started](Response r) {
+      req, route, show_codes,
+      [weak, id, seq, head_only, keep_alive, close_after, route_name, method,
+       started](Response r) {
         auto server = weak.lock();
         if (!server) return;
         HttpStats& stats = (*server)->stats();
@@ -185,7 +239,7 @@ void HttpConnection::HandleRequest(Request& req) {
         stats.latency[route_name + "\n" + method].Observe(
             static_cast<double>(uv_hrtime() - started) / 1e9);
         HttpConnection* conn = (*server)->Find(id);
-        if (conn != nullptr) conn->Finish(seq, std::move(r), head_only, keep_alive);
+        if (conn != nullptr) conn->Finish(seq, std::move(r), head_only, keep_alive && !close_after);
       });
 }
 
@@ -248,7 +302,13 @@ void HttpConnection::Upgrade(const Request& req, const Route& route) {
   request_started_ms_ = 0;
   std::string& out = conn_.output();
   out.append("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n");
-  out.append("Sec-WebSocket-Accept: ").append(WsAcceptKey(*key)).append("\r\n\r\n");
+  out.append("Sec-WebSocket-Accept: ").append(WsAcceptKey(*key)).append("\r\n");
+  // Browsers fail a handshake that offered subprotocols unless one is
+  // chosen; the dashboard offers "distri" (and maybe the password, never echoed).
+  if (OffersWsProtocol(req, kWsProtocol)) {
+    out.append("Sec-WebSocket-Protocol: ").append(kWsProtocol).append("\r\n");
+  }
+  out.append("\r\n");
   server_->MarkDirty(this);
   ws_reader_ = std::make_unique<WsReader>(server_->options().max_ws_message_bytes);
   ws_ = std::make_unique<WsSession>(server_, this, route.code);

@@ -42,6 +42,13 @@ class HttpConnection final : public net::Connection::Handler {
   bool is_websocket() const { return ws_ != nullptr; }
   bool closing() const { return conn_.closing(); }
   size_t unsent_bytes() const { return conn_.pending_output(); }
+  // An overflow connection (beyond max_connections): health checks only.
+  void set_health_only() { health_only_ = true; }
+  // When it went idle (a keep-alive connection between requests), or -1 if
+  // it is not idle (mid-request, a WebSocket, closing).
+  int64_t idle_since_ms() const {
+    return busy_ || ws_ || request_started_ms_ != 0 || conn_.closing() ? -1 : idle_since_ms_;
+  }
 
   // Sends one WebSocket frame (written at the end of this loop iteration).
   void SendWs(WsOpcode opcode, std::string_view payload);
@@ -68,6 +75,12 @@ class HttpConnection final : public net::Connection::Handler {
   // Writes the response to request `seq` and goes on with the next request.
   void Finish(uint64_t seq, Response response, bool head_only, bool keep_alive);
   void FailRequest(int status, std::string_view code, std::string_view message);
+  // Checks the request's password if one is required; false once the
+  // refusal (401/429) has been answered.
+  bool Authorize(const Request& req, const Route& route, uint64_t seq, bool head_only,
+                 bool keep_alive);
+  // Keeps the server's sum of in-flight body bytes current.
+  void ChargeBody(size_t bytes);
 
   HttpServer* server_;
   uint64_t id_;
@@ -80,6 +93,8 @@ class HttpConnection final : public net::Connection::Handler {
   bool in_process_ = false;     // ProcessInput is on the stack
   bool sent_continue_ = false;  // "100 Continue" sent for the current request
   bool peer_closed_ = false;
+  bool health_only_ = false;
+  size_t body_charged_ = 0;  // this connection's share of the server's body bytes
   int64_t request_started_ms_ = 0;  // first byte of the request in progress; 0 = idle
   int64_t idle_since_ms_ = 0;
 };

@@ -92,12 +92,38 @@ void HttpServer::OnAccept(uv_stream_t* listener, int status) {
   }
   self->stats_.connections_total++;
   self->conns_.emplace(conn->id(), conn);
-  if (self->closed_ || self->conns_.size() > self->options_.max_connections) {
+  const HttpOptions& o = self->options_;
+  // Full: an idle keep-alive connection costs its client only a reconnect,
+  // so it makes room first (O(connections), only while full).
+  if (!self->closed_ && self->conns_.size() > o.max_connections && self->EvictIdle(conn)) return;
+  if (!self->closed_ && self->conns_.size() > o.max_connections &&
+      self->conns_.size() <= o.max_connections + o.health_connections) {
+    conn->set_health_only();
+  } else if (self->closed_ || self->conns_.size() > o.max_connections) {
     self->stats_.connections_rejected++;
     Response r = JsonError(503, "BUSY", "too many HTTP connections");
     AppendResponse(r, false, false, &conn->conn().output());
     conn->conn().CloseAfterFlush();
   }
+}
+
+bool HttpServer::EvictIdle(const HttpConnection* keep) {
+  HttpConnection* oldest = nullptr;
+  for (auto& [id, conn] : conns_) {
+    int64_t since = conn->idle_since_ms();
+    if (since < 0 || conn == keep) continue;
+    // Oldest idle first; among equal times, the oldest connection (lowest id).
+    if (oldest == nullptr ||
+        std::pair(since, id) < std::pair(oldest->idle_since_ms(), oldest->id())) {
+      oldest = conn;
+    }
+  }
+  if (oldest == nullptr) return false;
+  stats_.idle_evictions++;
+  // Its close callback removes it from conns_; until then it is closing and
+  // never counted as idle again.
+  oldest->Abort(/*reset=*/false);
+  return true;
 }
 
 void HttpServer::MarkDirty(HttpConnection* conn) {
@@ -150,8 +176,19 @@ void HttpServer::WriteOwnMetrics(MetricsWriter& w) {
             static_cast<double>(stats_.connections_rejected));
   w.Counter("distri_http_timeouts_total", "HTTP connections closed for a slow request or idleness",
             static_cast<double>(stats_.timeouts));
+  w.Counter("distri_http_idle_evictions_total",
+            "Idle keep-alive HTTP connections closed to make room for new ones",
+            static_cast<double>(stats_.idle_evictions));
   w.Counter("distri_http_forbidden_total", "HTTP requests refused by the Host or Origin check",
             static_cast<double>(stats_.forbidden));
+  w.Counter("distri_http_unauthorized_total",
+            "HTTP requests refused for a missing or wrong password",
+            static_cast<double>(stats_.unauthorized));
+  w.Gauge("distri_http_body_bytes_in_flight", "Bytes of request bodies being received",
+          static_cast<double>(body_bytes_in_flight_));
+  w.Counter("distri_http_body_budget_refusals_total",
+            "HTTP requests refused because too many request bodies were in flight",
+            static_cast<double>(stats_.body_budget_refusals));
   w.Counter("distri_http_websocket_sessions_total", "WebSocket sessions opened",
             static_cast<double>(stats_.ws_sessions_total));
   w.Counter("distri_http_websocket_messages_received_total", "WebSocket text messages received",

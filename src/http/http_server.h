@@ -8,11 +8,20 @@
 // (ws_session.h). Output is buffered per connection and written once per
 // loop iteration (a uv_check handle), like the RESP clients' replies.
 //
-// Limits: request headers and body (431/413), connections (503 beyond
-// max_connections), a whole request must arrive within request_timeout_ms
-// (408: no slowloris), idle keep-alive connections close after
-// idle_timeout_ms, and a WebSocket whose unsent output passes
+// Limits: request headers and body (431/413); request bodies being received
+// across all connections together (503 beyond max_body_bytes_in_flight, so
+// many unfinished uploads cannot exhaust memory); connections: beyond
+// max_connections, health_connections more are accepted that may only ask
+// /healthz or /readyz (so health checks get through when idle sockets fill
+// the table), and any more get 503; a whole request must arrive within
+// request_timeout_ms (408: no slowloris); idle keep-alive connections close
+// after idle_timeout_ms; and a WebSocket whose unsent output passes
 // ws_output_limit is disconnected (like a slow RESP mirror).
+//
+// Authentication: when the backend says a password is required, every
+// request but /healthz and the static dashboard files must carry it
+// (security.h, RequestPassword); 401 otherwise, and failures count against
+// the backend's per-address limit (429 and close once over it).
 //
 // Lifetime: construct, Listen(), and Close() before the loop stops; the
 // connections are freed by their close callbacks, so the loop must run once
@@ -48,15 +57,20 @@ struct HttpOptions {
   size_t max_ws_message_bytes = 8 * 1024 * 1024;
   size_t ws_output_limit = 32 * 1024 * 1024;
   size_t max_connections = 1024;
+  size_t health_connections = 16;  // beyond max_connections, for /healthz and /readyz only
+  size_t max_body_bytes_in_flight = 128 * 1024 * 1024;
   int64_t request_timeout_ms = 30000;
-  int64_t idle_timeout_ms = 300000;
+  int64_t idle_timeout_ms = 60000;
 };
 
 struct HttpStats {
   uint64_t connections_total = 0;
   uint64_t connections_rejected = 0;
   uint64_t timeouts = 0;
+  uint64_t idle_evictions = 0;  // idle keep-alive connections closed to make room
   uint64_t forbidden = 0;  // Host or Origin refused
+  uint64_t unauthorized = 0;  // 401 and 429: no or a wrong password
+  uint64_t body_budget_refusals = 0;  // 503: too many request bodies in flight
   uint64_t ws_sessions_total = 0;
   uint64_t ws_messages_in = 0;
   uint64_t ws_messages_out = 0;
@@ -95,11 +109,20 @@ class HttpServer {
   void MarkDirty(HttpConnection* conn);
   void OnConnectionClosed(HttpConnection* conn);
   HttpConnection* Find(uint64_t id);
+  // Request bodies being received, summed over connections.
+  void ChargeBodyBytes(size_t old_bytes, size_t new_bytes) {
+    body_bytes_in_flight_ += new_bytes;
+    body_bytes_in_flight_ -= old_bytes;
+  }
+  size_t body_bytes_in_flight() const { return body_bytes_in_flight_; }
 
  private:
   static void OnAccept(uv_stream_t* listener, int status);
   static void OnCheck(uv_check_t* handle);
   static void OnSweep(uv_timer_t* handle);
+  // Closes the connection idle the longest, other than `keep`, to make room;
+  // false if none is idle.
+  bool EvictIdle(const HttpConnection* keep);
   void WriteOwnMetrics(MetricsWriter& w);
 
   uv_loop_t* loop_;
@@ -115,6 +138,7 @@ class HttpServer {
   std::unordered_map<uint64_t, HttpConnection*> conns_;
   std::vector<HttpConnection*> dirty_;
   uint64_t next_id_ = 1;
+  size_t body_bytes_in_flight_ = 0;
   HttpStats stats_;
   std::shared_ptr<HttpServer*> self_;
 };

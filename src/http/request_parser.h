@@ -59,6 +59,8 @@ class RequestParser {
   State Feed(std::string_view data, size_t* consumed);
   // REQUIRES: the last Feed returned kRequest.
   Request& request() { return request_; }
+  // Memory held by the body of the request in progress (its capacity).
+  size_t body_bytes() const { return request_.body.capacity(); }
   // Prepares for the next request on the same connection.
   void Reset();
 

@@ -22,6 +22,8 @@ std::string_view StatusText(int status) {
       return "Not Modified";
     case 400:
       return "Bad Request";
+    case 401:
+      return "Unauthorized";
     case 403:
       return "Forbidden";
     case 404:
@@ -40,6 +42,8 @@ std::string_view StatusText(int status) {
       return "Unsupported Media Type";
     case 426:
       return "Upgrade Required";
+    case 429:
+      return "Too Many Requests";
     case 431:
       return "Request Header Fields Too Large";
     case 500:

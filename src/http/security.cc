@@ -5,6 +5,9 @@
 #include <cctype>
 #include <string>
 
+#include "base/strings.h"
+#include "http/text.h"
+
 namespace distri::http {
 
 namespace {
@@ -70,6 +73,56 @@ bool OriginAllowed(const Request& req) {
 
 bool IsWriteMethod(std::string_view method) {
   return method != "GET" && method != "HEAD" && method != "OPTIONS";
+}
+
+namespace {
+
+// Calls fn(value) for each comma-separated value of Sec-WebSocket-Protocol
+// (every such header), trimmed; stops when fn returns true.
+template <typename Fn>
+bool AnyWsProtocol(const Request& req, Fn fn) {
+  for (const auto& [name, value] : req.headers) {
+    if (name != "sec-websocket-protocol") continue;
+    std::string_view rest = value;
+    while (!rest.empty()) {
+      size_t comma = rest.find(',');
+      std::string_view item = rest.substr(0, comma);
+      rest = comma == std::string_view::npos ? std::string_view() : rest.substr(comma + 1);
+      while (!item.empty() && (item.front() == ' ' || item.front() == '\t')) item.remove_prefix(1);
+      while (!item.empty() && (item.back() == ' ' || item.back() == '\t')) item.remove_suffix(1);
+      if (fn(item)) return true;
+    }
+  }
+  return false;
+}
+
+}  // namespace
+
+std::optional<std::string> RequestPassword(const Request& req) {
+  if (const std::string* auth = req.Header("authorization")) {
+    std::string_view v = *auth;
+    if (v.size() > 7 && base::EqualsIgnoreCase(v.substr(0, 7), "bearer ")) {
+      return std::string(v.substr(7));
+    }
+    return std::nullopt;
+  }
+  std::optional<std::string> found;
+  AnyWsProtocol(req, [&](std::string_view item) {
+    if (!item.starts_with(kWsAuthProtocolPrefix)) return false;
+    std::string b64(item.substr(kWsAuthProtocolPrefix.size()));
+    for (char& c : b64) {
+      if (c == '-') c = '+';
+      if (c == '_') c = '/';
+    }
+    while (b64.size() % 4 != 0) b64.push_back('=');
+    found = Base64Decode(b64);
+    return true;
+  });
+  return found;
+}
+
+bool OffersWsProtocol(const Request& req, std::string_view name) {
+  return AnyWsProtocol(req, [&](std::string_view item) { return item == name; });
 }
 
 }  // namespace distri::http

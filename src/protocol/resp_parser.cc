@@ -184,7 +184,9 @@ ParseResult RequestParser::ParseMultibulk(std::string_view in, size_t* consumed,
   int64_t count = 0;
   if (!ParseInt64(line, &count) ||
       (count > 0 && static_cast<uint64_t>(count) > limits_.max_multibulk_len)) {
-    return Fail("Protocol error: invalid multibulk length");
+    return Fail(limits_.unauthenticated
+                    ? "Protocol error: unauthenticated multibulk length"
+                    : "Protocol error: invalid multibulk length");
   }
   if (count < 0) {
     // Redis reads a negative count ("*-10", a null array sent as a request)
@@ -216,7 +218,8 @@ ParseResult RequestParser::ParseMultibulk(std::string_view in, size_t* consumed,
     int64_t len = 0;
     if (!ParseInt64(line, &len) || len < 0 ||
         static_cast<uint64_t>(len) > limits_.max_bulk_len) {
-      return Fail("Protocol error: invalid bulk length");
+      return Fail(limits_.unauthenticated && len > 0 ? "Protocol error: unauthenticated bulk length"
+                                                     : "Protocol error: invalid bulk length");
     }
     const size_t ulen = static_cast<size_t>(len);
     if (in.size() - pos < SatAdd(ulen, 2)) return need_more(SatAdd(pos, ulen + 2), n - i - 1);

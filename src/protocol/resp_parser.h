@@ -33,7 +33,15 @@ struct RequestLimits {
   size_t max_bulk_len = 512ull * 1024 * 1024;  // bytes in one argument
   size_t max_multibulk_len = 1024 * 1024;      // arguments in one command
   size_t max_inline_len = 64 * 1024;           // bytes in one inline line (before '\n')
+  // For a client that has not authenticated: errors say "unauthenticated
+  // multibulk/bulk length", as Redis's do.
+  bool unauthenticated = false;
 };
+
+// What a client may send before AUTH when a password is set (Redis's limits
+// since CVE-2021-32675): enough for AUTH and HELLO ... AUTH ..., too little
+// for an unauthenticated peer to make the server buffer much.
+inline constexpr RequestLimits kUnauthenticatedLimits{16 * 1024, 10, 16 * 1024, true};
 
 // Parses client commands: RESP arrays of bulk strings ("*2\r\n$3\r\nGET\r\n$1\r\nk\r\n")
 // and inline commands typed into telnet or redis-cli ("set a 'b c'\r\n").
@@ -63,6 +71,8 @@ class RequestParser {
   const std::string& error() const { return error_; }
   size_t needed_hint() const { return needed_hint_; }
   const RequestLimits& limits() const { return limits_; }
+  // New limits from the next Parse on (a client that authenticated).
+  void set_limits(const RequestLimits& limits) { limits_ = limits; }
 
  private:
   ParseResult ParseMultibulk(std::string_view input, size_t* consumed,

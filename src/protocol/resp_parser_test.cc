@@ -92,6 +92,25 @@ void ExpectError(std::string_view in, std::string_view message, RequestLimits li
 // RequestParser: multibulk
 // ---------------------------------------------------------------------------
 
+TEST(RequestParserTest, UnauthenticatedLimitsAreSmallAndNamed) {
+  ExpectError("*11\r\n", "Protocol error: unauthenticated multibulk length",
+              kUnauthenticatedLimits);
+  ExpectError("*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$16385\r\n",
+              "Protocol error: unauthenticated bulk length", kUnauthenticatedLimits);
+  Parsed p = ParseOne("*7\r\n$5\r\nHELLO\r\n$1\r\n3\r\n$4\r\nAUTH\r\n$7\r\ndefault\r\n"
+                      "$2\r\npw\r\n$7\r\nSETNAME\r\n$1\r\nn\r\n",
+                      kUnauthenticatedLimits);
+  EXPECT_EQ(p.result, ParseResult::kOk);
+  // After AUTH the client switches to the ordinary limits.
+  RequestParser parser(kUnauthenticatedLimits);
+  parser.set_limits(RequestLimits{});
+  std::string big = "*2\r\n$3\r\nGET\r\n$20000\r\n" + std::string(20000, 'k') + "\r\n";
+  size_t consumed = 0;
+  std::vector<std::string_view> args;
+  EXPECT_EQ(parser.Parse(big, &consumed, &args), ParseResult::kOk);
+  EXPECT_EQ(args[1].size(), 20000u);
+}
+
 TEST(RequestParserTest, ParsesMultibulkCommand) {
   const std::string in = "*3\r\n$3\r\nSET\r\n$3\r\nkey\r\n$5\r\nvalue\r\n";
   const Parsed p = ParseOne(in);

@@ -11,7 +11,8 @@ namespace {
 constexpr size_t kIdleInputKeep = 1 << 20;
 constexpr size_t kOutputHighWater = 1 << 20;
 
-protocol::RequestLimits LimitsFor(const commands::ServerSettings& s) {
+protocol::RequestLimits LimitsFor(const commands::ServerSettings& s, bool authenticated) {
+  if (!authenticated) return protocol::kUnauthenticatedLimits;  // see auth_gate.h
   protocol::RequestLimits limits;
   if (s.max_bulk != 0) limits.max_bulk_len = s.max_bulk;
   return limits;
@@ -19,7 +20,9 @@ protocol::RequestLimits LimitsFor(const commands::ServerSettings& s) {
 }  // namespace
 
 Client::Client(Server* server, uint64_t id)
-    : server_(server), conn_(server->loop(), this), parser_(LimitsFor(server->settings())) {
+    : server_(server),
+      conn_(server->loop(), this),
+      parser_(LimitsFor(server->settings(), server->settings().requirepass.empty())) {
   session_.id = id;
   session_.created_ms = server->NowMs();
   session_.authenticated = server->settings().requirepass.empty();
@@ -118,6 +121,10 @@ void Client::ProcessInput() {
     last_command_ms_ = server_->NowMs();
     NoteCommand(spec);
     const bool ran = commands::Dispatch(spec, call);
+    if (awaiting_auth && session_.authenticated) {
+      server_->auth_gate().OnAuthenticated(this);
+      parser_.set_limits(LimitsFor(server_->settings(), true));
+    }
     server_->CountCommand(session_.room, spec ? spec->flags : 0);
     server_->CountCall(spec, ran);
     in.Consume(consumed);  // args_ pointed into the input until here

@@ -4,8 +4,10 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 
+#include "commands/access.h"
 #include "http/metrics.h"
 #include "server/mirror.h"
 #include "server/server.h"
@@ -96,11 +98,42 @@ int64_t HttpBackend::NowMs() const { return server_->NowMs(); }
 
 http::Fields HttpBackend::SiteStats() { return Convert(server_->SiteStatsFields()); }
 
-std::vector<http::Fields> HttpBackend::ListRooms() {
+std::vector<http::Fields> HttpBackend::ListRooms(bool with_codes) {
   std::vector<http::Fields> out;
-  for (const auto& [code, room] : server_->state().rooms())
-    out.push_back(Convert(server_->RoomStatsFields(code)));
+  for (const auto& [code, room] : server_->state().rooms()) {
+    http::Fields fields = Convert(server_->RoomStatsFields(code));
+    std::string id = commands::RoomId(code);
+    for (http::Field& f : fields) {
+      if (f.name == "name" && !with_codes) {
+        f.value = std::string(commands::PublicRoomName(code, room->name(), id));
+      }
+    }
+    auto at_code = std::find_if(fields.begin(), fields.end(),
+                                [](const http::Field& f) { return f.name == "code"; });
+    if (with_codes) {
+      fields.insert(at_code == fields.end() ? fields.begin() : at_code + 1, http::Field{"id", id});
+    } else if (at_code != fields.end()) {
+      *at_code = http::Field{"id", std::move(id)};
+    }
+    out.push_back(std::move(fields));
+  }
   return out;
+}
+
+bool HttpBackend::open_admin() const { return server_->settings().open_admin; }
+
+bool HttpBackend::auth_required() const { return !server_->settings().requirepass.empty(); }
+
+http::AuthResult HttpBackend::Authenticate(std::string_view peer, std::string_view password) {
+  switch (server_->auth_gate().Check(peer, password)) {
+    case commands::AuthCheck::kOk:
+      return http::AuthResult::kOk;
+    case commands::AuthCheck::kWrong:
+      return http::AuthResult::kWrong;
+    case commands::AuthCheck::kLimited:
+      return http::AuthResult::kLimited;
+  }
+  return http::AuthResult::kWrong;
 }
 
 bool HttpBackend::RoomExists(std::string_view code) { return server_->state().RoomJoinable(code); }
@@ -264,6 +297,19 @@ void HttpBackend::WriteMetrics(http::MetricsWriter& w) {
   w.Sample("distri_errors_total", d(s.log_failures), {{"kind", "log_write"}});
   w.Counter("distri_slow_consumer_disconnects_total",
             "Clients cut off for not reading their output", d(s.slow_consumer_disconnects));
+  const AuthGate& gate = server_->auth_gate();
+  w.Gauge("distri_unauthenticated_clients", "RESP connections that have not authenticated yet",
+          d(gate.unauthenticated()));
+  w.Counter("distri_auth_failures_total", "Wrong passwords (RESP AUTH and HTTP)",
+            d(gate.auth_failures()));
+  w.Counter("distri_auth_refused_total",
+            "Password attempts refused unchecked: too many failures from the address",
+            d(gate.auth_refused()));
+  w.Counter("distri_auth_timeouts_total", "RESP connections closed for not authenticating in time",
+            d(gate.timeouts()));
+  w.Counter("distri_auth_evictions_total",
+            "Unauthenticated RESP connections closed to make room for new ones",
+            d(gate.evictions()));
   w.Family("distri_command_calls_total", "counter", "RESP commands run, by command");
   const auto& specs = commands::CommandTable::Get().all();
   const auto& calls = server_->command_calls();

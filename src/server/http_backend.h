@@ -24,7 +24,10 @@ class HttpBackend final : public http::Backend {
 
   int64_t NowMs() const override;
   http::Fields SiteStats() override;
-  std::vector<http::Fields> ListRooms() override;
+  std::vector<http::Fields> ListRooms(bool with_codes) override;
+  bool auth_required() const override;
+  bool open_admin() const override;
+  http::AuthResult Authenticate(std::string_view peer, std::string_view password) override;
   bool RoomExists(std::string_view code) override;
   http::Fields RoomStats(std::string_view code) override;
   std::optional<http::KeyEntry> GetKey(std::string_view room, std::string_view key) override;

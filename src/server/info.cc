@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "base/strings.h"
+#include "commands/access.h"
 #include "server/client.h"
 #include "server/server.h"
 
@@ -198,9 +199,12 @@ std::string Server::Info(std::span<const std::string_view> sections) {
 namespace {
 
 // The one place the room= field of CLIENT LIST is rendered: what `viewer` may
-// see of the room `client` is in.
-std::string RoomFieldValue(const commands::Session& /*viewer*/, const commands::Session& client) {
-  return client.room;
+// see of the room `client` is in. Admins and the client itself see the code,
+// everyone else the room's id (commands/access.h).
+std::string RoomFieldValue(const commands::ServerSettings& settings,
+                           const commands::Session& viewer, const commands::Session& client) {
+  if (viewer.id == client.id || commands::IsAdmin(settings, viewer)) return client.room;
+  return commands::RoomId(client.room);
 }
 
 bool MatchesType(const commands::ClientListFilter& f, const commands::Session& s) {
@@ -265,7 +269,7 @@ void Server::AppendClientLine(Client& c, const commands::Session& viewer, std::s
   out->append(" resp=").append(std::to_string(s.protocol));
   out->append(" lib-name=").append(s.lib_name);
   out->append(" lib-ver=").append(s.lib_ver);
-  out->append(" room=").append(RoomFieldValue(viewer, s));
+  out->append(" room=").append(RoomFieldValue(options_.settings, viewer, s));
   out->append(" pending-writes=").append(u(c.pending_writes()));
   out->append("\n");
 }

@@ -4,6 +4,7 @@
 #include "server/server.h"
 
 #include <openssl/rand.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <time.h>
 
@@ -12,7 +13,7 @@
 #include "base/log_limiter.h"
 #include "base/logging.h"
 #include "server/client.h"
-#include "http/http_server.h"
+#include "http/security.h"
 #include "server/http_backend.h"
 
 namespace distri::server {
@@ -30,7 +31,10 @@ Status UvError(const char* what, int rc) {
 
 }  // namespace
 
-Server::Server(ServerOptions options) : options_(std::move(options)) {}
+Server::Server(ServerOptions options) : options_(std::move(options)) {
+  commands::ServerSettings& s = options_.settings;
+  s.open_admin = s.requirepass.empty() && s.trust_loopback && http::IsLoopbackAddress(s.bind);
+}
 
 Server::~Server() {
   if (log_) log_->Close();
@@ -98,6 +102,8 @@ Status Server::Start() {
   SyncClock();
   loop_ready_ = true;
   router_ = std::make_unique<MessageRouter>(this, &loop_);
+  auth_gate_ = std::make_unique<AuthGate>(this, &loop_);
+  FitConnectionsToFdLimit();
   // Signals first: once the start line is out, SIGTERM must mean a clean stop.
   for (uv_signal_t* sig : {&sigint_, &sigterm_}) {
     uv_signal_init(&loop_, sig);
@@ -119,7 +125,7 @@ Status Server::Start() {
   if (rc != 0) return UvError(("cannot listen on " + s.bind + ":" + std::to_string(s.port)).c_str(), rc);
   // HTTP endpoint: dashboard, JSON API, WebSocket mirrors, /metrics (src/http/).
   http_backend_ = std::make_unique<HttpBackend>(this);
-  http::HttpOptions http_options;
+  http::HttpOptions http_options = options_.http;
   http_options.bind = s.bind;
   http_options.port = s.http_port;
   http_ = std::make_unique<http::HttpServer>(&loop_, http_backend_.get(), std::move(http_options));
@@ -154,10 +160,50 @@ void Server::Stop() {
   if (http_) http_->Close();
   uv_timer_stop(&expire_timer_);
   router_->Close();
+  auth_gate_->Close();
   // Let the writes already handed to the log finish, and their replies go out.
   log_->Close();
   ApplyCommitted();
   uv_stop(&loop_);
+}
+
+commands::AuthCheck Server::CheckPassword(const commands::Session& session,
+                                          std::string_view password) {
+  return auth_gate_->Check(session.peer, password);
+}
+
+// Each connection costs a file descriptor; besides them the server needs a
+// few for the listeners, log segments, snapshots and the data directory.
+void Server::FitConnectionsToFdLimit() {
+  constexpr uint64_t kReservedFds = 32;
+  commands::ServerSettings& s = options_.settings;
+  http::HttpOptions& h = options_.http;
+  const uint64_t http_fds = h.max_connections + h.health_connections;
+  const uint64_t wanted = (s.max_clients == 0 ? 100000 : s.max_clients) + http_fds + kReservedFds;
+  rlimit lim;
+  if (getrlimit(RLIMIT_NOFILE, &lim) != 0) return;
+  if (lim.rlim_cur != RLIM_INFINITY && lim.rlim_cur < wanted) {
+    rlim_t old = lim.rlim_cur;
+    lim.rlim_cur = lim.rlim_max == RLIM_INFINITY ? wanted : std::min<rlim_t>(wanted, lim.rlim_max);
+    if (setrlimit(RLIMIT_NOFILE, &lim) != 0) lim.rlim_cur = old;
+    if (lim.rlim_cur != old) {
+      LOG(INFO) << "raised the open files limit from " << old << " to " << lim.rlim_cur;
+    }
+  }
+  if (lim.rlim_cur == RLIM_INFINITY || lim.rlim_cur >= wanted) return;
+  // Not enough: give HTTP at most a quarter, the RESP clients the rest.
+  const uint64_t budget = lim.rlim_cur > kReservedFds + 8 ? lim.rlim_cur - kReservedFds : 8;
+  if (http_fds > budget / 4) {
+    h.health_connections = std::min<uint64_t>(h.health_connections, budget / 8);
+    h.max_connections = std::max<uint64_t>(budget / 4, 2) - h.health_connections;
+  }
+  const uint64_t fit = budget - (h.max_connections + h.health_connections);
+  const uint64_t clients = s.max_clients == 0 || s.max_clients > fit ? fit : s.max_clients;
+  LOG(WARNING) << "open files limit is " << lim.rlim_cur << " (hard limit " << lim.rlim_max
+               << "): --max-clients lowered from "
+               << (s.max_clients == 0 ? std::string("unlimited") : std::to_string(s.max_clients))
+               << " to " << clients << ", HTTP connections to " << h.max_connections;
+  s.max_clients = clients;
 }
 
 void Server::OnSignal(uv_signal_t* handle, int) { static_cast<Server*>(handle->data)->Stop(); }
@@ -188,10 +234,8 @@ void Server::OnConnection(uv_stream_t* listener, int status) {
   self->stats_.connections_received++;
   client->session().peer = client->conn().PeerAddress();
   client->session().local = client->conn().LocalAddress();
-  uint64_t max = self->options_.settings.max_clients;
-  if (max != 0 && self->clients_.size() >= max) {
+  if (!self->auth_gate_->Admit(client, self->clients_.size())) {
     self->stats_.rejected_connections++;
-    client->conn().output() = "-ERR max number of clients reached\r\n";
     client->conn().CloseAfterFlush();
     return;
   }
@@ -200,6 +244,7 @@ void Server::OnConnection(uv_stream_t* listener, int status) {
 
 void Server::OnClientClosed(Client* client) {
   clients_.erase(client->session().id);
+  auth_gate_->OnClosed(client);
   if (client->mirrors > 0) mirrors_->Stop(client, std::nullopt);
   router_->RemoveClient(client);
   if (client->dirty) std::erase(dirty_, client);

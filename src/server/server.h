@@ -31,14 +31,12 @@
 #include "base/strings.h"
 #include "distri/version.h"
 #include "commands/command.h"
+#include "http/http_server.h"
 #include "log/local_log.h"
+#include "server/auth_gate.h"
 #include "server/messaging.h"
 #include "server/mirror.h"
 #include "state/state_machine.h"
-
-namespace distri::http {
-class HttpServer;
-}  // namespace distri::http
 
 namespace distri::server {
 
@@ -60,6 +58,8 @@ struct ServerOptions {
   OutputLimit push_limit{32ull << 20, 8ull << 20, 60};   // clients with mirrors
   uint64_t snapshot_bytes = 64ull << 20;  // snapshot once this much log is written
   uint64_t segment_bytes = 64ull << 20;
+  // HTTP endpoint limits (bind and port come from `settings`).
+  http::HttpOptions http;
 };
 
 struct ServerStats {
@@ -118,6 +118,8 @@ class Server final : public commands::Context {
   std::string Info(std::span<const std::string_view> sections) override;
   std::string ClientList(const commands::Session& viewer,
                          const commands::ClientListFilter& filter) override;
+  commands::AuthCheck CheckPassword(const commands::Session& session,
+                                    std::string_view password) override;
   void Mirror(commands::Session& session, std::string_view prefix, std::optional<uint64_t> from,
               protocol::ReplyWriter& reply) override;
   size_t Unmirror(commands::Session& session, std::optional<std::string_view> room) override;
@@ -160,6 +162,8 @@ class Server final : public commands::Context {
   // (then /readyz is ready again).
   bool log_failing() const { return log_failing_; }
   uv_loop_t* loop() { return &loop_; }
+  // Limits on clients that have not authenticated (auth_gate.h).
+  AuthGate& auth_gate() { return *auth_gate_; }
 
  private:
   struct PendingEntry {
@@ -186,6 +190,9 @@ class Server final : public commands::Context {
   void AppendInfoSection(std::string_view name, std::string* out);
   void AppendClientLine(Client& client, const commands::Session& viewer, std::string* out);
   Status LoadNodeId();
+  // Raises the open-files limit towards what the connection limits need,
+  // and lowers the connection limits to what fits (as Redis does).
+  void FitConnectionsToFdLimit();
   RoomCounters& CountersFor(std::string_view room);
 
   ServerOptions options_;
@@ -202,6 +209,7 @@ class Server final : public commands::Context {
   state::StateMachine state_;
   std::unique_ptr<MirrorHub> mirrors_;
   std::unique_ptr<MessageRouter> router_;
+  std::unique_ptr<AuthGate> auth_gate_;
   std::unique_ptr<log::LocalLog> log_;
   std::deque<PendingEntry> pending_;  // in index order
   bool expiry_in_flight_ = false;

@@ -108,8 +108,36 @@ before(async () => {
   page.on("pageerror", (e) => pageErrors.push(String(e)));
 });
 
+// Extra servers with their own flags (a password, --trust-loopback no);
+// stopped and checked in after() like the main one.
+const extraServers = [];
+async function startServer(args) {
+  const p = await freePort();
+  const hp = await freePort();
+  const dir = fs.mkdtempSync(path.join(workdir, "extra-"));
+  const logPath = path.join(dir, "server.log");
+  const log = fs.openSync(logPath, "a");
+  const proc = spawn(distriBin, ["serve", "--port", String(p), "--http-port", String(hp),
+    "--bind", "127.0.0.1", "--data", path.join(dir, "data"), ...args], { stdio: ["ignore", log, log] });
+  const srv = { proc, port: p, base: `http://127.0.0.1:${hp}`, logPath };
+  extraServers.push(srv);
+  await waitFor(async () => (await fetch(`${srv.base}/healthz`)).ok, "an extra server's /healthz");
+  return srv;
+}
+
+async function stopServer(proc, logPath) {
+  const code = proc.exitCode !== null ? proc.exitCode : await new Promise((resolve) => {
+    proc.on("exit", (c) => resolve(c));
+    proc.kill("SIGTERM");
+  });
+  const text = fs.readFileSync(logPath, "utf8");
+  assert.equal(code, 0, `distri exited with ${code} on SIGTERM:\n${text.slice(-3000)}`);
+  assert.ok(!SANITIZER.test(text), `sanitizer report in the server log:\n${text.slice(-5000)}`);
+}
+
 after(async () => {
   if (context) await context.close();
+  for (const srv of extraServers) await stopServer(srv.proc, srv.logPath);
   if (py) py.close();
   if (server) {
     const code = await new Promise((resolve) => {
@@ -238,6 +266,71 @@ test("a room of 100k keys stays usable: paged table, prefix filter", async () =>
   assert.deepEqual(keys, Array.from({ length: 10 }, (_, i) => `k:0999${i}`));
   await page.locator("#prefix-filter").fill("");
   await page.locator("#pager-text", { hasText: "of 100,000" }).waitFor({ timeout: 30000 });
+});
+
+test("a password-protected server: the page asks once, then works", async () => {
+  const password = "pässword with spaces";
+  const srv = await startServer(["--requirepass", password, "--auth-fail-limit", "0"]);
+  const auth = { Authorization: `Bearer ${Buffer.from(password, "utf8").toString("latin1")}` };
+  assert.equal((await fetch(`${srv.base}/api/rooms`)).status, 401);
+  const p2 = await context.newPage();
+  p2.on("pageerror", (e) => pageErrors.push(String(e)));
+  try {
+    await p2.goto(`${srv.base}/#/rooms`);
+    await p2.locator("#auth-dialog").waitFor();
+    await p2.locator("#auth-password").fill("wrong");
+    await p2.locator("#auth-submit").click();
+    await p2.locator("#auth-dialog", { hasText: "refused" }).waitFor();
+    await p2.locator("#auth-password").fill(password);
+    await p2.locator("#auth-submit").click();
+    await p2.locator("#auth-dialog").waitFor({ state: "detached" });
+    // The API works: rooms list (codes shown: an authenticated client is an admin),
+    // a new room, its live WebSocket mirror, and a write from the browser.
+    await p2.locator("#new-name").fill("locked");
+    await p2.locator("#create-room").click();
+    await p2.waitForURL(/#\/rooms\/[A-Za-z0-9_-]{22}$/);
+    const code = (await p2.locator("#room-code").textContent()).trim();
+    await p2.locator("#room-status", { hasText: "live" }).waitFor();
+    await p2.locator("#add-key").click();
+    await p2.locator("#edit-key").fill("secret-key");
+    await p2.locator("#edit-value").fill('"typed"');
+    await p2.locator("#edit-save").click();
+    await p2.locator('#keys tr[data-key="secret-key"]').waitFor();
+    const got = await (await fetch(`${srv.base}/api/rooms/${code}/keys/secret-key`, { headers: auth })).json();
+    assert.equal(got.value, '"typed"');
+    // A key written elsewhere arrives over the (authenticated) WebSocket.
+    const put = await fetch(`${srv.base}/api/rooms/${code}/keys/from-api`,
+      { method: "PUT", body: "v1", headers: auth });
+    assert.equal(put.status, 200);
+    await p2.locator('#keys tr[data-key="from-api"]').waitFor({ timeout: 2000 });
+    // Asked once: a reload (same tab session) does not ask again.
+    await p2.goto(`${srv.base}/#/rooms`);
+    await p2.locator(`a[href="#/rooms/${code}"]`).waitFor();
+    assert.equal(await p2.locator("#auth-dialog").count(), 0);
+  } finally {
+    await p2.close();
+  }
+});
+
+test("without admin rights the rooms page lists ids, and a code still opens its room", async () => {
+  const srv = await startServer(["--trust-loopback", "no"]);
+  const created = await (await fetch(`${srv.base}/api/rooms`, { method: "POST" })).json();
+  const p2 = await context.newPage();
+  p2.on("pageerror", (e) => pageErrors.push(String(e)));
+  try {
+    await p2.goto(`${srv.base}/#/rooms`);
+    await p2.locator("#rooms-status", { hasText: "rooms" }).waitFor();
+    const ids = await p2.locator("span.room-id").allTextContents();
+    assert.ok(ids.some((id) => /^r-[0-9a-f]{16}$/.test(id)), JSON.stringify(ids));
+    assert.ok(!(await p2.content()).includes(created.code), "the room code leaked into the page");
+    await p2.goto(`${srv.base}/`);
+    await p2.locator("span.room-id").first().waitFor();
+    await p2.locator("#open-code").fill(created.code);
+    await p2.locator("#open-room").click();
+    await p2.locator("#room-status", { hasText: "live" }).waitFor();
+  } finally {
+    await p2.close();
+  }
 });
 
 test("no page errors", () => {

@@ -1,5 +1,7 @@
 // The JSON API (docs/http.md) and the room WebSocket, as the dashboard uses them.
 
+import { askPassword, authHeader, wsProtocols } from "./auth.js";
+
 export class ApiError extends Error {
   constructor(status, code, message) {
     super(message || code);
@@ -8,20 +10,30 @@ export class ApiError extends Error {
   }
 }
 
+// A request to the JSON API. On 401 (the server has a password) it asks for
+// the password once and retries.
 export async function api(method, path, body) {
-  const init = { method, headers: {} };
-  if (body !== undefined) {
-    init.headers["Content-Type"] = "application/json";
-    init.body = JSON.stringify(body);
+  for (;;) {
+    const init = { method, headers: {} };
+    if (body !== undefined) {
+      init.headers["Content-Type"] = "application/json";
+      init.body = JSON.stringify(body);
+    }
+    const auth = authHeader();
+    if (auth !== null) init.headers.Authorization = auth;
+    const res = await fetch(path, init);
+    let data = null;
+    try { data = await res.json(); } catch { /* empty or not JSON */ }
+    if (res.status === 401) {
+      await askPassword(auth !== null);
+      continue;
+    }
+    if (!res.ok) {
+      const err = data && data.error ? data.error : {};
+      throw new ApiError(res.status, err.code || String(res.status), err.message || res.statusText);
+    }
+    return data;
   }
-  const res = await fetch(path, init);
-  let data = null;
-  try { data = await res.json(); } catch { /* empty or not JSON */ }
-  if (!res.ok) {
-    const err = data && data.error ? data.error : {};
-    throw new ApiError(res.status, err.code || String(res.status), err.message || res.statusText);
-  }
-  return data;
 }
 
 export const roomPath = (code) => `/api/rooms/${encodeURIComponent(code)}`;
@@ -64,9 +76,11 @@ export class RoomSocket {
     if (this.lastRev !== null) params.set("from", String(this.lastRev));
     const scheme = location.protocol === "https:" ? "wss" : "ws";
     const query = params.toString();
-    this.ws = new WebSocket(`${scheme}://${location.host}${roomPath(this.code)}/ws${query ? "?" + query : ""}`);
+    this.ws = new WebSocket(`${scheme}://${location.host}${roomPath(this.code)}/ws${query ? "?" + query : ""}`,
+      wsProtocols());
     this.handlers.onStatus("connecting");
-    this.ws.onopen = () => this.handlers.onStatus("live");
+    let opened = false;
+    this.ws.onopen = () => { opened = true; this.handlers.onStatus("live"); };
     this.ws.onmessage = (ev) => this.receive(JSON.parse(ev.data));
     this.ws.onclose = () => {
       for (const [, p] of this.pending) p.reject(new Error("connection lost"));
@@ -75,7 +89,10 @@ export class RoomSocket {
       if (!this.ready) this.lastRev = null;  // an interrupted snapshot cannot be resumed
       this.ready = false;
       this.handlers.onStatus("reconnecting");
-      setTimeout(() => { if (!this.closed) this.open(); }, 1000);
+      // A refused handshake shows no status to scripts; if it was the
+      // password, a plain request gets the 401 and asks for it.
+      const auth = opened ? Promise.resolve() : api("GET", roomPath(this.code)).catch(() => {});
+      auth.then(() => setTimeout(() => { if (!this.closed) this.open(); }, 1000));
     };
   }
 

@@ -4,7 +4,7 @@
 import { api } from "./api.js";
 import { Sparkline } from "./chart.js";
 import { el, formatBytes, formatDuration, formatNumber } from "./dom.js";
-import { roomOpener } from "./rooms.js";
+import { roomCell, roomOpener } from "./rooms.js";
 
 const CARDS = [
   ["ops_per_sec_1s", "ops/s", formatNumber],
@@ -64,7 +64,9 @@ export function mountOverview(root) {
     rooms.sort((a, b) => (b.reads_per_sec_1s + b.writes_per_sec_1s) - (a.reads_per_sec_1s + a.writes_per_sec_1s)
       || b.keys - a.keys);
     roomsBody.replaceChildren(...rooms.slice(0, 10).map((r) => el("tr", {},
-      el("td", {}, el("a", { href: `#/rooms/${encodeURIComponent(r.code)}` }, r.name === r.code ? r.code : `${r.name} (${r.code})`)),
+      el("td", {}, r.code === undefined
+        ? [roomCell(r), r.name === r.id ? null : ` ${r.name}`]
+        : roomCell(r, r.name === r.code ? r.code : `${r.name} (${r.code})`)),
       el("td", { class: "num" }, formatNumber(r.keys)),
       el("td", { class: "num" }, formatNumber(r.reads_per_sec_1s + r.writes_per_sec_1s)),
       el("td", { class: "num" }, formatNumber(r.clients)))));

@@ -27,9 +27,19 @@ export function roomOpener() {
   return el("div", { class: "opener" }, open, create, error);
 }
 
+// A room's cell in a listing: a link when the server showed its code (to
+// admins), else its id, which cannot open it (docs/architecture.md,
+// "Security today").
+export function roomCell(r, label) {
+  if (r.code === undefined) {
+    return el("span", { class: "room-id", title: "room id: only admins see room codes" }, r.id);
+  }
+  return el("a", { href: `#/rooms/${encodeURIComponent(r.code)}` }, label);
+}
+
 export function mountRooms(root) {
   const body = el("tbody");
-  const status = el("p", { class: "muted" }, "Loading…");
+  const status = el("p", { id: "rooms-status", class: "muted" }, "Loading…");
   root.append(
     el("h1", {}, "Rooms"),
     el("section", { class: "card" }, roomOpener()),
@@ -45,7 +55,7 @@ export function mountRooms(root) {
       const { rooms } = await api("GET", "/api/rooms");
       if (stopped) return;
       body.replaceChildren(...rooms.map((r) => el("tr", {},
-        el("td", {}, el("a", { href: `#/rooms/${encodeURIComponent(r.code)}` }, r.code)),
+        el("td", {}, roomCell(r, r.code)),
         el("td", {}, r.name),
         el("td", { class: "num" }, formatNumber(r.keys)),
         el("td", { class: "num" }, formatBytes(r.memory_bytes)),

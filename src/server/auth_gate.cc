@@ -1,0 +1,118 @@
+// Limits on unauthenticated clients; see auth_gate.h.
+
+#include "server/auth_gate.h"
+
+#include "base/logging.h"
+#include "commands/access.h"
+#include "server/client.h"
+#include "server/server.h"
+
+namespace distri::server {
+
+namespace {
+constexpr uint64_t kSweepIntervalMs = 100;
+}  // namespace
+
+AuthGate::AuthGate(Server* server, uv_loop_t* loop)
+    : server_(server), limiter_(server->settings().auth_fail_limit) {
+  uv_timer_init(loop, &timer_);
+  timer_.data = this;
+}
+
+void AuthGate::Close() {
+  uv_timer_stop(&timer_);
+  if (!uv_is_closing(reinterpret_cast<uv_handle_t*>(&timer_))) {
+    uv_close(reinterpret_cast<uv_handle_t*>(&timer_), nullptr);
+  }
+}
+
+bool AuthGate::Admit(Client* client, size_t clients) {
+  const commands::ServerSettings& s = server_->settings();
+  const uint64_t max = s.max_clients;
+  if (s.requirepass.empty()) {
+    if (max != 0 && clients >= max) {
+      client->conn().output() = "-ERR max number of clients reached\r\n";
+      return false;
+    }
+    return true;
+  }
+  const uint64_t unauth_cap =
+      max == 0 ? UINT64_MAX : max - std::min(s.auth_reserved_clients, max - 1);
+  bool full = max != 0 && clients >= max;
+  if ((full || unauthenticated_ >= unauth_cap) && EvictOldest()) full = false;
+  if (full) {
+    client->conn().output() = "-ERR max number of clients reached\r\n";
+    return false;
+  }
+  client->awaiting_auth = true;
+  unauthenticated_++;
+  waiting_.emplace_back(client->session().id, server_->NowMs() + s.auth_timeout_ms);
+  if (!timer_running_ && s.auth_timeout_ms > 0) {
+    uv_timer_start(&timer_, OnTimer, kSweepIntervalMs, kSweepIntervalMs);
+    timer_running_ = true;
+  }
+  return true;
+}
+
+void AuthGate::OnAuthenticated(Client* client) {
+  if (!client->awaiting_auth) return;
+  client->awaiting_auth = false;
+  unauthenticated_--;
+}
+
+void AuthGate::OnClosed(Client* client) { OnAuthenticated(client); }
+
+commands::AuthCheck AuthGate::Check(std::string_view peer, std::string_view password) {
+  const int64_t now = server_->NowMs();
+  if (!limiter_.Allowed(peer, now)) {
+    limiter_.CountRefused();
+    return commands::AuthCheck::kLimited;
+  }
+  if (commands::PasswordEquals(password, server_->settings().requirepass)) {
+    return commands::AuthCheck::kOk;
+  }
+  failures_++;
+  limiter_.RecordFailure(peer, now);
+  return commands::AuthCheck::kWrong;
+}
+
+void AuthGate::Drop(Client* client, std::string_view why) {
+  OnAuthenticated(client);  // no longer counts as waiting
+  client->conn().output().append("-ERR ").append(why).append("\r\n");
+  client->conn().CloseAfterFlush();
+}
+
+bool AuthGate::EvictOldest() {
+  while (!waiting_.empty()) {
+    Client* c = server_->FindClient(waiting_.front().first);
+    waiting_.pop_front();
+    if (c == nullptr || !c->awaiting_auth || c->conn().closing()) continue;
+    evictions_++;
+    LOG(DEBUG) << "closing unauthenticated client " << c->session().id << " to make room";
+    Drop(c, "too many unauthenticated connections; this one was the oldest");
+    return true;
+  }
+  return false;
+}
+
+void AuthGate::OnTimer(uv_timer_t* handle) { static_cast<AuthGate*>(handle->data)->Sweep(); }
+
+void AuthGate::Sweep() {
+  const int64_t now = server_->NowMs();
+  while (!waiting_.empty()) {
+    auto [id, deadline] = waiting_.front();
+    Client* c = server_->FindClient(id);
+    if (c != nullptr && c->awaiting_auth && !c->conn().closing()) {
+      if (deadline > now) break;  // invariant 2: the rest are later
+      timeouts_++;
+      Drop(c, "authentication timeout");
+    }
+    waiting_.pop_front();
+  }
+  if (waiting_.empty()) {
+    uv_timer_stop(&timer_);
+    timer_running_ = false;
+  }
+}
+
+}  // namespace distri::server
