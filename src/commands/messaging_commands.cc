@@ -11,8 +11,6 @@ namespace distri::commands {
 
 namespace {
 
-constexpr int64_t kDefaultCallTimeoutMs = 30000;
-
 void SubscribeCmd(Call& call, bool pattern) {
   call.ctx.messaging().Subscribe(call.session, call.args.subspan(1), pattern, call.reply);
 }
@@ -120,6 +118,11 @@ void CallGeneric(Call& call, bool all) {
     if (!ArgInt64(call, call.args[4], &timeout)) return;
     if (timeout <= 0) {
       call.reply.Error("ERR TIMEOUT must be a positive number of milliseconds");
+      return;
+    }
+    if (timeout > kMaxCallTimeoutMs) {
+      call.reply.Error("ERR timeout is out of range: at most " + std::to_string(kMaxCallTimeoutMs) +
+                       " milliseconds (365 days)");
       return;
     }
   } else if (call.args.size() != 3) {

@@ -16,6 +16,12 @@
 //  1. A call is in exactly one place: a service's wait queue, or in flight
 //     at one worker (counted in that worker's in_flight).
 //  2. A blocked caller has exactly one call (or broadcast) outstanding.
+//  3. A service record exists only while it has a worker or a call refers to
+//     it (Service::calls_open > 0); the last one to go frees it, so callers
+//     naming many distinct services leave nothing behind.
+//  4. Deadlines never overflow: a call's deadline is now + a timeout of at
+//     most commands::kMaxCallTimeoutMs, and the one timer is always armed
+//     for the earliest deadline of all (a far one never hides a near one).
 //
 // Thread-safety: loop thread only.
 
@@ -76,6 +82,8 @@ class MessageRouter final : public commands::Messaging {
   size_t SubscriptionsInRoom(std::string_view room) const;
   size_t ServicesInRoom(std::string_view room) const;
   uint64_t dropped_replies() const { return dropped_replies_; }
+  // Service records held (with a worker or a call), for STATS.
+  size_t service_records() const { return services_.size(); }
 
  private:
   // ---- pub/sub ----
@@ -105,6 +113,7 @@ class MessageRouter final : public commands::Messaging {
     uint64_t calls = 0, errors = 0, timeouts = 0;
     std::vector<double> latency_ms;  // ring of recent completed call latencies
     size_t latency_next = 0;
+    size_t calls_open = 0;  // PendingCalls that point here (invariant 3)
   };
   struct Worker {
     Client* client;
@@ -138,9 +147,13 @@ class MessageRouter final : public commands::Messaging {
 
   Service* FindService(std::string_view room, std::string_view name);
   Service& GetService(const std::string& room, std::string_view name);
+  // Frees the record if nothing refers to it any more (invariant 3).
+  void MaybeFreeService(Service* svc);
   void Assign(PendingCall& call, Worker* worker);
   Worker* PickWorker(Service& svc);
-  void Dispatch(uint64_t call_id);
+  bool HasLiveWorker(const Service& svc) const;
+  // To the best worker now, else into the service's queue (a retry first).
+  void Dispatch(uint64_t call_id, bool retry);
   void DrainWaiting(Worker* worker);
   // Ends a call: the caller (or its broadcast slot) gets the outcome.
   void Finish(uint64_t call_id, std::string_view status, std::string_view payload);
