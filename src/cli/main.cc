@@ -38,6 +38,9 @@ constexpr char kServeUsage[] =
     "                       suffixes k, m, g accepted, e.g. 512m)\n"
     "  --max-clients N      refuse connections beyond N (default 10000; 0 = no limit)\n"
     "  --max-bulk BYTES     largest single argument accepted (default 512m)\n"
+    "  --max-pattern-bytes N\n"
+    "                       longest glob pattern accepted by KEYS, SCAN MATCH, PSUBSCRIBE\n"
+    "                       and PUBSUB CHANNELS (default 32k; 0 = no limit)\n"
     "  --requirepass PASS   require AUTH with this password\n"
     "  --snapshot-bytes N   snapshot the state after this much log (default 64m)\n"
     "  --mirror-history-entries N\n"
@@ -132,6 +135,8 @@ int Serve(const std::vector<std::string_view>& args) {
       if (!ParseBytes(value, &s.max_bulk) || s.max_bulk == 0 || s.max_bulk > (1ull << 32)) {
         return Fail("--max-bulk must be a byte count between 1 and 4g");
       }
+    } else if (name == "max-pattern-bytes") {
+      if (!ParseBytes(value, &s.max_pattern_bytes)) return Fail("--max-pattern-bytes must be a byte count");
     } else if (name == "requirepass") {
       s.requirepass = std::string(value);
     } else if (name == "snapshot-bytes") {

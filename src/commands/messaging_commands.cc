@@ -12,6 +12,12 @@ namespace distri::commands {
 namespace {
 
 void SubscribeCmd(Call& call, bool pattern) {
+  if (pattern) {
+    // All or nothing: a refused pattern subscribes to none of the others.
+    for (std::string_view p : call.args.subspan(1)) {
+      if (!PatternOk(call, p)) return;
+    }
+  }
   call.ctx.messaging().Subscribe(call.session, call.args.subspan(1), pattern, call.reply);
 }
 void Subscribe(Call& call) { SubscribeCmd(call, false); }
@@ -34,7 +40,10 @@ void PubSub(Call& call) {
   Messaging& m = call.ctx.messaging();
   if (sub == "channels" && call.args.size() <= 3) {
     std::optional<std::string_view> pattern;
-    if (call.args.size() == 3) pattern = call.args[2];
+    if (call.args.size() == 3) {
+      if (!PatternOk(call, call.args[2])) return;
+      pattern = call.args[2];
+    }
     std::vector<std::string> names = m.Channels(call.session.room, pattern);
     call.reply.Array(names.size());
     for (const std::string& n : names) call.reply.Bulk(n);

@@ -39,6 +39,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "base/glob.h"
 #include "base/strings.h"
 #include "commands/messaging.h"
 
@@ -87,9 +88,16 @@ class MessageRouter final : public commands::Messaging {
 
  private:
   // ---- pub/sub ----
+  // One pattern and its subscribers: compiled once, however many subscribe.
+  struct PatternSubs {
+    explicit PatternSubs(std::string_view pattern) : glob(pattern) {}
+    base::Glob glob;
+    std::vector<Client*> clients;
+  };
   struct RoomSubs {
     std::unordered_map<std::string, std::vector<Client*>, base::StringHash, std::equal_to<>> channels;
-    std::vector<std::pair<std::string, Client*>> patterns;
+    // Unique patterns (PUBSUB NUMPAT counts these, as Redis does).
+    std::unordered_map<std::string, PatternSubs, base::StringHash, std::equal_to<>> patterns;
   };
   struct ClientSubs {
     std::set<std::pair<std::string, std::string>> channels;  // (room, channel)
