@@ -156,6 +156,7 @@ size_t Glob::FindShiftAnd(const Segment& s, std::string_view text) const {
   std::unique_ptr<uint64_t[]> state(new uint64_t[words]());
   const size_t last_word = (m - 1) / 64;
   const uint64_t last_bit = uint64_t{1} << ((m - 1) % 64);
+  size_t top = 0;
   for (size_t i = 0; i < text.size(); i++) {
     auto c = static_cast<uint8_t>(text[i]);
     uint64_t* mask = &masks[c * words];
@@ -166,11 +167,16 @@ size_t Glob::FindShiftAnd(const Segment& s, std::string_view text) const {
         if (ElementMatches(elements_[s.begin + q], c)) mask[q / 64] |= uint64_t{1} << (q % 64);
       }
     }
+    // Words above `top` are zero, so only one more can become non-zero:
+    // partial matches that die young keep this to a word or two per byte.
     uint64_t carry = 1;  // a match may start at every byte
-    for (size_t w = 0; w < words; w++) {
+    const size_t limit = std::min(words - 1, top + 1);
+    top = 0;
+    for (size_t w = 0; w <= limit; w++) {
       uint64_t next_carry = state[w] >> 63;
       state[w] = ((state[w] << 1) | carry) & mask[w];
       carry = next_carry;
+      if (state[w] != 0) top = w;
     }
     if (state[last_word] & last_bit) return i + 1 - m;
   }

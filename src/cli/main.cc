@@ -40,7 +40,7 @@ constexpr char kServeUsage[] =
     "  --max-bulk BYTES     largest single argument accepted (default 512m)\n"
     "  --max-pattern-bytes N\n"
     "                       longest glob pattern accepted by KEYS, SCAN MATCH, PSUBSCRIBE\n"
-    "                       and PUBSUB CHANNELS (default 32k; 0 = no limit)\n"
+    "                       and PUBSUB CHANNELS (default 8k; 0 = no limit)\n"
     "  --requirepass PASS   require AUTH with this password\n"
     "  --snapshot-bytes N   snapshot the state after this much log (default 64m)\n"
     "  --mirror-history-entries N\n"

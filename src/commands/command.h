@@ -68,7 +68,7 @@ struct ServerSettings {
   uint64_t max_memory = 0;  // 0 = unlimited
   uint64_t max_clients = 0;
   uint64_t max_bulk = 0;
-  uint64_t max_pattern_bytes = 32 << 10;  // longest glob pattern; 0 = no limit
+  uint64_t max_pattern_bytes = 8 << 10;   // longest glob pattern; 0 = no limit
   std::string requirepass;  // empty = no password
   std::string bind;
   int port = 0;
