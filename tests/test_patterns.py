@@ -64,8 +64,9 @@ def test_pattern_length_is_capped(server_factory):
     ok = "*" + "x" * 99
     too_long = "*" + "x" * 100
     assert r.cmd("KEYS", ok) == []
+    assert r.cmd("CONFIG", "GET", "*X*")[:2] == [b"maxmemory", b"0"]  # nocase
     for cmd in (["KEYS", too_long], ["SCAN", "0", "MATCH", too_long],
-                ["PUBSUB", "CHANNELS", too_long]):
+                ["PUBSUB", "CHANNELS", too_long], ["CONFIG", "GET", "port", too_long]):
         err = r.cmd(*cmd)
         assert isinstance(err, RawError) and "pattern is too long: 101 bytes, at most 100" in err
     # PSUBSCRIBE is all or nothing.

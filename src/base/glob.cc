@@ -99,8 +99,9 @@ Glob::Glob(std::string_view p, bool nocase) : nocase_(nocase) {
 }
 
 size_t Glob::memory_bytes() const {
-  return sizeof(*this) + elements_.capacity() * sizeof(Element) + sets_.capacity() * sizeof(ByteSet) +
-         segments_.capacity() * sizeof(Segment) + kmp_.capacity() * sizeof(uint32_t);
+  return sizeof(*this) + elements_.capacity() * sizeof(Element) +
+         sets_.capacity() * sizeof(ByteSet) + segments_.capacity() * sizeof(Segment) +
+         kmp_.capacity() * sizeof(uint32_t);
 }
 
 bool Glob::ElementMatches(const Element& e, uint8_t c) const {

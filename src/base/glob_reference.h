@@ -15,13 +15,16 @@ namespace distri::base {
 
 class GlobReference {
  public:
-  GlobReference(std::string_view p, std::string_view t, bool nocase) : p_(p), t_(t), nocase_(nocase) {
+  GlobReference(std::string_view p, std::string_view t, bool nocase)
+      : p_(p), t_(t), nocase_(nocase) {
     memo_.assign((p.size() + 1) * (t.size() + 1), -1);
   }
   bool Match() { return At(0, 0); }
 
  private:
-  char Fold(char c) const { return nocase_ && c >= 'A' && c <= 'Z' ? static_cast<char>(c + 32) : c; }
+  char Fold(char c) const {
+    return nocase_ && c >= 'A' && c <= 'Z' ? static_cast<char>(c + 32) : c;
+  }
 
   // Whether the one-byte element at p_[pi] accepts c; *next is where it ends.
   bool Accepts(size_t pi, char c, size_t* next) const {

@@ -39,8 +39,8 @@ constexpr char kServeUsage[] =
     "  --max-clients N      refuse connections beyond N (default 10000; 0 = no limit)\n"
     "  --max-bulk BYTES     largest single argument accepted (default 512m)\n"
     "  --max-pattern-bytes N\n"
-    "                       longest glob pattern accepted by KEYS, SCAN MATCH, PSUBSCRIBE\n"
-    "                       and PUBSUB CHANNELS (default 8k; 0 = no limit)\n"
+    "                       longest glob pattern accepted by KEYS, SCAN MATCH, PSUBSCRIBE,\n"
+    "                       PUBSUB CHANNELS and CONFIG GET (default 8k; 0 = no limit)\n"
     "  --requirepass PASS   require AUTH with this password\n"
     "  --snapshot-bytes N   snapshot the state after this much log (default 64m)\n"
     "  --mirror-history-entries N\n"
@@ -136,7 +136,9 @@ int Serve(const std::vector<std::string_view>& args) {
         return Fail("--max-bulk must be a byte count between 1 and 4g");
       }
     } else if (name == "max-pattern-bytes") {
-      if (!ParseBytes(value, &s.max_pattern_bytes)) return Fail("--max-pattern-bytes must be a byte count");
+      if (!ParseBytes(value, &s.max_pattern_bytes)) {
+        return Fail("--max-pattern-bytes must be a byte count");
+      }
     } else if (name == "requirepass") {
       s.requirepass = std::string(value);
     } else if (name == "snapshot-bytes") {

@@ -178,9 +178,9 @@ void AddMessagingCommands(std::vector<CommandSpec>* out);
 bool ArgInt64(Call& call, std::string_view arg, int64_t* out);
 void WrongArity(Call& call);
 void SyntaxError(Call& call);
-// Glob patterns (KEYS, SCAN MATCH, PSUBSCRIBE, PUBSUB CHANNELS) longer than
-// --max-pattern-bytes are refused: matching cost and a compiled pattern's
-// memory grow with the length (base/glob.h).
+// Glob patterns (KEYS, SCAN MATCH, PSUBSCRIBE, PUBSUB CHANNELS, CONFIG GET)
+// longer than --max-pattern-bytes are refused: matching cost and a compiled
+// pattern's memory grow with the length (base/glob.h).
 bool PatternOk(Call& call, std::string_view pattern);
 // For "COMMAND [code]": the named room (args[1]) or the session's; false (with
 // the error written) on too many arguments or an unknown room.

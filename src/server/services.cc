@@ -69,7 +69,9 @@ MessageRouter::Service& MessageRouter::GetService(const std::string& room, std::
 }
 
 void MessageRouter::MaybeFreeService(Service* svc) {
-  if (svc->workers.empty() && svc->calls_open == 0) services_.erase(ServiceKey(svc->room, svc->name));
+  if (svc->workers.empty() && svc->calls_open == 0) {
+    services_.erase(ServiceKey(svc->room, svc->name));
+  }
 }
 
 bool MessageRouter::HasLiveWorker(const Service& svc) const {
@@ -393,7 +395,8 @@ void MessageRouter::ArmTimer() {
   // taken only when positive, so it cannot overflow; an overdue deadline
   // fires on the next loop iteration.
   const int64_t earliest = deadlines_.begin()->first, now = MonoMs();
-  uint64_t wait = earliest <= now ? 0 : static_cast<uint64_t>(earliest) - static_cast<uint64_t>(now);
+  uint64_t wait =
+      earliest <= now ? 0 : static_cast<uint64_t>(earliest) - static_cast<uint64_t>(now);
   uv_timer_start(&timer_, [](uv_timer_t* t) { static_cast<MessageRouter*>(t->data)->OnTimer(); },
                  wait, 0);
 }
