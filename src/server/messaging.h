@@ -151,6 +151,7 @@ class MessageRouter final : public commands::Messaging {
     };
     std::vector<Slot> slots;
     size_t outstanding = 0;
+    int64_t deadline_ms = 0;  // its entry in deadlines_ (none while 0 outstanding)
   };
 
   Service* FindService(std::string_view room, std::string_view name);

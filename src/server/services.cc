@@ -276,6 +276,7 @@ void MessageRouter::Call(commands::Session& session, std::string_view service,
     if (b.outstanding == 0) {
       FinishBroadcast(group);
     } else {
+      b.deadline_ms = deadline;
       deadlines_.emplace(deadline, group);
     }
   }
@@ -352,7 +353,9 @@ void MessageRouter::FinishBroadcast(uint64_t group) {
   if (it == broadcasts_.end()) return;
   Broadcast b = std::move(it->second);
   broadcasts_.erase(it);
-  // Any deadline entry for the group is removed lazily by OnTimer.
+  // At once, not at the deadline: with long timeouts, stale entries would
+  // pile up for as long.
+  deadlines_.erase({b.deadline_ms, group});
   std::string out2, out3;
   for (int p : {2, 3}) {
     protocol::ReplyWriter w(p == 2 ? &out2 : &out3, p);
