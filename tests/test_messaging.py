@@ -467,3 +467,24 @@ def test_service_records_are_freed_when_unused(server):
     assert out.get("r") == "answer"
     assert c.execute_command("STATS")["service_records"] == 0
     w.close()
+
+
+def test_queued_retry_fails_at_once_when_the_last_worker_dies_too(server):
+    a, b = resp3(server), resp3(server)
+    assert a.cmd("SVC.SERVE", "pair") == b"OK"
+    t1, out1 = call_in_thread(server.client(protocol=3), "CALL", "pair", "one")  # default 30 s
+    assert next_request(a)[3] == b"one"
+    assert b.cmd("SVC.SERVE", "pair") == b"OK"
+    t2, out2 = call_in_thread(server.client(protocol=3), "CALL", "pair", "two")
+    assert next_request(b)[3] == b"two"
+    obs = server.client(protocol=3)
+    a.close()  # "one" is retried: b is busy, so it waits first in line
+    wait_until(lambda: obs.execute_command("SVC.STATS", "pair")["waiting"] == 1, what="retry queued")
+    killed = time.monotonic()
+    b.close()  # no worker left: both calls fail now, not at their timeout
+    t1.join(10)
+    t2.join(10)
+    for out in (out1, out2):
+        assert "worker disconnected before replying" in out.get("e", ""), out
+        assert out["t"] - killed < 1.0
+    assert obs.execute_command("STATS")["service_records"] == 0
