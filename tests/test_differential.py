@@ -15,7 +15,7 @@ import time
 
 import pytest
 
-from conftest import _make_server
+from conftest import _make_server, encode_command
 
 KEYS = ["a", "b", "c", "n", "f", "{x}", "long key", ""]
 VALUES = ["", "0", "1", "-1", "42", "9223372036854775807", "-9223372036854775808",
@@ -460,3 +460,40 @@ def test_time_is_the_clock(server, reference):
             secs, micros = c.cmd("TIME")
             assert abs(int(secs) - time.time()) < 5, srv
             assert 0 <= int(micros) < 1_000_000, srv
+def test_pubsub_numpat_matches_redis(server, reference):
+    """PUBSUB NUMPAT counts unique patterns across all clients (issue 9, item 16),
+    not subscriptions: the same sequence of (P)SUBSCRIBE / PUNSUBSCRIBE / RESET
+    on several connections must give redis-server's answers at every step."""
+    rng = random.Random(16)
+    patterns = ["a*", "b*", "c?", "[ab]*", "a*"]
+    sides = []
+    for srv in (server, reference):
+        conns = [srv.raw() for _ in range(3)]
+        observer = srv.raw()
+        sides.append((conns, observer))
+    try:
+        for step in range(200):
+            i = rng.randrange(3)
+            op = rng.randrange(10)
+            if op < 5:
+                cmd = ["PSUBSCRIBE"] + rng.sample(patterns, rng.randrange(1, 3))
+            elif op < 8:
+                cmd = ["PUNSUBSCRIBE"] + rng.sample(patterns, rng.randrange(0, 3))
+            elif op < 9:
+                cmd = ["SUBSCRIBE", rng.choice(["a1", "b2"])]
+            else:
+                cmd = ["RESET"]
+            answers = []
+            for conns, observer in sides:
+                c = conns[i]
+                c.send(encode_command(*cmd))
+                # One confirmation per name (one for an empty PUNSUBSCRIBE), or +RESET.
+                for _ in range(max(1, len(cmd) - 1) if cmd[0] != "RESET" else 1):
+                    c.read_reply()
+                answers.append((observer.cmd("PUBSUB", "NUMPAT"),
+                                observer.cmd("PUBSUB", "NUMSUB", "a1", "b2")))
+            assert answers[0] == answers[1], f"step {step}: {cmd} on connection {i}"
+    finally:
+        for conns, observer in sides:
+            for c in conns + [observer]:
+                c.close()

@@ -2,12 +2,15 @@
 loaded worker, CALL.ALL to every worker, timeouts, worker loss, NOWORKER."""
 
 import socket
+import struct
+import subprocess
+import sys
 import threading
 import time
 
 import pytest
 
-from conftest import Raw, RawError, wait_until
+from conftest import Raw, RawError, encode_command, wait_until
 
 pytestmark = pytest.mark.distri
 
@@ -304,3 +307,184 @@ def test_serve_needs_resp3(server):
     with Raw(server.port) as r:
         err = r.cmd("SVC.SERVE", "x")
         assert isinstance(err, RawError) and "HELLO 3" in err
+
+
+# ---------------------------------------------------------------------------
+# Call deadlines, worker loss, service records (issue 9, items 2, 4 and 11)
+
+
+def call_in_thread(client, *args):
+    """Runs one CALL on its own thread; returns (thread, result dict with "r" or "e", "t")."""
+    out = {}
+
+    def run():
+        try:
+            out["r"] = client.execute_command(*args)
+        except Exception as e:  # noqa: BLE001
+            out["e"] = str(e)
+        out["t"] = time.monotonic()
+
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    return t, out
+
+
+def test_absurd_call_timeout_is_refused_and_never_hides_other_deadlines(server):
+    # Issue 9 item 2: TIMEOUT 9223372036854775807 overflowed the deadline, which
+    # sorted first and armed the one timer for ever: later calls never timed out.
+    c = server.client(protocol=3)
+    for bad in ("9223372036854775807", "31536000001"):
+        with pytest.raises(Exception) as e:
+            c.execute_command("CALL", "nobody", "x", "TIMEOUT", bad)
+        assert "timeout is out of range" in str(e.value)
+    with pytest.raises(Exception) as e:
+        c.execute_command("CALL.ALL", "nobody", "x", "TIMEOUT", "9223372036854775807")
+    assert "timeout is out of range" in str(e.value)
+    # The longest accepted timeout waits; a short one issued after it still ends on time.
+    far = Raw(server.port)
+    far.send(encode_command("CALL", "nobody", "x", "TIMEOUT", "31536000000"))
+    near = server.client(protocol=3)
+    start = time.monotonic()
+    with pytest.raises(Exception) as e:
+        near.execute_command("CALL", "nobody", "y", "TIMEOUT", "500")
+    assert "NOWORKER" in str(e.value)
+    assert 0.45 <= time.monotonic() - start < 3
+    # A caller that drops its connection (reset) takes its queued call with it,
+    # and the service record goes too. (A FIN is a half-close: the server still
+    # owes that caller its reply, as docs/protocol.md says.)
+    far.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    far.close()
+    wait_until(lambda: c.execute_command("STATS")["service_records"] == 0, what="record freed")
+
+
+def test_only_worker_process_killed_mid_request_fails_the_call_at_once(server):
+    # Issue 9 item 4: the caller waited its whole timeout (30 s by default) and
+    # then got NOWORKER; docs/python.md promises "worker disconnected" at once.
+    script = (
+        "import socket, sys, time\n"
+        "s = socket.create_connection(('127.0.0.1', int(sys.argv[1])))\n"
+        "s.sendall(b'*2\\r\\n$5\\r\\nHELLO\\r\\n$1\\r\\n3\\r\\n"
+        "*2\\r\\n$9\\r\\nSVC.SERVE\\r\\n$4\\r\\nsolo\\r\\n')\n"
+        "buf = b''\n"
+        "while b'svc.request' not in buf:\n"
+        "    chunk = s.recv(65536)\n"
+        "    if not chunk: sys.exit(1)\n"
+        "    buf += chunk\n"
+        "    if b'+OK' in buf and b'ready' not in buf:\n"
+        "        print('ready', flush=True); buf += b'ready'\n"
+        "print('busy', flush=True)\n"
+        "time.sleep(600)\n")
+    worker = subprocess.Popen([sys.executable, "-c", script, str(server.port)],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert worker.stdout.readline().strip() == "ready"
+        caller = server.client(protocol=3)
+        t, out = call_in_thread(caller, "CALL", "solo", "x")  # the default 30 s timeout
+        assert worker.stdout.readline().strip() == "busy"
+        killed = time.monotonic()
+        worker.kill()
+        worker.wait(10)
+        t.join(10)
+        assert "worker disconnected before replying" in out.get("e", ""), out
+        assert out["t"] - killed < 1.0
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+            worker.wait(10)
+
+
+def next_request(raw):
+    """The next svc.request push on a worker connection, skipping replies to SVC.REPLY."""
+    while True:
+        frame = raw.read_reply()
+        if isinstance(frame, list) and frame and frame[0] == b"svc.request":
+            return frame
+
+
+def test_retry_waits_first_in_line_for_a_busy_other_worker(server):
+    # Another worker exists but is busy: the lost request is retried on it as
+    # soon as it frees a slot, ahead of calls that came later.
+    obs = server.client(protocol=3, decode=False)
+    waiting = lambda: obs.execute_command("SVC.STATS", "busy")[b"waiting"]  # noqa: E731
+    dying = resp3(server)
+    assert dying.cmd("SVC.SERVE", "busy") == b"OK"
+    t1, out1 = call_in_thread(server.client(protocol=3, decode=False), "CALL", "busy", "first",
+                              "TIMEOUT", "5000")
+    assert dying.read_reply()[0] == b"svc.request"
+    other = resp3(server)
+    assert other.cmd("SVC.SERVE", "busy") == b"OK"
+    t2, out2 = call_in_thread(server.client(protocol=3, decode=False), "CALL", "busy", "second",
+                              "TIMEOUT", "5000")
+    req = next_request(other)
+    assert req[3] == b"second"
+    t3, out3 = call_in_thread(server.client(protocol=3, decode=False), "CALL", "busy", "third",
+                              "TIMEOUT", "5000")
+    wait_until(lambda: waiting() == 1, what="third call queued")
+    dying.close()
+    wait_until(lambda: waiting() == 2, what="retry queued")
+    order = []
+    for _ in range(3):
+        other.send(encode_command("SVC.REPLY", str(req[1]), b"done-" + req[3]))
+        order.append(req[3])
+        if len(order) < 3:
+            req = next_request(other)
+    for t in (t1, t2, t3):
+        t.join(10)
+    assert order == [b"second", b"first", b"third"], "the retry goes ahead of later calls"
+    assert (out1.get("r"), out2.get("r"), out3.get("r")) == (b"done-first", b"done-second",
+                                                             b"done-third")
+    other.close()
+
+
+def test_service_records_are_freed_when_unused(server):
+    # Issue 9 item 11: CALL.ALL on 300,000 distinct names kept 241 MB for ever.
+    c = server.client(protocol=3)
+    assert c.execute_command("STATS")["service_records"] == 0
+    pipe = c.pipeline(transaction=False)
+    for i in range(20000):
+        pipe.execute_command("CALL.ALL", f"svc-{i}", "x")
+    assert all(r == [] for r in pipe.execute())
+    assert c.execute_command("STATS")["service_records"] == 0
+    # CALL (short timeouts, no worker), SVC.STATS of unknown names: nothing kept either.
+    for i in range(20):
+        with pytest.raises(Exception):
+            c.execute_command("CALL", f"gone-{i}", "x", "TIMEOUT", "1")
+        with pytest.raises(Exception):
+            c.execute_command("SVC.STATS", f"never-{i}")
+    assert c.execute_command("STATS")["service_records"] == 0
+    # A worker keeps its record; the record goes with the last worker and call.
+    w = resp3(server)
+    assert w.cmd("SVC.SERVE", "kept", "other") == b"OK"
+    assert c.execute_command("STATS")["service_records"] == 2
+    assert w.cmd("SVC.UNSERVE", "other") == 1
+    assert c.execute_command("STATS")["service_records"] == 1
+    t, out = call_in_thread(server.client(protocol=3), "CALL", "kept", "x", "TIMEOUT", "5000")
+    rid = w.read_reply()[1]
+    assert w.cmd("SVC.UNSERVE") == 1
+    assert c.execute_command("STATS")["service_records"] == 1, "the call in flight holds it"
+    assert w.cmd("SVC.REPLY", str(rid), "answer") == 1
+    t.join(10)
+    assert out.get("r") == "answer"
+    assert c.execute_command("STATS")["service_records"] == 0
+    w.close()
+
+
+def test_queued_retry_fails_at_once_when_the_last_worker_dies_too(server):
+    a, b = resp3(server), resp3(server)
+    assert a.cmd("SVC.SERVE", "pair") == b"OK"
+    t1, out1 = call_in_thread(server.client(protocol=3), "CALL", "pair", "one")  # default 30 s
+    assert next_request(a)[3] == b"one"
+    assert b.cmd("SVC.SERVE", "pair") == b"OK"
+    t2, out2 = call_in_thread(server.client(protocol=3), "CALL", "pair", "two")
+    assert next_request(b)[3] == b"two"
+    obs = server.client(protocol=3)
+    a.close()  # "one" is retried: b is busy, so it waits first in line
+    wait_until(lambda: obs.execute_command("SVC.STATS", "pair")["waiting"] == 1, what="retry queued")
+    killed = time.monotonic()
+    b.close()  # no worker left: both calls fail now, not at their timeout
+    t1.join(10)
+    t2.join(10)
+    for out in (out1, out2):
+        assert "worker disconnected before replying" in out.get("e", ""), out
+        assert out["t"] - killed < 1.0
+    assert obs.execute_command("STATS")["service_records"] == 0

@@ -2,6 +2,8 @@
 
 #include "base/strings.h"
 
+#include "base/glob.h"
+
 #include <cctype>
 #include <cerrno>
 #include <utility>
@@ -75,79 +77,8 @@ std::string FormatLongDouble(long double v) {
   return s;
 }
 
-namespace {
-char Fold(char c, bool nocase) {
-  return nocase ? static_cast<char>(std::tolower(static_cast<unsigned char>(c))) : c;
-}
-
-// Iterative matcher with single-star backtracking: linear in practice and
-// immune to the exponential blow-up of naive recursion on patterns like "*a*a*a*b".
-bool Match(std::string_view p, std::string_view t, bool nocase) {
-  size_t pi = 0, ti = 0;
-  size_t star_p = std::string_view::npos, star_t = 0;
-  while (ti < t.size()) {
-    bool advanced = false;
-    if (pi < p.size()) {
-      char pc = p[pi];
-      if (pc == '*') {
-        while (pi < p.size() && p[pi] == '*') pi++;
-        if (pi == p.size()) return true;
-        star_p = pi;
-        star_t = ti;
-        continue;
-      } else if (pc == '?') {
-        pi++;
-        ti++;
-        advanced = true;
-      } else if (pc == '[') {
-        size_t j = pi + 1;
-        bool negate = j < p.size() && p[j] == '^';
-        if (negate) j++;
-        bool matched = false;
-        char tc = Fold(t[ti], nocase);
-        while (j < p.size() && p[j] != ']') {
-          if (p[j] == '\\' && j + 1 < p.size()) {
-            j++;
-            if (Fold(p[j], nocase) == tc) matched = true;
-            j++;
-          } else if (j + 2 < p.size() && p[j + 1] == '-' && p[j + 2] != ']') {
-            char lo = Fold(p[j], nocase), hi = Fold(p[j + 2], nocase);
-            if (lo > hi) std::swap(lo, hi);
-            if (tc >= lo && tc <= hi) matched = true;
-            j += 3;
-          } else {
-            if (Fold(p[j], nocase) == tc) matched = true;
-            j++;
-          }
-        }
-        if (negate) matched = !matched;
-        if (matched) {
-          pi = (j < p.size()) ? j + 1 : j;  // an unterminated class ends the pattern
-          ti++;
-          advanced = true;
-        }
-      } else {
-        if (pc == '\\' && pi + 1 < p.size()) pc = p[++pi];
-        if (Fold(pc, nocase) == Fold(t[ti], nocase)) {
-          pi++;
-          ti++;
-          advanced = true;
-        }
-      }
-    }
-    if (!advanced) {
-      if (star_p == std::string_view::npos) return false;
-      pi = star_p;
-      ti = ++star_t;
-    }
-  }
-  while (pi < p.size() && p[pi] == '*') pi++;
-  return pi == p.size();
-}
-}  // namespace
-
 bool GlobMatch(std::string_view pattern, std::string_view text, bool nocase) {
-  return Match(pattern, text, nocase);
+  return Glob(pattern, nocase).Match(text);
 }
 
 std::string_view AsciiLower(std::string_view s, std::string* dst) {

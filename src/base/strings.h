@@ -26,7 +26,9 @@ bool ParseLongDouble(std::string_view s, long double* out);
 // Redis's INCRBYFLOAT replies.
 std::string FormatLongDouble(long double v);
 
-// Redis-style glob: * ? [abc] [^a] [a-z] and \ escapes; byte-wise.
+// Redis-style glob: * ? [abc] [^a] [a-z] and \ escapes; byte-wise. Compiles
+// the pattern on every call: to match one pattern against many texts, build
+// a base::Glob (base/glob.h) once.
 bool GlobMatch(std::string_view pattern, std::string_view text, bool nocase = false);
 
 // ASCII lower-casing into dst (resized). Returns a view of dst.

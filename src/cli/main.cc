@@ -62,6 +62,9 @@ constexpr char kServeUsage[] =
     "  --http-body-memory BYTES\n"
     "                       request bodies being received, all connections together\n"
     "                       (default 128m; beyond it requests get 503)\n"
+    "  --max-pattern-bytes N\n"
+    "                       longest glob pattern accepted by KEYS, SCAN MATCH, PSUBSCRIBE,\n"
+    "                       PUBSUB CHANNELS and CONFIG GET (default 8k; 0 = no limit)\n"
     "  --snapshot-bytes N   snapshot the state after this much log (default 64m)\n"
     "  --mirror-history-entries N\n"
     "                       changes kept for mirrors resuming FROM a revision (default 100000)\n"
@@ -154,6 +157,10 @@ int Serve(const std::vector<std::string_view>& args) {
     } else if (name == "max-bulk") {
       if (!ParseBytes(value, &s.max_bulk) || s.max_bulk == 0 || s.max_bulk > (1ull << 32)) {
         return Fail("--max-bulk must be a byte count between 1 and 4g");
+      }
+    } else if (name == "max-pattern-bytes") {
+      if (!ParseBytes(value, &s.max_pattern_bytes)) {
+        return Fail("--max-pattern-bytes must be a byte count");
       }
     } else if (name == "requirepass") {
       s.requirepass = std::string(value);

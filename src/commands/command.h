@@ -16,6 +16,7 @@
 #define DISTRI_COMMANDS_COMMAND_H_
 
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <span>
 #include <string>
@@ -70,6 +71,7 @@ struct ServerSettings {
   uint64_t max_memory = 0;  // 0 = unlimited
   uint64_t max_clients = 0;
   uint64_t max_bulk = 0;
+  uint64_t max_pattern_bytes = 8 << 10;   // longest glob pattern; 0 = no limit
   std::string requirepass;  // empty = no password
   std::string bind;
   int port = 0;
@@ -105,6 +107,12 @@ struct ClientListFilter {
   std::vector<uint64_t> ids;  // with by_id: these, in this order (unknown ones skipped)
 };
 
+class Context;
+
+// One slice of a long read; returns true when done, having written the
+// reply (see Context::RunInSteps).
+using Step = std::function<bool(Context& ctx, protocol::ReplyWriter& reply)>;
+
 // The server as handlers see it.
 class Context {
  public:
@@ -138,6 +146,12 @@ class Context {
   virtual void RoomStats(std::string_view code, protocol::ReplyWriter& reply) = 0;
   virtual void SiteStats(protocol::ReplyWriter& reply) = 0;
   virtual Messaging& messaging() = 0;
+  // A read too long for one loop iteration (KEYS over a big room): `step`
+  // runs once per loop iteration, other clients being served in between,
+  // until it returns true with the reply written. The session is blocked
+  // meanwhile (as during a CALL); the handler writes no reply itself.
+  // REQUIRES: !session.blocked.
+  virtual void RunInSteps(Session& session, Step step) = 0;
 };
 
 struct Call {
@@ -201,6 +215,10 @@ void AddMessagingCommands(std::vector<CommandSpec>* out);
 bool ArgInt64(Call& call, std::string_view arg, int64_t* out);
 void WrongArity(Call& call);
 void SyntaxError(Call& call);
+// Glob patterns (KEYS, SCAN MATCH, PSUBSCRIBE, PUBSUB CHANNELS, CONFIG GET)
+// longer than --max-pattern-bytes are refused: matching cost and a compiled
+// pattern's memory grow with the length (base/glob.h).
+bool PatternOk(Call& call, std::string_view pattern);
 // For "COMMAND [code]": the named room (args[1]) or the session's; false (with
 // the error written) on too many arguments or an unknown room.
 bool TargetRoom(Call& call, std::string_view* code);

@@ -61,6 +61,14 @@ void WrongArity(Call& call) {
 
 void SyntaxError(Call& call) { call.reply.Error("ERR syntax error"); }
 
+bool PatternOk(Call& call, std::string_view pattern) {
+  const uint64_t max = call.ctx.settings().max_pattern_bytes;
+  if (max == 0 || pattern.size() <= max) return true;
+  call.reply.Error("ERR pattern is too long: " + std::to_string(pattern.size()) +
+                   " bytes, at most " + std::to_string(max) + " (--max-pattern-bytes)");
+  return false;
+}
+
 bool TargetRoom(Call& call, std::string_view* code) {
   if (call.args.size() > 2) {
     WrongArity(call);

@@ -4,6 +4,7 @@
 #include <ctime>
 #include <string>
 
+#include "base/glob.h"
 #include "base/strings.h"
 #include "commands/access.h"
 #include "commands/command.h"
@@ -384,10 +385,16 @@ void Config(Call& call) {
       {"save", ""},
       {"databases", "16"},
   };
+  // Each pattern compiled once, and capped like every glob (base/glob.h).
+  std::vector<base::Glob> globs;
+  for (size_t i = 2; i < call.args.size(); i++) {
+    if (!PatternOk(call, call.args[i])) return;
+    globs.emplace_back(call.args[i], /*nocase=*/true);
+  }
   std::vector<const std::pair<std::string, std::string>*> found;
   for (const auto& p : params) {
-    for (size_t i = 2; i < call.args.size(); i++) {
-      if (base::GlobMatch(call.args[i], p.first, true)) {
+    for (const base::Glob& glob : globs) {
+      if (glob.Match(p.first)) {
         found.push_back(&p);
         break;
       }

@@ -3,9 +3,15 @@
 
 #include <openssl/rand.h>
 
+#include <chrono>
 #include <climits>
+#include <deque>
+#include <memory>
+#include <optional>
 #include <string>
+#include <unordered_set>
 
+#include "base/glob.h"
 #include "base/strings.h"
 #include "commands/command.h"
 
@@ -240,21 +246,64 @@ void Object(Call& call) {
   }
 }
 
-void Keys(Call& call) {
-  const state::Room* room = CurrentRoom(call);
-  std::vector<std::string_view> found;
-  const int64_t now = call.ctx.NowMs();
-  std::string_view pattern = call.args[1];
-  bool all = pattern == "*";
-  if (room != nullptr) {
-    room->keys().ForEach([&](const state::Item& item) {
-      if (!item.expired(now) && (all || base::GlobMatch(pattern, item.key()))) {
-        found.push_back(item.key());
-      }
-    });
+// KEYS pattern. The room is walked with the SCAN cursor about a millisecond
+// at a time: a small room answers at once; a big one continues a slice per
+// loop iteration (Context::RunInSteps) while this client waits, so one KEYS
+// never stalls the other clients. What it returns is what a full SCAN
+// guarantees, without duplicates: every key present for the whole command;
+// keys written or deleted meanwhile may or may not appear.
+class KeysWalk {
+ public:
+  KeysWalk(std::string room, std::string_view pattern) : room_(std::move(room)) {
+    if (pattern != "*") glob_.emplace(pattern);
   }
-  call.reply.Array(found.size());
-  for (std::string_view k : found) call.reply.Bulk(k);
+
+  // Walks until done (true) or the slice's time is up (false).
+  bool Run(Context& ctx) {
+    constexpr size_t kBucketsPerScan = 64;
+    constexpr auto kSlice = std::chrono::milliseconds(1);
+    const state::Room* room = ctx.state().FindRoom(room_);
+    if (room == nullptr) return true;  // dropped meanwhile: what was found stands
+    const int64_t now = ctx.NowMs();
+    const auto start = std::chrono::steady_clock::now();
+    do {
+      cursor_ = room->keys().Scan(cursor_, kBucketsPerScan, [&](const state::Item& item) {
+        if (item.expired(now) || (glob_ && !glob_->Match(item.key()))) return;
+        // A table resized between slices may show a key twice.
+        if (seen_.contains(item.key())) return;
+        keys_.emplace_back(item.key());
+        seen_.insert(keys_.back());
+      });
+      if (cursor_ == 0) return true;
+    } while (std::chrono::steady_clock::now() - start < kSlice);
+    return false;
+  }
+
+  void Reply(protocol::ReplyWriter& reply) const {
+    reply.Array(keys_.size());
+    for (const std::string& k : keys_) reply.Bulk(k);
+  }
+
+ private:
+  std::string room_;
+  std::optional<base::Glob> glob_;  // none for "*"
+  uint64_t cursor_ = 0;
+  std::deque<std::string> keys_;  // a deque: `seen_` views must not move
+  std::unordered_set<std::string_view> seen_;
+};
+
+void Keys(Call& call) {
+  if (!PatternOk(call, call.args[1])) return;
+  auto walk = std::make_shared<KeysWalk>(call.session.room, call.args[1]);
+  if (walk->Run(call.ctx)) {
+    walk->Reply(call.reply);
+    return;
+  }
+  call.ctx.RunInSteps(call.session, [walk](Context& ctx, protocol::ReplyWriter& reply) {
+    if (!walk->Run(ctx)) return false;
+    walk->Reply(reply);
+    return true;
+  });
 }
 
 // SCAN cursor [MATCH pattern] [COUNT n] [TYPE t]
@@ -276,6 +325,7 @@ void Scan(Call& call) {
     }
     std::string_view val = call.args[++i];
     if (base::EqualsIgnoreCase(opt, "match")) {
+      if (!PatternOk(call, val)) return;
       pattern = val;
       has_pattern = val != "*";
     } else if (base::EqualsIgnoreCase(opt, "count")) {
@@ -293,12 +343,14 @@ void Scan(Call& call) {
   }
   std::vector<std::string_view> found;
   uint64_t next = 0;
+  std::optional<base::Glob> glob;
+  if (has_pattern) glob.emplace(pattern);
   const state::Room* room = CurrentRoom(call);
   const int64_t now = call.ctx.NowMs();
   if (room != nullptr) {
     next = room->keys().Scan(cursor, static_cast<size_t>(count), [&](const state::Item& item) {
       if (item.expired(now)) return;
-      if (has_pattern && !base::GlobMatch(pattern, item.key())) return;
+      if (glob && !glob->Match(item.key())) return;
       if (!type.empty() && !base::EqualsIgnoreCase(type, "string")) return;
       found.push_back(item.key());
     });

@@ -24,6 +24,13 @@ namespace distri::commands {
 
 struct Session;
 
+// CALL / CALL.ALL TIMEOUT bounds, in milliseconds. The maximum (365 days)
+// keeps every deadline (monotonic now + timeout) far from int64 overflow;
+// longer timeouts are refused, as Redis refuses out-of-range timeouts of its
+// blocking commands.
+inline constexpr int64_t kDefaultCallTimeoutMs = 30'000;
+inline constexpr int64_t kMaxCallTimeoutMs = 365LL * 24 * 3600 * 1000;
+
 class Messaging {
  public:
   virtual ~Messaging() = default;
@@ -51,6 +58,7 @@ class Messaging {
   virtual bool Answer(Session& session, uint64_t request_id, bool ok, std::string_view payload) = 0;
   // CALL / CALL.ALL: the session blocks; its reply is written when the
   // worker(s) answer, the call times out, or no worker appears in time.
+  // REQUIRES: 0 < timeout_ms <= kMaxCallTimeoutMs.
   virtual void Call(Session& session, std::string_view service, std::string_view payload,
                     int64_t timeout_ms, bool all) = 0;
   // SVC.LIST and SVC.STATS replies.

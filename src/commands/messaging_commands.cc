@@ -11,9 +11,13 @@ namespace distri::commands {
 
 namespace {
 
-constexpr int64_t kDefaultCallTimeoutMs = 30000;
-
 void SubscribeCmd(Call& call, bool pattern) {
+  if (pattern) {
+    // All or nothing: a refused pattern subscribes to none of the others.
+    for (std::string_view p : call.args.subspan(1)) {
+      if (!PatternOk(call, p)) return;
+    }
+  }
   call.ctx.messaging().Subscribe(call.session, call.args.subspan(1), pattern, call.reply);
 }
 void Subscribe(Call& call) { SubscribeCmd(call, false); }
@@ -36,7 +40,10 @@ void PubSub(Call& call) {
   Messaging& m = call.ctx.messaging();
   if (sub == "channels" && call.args.size() <= 3) {
     std::optional<std::string_view> pattern;
-    if (call.args.size() == 3) pattern = call.args[2];
+    if (call.args.size() == 3) {
+      if (!PatternOk(call, call.args[2])) return;
+      pattern = call.args[2];
+    }
     std::vector<std::string> names = m.Channels(call.session.room, pattern);
     call.reply.Array(names.size());
     for (const std::string& n : names) call.reply.Bulk(n);
@@ -120,6 +127,11 @@ void CallGeneric(Call& call, bool all) {
     if (!ArgInt64(call, call.args[4], &timeout)) return;
     if (timeout <= 0) {
       call.reply.Error("ERR TIMEOUT must be a positive number of milliseconds");
+      return;
+    }
+    if (timeout > kMaxCallTimeoutMs) {
+      call.reply.Error("ERR timeout is out of range: at most " + std::to_string(kMaxCallTimeoutMs) +
+                       " milliseconds (365 days)");
       return;
     }
   } else if (call.args.size() != 3) {

@@ -16,6 +16,12 @@
 //  1. A call is in exactly one place: a service's wait queue, or in flight
 //     at one worker (counted in that worker's in_flight).
 //  2. A blocked caller has exactly one call (or broadcast) outstanding.
+//  3. A service record exists only while it has a worker or a call refers to
+//     it (Service::calls_open > 0); the last one to go frees it, so callers
+//     naming many distinct services leave nothing behind.
+//  4. Deadlines never overflow: a call's deadline is now + a timeout of at
+//     most commands::kMaxCallTimeoutMs, and the one timer is always armed
+//     for the earliest deadline of all (a far one never hides a near one).
 //
 // Thread-safety: loop thread only.
 
@@ -33,6 +39,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "base/glob.h"
 #include "base/strings.h"
 #include "commands/messaging.h"
 
@@ -82,12 +89,21 @@ class MessageRouter final : public commands::Messaging {
   SubCounts SubscriptionsOf(Client* c) const;
   size_t ServicesInRoom(std::string_view room) const;
   uint64_t dropped_replies() const { return dropped_replies_; }
+  // Service records held (with a worker or a call), for STATS.
+  size_t service_records() const { return services_.size(); }
 
  private:
   // ---- pub/sub ----
+  // One pattern and its subscribers: compiled once, however many subscribe.
+  struct PatternSubs {
+    explicit PatternSubs(std::string_view pattern) : glob(pattern) {}
+    base::Glob glob;
+    std::vector<Client*> clients;
+  };
   struct RoomSubs {
     std::unordered_map<std::string, std::vector<Client*>, base::StringHash, std::equal_to<>> channels;
-    std::vector<std::pair<std::string, Client*>> patterns;
+    // Unique patterns (PUBSUB NUMPAT counts these, as Redis does).
+    std::unordered_map<std::string, PatternSubs, base::StringHash, std::equal_to<>> patterns;
   };
   struct ClientSubs {
     std::set<std::pair<std::string, std::string>> channels;  // (room, channel)
@@ -111,6 +127,7 @@ class MessageRouter final : public commands::Messaging {
     uint64_t calls = 0, errors = 0, timeouts = 0;
     std::vector<double> latency_ms;  // ring of recent completed call latencies
     size_t latency_next = 0;
+    size_t calls_open = 0;  // PendingCalls that point here (invariant 3)
   };
   struct Worker {
     Client* client;
@@ -140,13 +157,18 @@ class MessageRouter final : public commands::Messaging {
     };
     std::vector<Slot> slots;
     size_t outstanding = 0;
+    int64_t deadline_ms = 0;  // its entry in deadlines_ (none while 0 outstanding)
   };
 
   Service* FindService(std::string_view room, std::string_view name);
   Service& GetService(const std::string& room, std::string_view name);
+  // Frees the record if nothing refers to it any more (invariant 3).
+  void MaybeFreeService(Service* svc);
   void Assign(PendingCall& call, Worker* worker);
   Worker* PickWorker(Service& svc);
-  void Dispatch(uint64_t call_id);
+  bool HasLiveWorker(const Service& svc) const;
+  // To the best worker now, else into the service's queue (a retry first).
+  void Dispatch(uint64_t call_id, bool retry);
   void DrainWaiting(Worker* worker);
   // Ends a call: the caller (or its broadcast slot) gets the outcome.
   void Finish(uint64_t call_id, std::string_view status, std::string_view payload);

@@ -2,6 +2,7 @@
 // PUBLISH and PUBSUB, scoped to rooms. See messaging.h.
 
 #include <algorithm>
+#include <optional>
 
 #include "base/strings.h"
 #include "server/client.h"
@@ -22,7 +23,7 @@ bool MessageRouter::AddSub(Client* c, const std::string& room, std::string_view 
   if (!set.emplace(room, std::string(name)).second) return false;
   RoomSubs& rs = rooms_[room];
   if (pattern) {
-    rs.patterns.emplace_back(std::string(name), c);
+    rs.patterns.try_emplace(std::string(name), name).first->second.clients.push_back(c);
   } else {
     rs.channels[std::string(name)].push_back(c);
   }
@@ -37,7 +38,11 @@ bool MessageRouter::RemoveSub(Client* c, const std::string& room, std::string_vi
   if (set.erase({room, std::string(name)}) == 0) return false;
   RoomSubs& rs = rooms_[room];
   if (pattern) {
-    std::erase_if(rs.patterns, [&](const auto& p) { return p.second == c && p.first == name; });
+    auto it = rs.patterns.find(name);
+    if (it != rs.patterns.end()) {
+      std::erase(it->second.clients, c);
+      if (it->second.clients.empty()) rs.patterns.erase(it);
+    }
   } else {
     auto it = rs.channels.find(std::string(name));
     if (it != rs.channels.end()) {
@@ -134,8 +139,9 @@ int64_t MessageRouter::Publish(std::string_view room, std::string_view channel,
       send(c, e);
     }
   }
-  for (const auto& [pattern, c] : rs.patterns) {
-    if (base::GlobMatch(pattern, channel)) send(c, frame_for(c->session().protocol, pattern));
+  for (const auto& [pattern, subs] : rs.patterns) {
+    if (!subs.glob.Match(channel)) continue;
+    for (Client* c : subs.clients) send(c, frame_for(c->session().protocol, pattern));
   }
   return receivers;
 }
@@ -145,8 +151,10 @@ std::vector<std::string> MessageRouter::Channels(std::string_view room,
   std::vector<std::string> out;
   auto rit = rooms_.find(room);
   if (rit == rooms_.end()) return out;
+  std::optional<base::Glob> glob;
+  if (pattern) glob.emplace(*pattern);
   for (const auto& [name, subs] : rit->second.channels) {
-    if (!pattern || base::GlobMatch(*pattern, name)) out.push_back(name);
+    if (!glob || glob->Match(name)) out.push_back(name);
   }
   std::sort(out.begin(), out.end());
   return out;
@@ -159,6 +167,8 @@ int64_t MessageRouter::NumSub(std::string_view room, std::string_view channel) {
   return it == rit->second.channels.end() ? 0 : static_cast<int64_t>(it->second.size());
 }
 
+// Unique patterns in the room, whoever subscribed to them (Redis counts
+// unique patterns across all clients, not subscriptions).
 int64_t MessageRouter::NumPat(std::string_view room) {
   auto rit = rooms_.find(room);
   return rit == rooms_.end() ? 0 : static_cast<int64_t>(rit->second.patterns.size());
@@ -167,7 +177,8 @@ int64_t MessageRouter::NumPat(std::string_view room) {
 size_t MessageRouter::SubscriptionsInRoom(std::string_view room) const {
   auto rit = rooms_.find(room);
   if (rit == rooms_.end()) return 0;
-  size_t n = rit->second.patterns.size();
+  size_t n = 0;
+  for (const auto& [name, subs] : rit->second.patterns) n += subs.clients.size();
   for (const auto& [name, subs] : rit->second.channels) n += subs.size();
   return n;
 }

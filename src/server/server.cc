@@ -104,6 +104,7 @@ Status Server::Start() {
   router_ = std::make_unique<MessageRouter>(this, &loop_);
   auth_gate_ = std::make_unique<AuthGate>(this, &loop_);
   FitConnectionsToFdLimit();
+  steps_ = std::make_unique<StepRunner>(this, &loop_);
   // Signals first: once the start line is out, SIGTERM must mean a clean stop.
   for (uv_signal_t* sig : {&sigint_, &sigterm_}) {
     uv_signal_init(&loop_, sig);
@@ -161,6 +162,7 @@ void Server::Stop() {
   uv_timer_stop(&expire_timer_);
   router_->Close();
   auth_gate_->Close();
+  steps_->Close();
   // Let the writes already handed to the log finish, and their replies go out.
   log_->Close();
   ApplyCommitted();
@@ -257,6 +259,10 @@ Client* Server::FindClient(uint64_t id) const {
 }
 
 void Server::Resume(Client* client) { resumable_.push_back(client); }
+
+void Server::RunInSteps(commands::Session& session, commands::Step step) {
+  steps_->Start(session, std::move(step));
+}
 
 void Server::MarkDirty(Client* client) {
   if (!client->dirty) {

@@ -36,6 +36,7 @@
 #include "server/auth_gate.h"
 #include "server/messaging.h"
 #include "server/mirror.h"
+#include "server/steps.h"
 #include "state/state_machine.h"
 
 namespace distri::server {
@@ -126,6 +127,7 @@ class Server final : public commands::Context {
   void RoomStats(std::string_view code, protocol::ReplyWriter& reply) override;
   void SiteStats(protocol::ReplyWriter& reply) override;
   commands::Messaging& messaging() override { return *router_; }
+  void RunInSteps(commands::Session& session, commands::Step step) override;
   StatFields RoomStatsFields(std::string_view code);
   StatFields SiteStatsFields();
 
@@ -210,6 +212,7 @@ class Server final : public commands::Context {
   std::unique_ptr<MirrorHub> mirrors_;
   std::unique_ptr<MessageRouter> router_;
   std::unique_ptr<AuthGate> auth_gate_;
+  std::unique_ptr<StepRunner> steps_;  // long reads, a slice per loop iteration
   std::unique_ptr<log::LocalLog> log_;
   std::deque<PendingEntry> pending_;  // in index order
   bool expiry_in_flight_ = false;

@@ -22,6 +22,13 @@ std::string ServiceKey(std::string_view room, std::string_view name) {
   return key;
 }
 
+// a + b, clamped to the int64 range instead of overflowing.
+int64_t AddSaturating(int64_t a, int64_t b) {
+  int64_t sum;
+  if (__builtin_add_overflow(a, b, &sum)) return b > 0 ? INT64_MAX : INT64_MIN;
+  return sum;
+}
+
 double Percentile(std::vector<double> v, double p) {
   if (v.empty()) return 0;
   size_t i = std::min(v.size() - 1, static_cast<size_t>(p * static_cast<double>(v.size())));
@@ -59,6 +66,17 @@ MessageRouter::Service& MessageRouter::GetService(const std::string& room, std::
     slot->name = std::string(name);
   }
   return *slot;
+}
+
+void MessageRouter::MaybeFreeService(Service* svc) {
+  if (svc->workers.empty() && svc->calls_open == 0) {
+    services_.erase(ServiceKey(svc->room, svc->name));
+  }
+}
+
+bool MessageRouter::HasLiveWorker(const Service& svc) const {
+  return std::any_of(svc.workers.begin(), svc.workers.end(),
+                     [](const Worker* w) { return !w->client->conn().closing(); });
 }
 
 std::string MessageRouter::WorkerLabel(const Worker& w) const {
@@ -104,6 +122,7 @@ size_t MessageRouter::Unserve(commands::Session& session, std::span<const std::s
       std::erase(svc->workers, w);
       s = w->services.erase(s);
       stopped++;
+      MaybeFreeService(svc);
     } else {
       ++s;
     }
@@ -113,22 +132,43 @@ size_t MessageRouter::Unserve(commands::Session& session, std::span<const std::s
 }
 
 void MessageRouter::DropWorker(Worker* w, bool reroute) {
-  for (Service* svc : w->services) std::erase(svc->workers, w);
   std::vector<uint64_t> orphaned;
   for (auto& [id, call] : calls_) {
     if (call.worker == w) orphaned.push_back(id);
   }
-  std::vector<Service*> services = w->services;
+  std::vector<Service*> services = std::move(w->services);
+  for (Service* svc : services) std::erase(svc->workers, w);
   workers_.erase(w->client);  // frees w
+  // A record nothing refers to goes now; one with calls goes with its last
+  // call (in Finish), so no pointer below outlives its record.
+  std::erase_if(services, [&](Service* svc) {
+    bool unused = svc->workers.empty() && svc->calls_open == 0;
+    if (unused) MaybeFreeService(svc);
+    return unused;
+  });
+  std::vector<uint64_t> failed;
   for (uint64_t id : orphaned) {
     PendingCall& call = calls_.at(id);
     call.worker = nullptr;
-    if (reroute && call.group == 0 && call.attempts < kMaxAttempts) {
-      Dispatch(id);  // once more, to another worker (invariant 1)
+    // The retry goes to another worker only if one exists now: waiting for a
+    // worker to appear would leave the caller hanging for its whole timeout
+    // for a request that may already have run.
+    if (reroute && call.group == 0 && call.attempts < kMaxAttempts &&
+        HasLiveWorker(*call.service)) {
+      Dispatch(id, /*retry=*/true);  // once more, to another worker (invariant 1)
     } else {
-      Finish(id, "error", "worker disconnected before replying");
+      failed.push_back(id);
     }
   }
+  // Retries queued behind busy workers of a service that has just lost its
+  // last live worker fail now too, for the same reason.
+  for (Service* svc : services) {
+    if (HasLiveWorker(*svc)) continue;
+    for (uint64_t id : svc->waiting) {
+      if (calls_.at(id).attempts > 0) failed.push_back(id);
+    }
+  }
+  for (uint64_t id : failed) Finish(id, "error", "worker disconnected before replying");
 }
 
 // ---------------------------------------------------------------------------
@@ -167,11 +207,16 @@ void MessageRouter::Assign(PendingCall& call, Worker* w) {
   server_->CheckOutputLimit(c);
 }
 
-void MessageRouter::Dispatch(uint64_t call_id) {
+void MessageRouter::Dispatch(uint64_t call_id, bool retry) {
   PendingCall& call = calls_.at(call_id);
   Worker* w = PickWorker(*call.service);
   if (w == nullptr) {
-    call.service->waiting.push_back(call_id);
+    // A retry has waited once already: it goes first in line.
+    if (retry) {
+      call.service->waiting.push_front(call_id);
+    } else {
+      call.service->waiting.push_back(call_id);
+    }
     return;
   }
   Assign(call, w);
@@ -193,34 +238,46 @@ void MessageRouter::DrainWaiting(Worker* w) {
 void MessageRouter::Call(commands::Session& session, std::string_view service,
                          std::string_view payload, int64_t timeout_ms, bool all) {
   const int64_t now = MonoMs();
+  // Saturating, so even a caller that bypassed the TIMEOUT check could not
+  // wrap its deadline into the past (invariant 4).
+  const int64_t deadline = AddSaturating(now, timeout_ms);
   const uint64_t start_ns = uv_hrtime();
-  Service& svc = GetService(session.room, service);
-  svc.calls++;
   session.blocked = true;  // the reply comes from Finish (invariant 2)
   if (!all) {
+    Service& svc = GetService(session.room, service);  // its wait queue lives there
+    svc.calls++;
+    svc.calls_open++;
     uint64_t id = next_id_++;
-    calls_.emplace(id, PendingCall{id, session.id, &svc, std::string(payload), start_ns, now + timeout_ms});
-    deadlines_.emplace(now + timeout_ms, id);
-    Dispatch(id);
+    calls_.emplace(id, PendingCall{id, session.id, &svc, std::string(payload), start_ns, deadline});
+    deadlines_.emplace(deadline, id);
+    Dispatch(id, /*retry=*/false);
   } else {
     uint64_t group = next_id_++;
     Broadcast& b = broadcasts_[group];
     b.caller_id = session.id;
     b.service = std::string(service);
-    for (Worker* w : svc.workers) {
-      uint64_t id = next_id_++;
-      PendingCall& call = calls_.emplace(id, PendingCall{id, 0, &svc, std::string(payload), start_ns,
-                                                         now + timeout_ms}).first->second;
-      call.group = group;
-      call.slot = b.slots.size();
-      b.slots.push_back({WorkerLabel(*w), "", ""});
-      b.outstanding++;
-      Assign(call, w);  // every worker, whatever its load: a broadcast is not balanced
+    // A broadcast to a service nobody serves is answered at once and leaves
+    // no record behind (invariant 3).
+    if (Service* svc = FindService(session.room, service); svc != nullptr) {
+      svc->calls++;
+      for (Worker* w : svc->workers) {
+        uint64_t id = next_id_++;
+        PendingCall& call =
+            calls_.emplace(id, PendingCall{id, 0, svc, std::string(payload), start_ns, deadline})
+                .first->second;
+        svc->calls_open++;
+        call.group = group;
+        call.slot = b.slots.size();
+        b.slots.push_back({WorkerLabel(*w), "", ""});
+        b.outstanding++;
+        Assign(call, w);  // every worker, whatever its load: a broadcast is not balanced
+      }
     }
     if (b.outstanding == 0) {
       FinishBroadcast(group);
     } else {
-      deadlines_.emplace(now + timeout_ms, group);
+      b.deadline_ms = deadline;
+      deadlines_.emplace(deadline, group);
     }
   }
   ArmTimer();
@@ -245,6 +302,7 @@ void MessageRouter::Finish(uint64_t call_id, std::string_view status, std::strin
   calls_.erase(it);
   deadlines_.erase({call.deadline_ms, call_id});
   Service& svc = *call.service;
+  svc.calls_open--;
   if (call.worker == nullptr) std::erase(svc.waiting, call_id);
   if (status == "ok") {
     double ms = static_cast<double>(uv_hrtime() - call.start_ns) / 1e6;
@@ -286,6 +344,7 @@ void MessageRouter::Finish(uint64_t call_id, std::string_view status, std::strin
     DeliverToCaller(call.caller_id, out2, out3);
   }
   if (w != nullptr) DrainWaiting(w);  // its freed slot may serve a waiting call
+  MaybeFreeService(&svc);
   ArmTimer();
 }
 
@@ -294,7 +353,9 @@ void MessageRouter::FinishBroadcast(uint64_t group) {
   if (it == broadcasts_.end()) return;
   Broadcast b = std::move(it->second);
   broadcasts_.erase(it);
-  // Any deadline entry for the group is removed lazily by OnTimer.
+  // At once, not at the deadline: with long timeouts, stale entries would
+  // pile up for as long.
+  deadlines_.erase({b.deadline_ms, group});
   std::string out2, out3;
   for (int p : {2, 3}) {
     protocol::ReplyWriter w(p == 2 ? &out2 : &out3, p);
@@ -333,9 +394,14 @@ void MessageRouter::ArmTimer() {
     uv_timer_stop(&timer_);
     return;
   }
-  int64_t wait = deadlines_.begin()->first - MonoMs();
+  // Always the earliest deadline of all (invariant 4). The difference is
+  // taken only when positive, so it cannot overflow; an overdue deadline
+  // fires on the next loop iteration.
+  const int64_t earliest = deadlines_.begin()->first, now = MonoMs();
+  uint64_t wait =
+      earliest <= now ? 0 : static_cast<uint64_t>(earliest) - static_cast<uint64_t>(now);
   uv_timer_start(&timer_, [](uv_timer_t* t) { static_cast<MessageRouter*>(t->data)->OnTimer(); },
-                 static_cast<uint64_t>(std::max<int64_t>(wait, 1)), 0);
+                 wait, 0);
 }
 
 void MessageRouter::OnTimer() {

@@ -171,6 +171,7 @@ StatFields Server::SiteStatsFields() {
       {"revision", u(state_.applied_index())},
       {"connections_total", u(stats_.connections_received)},
       {"slow_consumer_disconnects", u(stats_.slow_consumer_disconnects)},
+      {"service_records", u(router_->service_records())},
   };
 }
 
