@@ -91,6 +91,10 @@ Status Server::Start() {
   LOG(INFO) << "recovered " << state_.key_count() << " keys in " << state_.rooms().size()
             << " rooms at revision " << state_.applied_index() << " (" << replayed
             << " log entries replayed)";
+  // A long replayed tail (say --snapshot-bytes was lowered) is compacted now,
+  // not at the first write, which a read-only server might never see. Before
+  // any socket is open, so the child inherits none.
+  MaybeSnapshot();
 
   CHECK(uv_loop_init(&loop_) == 0);
   SyncClock();
@@ -153,6 +157,9 @@ void Server::Stop() {
   uv_timer_stop(&expire_timer_);
   router_->Close();
   // Let the writes already handed to the log finish, and their replies go out.
+  // No snapshot from here on: the log is closing (and a snapshot at exit
+  // would only delay it; the next start replays the tail).
+  stopping_ = true;
   log_->Close();
   ApplyCommitted();
   uv_stop(&loop_);
@@ -369,14 +376,19 @@ void Server::ExpireCycle() {
 // ---------------------------------------------------------------------------
 // Snapshots compact the log once enough of it has been written.
 
+// The log forks a child that serialises state_ from its copy-on-write image
+// (LocalLog::SaveSnapshot), so this costs the loop only the fork itself. The
+// producer runs in that child: it must only read state_ and call write().
 void Server::MaybeSnapshot() {
-  if (log_->bytes_since_snapshot() < options_.snapshot_bytes) return;
-  Status st = log_->SaveSnapshot(state_.applied_index(), [this](const log::SnapshotWriteFn& write) {
+  if (stopping_ || log_->bytes_since_snapshot() < options_.snapshot_bytes) return;
+  if (log_->SnapshotBusy()) return;  // one at a time; after a failure, wait a while
+  const uint64_t index = state_.applied_index();
+  Status st = log_->SaveSnapshot(index, [this](const log::SnapshotWriteFn& write) {
     return state_.SaveSnapshot(write);
   });
   if (st.ok()) {
     stats_.snapshots++;
-    LOG(INFO) << "snapshot at revision " << state_.applied_index();
+    LOG(INFO) << "snapshot at revision " << index << " started";
   } else {
     LOG(ERROR) << "snapshot failed: " << st.ToString();
   }

@@ -190,6 +190,7 @@ class Server final : public commands::Context {
   uv_idle_t pump_idle_;
   bool pump_active_ = false;
   bool loop_ready_ = false;
+  bool stopping_ = false;  // Stop() has begun: no more snapshots
 
   state::StateMachine state_;
   std::unique_ptr<MirrorHub> mirrors_;
