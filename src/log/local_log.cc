@@ -217,9 +217,11 @@ Status LocalLog::RecoverSegments(uint64_t snapshot_index, const ReplayFn& replay
   }
 
   // A segment followed by one starting at or before snapshot_index + 1 holds
-  // only entries the snapshot covers: a crash interrupted its deletion.
+  // only entries the snapshot covers: a crash interrupted its deletion. The
+  // segment the manifest names stays until a newer manifest is durable (a
+  // crash in between would otherwise find it missing); reading it is cheap.
   const uint64_t after_snapshot = snapshot_index + 1;
-  while (firsts.size() >= 2 && firsts[1] <= after_snapshot) {
+  while (firsts.size() >= 2 && firsts[1] <= after_snapshot && firsts[0] != durable_newest) {
     LOG(INFO) << "log: removing segment covered by the snapshot: " << SegmentPath(firsts[0]);
     (void)fs_->Unlink(SegmentPath(firsts[0]));
     firsts.erase(firsts.begin());
@@ -271,13 +273,13 @@ Status LocalLog::RecoverSegments(uint64_t snapshot_index, const ReplayFn& replay
   }  // the mapping of the last segment is released here, before any truncate
 
   const uint64_t last_entry = expected - 1;
+  std::vector<uint64_t> stale;
   if (!firsts.empty() && last_entry < snapshot_index) {
     // Only possible if entries the snapshot covers never reached the disk
     // (fsync=false and an OS crash). The snapshot has them; start after it.
     LOG(WARNING) << "log: segments end at entry " << last_entry << " but the snapshot covers "
                  << snapshot_index << "; starting a new segment after the snapshot";
-    for (uint64_t first : firsts) (void)fs_->Unlink(SegmentPath(first));
-    firsts.clear();
+    stale.swap(firsts);  // deleted once the manifest names the new segment
   }
 
   if (firsts.empty()) {
@@ -288,6 +290,9 @@ Status LocalLog::RecoverSegments(uint64_t snapshot_index, const ReplayFn& replay
     DISTRI_RETURN_IF_ERROR(segment_->WriteAt(0, SegmentHeader()));
     DISTRI_RETURN_IF_ERROR(segment_->Sync());
     DISTRI_RETURN_IF_ERROR(WriteManifest(first));  // also makes the new name durable
+    // All before `first`: a crash before they go leaves them covered by the
+    // snapshot, to be deleted by step 3 of the next Open.
+    for (uint64_t old : stale) (void)fs_->Unlink(SegmentPath(old));
     segments_.push_back(first);
     segment_size_ = kSegmentHeaderSize;
   } else {

@@ -120,7 +120,12 @@ class LocalLog final : public Log {
   // snapshot_retry_delay after one failed; after that delay a failed
   // snapshot's log bytes count again towards bytes_since_snapshot().
   bool SnapshotBusy() override;
-  // Snapshots that failed in the background since Open (any thread).
+  // A snapshot child is running (or its file is being renamed).
+  bool snapshot_running() const {
+    std::lock_guard lock(mu_);
+    return snapshot_running_;
+  }
+  // Snapshots that failed in the background since Open.
   uint64_t snapshot_failures() const {
     std::lock_guard lock(mu_);
     return snapshot_failures_;

@@ -361,6 +361,42 @@ TEST_F(RecoveryTest, DirectoryWithoutManifestOpensAndGetsOne) {
             ListFiles(h_.log_dir(), ".seg").back());
 }
 
+// The roll that compaction starts (to 11.seg, after a snapshot at 10) cut
+// short before the manifest named the new segment: 1.seg is still named and
+// covered by the snapshot. Open adopts 11.seg; 1.seg goes only once the
+// manifest no longer names it, so a crash in between (here: Open failing to
+// replace the manifest) cannot make the next Open find the named one missing.
+TEST_F(RecoveryTest, CompactionRollCutShortBeforeTheManifest) {
+  testing::FaultInjectionFileSystem fs;
+  h_.options.file_system = &fs;
+  Write(1, 10);
+  const std::string first = FirstSegment();
+  const std::string first_bytes = ReadFileBytes(first);
+  ASSERT_TRUE(h_.log->SaveSnapshot(10, SnapshotProducer([](const SnapshotWriteFn& write) {
+                return write("s10");
+              })).ok());
+  h_.log->WaitForBackgroundWork();
+  h_.log.reset();
+  const std::string eleven = h_.log_dir() + "/" + IndexedFileName(11, ".seg");
+  ASSERT_EQ(ListFiles(h_.log_dir(), ".seg"), std::vector<std::string>{eleven});
+  WriteFileBytes(first, first_bytes);
+  WriteManifestNaming(1);
+
+  fs.SetRenameFails(true);
+  Status st = h_.Open();
+  ASSERT_FALSE(st.ok());
+  EXPECT_NE(st.message().find("rename"), std::string::npos) << st.ToString();
+  fs.SetRenameFails(false);
+
+  ASSERT_TRUE(h_.Open().ok());
+  EXPECT_EQ(h_.snapshot_index, 10u);
+  EXPECT_TRUE(h_.replayed.empty());
+  Write(11, 12);
+  ASSERT_TRUE(h_.Open().ok());
+  ExpectReplayed(11, 12);
+  EXPECT_EQ(ListFiles(h_.log_dir(), ".seg"), std::vector<std::string>{eleven});
+}
+
 TEST_F(RecoveryTest, CorruptManifestFailsNamingIt) {
   Write(1, 3);
   h_.log.reset();
