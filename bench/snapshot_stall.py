@@ -13,7 +13,8 @@ What it does
      appears in snap/ and the PING loop has run for another second.
   4. Prints the longest gap between two PING replies before and during the snapshot,
      the 99.9th percentile, how long the snapshot took (the SET until snap/*.snap
-     exists), and the server's RSS.
+     exists), the fork's duration (INFO latest_fork_usec, where the server has it),
+     and the server's RSS.
 
 Before/after: run it against two release builds, e.g.
   bench/snapshot_stall.py --distri build/release/distri
@@ -137,6 +138,7 @@ def main():
                 sys.exit("no snapshot file after 600 s")
             time.sleep(0.002)
         done = time.monotonic()
+        fork_us = int(c.info("persistence").get("latest_fork_usec", -1))
         time.sleep(1.0)
         stop.set()
         t.join(30)
@@ -149,7 +151,8 @@ def main():
         print(f"state: {args.keys:,} keys x {args.value_bytes} B; RSS {rss:.0f} MB after replay; "
               f"log {log_bytes / 2**20:.0f} MiB; fsync {args.fsync}")
         print(f"load {load_s:.1f} s, restart (replay) {replay_s:.1f} s")
-        print(f"snapshot: {1000 * (done - began):.0f} ms from the triggering SET to snap/*.snap")
+        print(f"snapshot: {1000 * (done - began):.0f} ms from the triggering SET to snap/*.snap"
+              + (f"; fork() {fork_us / 1000:.1f} ms" if fork_us >= 0 else ""))
         print(f"PING gaps before the snapshot: max {1000 * max(before):.2f} ms, "
               f"p99.9 {1000 * percentile(before, 0.999):.2f} ms ({len(before)} pings)")
         print(f"PING gaps from the trigger on: max {1000 * max(during):.2f} ms, "

@@ -442,12 +442,16 @@ Status LocalLog::SaveSnapshot(uint64_t applied_index, const SnapshotProducer& pr
     return PosixError("pipe for snapshot", temp_path, errno);
   }
   const pid_t parent = ::getpid();
+  const auto fork_start = std::chrono::steady_clock::now();
   const pid_t pid = ::fork();
   if (pid == 0) {
     ::close(report[0]);
     RunSnapshotChild(parent, report[1], temp_path, applied_index, produce);  // never returns
   }
   const int fork_errno = errno;
+  last_fork_us_ = static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::microseconds>(
+                                            std::chrono::steady_clock::now() - fork_start)
+                                            .count());
   ::close(report[1]);
   if (pid < 0) {
     ::close(report[0]);

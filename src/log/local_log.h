@@ -120,6 +120,9 @@ class LocalLog final : public Log {
   // snapshot_retry_delay after one failed; after that delay a failed
   // snapshot's log bytes count again towards bytes_since_snapshot().
   bool SnapshotBusy() override;
+  // How long the last SaveSnapshot's fork() took: the one pause a snapshot
+  // costs the loop (Redis's latest_fork_usec).
+  uint64_t last_fork_us() const { return last_fork_us_; }
   // A snapshot child is running (or its file is being renamed).
   bool snapshot_running() const {
     std::lock_guard lock(mu_);
@@ -213,6 +216,7 @@ class LocalLog final : public Log {
   base::LatencyHistogram fsync_latency_;  // written by the writer thread
   uint64_t snapshot_requested_ = 0;  // newest snapshot index saved or being saved
   uint64_t bytes_at_snapshot_ = 0;   // bytes_since_snapshot_ when the last one started
+  uint64_t last_fork_us_ = 0;
   std::chrono::steady_clock::time_point retry_at_;  // no snapshot starts before this
   bool polling_ = false;
   bool closed_ = false;

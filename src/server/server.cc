@@ -388,7 +388,8 @@ void Server::MaybeSnapshot() {
   });
   if (st.ok()) {
     stats_.snapshots++;
-    LOG(INFO) << "snapshot at revision " << index << " started";
+    LOG(INFO) << "snapshot at revision " << index << " started (fork took "
+              << log_->last_fork_us() << " us)";
   } else {
     LOG(ERROR) << "snapshot failed: " << st.ToString();
   }
