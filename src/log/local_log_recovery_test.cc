@@ -1,10 +1,11 @@
 // Tests for LocalLog recovery from damaged or unusual directories: torn and
 // zero-filled tails (truncated with a WARN), corrupt records, index gaps and
-// corrupt snapshots (Open fails with Corruption naming file and offset),
-// leftovers of interrupted snapshots and compactions.
+// corrupt snapshots (Open fails with Corruption naming file and offset), a
+// lost newest segment (deleted or zeroed: Corruption naming it, via
+// log/MANIFEST), leftovers of interrupted snapshots, rolls and compactions.
 //
 // Each test writes a real log, closes it, edits the files with ordinary file
-// I/O, and reopens.
+// I/O (or fails a step through the fault-injecting file system), and reopens.
 
 #include <gtest/gtest.h>
 

@@ -1,7 +1,7 @@
 // Tests for LocalLog in normal operation: append and replay, group commit,
 // segment roll, snapshots (taken by a forked child) and compaction, write
-// failures (ENOSPC through the fault-injecting file system), fsync=false. Recovery from damaged files is
-// in local_log_recovery_test.cc.
+// failures (ENOSPC through the fault-injecting file system), fsync=false.
+// Recovery from damaged files is in local_log_recovery_test.cc.
 //
 // No event loop: each test proposes and flushes, then polls until the log's
 // wakeup (a condition variable here) says entries are durable.

@@ -6,8 +6,9 @@
 //   record  = u32 crc32c | u32 length+flags | u64 index | payload
 //
 // Callers: LocalLog. AppendRecord runs on the loop thread (Propose);
-// MarkWriteStart and EncodeManifest on the writer thread; ScanSegment and
-// ParseManifest on the loop thread inside LocalLog::Open. All functions are pure apart from the visitor callback.
+// MarkWriteStart and EncodeManifest on the writer thread (and in Open);
+// ScanSegment and ParseManifest on the loop thread inside LocalLog::Open. All
+// functions are pure apart from the visitor callback.
 
 #ifndef DISTRI_LOG_SEGMENT_H_
 #define DISTRI_LOG_SEGMENT_H_
