@@ -31,6 +31,11 @@
 //     durable (fsynced, renamed, directory fsynced), and never while the
 //     writer appends to it.
 //  4. The bytes passed to on_commit live in their Batch until Poll returns.
+//  5. Once Open returns, log/MANIFEST names segments_.back(), whose header is
+//     durable; a roll makes the new header durable and the manifest name it
+//     before any record goes into it. Recovery relies on this to tell a lost
+//     newest segment (refuse) from a roll cut short (complete it).
+//  6. At most one snapshot child exists; it touches no lock of this class.
 
 #ifndef DISTRI_LOG_LOCAL_LOG_H_
 #define DISTRI_LOG_LOCAL_LOG_H_
