@@ -5,6 +5,7 @@
 #include "log/local_log.h"
 
 #include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
 #include <sys/prctl.h>
 #include <sys/wait.h>
@@ -14,6 +15,7 @@
 #include <cerrno>
 #include <chrono>
 #include <cstring>
+#include <limits>
 #include <utility>
 
 #include "base/logging.h"
@@ -28,6 +30,10 @@ constexpr std::string_view kSegmentSuffix = ".seg";
 constexpr std::string_view kSnapshotSuffix = ".snap";
 constexpr std::string_view kTempSuffix = ".tmp";
 constexpr std::string_view kManifestName = "MANIFEST";
+// The snapshot child writes kProgressByte to its report pipe per
+// kProgressBytes of snapshot (a heartbeat; see FinishSnapshot).
+constexpr char kProgressByte = '.';
+constexpr uint64_t kProgressBytes = 1 << 20;
 
 bool EndsWith(std::string_view s, std::string_view suffix) {
   return s.size() >= suffix.size() && s.substr(s.size() - suffix.size()) == suffix;
@@ -517,7 +523,15 @@ void LocalLog::RunSnapshotChild(pid_t parent, int report_fd, const std::string& 
     if (!writer.ok()) {
       st = writer.status();
     } else {
-      st = produce([&](std::string_view bytes) { return (*writer)->Append(bytes); });
+      uint64_t unreported = 0;
+      st = produce([&](std::string_view bytes) {
+        unreported += bytes.size();
+        if (unreported >= kProgressBytes) {
+          unreported = 0;
+          WriteAll(report_fd, std::string_view(&kProgressByte, 1));
+        }
+        return (*writer)->Append(bytes);
+      });
       if (st.ok()) st = (*writer)->Finish();
       // The child fsyncs: its parent's snapshot thread then only renames.
       if (st.ok()) st = (*writer)->ReleaseFile()->Sync();
@@ -746,13 +760,30 @@ void LocalLog::SnapshotterMain() {
 // if the snapshot failed (logged here; the loop retries later).
 bool LocalLog::FinishSnapshot(SnapshotTask& task) {
   // The child holds the pipe's write end until it exits: EOF means it ended.
+  // Meanwhile it writes a progress byte per kProgressBytes of snapshot; one
+  // that stays silent for snapshot_stall_timeout is stuck (say on a lock some
+  // thread held at the fork) and is killed, so that snapshots, and Close(),
+  // do not wait for it forever.
   std::string report;
+  bool stuck = false;
   char buf[512];
+  const int timeout_ms = static_cast<int>(std::min<int64_t>(
+      options_.snapshot_stall_timeout.count(), std::numeric_limits<int>::max()));
   for (;;) {
+    pollfd p{task.report_fd, POLLIN, 0};
+    int ready = ::poll(&p, 1, timeout_ms);
+    if (ready < 0 && errno == EINTR) continue;
+    if (ready == 0 && !stuck) {
+      stuck = true;
+      ::kill(task.pid, SIGKILL);
+      continue;
+    }
     ssize_t n = ::read(task.report_fd, buf, sizeof buf);
     if (n < 0 && errno == EINTR) continue;
     if (n <= 0) break;
-    if (report.size() < 4096) report.append(buf, static_cast<size_t>(n));
+    for (ssize_t i = 0; i < n; ++i) {
+      if (buf[i] != kProgressByte && report.size() < 4096) report.push_back(buf[i]);
+    }
   }
   ::close(task.report_fd);
   int wstatus = 0;
@@ -764,8 +795,12 @@ bool LocalLog::FinishSnapshot(SnapshotTask& task) {
   if (reaped < 0) {
     st = PosixError("waitpid for snapshot process", task.temp_path, errno);
   } else if (WIFSIGNALED(wstatus)) {
-    st = Status::Internal("snapshot process " + std::to_string(task.pid) + " killed by signal " +
-                          std::to_string(WTERMSIG(wstatus)));
+    st = Status::Internal(
+        "snapshot process " + std::to_string(task.pid) + " killed by signal " +
+        std::to_string(WTERMSIG(wstatus)) +
+        (stuck ? " after making no progress for " +
+                     std::to_string(options_.snapshot_stall_timeout.count()) + " ms"
+               : ""));
   } else if (!WIFEXITED(wstatus) || WEXITSTATUS(wstatus) != 0) {
     st = Status::Internal("snapshot process " + std::to_string(task.pid) + " failed: " +
                           (report.empty() ? "exit code " + std::to_string(WEXITSTATUS(wstatus))

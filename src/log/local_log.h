@@ -78,6 +78,10 @@ struct LocalLogOptions {
   // starts for this long, so a persistent cause (a full disk) costs one
   // attempt per delay, not one fork per write.
   std::chrono::milliseconds snapshot_retry_delay{5000};
+  // A snapshot child that writes nothing for this long is killed (and the
+  // snapshot retried after the delay above). It reports progress every MiB,
+  // so only a stuck child comes near this.
+  std::chrono::milliseconds snapshot_stall_timeout{60000};
 };
 
 class LocalLog final : public Log {

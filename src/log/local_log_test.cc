@@ -10,7 +10,7 @@
 
 #include <gtest/gtest.h>
 
-#include <poll.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <unistd.h>
 
@@ -287,27 +287,23 @@ TEST_F(LocalLogTest, SnapshotArgumentChecks) {
   EXPECT_EQ(h.log->snapshot_failures(), 0u);
 }
 
-// Blocks the snapshot child until the test lets it go (or 20 s pass): a pipe
-// the child reads from.
+// Blocks the snapshot child until the test lets it go (or 20 s pass). A file
+// appearing, not a pipe: the child closes every inherited descriptor.
 class ChildGate {
  public:
-  ChildGate() { EXPECT_EQ(::pipe(fds_), 0); }
-  ~ChildGate() {
-    ::close(fds_[0]);
-    if (fds_[1] >= 0) ::close(fds_[1]);
-  }
+  explicit ChildGate(std::string path) : path_(std::move(path)) {}
   // In the child: true once released, false after the timeout.
   bool Wait() const {
-    pollfd p{fds_[0], POLLIN, 0};
-    return ::poll(&p, 1, 20000) == 1;
+    for (int i = 0; i < 20000; ++i) {
+      if (::access(path_.c_str(), F_OK) == 0) return true;
+      ::usleep(1000);
+    }
+    return false;
   }
-  void Release() {
-    ::close(fds_[1]);
-    fds_[1] = -1;
-  }
+  void Release() { testing::WriteFileBytes(path_, "go"); }
 
  private:
-  int fds_[2] = {-1, -1};
+  std::string path_;
 };
 
 // SaveSnapshot returns while the child is still writing; the snapshot holds
@@ -317,7 +313,7 @@ TEST_F(LocalLogTest, SnapshotRunsInChildOnStateOfTheMoment) {
   LogHarness h(dir_.path());
   ASSERT_TRUE(h.Open().ok());
   AppendRange(h, 1, 5);
-  ChildGate gate;
+  ChildGate gate(dir_.path() + "/gate");
   std::string state = "as of entry 4";
   ASSERT_TRUE(h.log
                   ->SaveSnapshot(4,
@@ -337,6 +333,29 @@ TEST_F(LocalLogTest, SnapshotRunsInChildOnStateOfTheMoment) {
   EXPECT_EQ(h.snapshot_index, 4u);
   EXPECT_EQ(h.snapshot, "as of entry 4");
   ExpectReplayed(h, 5, 5);
+}
+
+// The child closes what it inherited (client and listening sockets must close
+// when the server closes them, not when a snapshot ends).
+TEST_F(LocalLogTest, SnapshotChildClosesInheritedDescriptors) {
+  LogHarness h(dir_.path());
+  ASSERT_TRUE(h.Open().ok());
+  AppendRange(h, 1, 2);
+  int pipe_fds[2];
+  ASSERT_EQ(::pipe(pipe_fds), 0);  // stands for a client socket
+  // Away from fd 3, which the child reuses for its report pipe.
+  const int fds[2] = {::fcntl(pipe_fds[0], F_DUPFD, 100), ::fcntl(pipe_fds[1], F_DUPFD, 100)};
+  ::close(pipe_fds[0]);
+  ::close(pipe_fds[1]);
+  ASSERT_TRUE(h.log->SaveSnapshot(2, [&](const SnapshotWriteFn& write) {
+    bool open = ::fcntl(fds[0], F_GETFD) != -1 || ::fcntl(fds[1], F_GETFD) != -1;
+    return write(open ? "inherited" : "closed");
+  }).ok());
+  h.log->WaitForBackgroundWork();
+  ::close(fds[0]);
+  ::close(fds[1]);
+  ASSERT_TRUE(h.Open().ok());
+  EXPECT_EQ(h.snapshot, "closed");
 }
 
 // A producer's error, or a child that dies, is reported (ERROR line, counter),
@@ -373,6 +392,39 @@ TEST_F(LocalLogTest, FailedSnapshotChildIsReportedAndRetried) {
   EXPECT_EQ(h.log->snapshot_failures(), 2u);
   ASSERT_TRUE(h.Open().ok());
   EXPECT_EQ(h.snapshot, "state@5");
+}
+
+// A child that stops making progress (stuck on a lock, say) is killed rather
+// than waited for forever; the failure says why.
+TEST_F(LocalLogTest, StuckSnapshotChildIsKilled) {
+  LogHarness h(dir_.path());
+  h.options.snapshot_retry_delay = std::chrono::milliseconds(0);
+  h.options.snapshot_stall_timeout = std::chrono::milliseconds(300);
+  ASSERT_TRUE(h.Open().ok());
+  AppendRange(h, 1, 5);
+  ChildGate never_released(dir_.path() + "/gate");
+  const auto start = std::chrono::steady_clock::now();
+  ASSERT_TRUE(h.log->SaveSnapshot(5, [&](const SnapshotWriteFn& write) {
+    if (!never_released.Wait()) return Status::Internal("waited 20 s");
+    return write("unreachable");
+  }).ok());
+  h.log->WaitForBackgroundWork();
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(15));
+  EXPECT_EQ(h.log->snapshot_failures(), 1u);
+  EXPECT_TRUE(ListFiles(h.snap_dir(), ".snap").empty());
+  // A slow but steady child is not killed: progress every MiB resets the clock.
+  ASSERT_TRUE(h.log->SaveSnapshot(5, [](const SnapshotWriteFn& write) {
+    const std::string mib(1 << 20, 'x');
+    for (int i = 0; i < 6; ++i) {
+      ::usleep(100 * 1000);
+      DISTRI_RETURN_IF_ERROR(write(mib));
+    }
+    return Status::Ok();
+  }).ok());
+  h.log->WaitForBackgroundWork();
+  EXPECT_EQ(h.log->snapshot_failures(), 1u);
+  ASSERT_TRUE(h.Open().ok());
+  EXPECT_EQ(h.snapshot.size(), 6u << 20);
 }
 
 TEST_F(LocalLogTest, FailedSnapshotHoldsOffTheNextForTheRetryDelay) {
