@@ -448,16 +448,27 @@ Status LocalLog::SaveSnapshot(uint64_t applied_index, const SnapshotProducer& pr
     return PosixError("pipe for snapshot", temp_path, errno);
   }
   const pid_t parent = ::getpid();
-  const auto fork_start = std::chrono::steady_clock::now();
-  const pid_t pid = ::fork();
-  if (pid == 0) {
-    ::close(report[0]);
-    RunSnapshotChild(parent, report[1], temp_path, applied_index, produce);  // never returns
+  pid_t pid;
+  int fork_errno;
+  {
+    // Fork holding mu_, with the writer between groups: the writer and the
+    // snapshotter then sit in a condition wait or wait for mu_, never inside
+    // malloc or free, whose locks the child would inherit held. glibc's malloc
+    // is fork-safe anyway; the sanitizers' allocators before LLVM 18 are not.
+    // Costs the loop at most the rest of one group write.
+    std::unique_lock lock(mu_);
+    idle_cv_.wait(lock, [&] { return !writer_busy_; });
+    const auto fork_start = std::chrono::steady_clock::now();
+    pid = ::fork();
+    if (pid == 0) {
+      ::close(report[0]);
+      RunSnapshotChild(parent, report[1], temp_path, applied_index, produce);  // never returns
+    }
+    fork_errno = errno;
+    last_fork_us_ = static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::microseconds>(
+                                              std::chrono::steady_clock::now() - fork_start)
+                                              .count());
   }
-  const int fork_errno = errno;
-  last_fork_us_ = static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::microseconds>(
-                                            std::chrono::steady_clock::now() - fork_start)
-                                            .count());
   ::close(report[1]);
   if (pid < 0) {
     ::close(report[0]);
@@ -491,11 +502,12 @@ void WriteAll(int fd, std::string_view bytes) {
 }  // namespace
 
 // The forked child: a copy-on-write image of the process as it was when the
-// loop thread called SaveSnapshot, with only that one thread. Other threads'
-// locks may be held forever here (the writer's mu_, the logger's), so the
-// child touches nothing but the state (through `produce`), the file system and
-// malloc (which glibc, and the sanitizers' allocators, make safe after fork),
-// and leaves with _exit: no destructors, no atexit handlers, no leak check.
+// loop thread called SaveSnapshot, with only that one thread. Locks held at
+// the fork stay held forever here (mu_ for one, which the parent held), so
+// the child touches nothing but the state (through `produce`), the file
+// system and malloc (safe: see SaveSnapshot), never this class's members
+// under mu_ or the logger, and leaves with _exit: no destructors, no atexit
+// handlers, no leak check.
 void LocalLog::RunSnapshotChild(pid_t parent, int report_fd, const std::string& temp_path,
                                 uint64_t index, const SnapshotProducer& produce) {
   // Die with the parent (strictly: with the thread that forked, the loop
