@@ -4,9 +4,18 @@
 
 #include "log/local_log.h"
 
-#include <chrono>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
+#include <chrono>
+#include <cstring>
+#include <limits>
 #include <utility>
 
 #include "base/logging.h"
@@ -20,6 +29,11 @@ namespace {
 constexpr std::string_view kSegmentSuffix = ".seg";
 constexpr std::string_view kSnapshotSuffix = ".snap";
 constexpr std::string_view kTempSuffix = ".tmp";
+constexpr std::string_view kManifestName = "MANIFEST";
+// The snapshot child writes kProgressByte to its report pipe per
+// kProgressBytes of snapshot (a heartbeat; see FinishSnapshot).
+constexpr char kProgressByte = '.';
+constexpr uint64_t kProgressBytes = 1 << 20;
 
 bool EndsWith(std::string_view s, std::string_view suffix) {
   return s.size() >= suffix.size() && s.substr(s.size() - suffix.size()) == suffix;
@@ -41,6 +55,63 @@ std::string LocalLog::SegmentPath(uint64_t first_index) const {
 
 std::string LocalLog::SnapshotPath(uint64_t index) const {
   return snap_dir_ + "/" + IndexedFileName(index, kSnapshotSuffix);
+}
+
+std::string LocalLog::ManifestPath() const { return log_dir_ + "/" + std::string(kManifestName); }
+
+// Replaces log/MANIFEST by one naming `newest` (write a temp file, fsync,
+// rename, fsync log/), in both fsync modes: recovery refuses to start when the
+// segment it names is missing or headerless, so it must never name a segment
+// whose header is not durable, and never be lost once it names one. An error
+// means the old manifest is still in place. A failed directory fsync after the
+// rename is fatal, for the reason a failed fdatasync is (SyncOrDie below): the
+// manifest may or may not have changed on disk, and only recovery can tell.
+Status LocalLog::WriteManifest(uint64_t newest) {
+  const std::string path = ManifestPath();
+  const std::string temp = path + std::string(kTempSuffix);
+  {
+    auto file = fs_->OpenWritable(temp, /*truncate=*/true);
+    if (!file.ok()) return file.status();
+    Status st = (*file)->WriteAt(0, EncodeManifest(newest));
+    if (st.ok()) st = (*file)->Sync();
+    if (!st.ok()) {
+      file->reset();
+      (void)fs_->Unlink(temp);
+      return st;
+    }
+  }
+  Status st = fs_->Rename(temp, path);
+  if (!st.ok()) {
+    (void)fs_->Unlink(temp);
+    return st;
+  }
+  st = fs_->SyncDir(log_dir_);
+  if (!st.ok()) {
+    LOG(FATAL) << "log: " << st.ToString() << " after replacing " << path
+               << "; whether the new manifest is durable is unknown, so the only safe course "
+                  "is to crash and recover from the disk";
+  }
+  return Status::Ok();
+}
+
+// Reads log/MANIFEST: the first index of the newest segment, or nullopt when
+// there is none (a new directory, or one written before manifests existed).
+Result<std::optional<uint64_t>> LocalLog::ReadManifest() {
+  const std::string path = ManifestPath();
+  auto names = fs_->ListDir(log_dir_);
+  if (!names.ok()) return names.status();
+  if (std::find(names->begin(), names->end(), kManifestName) == names->end()) {
+    return std::optional<uint64_t>();
+  }
+  auto file = fs_->OpenReadOnly(path);
+  if (!file.ok()) return file.status();
+  auto newest = ParseManifest((*file)->data(), path);
+  if (!newest.ok()) {
+    return Status::Corruption(newest.status().message() +
+                              ". It names the newest log segment. If the segments are intact, "
+                              "delete it and start again (it is rewritten at start-up)");
+  }
+  return std::optional<uint64_t>(*newest);
 }
 
 // ===========================================================================
@@ -121,16 +192,42 @@ Status LocalLog::RecoverSegments(uint64_t snapshot_index, const ReplayFn& replay
     uint64_t first;
     if (ParseIndexedFileName(name, kSegmentSuffix, &first)) {
       firsts.push_back(first);
+    } else if (name == kManifestName) {
+      // Read below.
+    } else if (name == std::string(kManifestName) + std::string(kTempSuffix)) {
+      (void)fs_->Unlink(log_dir_ + "/" + name);  // a manifest update cut short
     } else {
       LOG(WARNING) << "log: ignoring unexpected file " << log_dir_ << "/" << name;
     }
   }
   std::sort(firsts.begin(), firsts.end());
 
+  // The manifest names the newest segment whose header was made durable; only
+  // segments after it may be a roll cut short. Checked before anything is
+  // deleted, so that a refusal leaves the directory as it was.
+  auto manifest = ReadManifest();
+  if (!manifest.ok()) return manifest.status();
+  const std::optional<uint64_t> durable_newest = *manifest;
+  if (durable_newest &&
+      std::find(firsts.begin(), firsts.end(), *durable_newest) == firsts.end()) {
+    return Status::Corruption(
+        SegmentPath(*durable_newest) + ": missing, but " + ManifestPath() +
+        " names it as the newest log segment: it held durable (possibly acknowledged) entries "
+        "and was deleted or lost outside Distri. Restore it from a backup; or, to start "
+        "without its entries, take a copy of " + options_.dir + " and then delete " +
+        ManifestPath());
+  }
+  if (!durable_newest && !firsts.empty()) {
+    LOG(INFO) << "log: no " << ManifestPath() << " (a directory from an older version); "
+              << "the newest segment is not checked for loss this time";
+  }
+
   // A segment followed by one starting at or before snapshot_index + 1 holds
-  // only entries the snapshot covers: a crash interrupted its deletion.
+  // only entries the snapshot covers: a crash interrupted its deletion. The
+  // segment the manifest names stays until a newer manifest is durable (a
+  // crash in between would otherwise find it missing); reading it is cheap.
   const uint64_t after_snapshot = snapshot_index + 1;
-  while (firsts.size() >= 2 && firsts[1] <= after_snapshot) {
+  while (firsts.size() >= 2 && firsts[1] <= after_snapshot && firsts[0] != durable_newest) {
     LOG(INFO) << "log: removing segment covered by the snapshot: " << SegmentPath(firsts[0]);
     (void)fs_->Unlink(SegmentPath(firsts[0]));
     firsts.erase(firsts.begin());
@@ -159,19 +256,36 @@ Status LocalLog::RecoverSegments(uint64_t snapshot_index, const ReplayFn& replay
                               return replay(index, entry);
                             });
     if (!scan.ok()) return scan.status();
+    if (durable_newest && firsts[i] > *durable_newest) {
+      // Started by a roll that did not get as far as the manifest, so it may
+      // hold nothing: the writer puts records in only after the manifest.
+      if (i + 1 != firsts.size() || scan->next_index != firsts[i]) {
+        return Status::Corruption(path + ": offset 0: segment is newer than the one " +
+                                  ManifestPath() + " names (" +
+                                  IndexedFileName(*durable_newest, kSegmentSuffix) +
+                                  ") yet is not an empty segment left by an interrupted roll");
+      }
+    } else if (durable_newest && scan->torn_header) {
+      return Status::Corruption(
+          path + ": offset 0: segment header destroyed (" + scan->torn_reason + ", " +
+          std::to_string((*file)->data().size()) + " bytes), but " + ManifestPath() +
+          " says it was durable: its entries were lost outside Distri. Restore it from a "
+          "backup; or, to start without its entries, take a copy of " + options_.dir +
+          " and then delete this file and " + ManifestPath());
+    }
     expected = scan->next_index;
     last_scan = std::move(scan).value();
     last_file_size = (*file)->data().size();
   }  // the mapping of the last segment is released here, before any truncate
 
   const uint64_t last_entry = expected - 1;
+  std::vector<uint64_t> stale;
   if (!firsts.empty() && last_entry < snapshot_index) {
     // Only possible if entries the snapshot covers never reached the disk
     // (fsync=false and an OS crash). The snapshot has them; start after it.
     LOG(WARNING) << "log: segments end at entry " << last_entry << " but the snapshot covers "
                  << snapshot_index << "; starting a new segment after the snapshot";
-    for (uint64_t first : firsts) (void)fs_->Unlink(SegmentPath(first));
-    firsts.clear();
+    stale.swap(firsts);  // deleted once the manifest names the new segment
   }
 
   if (firsts.empty()) {
@@ -180,10 +294,11 @@ Status LocalLog::RecoverSegments(uint64_t snapshot_index, const ReplayFn& replay
     if (!file.ok()) return file.status();
     segment_ = std::move(file).value();
     DISTRI_RETURN_IF_ERROR(segment_->WriteAt(0, SegmentHeader()));
-    if (options_.fsync) {
-      DISTRI_RETURN_IF_ERROR(segment_->Sync());
-      DISTRI_RETURN_IF_ERROR(fs_->SyncDir(log_dir_));
-    }
+    DISTRI_RETURN_IF_ERROR(segment_->Sync());
+    DISTRI_RETURN_IF_ERROR(WriteManifest(first));  // also makes the new name durable
+    // All before `first`: a crash before they go leaves them covered by the
+    // snapshot, to be deleted by step 3 of the next Open.
+    for (uint64_t old : stale) (void)fs_->Unlink(SegmentPath(old));
     segments_.push_back(first);
     segment_size_ = kSegmentHeaderSize;
   } else {
@@ -205,7 +320,15 @@ Status LocalLog::RecoverSegments(uint64_t snapshot_index, const ReplayFn& replay
       segment_size_ = kSegmentHeaderSize;
       changed = true;
     }
-    if (changed && options_.fsync) DISTRI_RETURN_IF_ERROR(segment_->Sync());
+    // The manifest may name only a segment whose header is durable.
+    if (changed && (options_.fsync || durable_newest != firsts.back())) {
+      DISTRI_RETURN_IF_ERROR(segment_->Sync());
+    }
+    if (durable_newest != firsts.back()) {
+      // An older directory, or a roll cut short after its header was written:
+      // from now on this segment is the one that must not go missing.
+      DISTRI_RETURN_IF_ERROR(WriteManifest(firsts.back()));
+    }
     segments_.assign(firsts.begin(), firsts.end());
   }
   next_index_ = write_index_ = std::max(last_entry, snapshot_index) + 1;
@@ -286,6 +409,21 @@ void LocalLog::SetWakeup(std::function<void()> wake) {
   wake_ = std::move(wake);
 }
 
+bool LocalLog::SnapshotBusy() {
+  std::lock_guard lock(mu_);
+  if (snapshot_running_) return true;
+  if (snapshot_failed_) {
+    // The failure was logged where it happened. Allow the same index again
+    // and count the log written meanwhile, so the caller retries, but not
+    // before the delay: a full disk should not cost a fork per write.
+    snapshot_failed_ = false;
+    snapshot_requested_ = compact_requested_;
+    bytes_since_snapshot_ += bytes_at_snapshot_;
+    retry_at_ = std::chrono::steady_clock::now() + options_.snapshot_retry_delay;
+  }
+  return std::chrono::steady_clock::now() < retry_at_;
+}
+
 Status LocalLog::SaveSnapshot(uint64_t applied_index, const SnapshotProducer& produce) {
   if (closed_) return Status::Internal("log is closed");
   if (applied_index > delivered_index_) {
@@ -293,33 +431,128 @@ Status LocalLog::SaveSnapshot(uint64_t applied_index, const SnapshotProducer& pr
                                    " is past the last delivered entry " +
                                    std::to_string(delivered_index_));
   }
+  const bool busy = SnapshotBusy();  // first: it may roll back a failed one
   if (applied_index < snapshot_requested_) {
     return Status::InvalidArgument("snapshot at entry " + std::to_string(applied_index) +
                                    " is older than the newest one, at " +
                                    std::to_string(snapshot_requested_));
   }
   if (applied_index == snapshot_requested_) return Status::Ok();
+  if (busy) return Status::InvalidArgument("a snapshot is being taken, or one failed moments ago");
 
   const std::string final_path = SnapshotPath(applied_index);
   const std::string temp_path = final_path + std::string(kTempSuffix);
-  auto writer = SnapshotFileWriter::Create(fs_, temp_path, applied_index);
-  if (!writer.ok()) return writer.status();
-  Status st = produce([&](std::string_view bytes) { return (*writer)->Append(bytes); });
-  if (st.ok()) st = (*writer)->Finish();
-  if (!st.ok()) {
-    writer->reset();
-    (void)fs_->Unlink(temp_path);
-    return st;
+  int report[2];
+  if (::pipe2(report, O_CLOEXEC) != 0) {
+    retry_at_ = std::chrono::steady_clock::now() + options_.snapshot_retry_delay;
+    return PosixError("pipe for snapshot", temp_path, errno);
+  }
+  const pid_t parent = ::getpid();
+  pid_t pid;
+  int fork_errno;
+  {
+    // Fork holding mu_, with the writer between groups: the writer and the
+    // snapshotter then sit in a condition wait or wait for mu_, never inside
+    // malloc or free, whose locks the child would inherit held. glibc's malloc
+    // is fork-safe anyway; the sanitizers' allocators before LLVM 18 are not.
+    // Costs the loop at most the rest of one group write.
+    std::unique_lock lock(mu_);
+    idle_cv_.wait(lock, [&] { return !writer_busy_; });
+    const auto fork_start = std::chrono::steady_clock::now();
+    pid = ::fork();
+    if (pid == 0) {
+      ::close(report[0]);
+      RunSnapshotChild(parent, report[1], temp_path, applied_index, produce);  // never returns
+    }
+    fork_errno = errno;
+    last_fork_us_ = static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::microseconds>(
+                                              std::chrono::steady_clock::now() - fork_start)
+                                              .count());
+  }
+  ::close(report[1]);
+  if (pid < 0) {
+    ::close(report[0]);
+    retry_at_ = std::chrono::steady_clock::now() + options_.snapshot_retry_delay;
+    return PosixError("fork for snapshot", temp_path, fork_errno);
   }
   {
     std::lock_guard lock(mu_);
-    snapshot_tasks_.push_back(
-        SnapshotTask{applied_index, temp_path, final_path, (*writer)->ReleaseFile()});
+    snapshot_tasks_.push_back(SnapshotTask{applied_index, temp_path, final_path, pid, report[0]});
+    snapshot_running_ = true;
   }
   snapshot_cv_.notify_one();
   snapshot_requested_ = applied_index;
+  bytes_at_snapshot_ = bytes_since_snapshot_;
   bytes_since_snapshot_ = 0;
   return Status::Ok();
+}
+
+namespace {
+
+// write(2) all of `bytes`, ignoring errors: the child's last word to its parent.
+void WriteAll(int fd, std::string_view bytes) {
+  while (!bytes.empty()) {
+    ssize_t n = ::write(fd, bytes.data(), bytes.size());
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return;
+    bytes.remove_prefix(static_cast<size_t>(n));
+  }
+}
+
+}  // namespace
+
+// The forked child: a copy-on-write image of the process as it was when the
+// loop thread called SaveSnapshot, with only that one thread. Locks held at
+// the fork stay held forever here (mu_ for one, which the parent held), so
+// the child touches nothing but the state (through `produce`), the file
+// system and malloc (safe: see SaveSnapshot), never this class's members
+// under mu_ or the logger, and leaves with _exit: no destructors, no atexit
+// handlers, no leak check.
+void LocalLog::RunSnapshotChild(pid_t parent, int report_fd, const std::string& temp_path,
+                                uint64_t index, const SnapshotProducer& produce) {
+  // Die with the parent (strictly: with the thread that forked, the loop
+  // thread, which lives as long as the process), so that a killed server
+  // leaves no writer behind to race its successor's Open.
+  ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+  if (::getppid() != parent) ::_exit(3);
+  // Ctrl-C in a terminal signals the whole process group: let the parent
+  // stop cleanly (it waits for this snapshot) instead of failing it.
+  ::signal(SIGINT, SIG_IGN);
+  ::signal(SIGTERM, SIG_DFL);
+  // Close every descriptor but stdio and the report pipe: client sockets and
+  // the listening socket must close when the parent closes them, not when the
+  // snapshot ends.
+  if (report_fd != 3) {
+    ::dup2(report_fd, 3);
+    report_fd = 3;
+  }
+  if (::close_range(4, ~0u, 0) != 0) {
+    for (int fd = 4; fd < 65536; ++fd) ::close(fd);
+  }
+  Status st;
+  {
+    auto writer = SnapshotFileWriter::Create(fs_, temp_path, index);
+    if (!writer.ok()) {
+      st = writer.status();
+    } else {
+      uint64_t unreported = 0;
+      st = produce([&](std::string_view bytes) {
+        unreported += bytes.size();
+        if (unreported >= kProgressBytes) {
+          unreported = 0;
+          WriteAll(report_fd, std::string_view(&kProgressByte, 1));
+        }
+        return (*writer)->Append(bytes);
+      });
+      if (st.ok()) st = (*writer)->Finish();
+      // The child fsyncs: its parent's snapshot thread then only renames.
+      if (st.ok()) st = (*writer)->ReleaseFile()->Sync();
+    }
+  }
+  if (st.ok()) ::_exit(0);
+  (void)fs_->Unlink(temp_path);
+  WriteAll(report_fd, st.ToString());
+  ::_exit(1);
 }
 
 void LocalLog::Close() {
@@ -469,16 +702,18 @@ Status LocalLog::FixTail() {
 }
 
 // Seals the current segment and starts log/<first_index>.seg. The new file's
-// header and directory entry are durable before any record goes into it, so
-// only the newest segment can ever have a torn header. On failure the current
-// segment stays current.
+// header, its directory entry and the manifest naming it are durable before
+// any record goes into it (in both fsync modes: rolls are rare), so only a
+// segment newer than the manifest's can have a torn header, and a missing or
+// headerless segment that the manifest names is damage, not a crash. On
+// failure the current segment stays current.
 Status LocalLog::RollSegment(uint64_t first_index) {
   const std::string path = SegmentPath(first_index);
   auto file = fs_->OpenWritable(path, /*truncate=*/true);
   if (!file.ok()) return file.status();
   Status st = (*file)->WriteAt(0, SegmentHeader());
-  if (st.ok() && options_.fsync) st = (*file)->Sync();
-  if (st.ok() && options_.fsync) st = fs_->SyncDir(log_dir_);
+  if (st.ok()) st = (*file)->Sync();
+  if (st.ok()) st = WriteManifest(first_index);  // its directory fsync covers the new name
   if (!st.ok()) {
     file->reset();
     (void)fs_->Unlink(path);
@@ -521,30 +756,80 @@ void LocalLog::SnapshotterMain() {
     snapshot_tasks_.pop_front();
     snapshotter_busy_ = true;
     lock.unlock();
-    FinishSnapshot(task);
+    const bool ok = FinishSnapshot(task);
     lock.lock();
     snapshotter_busy_ = false;
+    snapshot_running_ = false;
+    if (!ok) ++snapshot_failures_;
+    snapshot_failed_ = !ok;
     idle_cv_.notify_all();
   }
 }
 
-// fsync, rename, directory fsync: after these the snapshot survives power
-// loss, and only then may segments go (the writer does that).
-void LocalLog::FinishSnapshot(SnapshotTask& task) {
-  Status st = task.file->Sync();
-  task.file.reset();
+// Waits for the child that writes the snapshot, then renames its file into
+// place and fsyncs the directory: after these the snapshot survives power
+// loss, and only then may segments go (the writer does that). Returns false
+// if the snapshot failed (logged here; the loop retries later).
+bool LocalLog::FinishSnapshot(SnapshotTask& task) {
+  // The child holds the pipe's write end until it exits: EOF means it ended.
+  // Meanwhile it writes a progress byte per kProgressBytes of snapshot; one
+  // that stays silent for snapshot_stall_timeout is stuck (say on a lock some
+  // thread held at the fork) and is killed, so that snapshots, and Close(),
+  // do not wait for it forever.
+  std::string report;
+  bool stuck = false;
+  char buf[512];
+  const int timeout_ms = static_cast<int>(std::min<int64_t>(
+      options_.snapshot_stall_timeout.count(), std::numeric_limits<int>::max()));
+  for (;;) {
+    pollfd p{task.report_fd, POLLIN, 0};
+    int ready = ::poll(&p, 1, timeout_ms);
+    if (ready < 0 && errno == EINTR) continue;
+    if (ready == 0 && !stuck) {
+      stuck = true;
+      ::kill(task.pid, SIGKILL);
+      continue;
+    }
+    ssize_t n = ::read(task.report_fd, buf, sizeof buf);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    for (ssize_t i = 0; i < n; ++i) {
+      if (buf[i] != kProgressByte && report.size() < 4096) report.push_back(buf[i]);
+    }
+  }
+  ::close(task.report_fd);
+  int wstatus = 0;
+  pid_t reaped;
+  do {
+    reaped = ::waitpid(task.pid, &wstatus, 0);
+  } while (reaped < 0 && errno == EINTR);
+  Status st;
+  if (reaped < 0) {
+    st = PosixError("waitpid for snapshot process", task.temp_path, errno);
+  } else if (WIFSIGNALED(wstatus)) {
+    st = Status::Internal(
+        "snapshot process " + std::to_string(task.pid) + " killed by signal " +
+        std::to_string(WTERMSIG(wstatus)) +
+        (stuck ? " after making no progress for " +
+                     std::to_string(options_.snapshot_stall_timeout.count()) + " ms"
+               : ""));
+  } else if (!WIFEXITED(wstatus) || WEXITSTATUS(wstatus) != 0) {
+    st = Status::Internal("snapshot process " + std::to_string(task.pid) + " failed: " +
+                          (report.empty() ? "exit code " + std::to_string(WEXITSTATUS(wstatus))
+                                          : report));
+  }
   if (st.ok()) st = fs_->Rename(task.temp_path, task.final_path);
   if (!st.ok()) {
     LOG(ERROR) << "log: snapshot at entry " << task.index << " abandoned: " << st.ToString();
     (void)fs_->Unlink(task.temp_path);
-    return;
+    return false;
   }
   st = fs_->SyncDir(snap_dir_);
   if (!st.ok()) {
     // The file is complete; the next Open will use it. Just do not compact.
     LOG(ERROR) << "log: snapshot at entry " << task.index << " may not be durable, not compacting: "
                << st.ToString();
-    return;
+    return false;
   }
   auto names = fs_->ListDir(snap_dir_);
   if (names.ok()) {
@@ -561,6 +846,7 @@ void LocalLog::FinishSnapshot(SnapshotTask& task) {
     compact_requested_ = std::max(compact_requested_, task.index);
   }
   writer_cv_.notify_one();
+  return true;
 }
 
 }  // namespace distri::log

@@ -3,14 +3,17 @@
 // rules: docs/log_format.md.
 //
 // Callers: the server's loop thread calls every public method (see log.h).
-// LocalLog runs two threads of its own:
+// LocalLog runs two threads of its own, and a process per snapshot:
 //   - the writer: takes the batches Flush() queued, writes them with one
 //     pwritev and one fdatasync per group, rolls segments, deletes segments a
 //     durable snapshot covers, then calls the wakeup function;
-//   - the snapshotter: fsyncs a snapshot file SaveSnapshot() wrote, renames
-//     it into place, fsyncs the directory, and asks the writer to compact.
-// Keeping snapshot fsyncs off the writer thread means a large snapshot does
-// not stall commits.
+//   - a snapshot child, forked by SaveSnapshot(): serialises the state from
+//     its copy-on-write image of the process into a temp file, fsyncs it and
+//     exits, so the loop never waits for a snapshot to be written;
+//   - the snapshotter: waits for that child, renames its file into place,
+//     fsyncs the directory, and asks the writer to compact.
+// Keeping snapshots off the writer thread means a large snapshot does not
+// stall commits; keeping them off the loop thread means it stalls no client.
 //
 // Group commit: Propose() appends to the batch being built; Flush() queues it.
 // An idle writer starts at once; a busy writer takes everything queued
@@ -28,10 +31,18 @@
 //     durable (fsynced, renamed, directory fsynced), and never while the
 //     writer appends to it.
 //  4. The bytes passed to on_commit live in their Batch until Poll returns.
+//  5. Once Open returns, log/MANIFEST names segments_.back(), whose header is
+//     durable; a roll makes the new header durable and the manifest name it
+//     before any record goes into it. Recovery relies on this to tell a lost
+//     newest segment (refuse) from a roll cut short (complete it).
+//  6. At most one snapshot child exists; it touches no lock of this class.
 
 #ifndef DISTRI_LOG_LOCAL_LOG_H_
 #define DISTRI_LOG_LOCAL_LOG_H_
 
+#include <sys/types.h>
+
+#include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
@@ -63,6 +74,14 @@ struct LocalLogOptions {
   // File operations; nullptr means DefaultFileSystem(). Not owned; must
   // outlive the log.
   FileSystem* file_system = nullptr;
+  // After a snapshot fails (the child, the fork, or the rename), no new one
+  // starts for this long, so a persistent cause (a full disk) costs one
+  // attempt per delay, not one fork per write.
+  std::chrono::milliseconds snapshot_retry_delay{5000};
+  // A snapshot child that writes nothing for this long is killed (and the
+  // snapshot retried after the delay above). It reports progress every MiB,
+  // so only a stuck child comes near this.
+  std::chrono::milliseconds snapshot_stall_timeout{60000};
 };
 
 class LocalLog final : public Log {
@@ -95,11 +114,34 @@ class LocalLog final : public Log {
   void Flush() override;
   void Poll(const CommitFn& on_commit, const FailFn& on_fail) override;
   void SetWakeup(std::function<void()> wake) override;
-  // REQUIRES (else InvalidArgument): applied_index <= the last index Poll
-  // delivered, and >= the newest snapshot's index (equal: nothing to do).
-  // A failure in the background part (fsync, rename) is logged as an ERROR
-  // and leaves the log as it was; the next snapshot retries.
+  // Forks; the child runs `produce` on its copy-on-write image of the
+  // process, so the snapshot holds exactly the state of this moment, while
+  // this thread returns at once. Fails (IOError) only if the fork fails.
+  // REQUIRES (else InvalidArgument): !SnapshotBusy(); applied_index <= the
+  // last index Poll delivered, and >= the newest snapshot's index (equal:
+  // nothing to do). `produce` may only read memory and call its write
+  // function: no locks, no logging, no libuv (see RunSnapshotChild).
+  // A failure in the background (the child's error, a crash of the child,
+  // the rename) is logged as an ERROR and leaves the log as it was;
+  // SnapshotBusy() then holds off a retry for options.snapshot_retry_delay.
   Status SaveSnapshot(uint64_t applied_index, const SnapshotProducer& produce) override;
+  // True while a snapshot is being taken (one at a time), and for
+  // snapshot_retry_delay after one failed; after that delay a failed
+  // snapshot's log bytes count again towards bytes_since_snapshot().
+  bool SnapshotBusy() override;
+  // How long the last SaveSnapshot's fork() took: the one pause a snapshot
+  // costs the loop (Redis's latest_fork_usec).
+  uint64_t last_fork_us() const { return last_fork_us_; }
+  // A snapshot child is running (or its file is being renamed).
+  bool snapshot_running() const {
+    std::lock_guard lock(mu_);
+    return snapshot_running_;
+  }
+  // Snapshots that failed in the background since Open.
+  uint64_t snapshot_failures() const {
+    std::lock_guard lock(mu_);
+    return snapshot_failures_;
+  }
   uint64_t last_index() const override { return next_index_ - 1; }
   // Record bytes proposed since the last SaveSnapshot (after Open: replayed
   // since the snapshot). Approximate by design: entries proposed but not yet
@@ -129,12 +171,13 @@ class LocalLog final : public Log {
     uint64_t first_index;
     Status status;
   };
-  // A snapshot file written by SaveSnapshot, waiting for fsync and rename.
+  // A snapshot being written by a child process, waiting for it and rename.
   struct SnapshotTask {
     uint64_t index;
     std::string temp_path;
     std::string final_path;
-    std::unique_ptr<WritableFile> file;
+    pid_t pid;      // the child writing temp_path
+    int report_fd;  // read end of a pipe the child holds open until it exits
   };
 
   explicit LocalLog(const LocalLogOptions& options);
@@ -152,11 +195,21 @@ class LocalLog final : public Log {
   void CompactSegments(uint64_t upto);
   bool WriterHasWork() const;  // REQUIRES: mu_ held
 
+  // The forked child of SaveSnapshot: writes and fsyncs the snapshot file,
+  // writes any error to report_fd, and _exits.
+  [[noreturn]] void RunSnapshotChild(pid_t parent, int report_fd, const std::string& temp_path,
+                                     uint64_t index, const SnapshotProducer& produce);
+
   // Snapshotter thread.
   void SnapshotterMain();
-  void FinishSnapshot(SnapshotTask& task);
+  bool FinishSnapshot(SnapshotTask& task);
+
+  // log/MANIFEST (both threads: Open, then the writer's rolls).
+  Status WriteManifest(uint64_t newest);
+  Result<std::optional<uint64_t>> ReadManifest();
 
   std::string SegmentPath(uint64_t first_index) const;
+  std::string ManifestPath() const;
   std::string SnapshotPath(uint64_t index) const;
 
   const LocalLogOptions options_;
@@ -171,6 +224,9 @@ class LocalLog final : public Log {
   uint64_t bytes_since_snapshot_ = 0;
   base::LatencyHistogram fsync_latency_;  // written by the writer thread
   uint64_t snapshot_requested_ = 0;  // newest snapshot index saved or being saved
+  uint64_t bytes_at_snapshot_ = 0;   // bytes_since_snapshot_ when the last one started
+  uint64_t last_fork_us_ = 0;
+  std::chrono::steady_clock::time_point retry_at_;  // no snapshot starts before this
   bool polling_ = false;
   bool closed_ = false;
 
@@ -195,6 +251,9 @@ class LocalLog final : public Log {
   std::deque<SnapshotTask> snapshot_tasks_;
   bool snapshotter_busy_ = false;
   bool snapshotter_stop_ = false;
+  bool snapshot_running_ = false;  // from SaveSnapshot until the snapshotter finishes it
+  bool snapshot_failed_ = false;   // the last one failed; SnapshotBusy() has not seen it yet
+  uint64_t snapshot_failures_ = 0;
   uint64_t compact_requested_ = 0;  // newest durable snapshot index
   uint64_t compacted_ = 0;          // segments up to here have been deleted
 

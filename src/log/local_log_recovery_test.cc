@@ -1,10 +1,11 @@
 // Tests for LocalLog recovery from damaged or unusual directories: torn and
 // zero-filled tails (truncated with a WARN), corrupt records, index gaps and
-// corrupt snapshots (Open fails with Corruption naming file and offset),
-// leftovers of interrupted snapshots and compactions.
+// corrupt snapshots (Open fails with Corruption naming file and offset), a
+// lost newest segment (deleted or zeroed: Corruption naming it, via
+// log/MANIFEST), leftovers of interrupted snapshots, rolls and compactions.
 //
 // Each test writes a real log, closes it, edits the files with ordinary file
-// I/O, and reopens.
+// I/O (or fails a step through the fault-injecting file system), and reopens.
 
 #include <gtest/gtest.h>
 
@@ -69,6 +70,12 @@ class RecoveryTest : public ::testing::Test {
     EXPECT_NE(st.message().find(path), std::string::npos) << st.message();
     EXPECT_NE(st.message().find("offset " + std::to_string(offset)), std::string::npos)
         << st.message();
+  }
+
+  // Points log/MANIFEST at the segment starting at `first`, as a crash at
+  // some earlier moment would have left it.
+  void WriteManifestNaming(uint64_t first) {
+    WriteFileBytes(h_.log_dir() + "/MANIFEST", EncodeManifest(first));
   }
 
   static void FlipByte(const std::string& path, uint64_t offset) {
@@ -232,15 +239,19 @@ TEST_F(RecoveryTest, SegmentStartingAfterTheSnapshotFails) {
   const std::string path = FirstSegment();
   const std::string renamed = h_.log_dir() + "/" + IndexedFileName(2, ".seg");
   std::filesystem::rename(path, renamed);
+  WriteManifestNaming(2);
   ExpectCorruption(renamed, 0);
 }
 
+// A roll cut short: the new segment's header was being written, the manifest
+// still names the previous segment. The new segment is completed and adopted.
 TEST_F(RecoveryTest, TornSegmentHeaderInNewestSegment) {
   Write(1, 10);
   h_.log.reset();
   const std::string next = h_.log_dir() + "/" + IndexedFileName(11, ".seg");
   for (std::string_view header : {std::string_view(""), std::string_view("DSE")}) {
     WriteFileBytes(next, header);
+    WriteManifestNaming(1);
     ASSERT_TRUE(h_.Open().ok());
     ExpectReplayed(1, 10);
     h_.log.reset();
@@ -250,6 +261,151 @@ TEST_F(RecoveryTest, TornSegmentHeaderInNewestSegment) {
   ASSERT_TRUE(h_.Open().ok());
   ExpectReplayed(1, 12);
   EXPECT_EQ(ListFiles(h_.log_dir(), ".seg").size(), 2u);
+}
+
+// --- Losing the newest segment (log/MANIFEST) --------------------------------
+
+// Opens, expecting Corruption that names `path` and the manifest.
+void ExpectLostSegment(LogHarness& h, const std::string& path, std::string_view what) {
+  Status st = h.Open();
+  ASSERT_EQ(st.code(), Code::kCorruption) << st.ToString();
+  EXPECT_NE(st.message().find(path), std::string::npos) << st.message();
+  EXPECT_NE(st.message().find("MANIFEST"), std::string::npos) << st.message();
+  EXPECT_NE(st.message().find(what), std::string::npos) << st.message();
+}
+
+TEST_F(RecoveryTest, DeletedNewestSegmentFailsNamingIt) {
+  h_.options.segment_bytes = 200;
+  Write(1, 40);
+  h_.log.reset();
+  auto segments = ListFiles(h_.log_dir(), ".seg");
+  ASSERT_GT(segments.size(), 3u);
+  const std::string saved = ReadFileBytes(segments.back());
+  std::filesystem::remove(segments.back());
+  ExpectLostSegment(h_, segments.back(), "missing");
+  // The refusal changed nothing: with the file back, everything replays.
+  EXPECT_EQ(ListFiles(h_.log_dir(), ".seg").size(), segments.size() - 1);
+  WriteFileBytes(segments.back(), saved);
+  ASSERT_TRUE(h_.Open().ok());
+  ExpectReplayed(1, 40);
+}
+
+TEST_F(RecoveryTest, DeletedOnlySegmentFails) {
+  Write(1, 10);
+  h_.log.reset();
+  std::filesystem::remove(FirstSegment());
+  ExpectLostSegment(h_, h_.log_dir() + "/" + IndexedFileName(1, ".seg"), "missing");
+}
+
+// After a snapshot the segment that follows it may be the only one: losing it
+// must not fall back to "start after the snapshot".
+TEST_F(RecoveryTest, DeletedSegmentAfterSnapshotFails) {
+  Write(1, 10);
+  ASSERT_TRUE(h_.log->SaveSnapshot(10, SnapshotProducer([](const SnapshotWriteFn& write) {
+                return write("s10");
+              })).ok());
+  h_.log->WaitForBackgroundWork();
+  Write(11, 20);
+  h_.log.reset();
+  auto segments = ListFiles(h_.log_dir(), ".seg");
+  ASSERT_EQ(segments.size(), 1u);
+  std::filesystem::remove(segments[0]);
+  ExpectLostSegment(h_, segments[0], "missing");
+}
+
+TEST_F(RecoveryTest, ZeroedNewestSegmentFailsNamingIt) {
+  h_.options.segment_bytes = 200;
+  Write(1, 40);
+  h_.log.reset();
+  const std::string newest = ListFiles(h_.log_dir(), ".seg").back();
+  const std::string saved = ReadFileBytes(newest);
+  WriteFileBytes(newest, std::string(saved.size(), '\0'));  // same length, all zeros
+  ExpectLostSegment(h_, newest, "header destroyed");
+  WriteFileBytes(newest, "");  // truncated to nothing
+  ExpectLostSegment(h_, newest, "header destroyed");
+  WriteFileBytes(newest, saved);
+  ASSERT_TRUE(h_.Open().ok());
+  ExpectReplayed(1, 40);
+}
+
+// The manifest changes nothing for a torn tail: the last, unsynced bytes of
+// the newest segment are still truncated and the log accepted.
+TEST_F(RecoveryTest, TornTailWithManifestIsStillAccepted) {
+  h_.options.segment_bytes = 200;
+  Write(1, 40);
+  h_.log.reset();
+  const std::string newest = ListFiles(h_.log_dir(), ".seg").back();
+  const std::string full = ReadFileBytes(newest);
+  WriteFileBytes(newest, std::string_view(full).substr(0, full.size() - 3));
+  ASSERT_TRUE(h_.Open().ok());
+  ExpectReplayed(1, 39);
+  Write(40, 41);
+  ASSERT_TRUE(h_.Open().ok());
+  ExpectReplayed(1, 41);
+}
+
+// A directory written before manifests existed opens as before (the newest
+// segment may even have a torn header) and gets a manifest.
+TEST_F(RecoveryTest, DirectoryWithoutManifestOpensAndGetsOne) {
+  h_.options.segment_bytes = 200;
+  Write(1, 40);
+  h_.log.reset();
+  const std::string manifest = h_.log_dir() + "/MANIFEST";
+  std::filesystem::remove(manifest);
+  ASSERT_TRUE(h_.Open().ok());
+  ExpectReplayed(1, 40);
+  h_.log.reset();
+  ASSERT_TRUE(std::filesystem::exists(manifest));
+  auto named = ParseManifest(ReadFileBytes(manifest), manifest);
+  ASSERT_TRUE(named.ok());
+  EXPECT_EQ(h_.log_dir() + "/" + IndexedFileName(*named, ".seg"),
+            ListFiles(h_.log_dir(), ".seg").back());
+}
+
+// The roll that compaction starts (to 11.seg, after a snapshot at 10) cut
+// short before the manifest named the new segment: 1.seg is still named and
+// covered by the snapshot. Open adopts 11.seg; 1.seg goes only once the
+// manifest no longer names it, so a crash in between (here: Open failing to
+// replace the manifest) cannot make the next Open find the named one missing.
+TEST_F(RecoveryTest, CompactionRollCutShortBeforeTheManifest) {
+  testing::FaultInjectionFileSystem fs;
+  h_.options.file_system = &fs;
+  Write(1, 10);
+  const std::string first = FirstSegment();
+  const std::string first_bytes = ReadFileBytes(first);
+  ASSERT_TRUE(h_.log->SaveSnapshot(10, SnapshotProducer([](const SnapshotWriteFn& write) {
+                return write("s10");
+              })).ok());
+  h_.log->WaitForBackgroundWork();
+  h_.log.reset();
+  const std::string eleven = h_.log_dir() + "/" + IndexedFileName(11, ".seg");
+  ASSERT_EQ(ListFiles(h_.log_dir(), ".seg"), std::vector<std::string>{eleven});
+  WriteFileBytes(first, first_bytes);
+  WriteManifestNaming(1);
+
+  fs.SetRenameFails(true);
+  Status st = h_.Open();
+  ASSERT_FALSE(st.ok());
+  EXPECT_NE(st.message().find("rename"), std::string::npos) << st.ToString();
+  fs.SetRenameFails(false);
+
+  ASSERT_TRUE(h_.Open().ok());
+  EXPECT_EQ(h_.snapshot_index, 10u);
+  EXPECT_TRUE(h_.replayed.empty());
+  Write(11, 12);
+  ASSERT_TRUE(h_.Open().ok());
+  ExpectReplayed(11, 12);
+  EXPECT_EQ(ListFiles(h_.log_dir(), ".seg"), std::vector<std::string>{eleven});
+}
+
+TEST_F(RecoveryTest, CorruptManifestFailsNamingIt) {
+  Write(1, 3);
+  h_.log.reset();
+  const std::string manifest = h_.log_dir() + "/MANIFEST";
+  FlipByte(manifest, 9);
+  Status st = h_.Open();
+  ASSERT_EQ(st.code(), Code::kCorruption) << st.ToString();
+  EXPECT_NE(st.message().find(manifest), std::string::npos) << st.message();
 }
 
 TEST_F(RecoveryTest, GarbageSegmentHeaderFails) {
@@ -338,6 +494,7 @@ TEST_F(RecoveryTest, LogShorterThanSnapshotContinuesAfterSnapshot) {
   h_.log.reset();
   for (const auto& p : ListFiles(h_.log_dir(), ".seg")) std::filesystem::remove(p);
   WriteFileBytes(h_.log_dir() + "/" + IndexedFileName(1, ".seg"), first_ten);
+  WriteManifestNaming(1);  // as before the compaction's roll
 
   ASSERT_TRUE(h_.Open().ok());
   EXPECT_EQ(h_.snapshot_index, 20u);

@@ -1,7 +1,7 @@
 // Tests for LocalLog in normal operation: append and replay, group commit,
-// segment roll, snapshots and compaction, write failures (ENOSPC through the
-// fault-injecting file system), fsync=false. Recovery from damaged files is
-// in local_log_recovery_test.cc.
+// segment roll, snapshots (taken by a forked child) and compaction, write
+// failures (ENOSPC through the fault-injecting file system), fsync=false.
+// Recovery from damaged files is in local_log_recovery_test.cc.
 //
 // No event loop: each test proposes and flushes, then polls until the log's
 // wakeup (a condition variable here) says entries are durable.
@@ -10,6 +10,11 @@
 
 #include <gtest/gtest.h>
 
+#include <fcntl.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <chrono>
 #include <filesystem>
 #include <random>
 #include <string>
@@ -277,15 +282,162 @@ TEST_F(LocalLogTest, SnapshotArgumentChecks) {
   ASSERT_TRUE(h.log->SaveSnapshot(4, StateProducer(4)).ok());
   EXPECT_TRUE(h.log->SaveSnapshot(4, StateProducer(4)).ok());  // same index: nothing to do
   EXPECT_EQ(h.log->SaveSnapshot(3, StateProducer(3)).code(), Code::kInvalidArgument);
-  // A producer's error is returned and leaves no file behind.
-  Status st = h.log->SaveSnapshot(5, [](const SnapshotWriteFn& write) {
+  h.log->WaitForBackgroundWork();
+  EXPECT_EQ(ListFiles(h.snap_dir(), ".snap").size(), 1u);
+  EXPECT_EQ(h.log->snapshot_failures(), 0u);
+}
+
+// Blocks the snapshot child until the test lets it go (or 20 s pass). A file
+// appearing, not a pipe: the child closes every inherited descriptor.
+class ChildGate {
+ public:
+  explicit ChildGate(std::string path) : path_(std::move(path)) {}
+  // In the child: true once released, false after the timeout.
+  bool Wait() const {
+    for (int i = 0; i < 20000; ++i) {
+      if (::access(path_.c_str(), F_OK) == 0) return true;
+      ::usleep(1000);
+    }
+    return false;
+  }
+  void Release() { testing::WriteFileBytes(path_, "go"); }
+
+ private:
+  std::string path_;
+};
+
+// SaveSnapshot returns while the child is still writing; the snapshot holds
+// the state as it was at the call even though the caller changes it at once;
+// a second snapshot is refused until the first is done.
+TEST_F(LocalLogTest, SnapshotRunsInChildOnStateOfTheMoment) {
+  LogHarness h(dir_.path());
+  ASSERT_TRUE(h.Open().ok());
+  AppendRange(h, 1, 5);
+  ChildGate gate(dir_.path() + "/gate");
+  std::string state = "as of entry 4";
+  ASSERT_TRUE(h.log
+                  ->SaveSnapshot(4,
+                                 [&](const SnapshotWriteFn& write) {
+                                   if (!gate.Wait()) return Status::Internal("never released");
+                                   return write(state);
+                                 })
+                  .ok());
+  state = "changed after the call";  // the child's copy is not affected
+  EXPECT_TRUE(h.log->SnapshotBusy());
+  EXPECT_EQ(h.log->SaveSnapshot(5, StateProducer(5)).code(), Code::kInvalidArgument);
+  gate.Release();
+  h.log->WaitForBackgroundWork();
+  EXPECT_FALSE(h.log->SnapshotBusy());
+  EXPECT_EQ(h.log->snapshot_failures(), 0u);
+  ASSERT_TRUE(h.Open().ok());
+  EXPECT_EQ(h.snapshot_index, 4u);
+  EXPECT_EQ(h.snapshot, "as of entry 4");
+  ExpectReplayed(h, 5, 5);
+}
+
+// The child closes what it inherited (client and listening sockets must close
+// when the server closes them, not when a snapshot ends).
+TEST_F(LocalLogTest, SnapshotChildClosesInheritedDescriptors) {
+  LogHarness h(dir_.path());
+  ASSERT_TRUE(h.Open().ok());
+  AppendRange(h, 1, 2);
+  int pipe_fds[2];
+  ASSERT_EQ(::pipe(pipe_fds), 0);  // stands for a client socket
+  // Away from fd 3, which the child reuses for its report pipe.
+  const int fds[2] = {::fcntl(pipe_fds[0], F_DUPFD, 100), ::fcntl(pipe_fds[1], F_DUPFD, 100)};
+  ::close(pipe_fds[0]);
+  ::close(pipe_fds[1]);
+  ASSERT_TRUE(h.log->SaveSnapshot(2, [&](const SnapshotWriteFn& write) {
+    bool open = ::fcntl(fds[0], F_GETFD) != -1 || ::fcntl(fds[1], F_GETFD) != -1;
+    return write(open ? "inherited" : "closed");
+  }).ok());
+  h.log->WaitForBackgroundWork();
+  ::close(fds[0]);
+  ::close(fds[1]);
+  ASSERT_TRUE(h.Open().ok());
+  EXPECT_EQ(h.snapshot, "closed");
+}
+
+// A producer's error, or a child that dies, is reported (ERROR line, counter),
+// leaves no file behind, holds off the next snapshot for the retry delay, and
+// gives back the log bytes so that the caller retries.
+TEST_F(LocalLogTest, FailedSnapshotChildIsReportedAndRetried) {
+  LogHarness h(dir_.path());
+  h.options.snapshot_retry_delay = std::chrono::milliseconds(0);
+  ASSERT_TRUE(h.Open().ok());
+  AppendRange(h, 1, 5);
+  const uint64_t bytes = h.log->bytes_since_snapshot();
+  ASSERT_TRUE(h.log->SaveSnapshot(5, [](const SnapshotWriteFn& write) {
     DISTRI_RETURN_IF_ERROR(write("partial"));
     return Status::Internal("producer failed");
-  });
-  EXPECT_EQ(st.code(), Code::kInternal);
+  }).ok());
+  EXPECT_EQ(h.log->bytes_since_snapshot(), 0u);
   h.log->WaitForBackgroundWork();
+  EXPECT_EQ(h.log->snapshot_failures(), 1u);
   EXPECT_TRUE(ListFiles(h.snap_dir(), ".tmp").empty());
-  EXPECT_EQ(ListFiles(h.snap_dir(), ".snap").size(), 1u);
+  EXPECT_TRUE(ListFiles(h.snap_dir(), ".snap").empty());
+  EXPECT_FALSE(h.log->SnapshotBusy());  // no delay in this test
+  EXPECT_EQ(h.log->bytes_since_snapshot(), bytes);
+
+  ASSERT_TRUE(h.log->SaveSnapshot(5, [](const SnapshotWriteFn&) -> Status {
+    ::raise(SIGKILL);
+    return Status::Ok();
+  }).ok());
+  h.log->WaitForBackgroundWork();
+  EXPECT_EQ(h.log->snapshot_failures(), 2u);
+  EXPECT_TRUE(ListFiles(h.snap_dir(), ".snap").empty());
+
+  ASSERT_TRUE(h.log->SaveSnapshot(5, StateProducer(5)).ok());  // the same index again
+  h.log->WaitForBackgroundWork();
+  EXPECT_EQ(h.log->snapshot_failures(), 2u);
+  ASSERT_TRUE(h.Open().ok());
+  EXPECT_EQ(h.snapshot, "state@5");
+}
+
+// A child that stops making progress (stuck on a lock, say) is killed rather
+// than waited for forever; the failure says why.
+TEST_F(LocalLogTest, StuckSnapshotChildIsKilled) {
+  LogHarness h(dir_.path());
+  h.options.snapshot_retry_delay = std::chrono::milliseconds(0);
+  h.options.snapshot_stall_timeout = std::chrono::milliseconds(300);
+  ASSERT_TRUE(h.Open().ok());
+  AppendRange(h, 1, 5);
+  ChildGate never_released(dir_.path() + "/gate");
+  const auto start = std::chrono::steady_clock::now();
+  ASSERT_TRUE(h.log->SaveSnapshot(5, [&](const SnapshotWriteFn& write) {
+    if (!never_released.Wait()) return Status::Internal("waited 20 s");
+    return write("unreachable");
+  }).ok());
+  h.log->WaitForBackgroundWork();
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(15));
+  EXPECT_EQ(h.log->snapshot_failures(), 1u);
+  EXPECT_TRUE(ListFiles(h.snap_dir(), ".snap").empty());
+  // A slow but steady child is not killed: progress every MiB resets the clock.
+  ASSERT_TRUE(h.log->SaveSnapshot(5, [](const SnapshotWriteFn& write) {
+    const std::string mib(1 << 20, 'x');
+    for (int i = 0; i < 6; ++i) {
+      ::usleep(100 * 1000);
+      DISTRI_RETURN_IF_ERROR(write(mib));
+    }
+    return Status::Ok();
+  }).ok());
+  h.log->WaitForBackgroundWork();
+  EXPECT_EQ(h.log->snapshot_failures(), 1u);
+  ASSERT_TRUE(h.Open().ok());
+  EXPECT_EQ(h.snapshot.size(), 6u << 20);
+}
+
+TEST_F(LocalLogTest, FailedSnapshotHoldsOffTheNextForTheRetryDelay) {
+  LogHarness h(dir_.path());
+  h.options.snapshot_retry_delay = std::chrono::minutes(1);
+  ASSERT_TRUE(h.Open().ok());
+  AppendRange(h, 1, 5);
+  ASSERT_TRUE(h.log->SaveSnapshot(5, [](const SnapshotWriteFn&) {
+    return Status::Internal("producer failed");
+  }).ok());
+  h.log->WaitForBackgroundWork();
+  EXPECT_TRUE(h.log->SnapshotBusy());
+  EXPECT_EQ(h.log->SaveSnapshot(5, StateProducer(5)).code(), Code::kInvalidArgument);
 }
 
 // Writes, polls, snapshots and compaction interleaved with small segments and
@@ -306,7 +458,7 @@ TEST_F(LocalLogTest, SnapshotsInterleavedWithWrites) {
       h.log->Flush();
       ASSERT_TRUE(h.WaitFor(i));
     }
-    if (h.last_committed() >= snapshot_at + 150) {
+    if (h.last_committed() >= snapshot_at + 150 && !h.log->SnapshotBusy()) {
       snapshot_at = h.last_committed();
       ++snapshots;
       ASSERT_TRUE(h.log->SaveSnapshot(snapshot_at, StateProducer(snapshot_at)).ok());
@@ -430,19 +582,48 @@ TEST_F(LocalLogTest, FailedRollIsAWriteFailure) {
   ExpectReplayed(h, 1, 30);
 }
 
-TEST_F(LocalLogTest, SnapshotOutOfSpaceReturnsError) {
+// A roll whose manifest update fails is a write failure like any other: the
+// new segment is removed, the manifest still names the old one, and both the
+// running log and a reopened one carry on from there.
+TEST_F(LocalLogTest, RollWhoseManifestCannotBeWrittenIsAWriteFailure) {
   FaultInjectionFileSystem fs;
   LogHarness h(dir_.path());
   h.options.file_system = &fs;
+  h.options.segment_bytes = 16;  // every group after the first in a segment rolls
+  ASSERT_TRUE(h.Open().ok());
+  AppendRange(h, 1, 5);
+  const auto segments = ListFiles(h.log_dir(), ".seg");
+  fs.SetRenameFails(true);
+  EXPECT_EQ(h.Append("x"), 6u);
+  ASSERT_TRUE(h.WaitFor(6));
+  ASSERT_EQ(h.failures.size(), 1u);
+  EXPECT_EQ(h.failures[0].first, 6u);
+  EXPECT_NE(h.failures[0].second.message().find("rename"), std::string::npos);
+  EXPECT_EQ(ListFiles(h.log_dir(), ".seg"), segments);
+  EXPECT_TRUE(ListFiles(h.log_dir(), ".tmp").empty());
+  fs.SetRenameFails(false);
+  h.failures.clear();
+  AppendRange(h, 6, 8);
+  ASSERT_TRUE(h.Open().ok());
+  ExpectReplayed(h, 1, 8);
+}
+
+TEST_F(LocalLogTest, SnapshotOutOfSpaceFailsAndIsRetried) {
+  FaultInjectionFileSystem fs;
+  LogHarness h(dir_.path());
+  h.options.file_system = &fs;
+  h.options.snapshot_retry_delay = std::chrono::milliseconds(0);
   ASSERT_TRUE(h.Open().ok());
   AppendRange(h, 1, 3);
   fs.SetSpaceLeft(100);
-  Status st = h.log->SaveSnapshot(3, [](const SnapshotWriteFn& write) {
+  ASSERT_TRUE(h.log->SaveSnapshot(3, [](const SnapshotWriteFn& write) {
     return write(std::string(2 << 20, 's'));
-  });
-  EXPECT_EQ(st.code(), Code::kIOError);
+  }).ok());
+  h.log->WaitForBackgroundWork();
+  EXPECT_EQ(h.log->snapshot_failures(), 1u);
   fs.SetSpaceLeft(-1);
   EXPECT_TRUE(ListFiles(h.snap_dir(), ".tmp").empty());
+  EXPECT_TRUE(ListFiles(h.snap_dir(), ".snap").empty());
   ASSERT_TRUE(h.log->SaveSnapshot(3, StateProducer(3)).ok());  // retry works
   ASSERT_TRUE(h.Open().ok());
   EXPECT_EQ(h.snapshot, "state@3");
@@ -457,12 +638,18 @@ TEST_F(LocalLogTest, FsyncFalseWritesWithoutSyncing) {
   h.options.fsync = false;
   h.options.segment_bytes = 1024;
   ASSERT_TRUE(h.Open().ok());
+  const int syncs_at_open = fs.sync_count();
   AppendRange(h, 1, 100, /*per_flush=*/3);
-  EXPECT_EQ(fs.sync_count(), 0);
-  // Snapshots are still fsynced: compaction depends on it.
+  // No entry is synced. Rolls are (the new header, then the manifest naming
+  // it): recovery's check for a lost newest segment depends on them.
+  const int rolls = static_cast<int>(ListFiles(h.log_dir(), ".seg").size()) - 1;
+  ASSERT_GT(rolls, 0);
+  EXPECT_EQ(fs.sync_count() - syncs_at_open, 2 * rolls);
+  // Snapshots are still fsynced (compaction depends on it), by the snapshot
+  // child: its syncs are counted in its own copy of `fs`, not here.
   ASSERT_TRUE(h.log->SaveSnapshot(50, StateProducer(50)).ok());
   h.log->WaitForBackgroundWork();
-  EXPECT_EQ(fs.sync_count(), 1);
+  EXPECT_EQ(h.log->snapshot_failures(), 0u);
   ASSERT_TRUE(h.Open().ok());
   EXPECT_EQ(h.snapshot_index, 50u);
   ExpectReplayed(h, 51, 100);

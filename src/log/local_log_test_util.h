@@ -1,7 +1,7 @@
 // Test helpers for the local log (tests only; not part of distri_log):
 //   - FaultInjectionFileSystem: wraps a real FileSystem; can run out of space
 //     (ENOSPC after a byte budget, writing the prefix that fits, like a real
-//     full disk), slow down fdatasync, and count syncs;
+//     full disk), fail renames, slow down fdatasync, and count syncs;
 //   - TempDir: a fresh directory removed at the end of the test;
 //   - LogHarness: opens a LocalLog, records what recovery loaded, and drives
 //     Propose/Flush/Poll the way the server's loop does, waiting on a
@@ -41,11 +41,10 @@ class FaultInjectionFileSystem final : public FileSystem {
   explicit FaultInjectionFileSystem(FileSystem* base = DefaultFileSystem()) : base_(base) {}
 
   // Bytes that writes may still add before failing with ENOSPC; -1 = no limit.
-  void SetSpaceLeft(int64_t bytes) {
-    std::lock_guard lock(mu_);
-    space_left_ = bytes;
-  }
+  void SetSpaceLeft(int64_t bytes) { space_left_ = bytes; }
   void SetSyncDelay(std::chrono::milliseconds delay) { sync_delay_ms_ = delay.count(); }
+  // While set, Rename fails with EIO (e.g. the manifest update of a roll).
+  void SetRenameFails(bool fails) { rename_fails_ = fails; }
   int sync_count() const { return sync_count_; }
 
   Status CreateDir(const std::string& path) override { return base_->CreateDir(path); }
@@ -63,6 +62,7 @@ class FaultInjectionFileSystem final : public FileSystem {
     return base_->OpenReadOnly(path);
   }
   Status Rename(const std::string& from, const std::string& to) override {
+    if (rename_fails_) return PosixError("rename", from, EIO);
     return base_->Rename(from, to);
   }
   Status Unlink(const std::string& path) override { return base_->Unlink(path); }
@@ -78,13 +78,17 @@ class FaultInjectionFileSystem final : public FileSystem {
       uint64_t total = 0;
       for (std::string_view p : pieces) total += p.size();
       uint64_t allowed = total;
-      {
-        std::lock_guard lock(fs_->mu_);
-        if (fs_->space_left_ >= 0) {
-          allowed = std::min<uint64_t>(total, static_cast<uint64_t>(fs_->space_left_));
-          fs_->space_left_ -= static_cast<int64_t>(allowed);
+      // Lock-free: a forked snapshot child writes through here too, and a
+      // mutex held by another thread at the fork would never be released.
+      int64_t left = fs_->space_left_.load();
+      do {
+        if (left < 0) {
+          allowed = total;
+          break;
         }
-      }
+        allowed = std::min<uint64_t>(total, static_cast<uint64_t>(left));
+      } while (!fs_->space_left_.compare_exchange_weak(left,
+                                                       left - static_cast<int64_t>(allowed)));
       if (allowed == total) return base_->WriteAt(offset, pieces);
       // Write the prefix that fits, then fail as a full disk does.
       std::vector<std::string_view> prefix;
@@ -112,9 +116,9 @@ class FaultInjectionFileSystem final : public FileSystem {
   };
 
   FileSystem* base_;
-  std::mutex mu_;
-  int64_t space_left_ = -1;  // guarded by mu_
+  std::atomic<int64_t> space_left_{-1};
   std::atomic<int> sync_delay_ms_{0};
+  std::atomic<bool> rename_fails_{false};
   std::atomic<int> sync_count_{0};
 };
 

@@ -60,9 +60,14 @@ class Log {
 
   // Writes a snapshot of the state as of `applied_index` (every entry up to and
   // including it has been applied) and, once it is durable, drops log entries it
-  // covers. `produce` runs synchronously on the calling thread; the slow part
-  // (fsync, rename, segment deletion) happens in the background.
+  // covers. Returns at once: `produce` sees the state as of this call (LocalLog
+  // runs it in a forked copy-on-write child), and everything slow (serialising,
+  // fsync, rename, segment deletion) happens in the background.
+  // REQUIRES: !SnapshotBusy().
   virtual Status SaveSnapshot(uint64_t applied_index, const SnapshotProducer& produce) = 0;
+  // True while a snapshot is in progress (at most one at a time), or when one
+  // failed so recently that the next should wait.
+  virtual bool SnapshotBusy() = 0;
 
   // Index of the last proposed entry (0 when empty).
   virtual uint64_t last_index() const = 0;

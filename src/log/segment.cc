@@ -26,6 +26,8 @@ namespace {
 constexpr uint32_t kSegmentVersion = 1;
 constexpr char kSegmentHeader[kSegmentHeaderSize] = {'D', 'S', 'E', 'G', kSegmentVersion, 0, 0, 0};
 constexpr uint32_t kLengthMask = ~kWriteStartFlag;
+constexpr uint32_t kManifestVersion = 1;
+constexpr std::string_view kManifestMagic = "DMAN";
 
 using base::GetLe32;
 using base::GetLe64;
@@ -129,6 +131,25 @@ bool ParseIndexedFileName(std::string_view name, std::string_view suffix, uint64
 
 std::string_view SegmentHeader() { return std::string_view(kSegmentHeader, kSegmentHeaderSize); }
 
+std::string EncodeManifest(uint64_t newest_segment) {
+  std::string out(kManifestSize, '\0');
+  std::memcpy(out.data(), kManifestMagic.data(), kManifestMagic.size());
+  PutLe32(out.data() + 4, kManifestVersion);
+  PutLe64(out.data() + 8, newest_segment);
+  PutLe32(out.data() + 16, base::Crc32c(std::string_view(out.data(), 16)));
+  return out;
+}
+
+Result<uint64_t> ParseManifest(std::string_view bytes, const std::string& path) {
+  if (bytes.size() != kManifestSize || bytes.substr(0, 4) != kManifestMagic ||
+      GetLe32(bytes.data() + 4) != kManifestVersion ||
+      GetLe32(bytes.data() + 16) != base::Crc32c(bytes.substr(0, 16))) {
+    return Status::Corruption(path + ": not a valid log manifest (" +
+                              std::to_string(bytes.size()) + " bytes)");
+  }
+  return GetLe64(bytes.data() + 8);
+}
+
 void AppendRecord(std::string* out, uint64_t index, std::string_view payload) {
   const size_t start = out->size();
   out->resize(start + kRecordHeaderSize);
@@ -166,7 +187,9 @@ Result<SegmentScan> ScanSegment(std::string_view bytes, const std::string& path,
                            : AllZero(bytes);
     if (is_last && torn_header) {
       scan.torn = !bytes.empty();
-      scan.torn_reason = "incomplete segment header";
+      scan.torn_header = true;
+      scan.torn_reason = header.size() == kSegmentHeaderSize ? "zero-filled segment"
+                                                              : "incomplete segment header";
       return scan;
     }
     return CorruptionAt(path, 0, "bad segment header");

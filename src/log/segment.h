@@ -6,8 +6,9 @@
 //   record  = u32 crc32c | u32 length+flags | u64 index | payload
 //
 // Callers: LocalLog. AppendRecord runs on the loop thread (Propose);
-// MarkWriteStart on the writer thread; ScanSegment on the loop thread inside
-// LocalLog::Open. All functions are pure apart from the visitor callback.
+// MarkWriteStart and EncodeManifest on the writer thread (and in Open);
+// ScanSegment and ParseManifest on the loop thread inside LocalLog::Open. All
+// functions are pure apart from the visitor callback.
 
 #ifndef DISTRI_LOG_SEGMENT_H_
 #define DISTRI_LOG_SEGMENT_H_
@@ -41,6 +42,14 @@ bool ParseIndexedFileName(std::string_view name, std::string_view suffix, uint64
 // The 8 bytes every segment file starts with.
 std::string_view SegmentHeader();
 
+// log/MANIFEST: names the newest segment, i.e. the one whose header is durable
+// and which may receive entries (docs/log_format.md, "The manifest").
+inline constexpr size_t kManifestSize = 20;
+std::string EncodeManifest(uint64_t newest_segment);
+// The newest segment's first index; Corruption naming `path` if the bytes are
+// not a manifest.
+Result<uint64_t> ParseManifest(std::string_view bytes, const std::string& path);
+
 // Appends the encoded record for (index, payload) to *out, without flags.
 // REQUIRES: payload.size() <= kMaxEntryBytes.
 void AppendRecord(std::string* out, uint64_t index, std::string_view payload);
@@ -63,6 +72,7 @@ struct SegmentScan {
   uint64_t next_index = 0;   // index after the last good record
   uint64_t valid_bytes = 0;  // offset just past the last good record (0 if the header is torn)
   bool torn = false;         // bytes after valid_bytes are a torn tail to truncate
+  bool torn_header = false;  // the header itself is missing or incomplete (or all zeros)
   std::string torn_reason;   // when torn: what was wrong, for the WARN line
 };
 

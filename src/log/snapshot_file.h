@@ -5,8 +5,9 @@
 //   payload (the bytes the state machine produced)
 //   trailer (12 bytes): u64 payload length | u32 crc32c of everything before it
 //
-// Callers: LocalLog::SaveSnapshot (loop thread) writes; LocalLog::Open (loop
-// thread) parses. The writer is used by one thread at a time.
+// Callers: the snapshot child that LocalLog::SaveSnapshot forks writes (so
+// the writer must take no lock: see LocalLog::RunSnapshotChild); LocalLog::Open
+// (loop thread) parses. The writer is used by one thread at a time.
 
 #ifndef DISTRI_LOG_SNAPSHOT_FILE_H_
 #define DISTRI_LOG_SNAPSHOT_FILE_H_

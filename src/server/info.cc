@@ -86,6 +86,9 @@ void Server::AppendInfoSection(std::string_view name, std::string* out) {
     Field(out, "log_last_index", log_->last_index());
     Field(out, "log_bytes_since_snapshot", log_->bytes_since_snapshot());
     Field(out, "snapshots_taken", stats_.snapshots);
+    Field(out, "snapshot_in_progress", uint64_t{log_->snapshot_running() ? 1u : 0u});
+    Field(out, "snapshot_failures", log_->snapshot_failures());
+    Field(out, "latest_fork_usec", log_->last_fork_us());
     Field(out, "log_write_failures", stats_.log_failures);
   } else if (name == "stats") {
     out->append("# Stats\r\n");

@@ -23,7 +23,6 @@ namespace {
 constexpr uint64_t kExpireIntervalMs = 100;
 constexpr size_t kExpireKeysPerEntry = 256;
 constexpr size_t kExpireEntriesPerCycle = 16;
-constexpr int64_t kSnapshotRetryMs = 1000;
 
 Status UvError(const char* what, int rc) {
   return Status::IOError(std::string(what) + ": " + uv_strerror(rc));
@@ -97,6 +96,10 @@ Status Server::Start() {
   LOG(INFO) << "recovered " << state_.key_count() << " keys in " << state_.rooms().size()
             << " rooms at revision " << state_.applied_index() << " (" << replayed
             << " log entries replayed)";
+  // A long replayed tail (say --snapshot-bytes was lowered) is compacted now,
+  // not at the first write, which a read-only server might never see. Before
+  // any socket is open, so the child inherits none.
+  MaybeSnapshot();
 
   CHECK(uv_loop_init(&loop_) == 0);
   SyncClock();
@@ -164,6 +167,9 @@ void Server::Stop() {
   auth_gate_->Close();
   steps_->Close();
   // Let the writes already handed to the log finish, and their replies go out.
+  // No snapshot from here on: the log is closing (and a snapshot at exit
+  // would only delay it; the next start replays the tail).
+  stopping_ = true;
   log_->Close();
   ApplyCommitted();
   uv_stop(&loop_);
@@ -444,26 +450,28 @@ void Server::ExpireCycle() {
 // ---------------------------------------------------------------------------
 // Snapshots compact the log once enough of it has been written.
 
-// A failed snapshot (a full disk) is retried after kSnapshotRetryMs, not on
-// the next wake-up: else every write would serialise the whole state again and
-// log one more ERROR line.
+// The log forks a child that serialises state_ from its copy-on-write image
+// (LocalLog::SaveSnapshot), so this costs the loop only the fork itself. The
+// producer runs in that child: it must only read state_ and call write().
+// After a failure (a full disk) the log holds off the next try for a while
+// (SnapshotBusy), and repeated failures log through a limiter.
 void Server::MaybeSnapshot() {
-  if (log_->bytes_since_snapshot() < options_.snapshot_bytes) return;
-  const int64_t now = NowMs();
-  if (now < snapshot_retry_at_ms_) return;
-  Status st = log_->SaveSnapshot(state_.applied_index(), [this](const log::SnapshotWriteFn& write) {
+  if (stopping_ || log_->bytes_since_snapshot() < options_.snapshot_bytes) return;
+  if (log_->SnapshotBusy()) return;  // one at a time; after a failure, wait a while
+  const uint64_t index = state_.applied_index();
+  Status st = log_->SaveSnapshot(index, [this](const log::SnapshotWriteFn& write) {
     return state_.SaveSnapshot(write);
   });
   if (st.ok()) {
     stats_.snapshots++;
     snapshot_failure_log_.Reset();
-    LOG(INFO) << "snapshot at revision " << state_.applied_index();
+    LOG(INFO) << "snapshot at revision " << index << " started (fork took "
+              << log_->last_fork_us() << " us)";
   } else {
-    snapshot_retry_at_ms_ = now + kSnapshotRetryMs;
     uint64_t suppressed = 0;
-    if (snapshot_failure_log_.Allow(now, &suppressed)) {
-      LOG(ERROR) << "snapshot failed: " << st.ToString() << "; retrying every "
-                 << kSnapshotRetryMs / 1000 << " s" << base::SuppressedNote(suppressed);
+    if (snapshot_failure_log_.Allow(NowMs(), &suppressed)) {
+      LOG(ERROR) << "snapshot failed: " << st.ToString() << "; retrying later"
+                 << base::SuppressedNote(suppressed);
     }
   }
 }

@@ -207,6 +207,7 @@ class Server final : public commands::Context {
   uv_idle_t pump_idle_;
   bool pump_active_ = false;
   bool loop_ready_ = false;
+  bool stopping_ = false;  // Stop() has begun: no more snapshots
 
   state::StateMachine state_;
   std::unique_ptr<MirrorHub> mirrors_;
@@ -222,7 +223,6 @@ class Server final : public commands::Context {
   // A failing log (a full disk) fails every write: one ERROR line per 10 s,
   // with a count of the failures left out.
   base::LogLimiter log_failure_log_{10000};
-  int64_t snapshot_retry_at_ms_ = 0;  // after a failed snapshot, not before then
   base::LogLimiter snapshot_failure_log_{10000};
 
   std::unordered_map<uint64_t, Client*> clients_;
