@@ -31,6 +31,7 @@
 #include "distri/version.h"
 #include "commands/command.h"
 #include "log/local_log.h"
+#include "net/connection.h"
 #include "server/messaging.h"
 #include "server/mirror.h"
 #include "state/state_machine.h"
@@ -55,8 +56,11 @@ struct OutputLimit {
 struct ServerOptions {
   commands::ServerSettings settings;
   MirrorOptions mirror;
-  OutputLimit normal_limit;                              // ordinary clients
+  OutputLimit normal_limit{256ull << 20, 0, 0};          // ordinary clients
   OutputLimit push_limit{32ull << 20, 8ull << 20, 60};   // clients with mirrors
+  // Unsent pushed output (mirrors, messages, requests) of all push clients
+  // together; over it the largest push backlogs are cut off. 0: no budget.
+  uint64_t push_output_budget = 256ull << 20;
   uint64_t snapshot_bytes = 64ull << 20;  // snapshot once this much log is written
   uint64_t segment_bytes = 64ull << 20;
 };
@@ -70,7 +74,8 @@ struct ServerStats {
   uint64_t protocol_errors = 0;
   uint64_t log_failures = 0;
   uint64_t snapshots = 0;
-  uint64_t slow_consumer_disconnects = 0;
+  uint64_t slow_consumer_disconnects = 0;  // every client cut off for its output
+  uint64_t push_budget_disconnects = 0;    // of which for --push-output-budget
   base::RateCounter ops;     // every command
   base::RateCounter reads;
   base::RateCounter writes;
@@ -128,8 +133,19 @@ class Server final : public commands::Context {
   // Called by clients.
   void MarkDirty(Client* client);
   void OnClientClosed(Client* client);
-  // Disconnects the client if its unsent output broke its class's limit.
+  // Disconnects the client if its unsent output broke its class's limit, or
+  // cuts off the largest push backlogs if pushed output passed its budget.
   void CheckOutputLimit(Client* client);
+  // The output limit of the client's class (push or ordinary).
+  const OutputLimit& OutputLimitFor(const Client* client) const;
+  // Cuts the client off for its output: logged, counted, connection reset.
+  void DisconnectSlowConsumer(Client* client, const char* why);
+  // A shared payload was queued to clients: count it as pushed output once,
+  // for as long as any of them holds it.
+  void CountShared(std::shared_ptr<net::SharedBytes> payload);
+  net::OutputGauge& normal_output() { return normal_output_; }
+  // Unsent output of all clients, in bytes (counted in used memory).
+  uint64_t output_bytes() const { return normal_output_.bytes + push_output_.bytes; }
   // Proposes an encoded entry on behalf of no client (the HTTP API, timers);
   // `done` runs on the loop thread when it applies, or with an error result
   // if the log could not make it durable.
@@ -179,6 +195,9 @@ class Server final : public commands::Context {
   void AppendInfoSection(std::string_view name, std::string* out);
   Status LoadNodeId();
   RoomCounters& CountersFor(std::string_view room);
+  // Pushed output is over its budget: cut off the largest push backlogs
+  // until it is not.
+  void EnforcePushBudget();
 
   ServerOptions options_;
   uv_loop_t loop_;
@@ -205,6 +224,8 @@ class Server final : public commands::Context {
   std::vector<Client*> resumable_;
   uint64_t next_client_id_ = 1;
   uint64_t used_memory_ = 0;
+  net::OutputGauge normal_output_;  // unsent bytes of ordinary clients
+  net::OutputGauge push_output_;    // of push clients, and shared payloads
   int64_t started_ms_ = 0;
   int64_t wall_offset_ms_ = 0;  // wall clock minus the loop's monotonic clock
   std::string node_id_;
