@@ -254,3 +254,20 @@ def test_push_output_budget_cuts_off_the_largest_backlogs(server_factory, small_
     finally:
         for raw in slow + [reader]:
             raw.close()
+
+
+@pytest.mark.distri
+def test_soft_limit_applies_without_further_output(server_factory):
+    """A subscriber left above the soft limit is cut off when the soft time ends,
+    even when nothing more is published to it."""
+    s = server_factory(extra_args=["--push-output-limit", "64m,1m,1"])
+    slow = subscribe_raw(s, "once")
+    try:
+        c = s.client(decode=False)
+        assert c.publish("once", b"m" * (8 * MB)) == 1
+        wait_until(lambda: stats(s)["slow_consumer_disconnects"] == 1, timeout=10,
+                   what="soft-limit disconnect")
+        assert "over the soft output limit for too long" in s.log_text()
+        assert slow.closed_by_peer(timeout=10)
+    finally:
+        slow.close()

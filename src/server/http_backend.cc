@@ -263,6 +263,11 @@ void HttpBackend::WriteMetrics(http::MetricsWriter& w) {
   w.Sample("distri_errors_total", d(s.log_failures), {{"kind", "log_write"}});
   w.Counter("distri_slow_consumer_disconnects_total",
             "Clients cut off for not reading their output", d(s.slow_consumer_disconnects));
+  w.Counter("distri_push_budget_disconnects_total",
+            "Of those, cut off because pushed output passed --push-output-budget",
+            d(s.push_budget_disconnects));
+  w.Gauge("distri_client_output_bytes", "Unsent output of RESP clients (a shared message once)",
+          d(server_->output_bytes()));
   w.Family("distri_command_calls_total", "counter", "RESP commands run, by command");
   const auto& specs = commands::CommandTable::Get().all();
   const auto& calls = server_->command_calls();

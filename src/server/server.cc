@@ -336,7 +336,11 @@ void Server::OnLogFailure(uint64_t first_index, const Status& why) {
 // ---------------------------------------------------------------------------
 // Active expiry: keys past their time are deleted by ordinary log entries.
 
-void Server::OnExpireTimer(uv_timer_t* handle) { static_cast<Server*>(handle->data)->ExpireCycle(); }
+void Server::OnExpireTimer(uv_timer_t* handle) {
+  auto* self = static_cast<Server*>(handle->data);
+  self->ExpireCycle();
+  self->SweepSoftLimits();
+}
 
 void Server::ExpireCycle() {
   SyncClock();

@@ -198,6 +198,9 @@ class Server final : public commands::Context {
   // Pushed output is over its budget: cut off the largest push backlogs
   // until it is not.
   void EnforcePushBudget();
+  // Once a second: a client over its soft output limit is cut off when the
+  // soft time ends even if nothing more is written to it.
+  void SweepSoftLimits();
 
   ServerOptions options_;
   uv_loop_t loop_;
@@ -226,6 +229,7 @@ class Server final : public commands::Context {
   uint64_t used_memory_ = 0;
   net::OutputGauge normal_output_;  // unsent bytes of ordinary clients
   net::OutputGauge push_output_;    // of push clients, and shared payloads
+  int64_t soft_sweep_s_ = 0;        // the second SweepSoftLimits last ran
   int64_t started_ms_ = 0;
   int64_t wall_offset_ms_ = 0;  // wall clock minus the loop's monotonic clock
   std::string node_id_;

@@ -106,6 +106,15 @@ void Server::DisconnectSlowConsumer(Client* client, const char* why) {
   client->conn().Reset();  // frees its queued output at once
 }
 
+void Server::SweepSoftLimits() {
+  const int64_t now_s = NowMs() / 1000;
+  if (now_s == soft_sweep_s_) return;
+  soft_sweep_s_ = now_s;
+  for (const auto& [id, c] : clients_) {
+    if (c->over_soft_since_ms != 0) CheckOutputLimit(c);
+  }
+}
+
 void Server::CountShared(std::shared_ptr<net::SharedBytes> payload) {
   if (payload == nullptr || payload.use_count() == 1) return;  // nobody queued it
   payload->CountIn(&push_output_);
