@@ -91,9 +91,8 @@ void Server::CheckOutputLimit(Client* client) {
     client->over_soft_since_ms = 0;
   }
   if (why != nullptr && !conn.closing()) DisconnectSlowConsumer(client, why);
-  if (push && options_.push_output_budget != 0 && push_output_.bytes > options_.push_output_budget) {
-    EnforcePushBudget();
-  }
+  const uint64_t budget = options_.push_output_budget;
+  if (push && budget != 0 && push_output_.bytes > budget) EnforcePushBudget();
 }
 
 void Server::DisconnectSlowConsumer(Client* client, const char* why) {
@@ -132,7 +131,8 @@ void Server::EnforcePushBudget() {
       backlog.emplace_back(c->conn().pending_output(), c);
     }
   }
-  std::sort(backlog.begin(), backlog.end(), [](const auto& a, const auto& b) { return a.first > b.first; });
+  std::sort(backlog.begin(), backlog.end(),
+            [](const auto& a, const auto& b) { return a.first > b.first; });
   for (const auto& [bytes, c] : backlog) {
     if (push_output_.bytes <= options_.push_output_budget) break;
     stats_.push_budget_disconnects++;
