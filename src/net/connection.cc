@@ -141,6 +141,7 @@ int Connection::TryWriteQueue() {
       if (count == kMaxBufs) break;
       bufs[count] = BufOf(c.view());
       total += bufs[count++].len;
+      if (c.view().size() > kMaxBufLen) break;  // the rest of it must go first
     }
     int n = uv_try_write(reinterpret_cast<uv_stream_t*>(&tcp_), bufs, count);
     if (n == UV_EAGAIN) return 0;
@@ -159,6 +160,7 @@ int Connection::StartWrite() {
     if (count == kMaxBufs) break;
     bufs[count] = BufOf(c.view());
     total += bufs[count++].len;
+    if (c.view().size() > kMaxBufLen) break;  // the rest of it must go first
   }
   writing_ = true;
   in_flight_chunks_ = count;
