@@ -143,9 +143,11 @@ def test_pipeline_sent_whole_before_reading_completes(server_factory, reference,
     print(f"{n} pipelined {kind.upper()}s: distri {d:.2f}s, redis-server {r:.2f}s, "
           f"ratio {d / r:.2f}")
     if sanitizer_build(distri_path):
-        # The ASan build is unoptimised: it is several times slower than redis-server
-        # on SET (measured 3.8x for 1M SETs, 1.9x for GETs); the 2x bound is checked
-        # against an optimised build (DISTRI_BIN=build/release/distri).
+        # The ASan build is unoptimised (-O0): measured on a loaded 2-core machine it
+        # took 1.9-2.1x redis-server's time for 1M GETs and 1.5-3.8x for 1M SETs, so
+        # 2x cannot be asserted here; the optimised build took 0.63x and 0.99x. The
+        # 2x bound is checked when DISTRI_BIN is an optimised build
+        # (build/release/distri); here only that the pipeline completes.
         assert d < 10 * r + 5
     else:
         assert d < 2 * r, f"distri {d:.2f}s vs redis-server {r:.2f}s"
