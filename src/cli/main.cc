@@ -34,8 +34,8 @@ constexpr char kServeUsage[] =
     "  --fsync always|off   always: acknowledge a write only after fsync (default);\n"
     "                       off: acknowledge after write(2), survives a crash of distri\n"
     "                       but not of the machine\n"
-    "  --max-memory BYTES   refuse writes with OOM above this much data (0 = no limit;\n"
-    "                       suffixes k, m, g accepted, e.g. 512m)\n"
+    "  --max-memory BYTES   refuse writes with OOM above this much data and unsent\n"
+    "                       output (0 = no limit; suffixes k, m, g accepted, e.g. 512m)\n"
     "  --max-clients N      refuse connections beyond N (default 10000; 0 = no limit)\n"
     "  --max-bulk BYTES     largest single argument accepted (default 512m)\n"
     "  --requirepass PASS   require AUTH with this password (RESP) and\n"
@@ -74,8 +74,13 @@ constexpr char kServeUsage[] =
     "                       disconnect a mirror whose unsent output passes HARD bytes, or\n"
     "                       stays above SOFT for SECONDS (default 32m,8m,60; 0 disables)\n"
     "  --output-limit HARD,SOFT,SECONDS\n"
-    "                       the same for ordinary clients (default 0,0,0: none; replies\n"
-    "                       are already paced by not reading a client that does not read)\n"
+    "                       the same for ordinary clients' unsent replies (default\n"
+    "                       256m,0,0); checked while a reply is built, so one command\n"
+    "                       cannot build a reply past HARD\n"
+    "  --push-output-budget BYTES\n"
+    "                       unsent pushed output (mirrors, messages, requests) of all\n"
+    "                       clients together; over it the largest backlogs are cut off\n"
+    "                       (default 256m; 0 = no budget)\n"
     "  --log-level LEVEL    debug, info, warning or error (default info)\n"
     "  --help               this text\n";
 
@@ -206,6 +211,10 @@ int Serve(const std::vector<std::string_view>& args) {
     } else if (name == "push-output-limit" || name == "output-limit") {
       auto* limit = name == "output-limit" ? &options.normal_limit : &options.push_limit;
       if (!ParseOutputLimit(value, limit)) return Fail("--" + std::string(name) + " must be HARD,SOFT,SECONDS");
+    } else if (name == "push-output-budget") {
+      if (!ParseBytes(value, &options.push_output_budget)) {
+        return Fail("--push-output-budget must be a byte count");
+      }
     } else if (name == "log-level") {
       using distri::base::LogLevel;
       if (value == "debug") distri::base::SetMinLogLevel(LogLevel::kDebug);

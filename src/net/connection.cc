@@ -4,6 +4,8 @@
 
 #include <arpa/inet.h>
 
+#include <algorithm>
+
 #include "base/logging.h"
 
 namespace distri::net {
@@ -28,12 +30,30 @@ std::string FormatAddress(const sockaddr_storage& addr) {
   return std::string(host) + ":" + std::to_string(port);
 }
 
+// Buffers per write call: fewer than IOV_MAX, enough that a queue of large
+// chunks goes out in one system call.
+constexpr size_t kMaxBufs = 64;
+// uv_buf_t lengths are unsigned int: hand the socket at most this per buffer.
+constexpr size_t kMaxBufLen = size_t{1} << 30;
+// Smaller open buffers are copied onto the last sealed chunk, not moved, so
+// a backed-up connection does not collect one tiny chunk per loop iteration.
+constexpr size_t kCoalesceBelow = 4096;
+
+uv_buf_t BufOf(std::string_view v) {
+  return uv_buf_init(const_cast<char*>(v.data()),
+                     static_cast<unsigned>(std::min(v.size(), kMaxBufLen)));
+}
+
 }  // namespace
 
 Connection::Connection(uv_loop_t* loop, Handler* handler) : handler_(handler) {
   uv_tcp_init(loop, &tcp_);
   tcp_.data = this;
   write_req_.data = this;
+}
+
+Connection::~Connection() {
+  if (gauge_ != nullptr) gauge_->bytes -= counted_;
 }
 
 int Connection::Accept(uv_stream_t* server) {
@@ -81,60 +101,184 @@ void Connection::ReadCb(uv_stream_t* s, ssize_t nread, const uv_buf_t*) {
   }
 }
 
-bool Connection::Flush() {
-  if (closing_) return false;
-  if (writing_ || output_.empty()) {
-    if (!writing_ && close_after_flush_) Close();
-    return !closing_;
+void Connection::set_gauge(OutputGauge* gauge) {
+  if (gauge == gauge_) return;
+  if (gauge_ != nullptr) gauge_->bytes -= counted_;
+  counted_ = 0;
+  gauge_ = gauge;
+  SyncGauge();
+}
+
+void Connection::SyncGauge() {
+  if (gauge_ == nullptr) return;
+  const size_t owned = output_.size() + queued_owned_;
+  gauge_->bytes = gauge_->bytes - counted_ + owned;
+  counted_ = owned;
+}
+
+void Connection::Seal() {
+  if (output_.empty()) return;
+  queued_bytes_ += output_.size();
+  queued_owned_ += output_.size();
+  if (output_.size() < kCoalesceBelow && queue_.size() > in_flight_chunks_ &&
+      !queue_.back().shared) {
+    queue_.back().owned.append(output_);  // not referred to by a write in progress
+    output_.clear();
+    return;
   }
-  uv_buf_t buf = uv_buf_init(output_.data(), static_cast<unsigned>(output_.size()));
-  int n = uv_try_write(reinterpret_cast<uv_stream_t*>(&tcp_), &buf, 1);
-  if (n == UV_EAGAIN) n = 0;
-  if (n < 0) {
+  queue_.push_back(Chunk{std::move(output_), nullptr, 0});
+  output_.clear();  // a moved-from string is valid but unspecified
+}
+
+void Connection::AppendShared(std::shared_ptr<const SharedBytes> bytes) {
+  if (bytes == nullptr || bytes->size() == 0 || closing_) return;
+  Seal();
+  queued_bytes_ += bytes->size();
+  queue_.push_back(Chunk{{}, std::move(bytes), 0});
+}
+
+void Connection::ConsumeQueued(size_t n) {
+  while (n > 0) {
+    Chunk& c = queue_.front();
+    const size_t left = c.view().size();
+    const size_t take = std::min(n, left);
+    queued_bytes_ -= take;
+    if (!c.shared) queued_owned_ -= take;
+    n -= take;
+    if (take == left) {
+      queue_.pop_front();
+    } else {
+      c.offset += take;
+    }
+  }
+}
+
+int Connection::TryWriteQueue() {
+  while (!queue_.empty()) {
+    uv_buf_t bufs[kMaxBufs];
+    unsigned count = 0;
+    size_t total = 0;
+    for (const Chunk& c : queue_) {
+      if (count == kMaxBufs) break;
+      bufs[count] = BufOf(c.view());
+      total += bufs[count++].len;
+      if (c.view().size() > kMaxBufLen) break;  // the rest of it must go first
+    }
+    int n = uv_try_write(reinterpret_cast<uv_stream_t*>(&tcp_), bufs, count);
+    if (n == UV_EAGAIN) return 0;
+    if (n < 0) return n;
+    ConsumeQueued(static_cast<size_t>(n));
+    if (static_cast<size_t>(n) < total) return 0;  // the socket is full
+  }
+  return 0;
+}
+
+int Connection::StartWrite() {
+  uv_buf_t bufs[kMaxBufs];
+  unsigned count = 0;
+  size_t total = 0;
+  for (const Chunk& c : queue_) {
+    if (count == kMaxBufs) break;
+    bufs[count] = BufOf(c.view());
+    total += bufs[count++].len;
+    if (c.view().size() > kMaxBufLen) break;  // the rest of it must go first
+  }
+  writing_ = true;
+  in_flight_chunks_ = count;
+  in_flight_bytes_ = total;
+  int rc = uv_write(&write_req_, reinterpret_cast<uv_stream_t*>(&tcp_), bufs, count, WriteCb);
+  if (rc != 0) {
+    writing_ = false;
+    in_flight_chunks_ = 0;
+    in_flight_bytes_ = 0;
+  }
+  return rc;
+}
+
+bool Connection::Drained() {
+  if (close_after_flush_) {
     Close();
     return false;
   }
-  if (static_cast<size_t>(n) == output_.size()) {
-    output_.clear();
-    if (output_.capacity() > (1 << 20)) std::string().swap(output_);
-    if (close_after_flush_) {
+  handler_->OnDrained();
+  return !closing_;
+}
+
+bool Connection::Flush() {
+  if (closing_) return false;
+  if (writing_) return true;  // WriteCb carries on
+  if (queue_.empty()) {
+    if (output_.empty()) {
+      if (close_after_flush_) Close();
+      return !closing_;
+    }
+    // The hot path: one contiguous buffer, usually taken whole.
+    uv_buf_t buf = BufOf(output_);
+    int n = uv_try_write(reinterpret_cast<uv_stream_t*>(&tcp_), &buf, 1);
+    if (n == UV_EAGAIN) n = 0;
+    if (n < 0) {
       Close();
       return false;
     }
-    handler_->OnDrained();
-    return !closing_;
+    if (static_cast<size_t>(n) == output_.size()) {
+      output_.clear();
+      if (output_.capacity() > (1 << 20)) std::string().swap(output_);
+      SyncGauge();
+      return Drained();
+    }
+    Seal();  // keeps the bytes where they are: no copy of the rest
+    ConsumeQueued(static_cast<size_t>(n));
+  } else {
+    Seal();
+    if (TryWriteQueue() < 0) {
+      Close();
+      return false;
+    }
+    if (queue_.empty()) {
+      SyncGauge();
+      return Drained();
+    }
   }
   // The socket took part of it: hand the rest to libuv and wait.
-  in_flight_.assign(output_, n, std::string::npos);
-  output_.clear();
-  writing_ = true;
-  buf = uv_buf_init(in_flight_.data(), static_cast<unsigned>(in_flight_.size()));
-  int rc = uv_write(&write_req_, reinterpret_cast<uv_stream_t*>(&tcp_), &buf, 1, WriteCb);
-  if (rc != 0) {
-    writing_ = false;
+  if (StartWrite() != 0) {
     Close();
     return false;
   }
+  SyncGauge();
   return true;
 }
 
 void Connection::WriteCb(uv_write_t* req, int status) {
   auto* self = static_cast<Connection*>(req->data);
   self->writing_ = false;
-  self->in_flight_.clear();
+  const size_t written = self->in_flight_bytes_;
+  self->in_flight_chunks_ = 0;
+  self->in_flight_bytes_ = 0;
   if (status < 0) {
-    self->Close();
+    self->Close();  // also frees the queue, now that no write refers to it
+    self->DiscardOutput();
     return;
   }
-  if (self->output_.empty()) {
-    if (self->close_after_flush_) {
-      self->Close();
-    } else {
-      self->handler_->OnDrained();
-    }
+  self->ConsumeQueued(written);
+  if (self->queue_.empty() && self->output_.empty()) {
+    self->SyncGauge();
+    self->Drained();
     return;
   }
   self->Flush();
+}
+
+void Connection::DiscardOutput() {
+  std::string().swap(output_);
+  const size_t keep = writing_ ? in_flight_chunks_ : 0;  // an uv_write still reads these
+  while (queue_.size() > keep) {
+    const Chunk& c = queue_.back();
+    const size_t left = c.view().size();
+    queued_bytes_ -= left;
+    if (!c.shared) queued_owned_ -= left;
+    queue_.pop_back();
+  }
+  SyncGauge();
 }
 
 void Connection::PauseReading() {
@@ -161,6 +305,7 @@ void Connection::Close() {
   if (closing_) return;
   closing_ = true;
   reading_ = false;
+  DiscardOutput();
   uv_close(reinterpret_cast<uv_handle_t*>(&tcp_), CloseCb);
 }
 
@@ -168,6 +313,7 @@ void Connection::Reset() {
   if (closing_) return;
   closing_ = true;
   reading_ = false;
+  DiscardOutput();  // free it now, not when libuv gets round to closing
   if (uv_tcp_close_reset(&tcp_, CloseCb) != 0) {
     uv_close(reinterpret_cast<uv_handle_t*>(&tcp_), CloseCb);
   }

@@ -6,6 +6,18 @@
 // is idempotent; OnClosed() runs once libuv has released the handle, and the
 // owner may delete itself there.
 //
+// Output is a queue: sealed chunks, then the open output() string. Small
+// replies append to output() (the hot path: one contiguous buffer, one
+// write). A large payload that several connections send (a published
+// message) is appended with AppendShared(): the queue holds a reference to
+// one SharedBytes, so 40 subscribers of a 64 MiB message cost 64 MiB, not
+// 2.5 GB. Flush() hands the queue to the socket as several buffers at once.
+//
+// Memory accounting: a Connection adds the bytes it owns (copies, not shared
+// payloads) to an OutputGauge, brought up to date by Flush(), SyncGauge(),
+// Close() and Reset(); a SharedBytes counts its own size once, in the gauge
+// given to CountIn(). The server sums its gauges into used memory.
+//
 // Thread-safety: loop thread only.
 
 #ifndef DISTRI_NET_CONNECTION_H_
@@ -13,11 +25,44 @@
 
 #include <uv.h>
 
+#include <deque>
+#include <memory>
 #include <string>
+#include <string_view>
 
 #include "net/buffer.h"
 
 namespace distri::net {
+
+// A running total of output bytes held in memory (see the file comment).
+struct OutputGauge {
+  uint64_t bytes = 0;
+};
+
+// Bytes written to several connections without a copy for each.
+class SharedBytes {
+ public:
+  explicit SharedBytes(std::string bytes) : bytes_(std::move(bytes)) {}
+  ~SharedBytes() {
+    if (gauge_ != nullptr) gauge_->bytes -= bytes_.size();
+  }
+  SharedBytes(const SharedBytes&) = delete;
+  SharedBytes& operator=(const SharedBytes&) = delete;
+
+  std::string_view view() const { return bytes_; }
+  size_t size() const { return bytes_.size(); }
+  // Counts these bytes in `gauge` until destroyed. At most once; later calls
+  // do nothing.
+  void CountIn(OutputGauge* gauge) {
+    if (gauge_ != nullptr) return;
+    gauge_ = gauge;
+    gauge_->bytes += bytes_.size();
+  }
+
+ private:
+  const std::string bytes_;
+  OutputGauge* gauge_ = nullptr;
+};
 
 class Connection {
  public:
@@ -32,6 +77,7 @@ class Connection {
   };
 
   Connection(uv_loop_t* loop, Handler* handler);
+  ~Connection();
   Connection(const Connection&) = delete;
   Connection& operator=(const Connection&) = delete;
 
@@ -43,8 +89,18 @@ class Connection {
   bool reading() const { return reading_; }
 
   Buffer& input() { return input_; }
+  // The open end of the output queue: append replies here.
   std::string& output() { return output_; }
-  size_t pending_output() const { return output_.size() + in_flight_.size(); }
+  // Queues a reference to `bytes` after everything appended so far.
+  void AppendShared(std::shared_ptr<const SharedBytes> bytes);
+  // Every byte not yet taken by the socket, shared payloads included.
+  size_t pending_output() const { return output_.size() + queued_bytes_; }
+
+  // The gauge this connection's own output bytes are counted in (nullptr:
+  // none). Moves what is counted from the old gauge to the new one.
+  void set_gauge(OutputGauge* gauge);
+  // Brings the gauge up to date with what output() holds now.
+  void SyncGauge();
 
   // Writes buffered output. Returns false if the connection failed (closed).
   bool Flush();
@@ -52,6 +108,7 @@ class Connection {
   void ResumeReading();
   // Closes after the buffered output is written.
   void CloseAfterFlush();
+  // Closes at once, discarding unsent output.
   void Close();
   // Closes at once with a TCP reset, discarding unsent output (also what the
   // kernel still holds), for clients cut off for not reading.
@@ -59,17 +116,49 @@ class Connection {
   bool closing() const { return closing_; }
 
  private:
+  // A sealed piece of output: owned bytes, or a reference to shared ones.
+  struct Chunk {
+    std::string owned;
+    std::shared_ptr<const SharedBytes> shared;
+    size_t offset = 0;  // bytes already written
+    std::string_view view() const {
+      std::string_view all = shared ? shared->view() : std::string_view(owned);
+      return all.substr(offset);
+    }
+  };
+
   static void AllocCb(uv_handle_t* h, size_t suggested, uv_buf_t* buf);
   static void ReadCb(uv_stream_t* s, ssize_t nread, const uv_buf_t* buf);
   static void WriteCb(uv_write_t* req, int status);
   static void CloseCb(uv_handle_t* h);
 
+  // Moves output() to the end of the queue.
+  void Seal();
+  // Drops `n` written bytes from the front of the queue.
+  void ConsumeQueued(size_t n);
+  // Writes as much of the queue as the socket takes now. Returns the libuv
+  // error, or 0.
+  int TryWriteQueue();
+  // Starts an uv_write of the front of the queue. Returns the libuv error.
+  int StartWrite();
+  // Frees queued output that no write in progress refers to.
+  void DiscardOutput();
+  // The connection emptied its queue: close if asked to, else tell the owner.
+  // Returns false if the connection closed.
+  bool Drained();
+
   uv_tcp_t tcp_;
   uv_write_t write_req_;
   Handler* handler_;
   Buffer input_;
-  std::string output_;     // not yet handed to the socket
-  std::string in_flight_;  // owned by an uv_write in progress
+  std::string output_;          // not yet handed to the socket
+  std::deque<Chunk> queue_;     // sealed output, before output_
+  size_t queued_bytes_ = 0;     // unwritten bytes in queue_
+  size_t queued_owned_ = 0;     // of which owned (not shared)
+  size_t in_flight_chunks_ = 0; // queue_'s front chunks an uv_write refers to
+  size_t in_flight_bytes_ = 0;  // and how many of their bytes it writes
+  OutputGauge* gauge_ = nullptr;
+  size_t counted_ = 0;          // bytes counted in gauge_
   bool writing_ = false;
   bool reading_ = false;
   bool close_after_flush_ = false;

@@ -49,6 +49,7 @@ void ReplyWriter::set_protocol(int p) {
 }
 
 void ReplyWriter::Header(char type, int64_t n) {
+  if (!Fits(24)) return;
   char buf[24];  // type, 20 chars for any int64, CRLF
   buf[0] = type;
   char* end = std::to_chars(buf + 1, buf + sizeof buf - 2, n).ptr;
@@ -58,6 +59,7 @@ void ReplyWriter::Header(char type, int64_t n) {
 }
 
 void ReplyWriter::Line(char type, std::string_view s) {
+  if (!Fits(s.size() + 3)) return;
   const size_t start = out_->size();
   out_->push_back(type);
   out_->append(s);
@@ -80,10 +82,13 @@ void ReplyWriter::Error(std::string_view msg) { Line('-', msg); }
 void ReplyWriter::Integer(int64_t v) { Header(':', v); }
 
 void ReplyWriter::Bulk(std::string_view s) {
+  if (!Fits(s.size() + 26)) return;  // header, payload, CRLF
   Header('$', static_cast<int64_t>(s.size()));
   out_->append(s);
   out_->append(kCrlf);
 }
+
+void ReplyWriter::BulkHeader(size_t len) { Header('$', static_cast<int64_t>(len)); }
 
 void ReplyWriter::Null() {
   if (resp3_) {
@@ -141,6 +146,7 @@ void ReplyWriter::Verbatim(std::string_view fmt3, std::string_view text) {
     Bulk(text);
     return;
   }
+  if (!Fits(text.size() + 30)) return;
   Header('=', static_cast<int64_t>(text.size() + 4));
   out_->append(fmt3);
   out_->push_back(':');

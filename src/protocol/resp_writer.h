@@ -12,6 +12,12 @@
 // No I/O, no allocation beyond growing the output string; integers are
 // formatted with std::to_chars. Wire details: docs/resp.md.
 //
+// A writer may be given a limit on the size of its output string (the
+// client's output limit): an element that would pass it is not written, the
+// writer becomes overflowed() and writes nothing more, so a handler building
+// a huge reply (MGET of many large values) stops costing memory at once; the
+// caller then discards the output and cuts the client off.
+//
 // Thread-safety: none; one writer per connection, used from its loop thread.
 
 #ifndef DISTRI_PROTOCOL_RESP_WRITER_H_
@@ -33,6 +39,10 @@ class ReplyWriter {
   void set_protocol(int p);
   int protocol() const { return resp3_ ? 3 : 2; }
   std::string* out() const { return out_; }
+  // Writes nothing that would make out()->size() exceed `max_size`.
+  void set_limit(size_t max_size) { limit_ = max_size; }
+  // An element was dropped for the limit: the output is incomplete.
+  bool overflowed() const { return overflowed_; }
 
   void Ok();                          // +OK
   void Simple(std::string_view s);    // +s (CR/LF in s replaced by spaces)
@@ -41,6 +51,9 @@ class ReplyWriter {
   void Error(std::string_view msg);
   void Integer(int64_t v);            // :v
   void Bulk(std::string_view s);      // $len\r\ns
+  // The "$len\r\n" of a bulk string whose bytes and "\r\n" the caller sends
+  // itself (a shared payload; see net::Connection::AppendShared).
+  void BulkHeader(size_t len);
   void Null();                        // RESP3 "_", RESP2 "$-1"
   void NullArray();                   // RESP3 "_", RESP2 "*-1"
   void Array(size_t n);               // *n
@@ -61,11 +74,19 @@ class ReplyWriter {
  private:
   // Appends "<type><n>\r\n" in one append.
   void Header(char type, int64_t n);
+  // False (and overflowed from now on) if `n` more bytes would pass the limit.
+  bool Fits(size_t n) {
+    if (out_->size() + n <= limit_ && !overflowed_) [[likely]] return true;
+    overflowed_ = true;
+    return false;
+  }
   // Appends "<type><s>\r\n" with CR/LF in s turned into spaces.
   void Line(char type, std::string_view s);
 
   std::string* out_;
   bool resp3_;
+  bool overflowed_ = false;
+  size_t limit_ = SIZE_MAX;
 };
 
 }  // namespace distri::protocol

@@ -270,5 +270,37 @@ TEST(ReplyWriterTest, DoublesRoundTripExactly) {
   }
 }
 
+// A limit stops a reply as it is built: nothing that would pass it is written,
+// and nothing at all afterwards, however much the handler goes on writing.
+TEST(ReplyWriterTest, LimitStopsTheReplyWhileItIsBuilt) {
+  std::string out;
+  ReplyWriter w(&out, 2);
+  w.set_limit(1000);
+  const std::string value(300, 'v');
+  w.Array(100);
+  for (int i = 0; i < 100; i++) w.Bulk(value);
+  EXPECT_TRUE(w.overflowed());
+  EXPECT_LE(out.size(), 1000u);
+  EXPECT_EQ(out.size(), 6 + 3 * (6 + 300 + 2));  // the header and three whole elements
+  w.Integer(1);
+  w.Simple("more");
+  w.Verbatim("txt", value);
+  EXPECT_EQ(out.size(), 6 + 3 * (6 + 300 + 2));
+}
+
+TEST(ReplyWriterTest, NoLimitByDefault) {
+  std::string out;
+  ReplyWriter w(&out, 3);
+  w.Bulk(std::string(1 << 20, 'x'));
+  EXPECT_FALSE(w.overflowed());
+  EXPECT_EQ(out.size(), (1u << 20) + 12);
+}
+
+TEST(ReplyWriterTest, BulkHeaderLeavesPayloadToTheCaller) {
+  EXPECT_EQ(Write(2, [](ReplyWriter& w) { w.BulkHeader(5); }), "$5\r\n");
+  std::string frame = Write(3, [](ReplyWriter& w) { w.BulkHeader(5); }) + "hello\r\n";
+  EXPECT_EQ(ReadBack(frame).str, "hello");
+}
+
 }  // namespace
 }  // namespace distri::protocol

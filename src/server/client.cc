@@ -9,7 +9,6 @@ namespace distri::server {
 
 namespace {
 constexpr size_t kIdleInputKeep = 1 << 20;
-constexpr size_t kOutputHighWater = 1 << 20;
 
 protocol::RequestLimits LimitsFor(const commands::ServerSettings& s, bool authenticated) {
   if (!authenticated) return protocol::kUnauthenticatedLimits;  // see auth_gate.h
@@ -26,6 +25,7 @@ Client::Client(Server* server, uint64_t id)
   session_.id = id;
   session_.created_ms = server->NowMs();
   session_.authenticated = server->settings().requirepass.empty();
+  conn_.set_gauge(&server->normal_output());
 }
 
 void Client::OnData() {
@@ -54,9 +54,6 @@ void Client::OnClosed() {
 void Client::OnDrained() {
   over_soft_since_ms = 0;
   if (mirrors > 0) server_->WakePump();
-  if (!output_blocked_) return;
-  output_blocked_ = false;
-  ProcessInput();
 }
 
 void Client::Deliver(const MirrorEvent& event) {
@@ -88,10 +85,6 @@ void Client::ProcessInput() {
   bool waiting = false;  // a complete command waits for this client's pending writes
   while (!in.empty() && !barrier_ && !session_.blocked && !session_.close_after_reply &&
          need_bytes_ != SIZE_MAX && !conn_.closing()) {
-    if (conn_.pending_output() > kOutputHighWater) {
-      output_blocked_ = true;
-      break;
-    }
     size_t consumed = 0;
     protocol::ParseResult r = parser_.Parse(in.view(), &consumed, &args_);
     if (r == protocol::ParseResult::kNeedMore) {
@@ -117,6 +110,7 @@ void Client::ProcessInput() {
     size_t writes_before = pending_.size();
     std::string& out = pending_.empty() ? conn_.output() : deferred_out_;
     protocol::ReplyWriter writer(&out, session_.protocol);
+    writer.set_limit(ReplyLimit(out));
     commands::Call call{*server_, session_, args_, writer, scratch_};
     last_command_ms_ = server_->NowMs();
     NoteCommand(spec);
@@ -129,6 +123,11 @@ void Client::ProcessInput() {
     server_->CountCall(spec, ran);
     in.Consume(consumed);  // args_ pointed into the input until here
 
+    if (writer.overflowed()) {  // stopped building a reply past the output limit
+      deferred_out_.clear();
+      server_->DisconnectSlowConsumer(this, "a reply would pass the output limit");
+      break;
+    }
     if (!deferred_out_.empty()) {  // invariant 3: park it behind the last earlier write
       CHECK(writes_before > 0);
       pending_[writes_before - 1].trailing.append(deferred_out_);
@@ -140,12 +139,15 @@ void Client::ProcessInput() {
       !session_.blocked) {
     conn_.CloseAfterFlush();
   } else if (!peer_closed_ && need_bytes_ != SIZE_MAX) {
-    // Read more only if it can be used now: not while replies pile up, nor
-    // while a large backlog of whole commands waits (a partial command always
-    // needs more). A small backlog keeps reading on, which saves pausing and
-    // resuming the socket around every blocking call.
+    // Read more only if it can be used now: not while a large backlog of
+    // whole commands waits for this client's own writes, a ROOM.NEW or a
+    // blocking call (a partial command always needs more). Each of those ends
+    // without this client reading, so pausing cannot deadlock; unsent replies
+    // never pause reading (a client may write its whole pipeline before it
+    // reads, see client.h). A small backlog keeps reading on, which saves
+    // pausing and resuming the socket around every blocking call.
     bool backlog = (waiting || barrier_ || session_.blocked) && in.readable() > kIdleInputKeep;
-    if (output_blocked_ || backlog) {
+    if (backlog) {
       conn_.PauseReading();
     } else {
       conn_.ResumeReading();
@@ -176,6 +178,14 @@ size_t Client::argv_bytes() const {
   size_t n = 0;
   for (std::string_view a : args_) n += a.size();
   return n;
+}
+
+size_t Client::ReplyLimit(const std::string& out) {
+  const uint64_t hard = server_->OutputLimitFor(this).hard;
+  if (hard == 0) return SIZE_MAX;
+  // What is queued besides `out` counts against the same limit.
+  const size_t elsewhere = conn_.pending_output() - (&out == &conn_.output() ? out.size() : 0);
+  return hard > elsewhere ? hard - elsewhere : 0;
 }
 
 void Client::AddPendingWrite(uint64_t index, commands::ReplyShape shape) {

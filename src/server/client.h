@@ -11,10 +11,18 @@
 //  4. ROOM.NEW is a barrier: nothing after it runs until it applies, because
 //     it changes the room every later command addresses.
 //
-// Backpressure: while more than kOutputHighWater bytes of replies are unsent,
-// no further command runs and the socket is not read, so a client that
-// pipelines requests but does not read replies costs bounded memory. Likewise
-// the socket is not read while complete commands wait behind pending writes.
+// Backpressure:
+//  5. Unsent replies never stop this client's commands or reads: a client may
+//     write its whole pipeline before it reads a reply (redis-py's pipeline
+//     does), and pausing then would deadlock both sides. Memory is bounded
+//     instead by the output limit of the client's class (--output-limit,
+//     default 256 MiB hard; --push-output-limit for push clients), enforced
+//     while a reply is built (ReplyWriter::set_limit), so one command cannot
+//     build a reply past it: a client that passes it is reset, logged and
+//     counted. Unsent output also counts in used memory (--max-memory).
+//  6. The socket is not read while a large backlog (kIdleInputKeep) of whole
+//     commands waits for this client's own pending writes, a ROOM.NEW or a
+//     blocking call: each of those finishes without this client reading.
 //
 // Thread-safety: loop thread only. Owned by the Server; deletes itself when
 // its connection has closed.
@@ -87,6 +95,9 @@ class Client final : public net::Connection::Handler, public MirrorSink {
 
   void ProtocolError(const std::string& message);
   void NoteCommand(const commands::CommandSpec* spec);
+  // The most bytes `out` may hold before this client passes its hard output
+  // limit (SIZE_MAX: no limit). `out` is conn_.output() or deferred_out_.
+  size_t ReplyLimit(const std::string& out);
 
   Server* server_;
   net::Connection conn_;
@@ -100,7 +111,6 @@ class Client final : public net::Connection::Handler, public MirrorSink {
   bool barrier_ = false;      // a ROOM.NEW is pending
   bool in_process_ = false;
   bool peer_closed_ = false;  // EOF seen: finish what was sent, then close
-  bool output_blocked_ = false;  // too much unsent output: stop running commands
   int64_t last_command_ms_ = 0;
   std::string last_command_;
 };

@@ -310,6 +310,11 @@ void HttpBackend::WriteMetrics(http::MetricsWriter& w) {
   w.Counter("distri_auth_evictions_total",
             "Unauthenticated RESP connections closed to make room for new ones",
             d(gate.evictions()));
+  w.Counter("distri_push_budget_disconnects_total",
+            "Of those, cut off because pushed output passed --push-output-budget",
+            d(s.push_budget_disconnects));
+  w.Gauge("distri_client_output_bytes", "Unsent output of RESP clients (a shared message once)",
+          d(server_->output_bytes()));
   w.Family("distri_command_calls_total", "counter", "RESP commands run, by command");
   const auto& specs = commands::CommandTable::Get().all();
   const auto& calls = server_->command_calls();

@@ -2,7 +2,8 @@
 // the log. Implements commands::Messaging for the command handlers.
 //
 // Pub/sub (pubsub.cc): channels and patterns per room; a message is encoded
-// once per protocol version and appended to every subscriber's output.
+// once per protocol version and appended to every subscriber's output; a
+// large one is stored once and shared by their output queues.
 //
 // Services (services.cc): a worker connection serves named services with a
 // concurrency limit. CALL goes to exactly one worker: the one with the fewest

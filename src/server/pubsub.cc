@@ -2,6 +2,7 @@
 // PUBLISH and PUBSUB, scoped to rooms. See messaging.h.
 
 #include <algorithm>
+#include <memory>
 #include <optional>
 
 #include "base/strings.h"
@@ -14,6 +15,10 @@ namespace distri::server {
 namespace {
 
 uint32_t SubscriptionCount(const commands::Session& s) { return s.subscriptions; }
+
+// Messages this large are shared by their subscribers' output queues instead
+// of copied into each (net::SharedBytes); below it a copy is cheaper.
+constexpr size_t kSharedMessageMin = 16 * 1024;
 
 }  // namespace
 
@@ -111,6 +116,10 @@ int64_t MessageRouter::Publish(std::string_view room, std::string_view channel,
   if (rit == rooms_.end()) return 0;
   RoomSubs& rs = rit->second;
   int64_t receivers = 0;
+  // A large message is stored once and every subscriber's output queue
+  // refers to it; a frame then is its head, the shared payload and CRLF.
+  const bool share = message.size() >= kSharedMessageMin;
+  std::shared_ptr<net::SharedBytes> payload;
   // Encoded at most once per protocol version.
   std::string frames[2];
   auto frame_for = [&](int protocol, std::string_view pattern) -> const std::string& {
@@ -121,11 +130,20 @@ int64_t MessageRouter::Publish(std::string_view room, std::string_view channel,
     w.Bulk(pattern.empty() ? "message" : "pmessage");
     if (!pattern.empty()) w.Bulk(pattern);
     w.Bulk(channel);
-    w.Bulk(message);
+    if (share) {
+      w.BulkHeader(message.size());
+    } else {
+      w.Bulk(message);
+    }
     return f;
   };
   auto send = [&](Client* c, const std::string& frame) {
     c->conn().output().append(frame);
+    if (share) {
+      if (payload == nullptr) payload = std::make_shared<net::SharedBytes>(std::string(message));
+      c->conn().AppendShared(payload);
+      c->conn().output().append("\r\n");
+    }
     server_->MarkDirty(c);
     server_->CheckOutputLimit(c);
     receivers++;
@@ -143,6 +161,7 @@ int64_t MessageRouter::Publish(std::string_view room, std::string_view channel,
     if (!subs.glob.Match(channel)) continue;
     for (Client* c : subs.clients) send(c, frame_for(c->session().protocol, pattern));
   }
+  server_->CountShared(std::move(payload));
   return receivers;
 }
 

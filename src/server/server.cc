@@ -280,9 +280,8 @@ void Server::MarkDirty(Client* client) {
 void Server::FlushClients() {
   // Flush may close a connection; its deletion happens later in the loop's
   // closing phase, so the pointers stay valid for this pass.
-  // A flush that drains a blocked client lets it run more commands, which
-  // may mark clients dirty again: repeat until nothing new was written (each
-  // round stops at the clients' high-water marks, so this ends).
+  // A flush that drains a client may wake the mirror pump, which marks
+  // clients dirty again: repeat until nothing new was written.
   while (!dirty_.empty()) {
     flush_batch_.clear();
     flush_batch_.swap(dirty_);  // both keep their capacity: no allocation per iteration
@@ -314,7 +313,9 @@ void Server::OnCheck(uv_check_t* handle) {
   for (Client* c : resumable) c->ProcessInput();
   self->FlushClients();
   self->log_->Flush();
-  self->used_memory_ = self->state_.memory_bytes() + self->mirrors_->history_bytes();
+  // Unsent output counts as used memory, as in Redis.
+  self->used_memory_ =
+      self->state_.memory_bytes() + self->mirrors_->history_bytes() + self->output_bytes();
 }
 
 // ---------------------------------------------------------------------------
@@ -416,7 +417,11 @@ void Server::OnLogFailure(uint64_t first_index, const Status& why) {
 // ---------------------------------------------------------------------------
 // Active expiry: keys past their time are deleted by ordinary log entries.
 
-void Server::OnExpireTimer(uv_timer_t* handle) { static_cast<Server*>(handle->data)->ExpireCycle(); }
+void Server::OnExpireTimer(uv_timer_t* handle) {
+  auto* self = static_cast<Server*>(handle->data);
+  self->ExpireCycle();
+  self->SweepSoftLimits();
+}
 
 void Server::ExpireCycle() {
   SyncClock();

@@ -33,6 +33,7 @@
 #include "commands/command.h"
 #include "http/http_server.h"
 #include "log/local_log.h"
+#include "net/connection.h"
 #include "server/auth_gate.h"
 #include "server/messaging.h"
 #include "server/mirror.h"
@@ -55,8 +56,11 @@ struct OutputLimit {
 struct ServerOptions {
   commands::ServerSettings settings;
   MirrorOptions mirror;
-  OutputLimit normal_limit;                              // ordinary clients
+  OutputLimit normal_limit{256ull << 20, 0, 0};          // ordinary clients
   OutputLimit push_limit{32ull << 20, 8ull << 20, 60};   // clients with mirrors
+  // Unsent pushed output (mirrors, messages, requests) of all push clients
+  // together; over it the largest push backlogs are cut off. 0: no budget.
+  uint64_t push_output_budget = 256ull << 20;
   uint64_t snapshot_bytes = 64ull << 20;  // snapshot once this much log is written
   uint64_t segment_bytes = 64ull << 20;
   // HTTP endpoint limits (bind and port come from `settings`).
@@ -72,7 +76,8 @@ struct ServerStats {
   uint64_t protocol_errors = 0;
   uint64_t log_failures = 0;
   uint64_t snapshots = 0;
-  uint64_t slow_consumer_disconnects = 0;
+  uint64_t slow_consumer_disconnects = 0;  // every client cut off for its output
+  uint64_t push_budget_disconnects = 0;    // of which for --push-output-budget
   base::RateCounter ops;     // every command
   base::RateCounter reads;
   base::RateCounter writes;
@@ -134,8 +139,19 @@ class Server final : public commands::Context {
   // Called by clients.
   void MarkDirty(Client* client);
   void OnClientClosed(Client* client);
-  // Disconnects the client if its unsent output broke its class's limit.
+  // Disconnects the client if its unsent output broke its class's limit, or
+  // cuts off the largest push backlogs if pushed output passed its budget.
   void CheckOutputLimit(Client* client);
+  // The output limit of the client's class (push or ordinary).
+  const OutputLimit& OutputLimitFor(const Client* client) const;
+  // Cuts the client off for its output: logged, counted, connection reset.
+  void DisconnectSlowConsumer(Client* client, const char* why);
+  // A shared payload was queued to clients: count it as pushed output once,
+  // for as long as any of them holds it.
+  void CountShared(std::shared_ptr<net::SharedBytes> payload);
+  net::OutputGauge& normal_output() { return normal_output_; }
+  // Unsent output of all clients, in bytes (counted in used memory).
+  uint64_t output_bytes() const { return normal_output_.bytes + push_output_.bytes; }
   // Proposes an encoded entry on behalf of no client (the HTTP API, timers);
   // `done` runs on the loop thread when it applies, or with an error result
   // if the log could not make it durable.
@@ -196,6 +212,12 @@ class Server final : public commands::Context {
   // and lowers the connection limits to what fits (as Redis does).
   void FitConnectionsToFdLimit();
   RoomCounters& CountersFor(std::string_view room);
+  // Pushed output is over its budget: cut off the largest push backlogs
+  // until it is not.
+  void EnforcePushBudget();
+  // Once a second: a client over its soft output limit is cut off when the
+  // soft time ends even if nothing more is written to it.
+  void SweepSoftLimits();
 
   ServerOptions options_;
   uv_loop_t loop_;
@@ -231,6 +253,9 @@ class Server final : public commands::Context {
   std::vector<Client*> resumable_;
   uint64_t next_client_id_ = 1;
   uint64_t used_memory_ = 0;
+  net::OutputGauge normal_output_;  // unsent bytes of ordinary clients
+  net::OutputGauge push_output_;    // of push clients, and shared payloads
+  int64_t soft_sweep_s_ = 0;        // the second SweepSoftLimits last ran
   int64_t started_ms_ = 0;
   int64_t wall_offset_ms_ = 0;  // wall clock minus the loop's monotonic clock
   std::string node_id_;

@@ -6,6 +6,7 @@
 #include <openssl/rand.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -71,9 +72,17 @@ void Server::CountCommand(std::string_view room, uint32_t flags) {
   }
 }
 
+const OutputLimit& Server::OutputLimitFor(const Client* client) const {
+  return client->is_push_client() ? options_.push_limit : options_.normal_limit;
+}
+
 void Server::CheckOutputLimit(Client* client) {
-  const OutputLimit& limit = client->is_push_client() ? options_.push_limit : options_.normal_limit;
-  uint64_t pending = client->conn().pending_output();
+  const bool push = client->is_push_client();
+  const OutputLimit& limit = push ? options_.push_limit : options_.normal_limit;
+  net::Connection& conn = client->conn();
+  conn.set_gauge(push ? &push_output_ : &normal_output_);  // its class may have changed
+  conn.SyncGauge();
+  uint64_t pending = conn.pending_output();
   const char* why = nullptr;
   if (limit.hard != 0 && pending > limit.hard) {
     why = "over the hard output limit";
@@ -87,13 +96,54 @@ void Server::CheckOutputLimit(Client* client) {
   } else {
     client->over_soft_since_ms = 0;
   }
-  if (why == nullptr || client->conn().closing()) return;
+  if (why != nullptr && !conn.closing()) DisconnectSlowConsumer(client, why);
+  const uint64_t budget = options_.push_output_budget;
+  if (push && budget != 0 && push_output_.bytes > budget) EnforcePushBudget();
+}
+
+void Server::DisconnectSlowConsumer(Client* client, const char* why) {
+  if (client->conn().closing()) return;
   stats_.slow_consumer_disconnects++;
   const commands::Session& s = client->session();
   LOG(WARNING) << "disconnecting slow consumer id=" << s.id << " addr=" << s.peer
-               << " room=" << s.room << " mirrors=" << client->mirrors << ": " << pending
-               << " bytes unsent, " << why;
-  client->conn().Reset();
+               << " room=" << s.room << " mirrors=" << client->mirrors << ": "
+               << client->conn().pending_output() << " bytes unsent, " << why;
+  client->conn().Reset();  // frees its queued output at once
+}
+
+void Server::SweepSoftLimits() {
+  const int64_t now_s = NowMs() / 1000;
+  if (now_s == soft_sweep_s_) return;
+  soft_sweep_s_ = now_s;
+  for (const auto& [id, c] : clients_) {
+    if (c->over_soft_since_ms != 0) CheckOutputLimit(c);
+  }
+}
+
+void Server::CountShared(std::shared_ptr<net::SharedBytes> payload) {
+  if (payload == nullptr || payload.use_count() == 1) return;  // nobody queued it
+  payload->CountIn(&push_output_);
+  if (options_.push_output_budget != 0 && push_output_.bytes > options_.push_output_budget) {
+    EnforcePushBudget();
+  }
+}
+
+// Largest backlogs first: they free the most and are the furthest behind.
+// O(clients log clients), only while pushed output is over its budget.
+void Server::EnforcePushBudget() {
+  std::vector<std::pair<size_t, Client*>> backlog;
+  for (const auto& [id, c] : clients_) {
+    if (c->is_push_client() && !c->conn().closing() && c->conn().pending_output() > 0) {
+      backlog.emplace_back(c->conn().pending_output(), c);
+    }
+  }
+  std::sort(backlog.begin(), backlog.end(),
+            [](const auto& a, const auto& b) { return a.first > b.first; });
+  for (const auto& [bytes, c] : backlog) {
+    if (push_output_.bytes <= options_.push_output_budget) break;
+    stats_.push_budget_disconnects++;
+    DisconnectSlowConsumer(c, "pushed output of all clients over --push-output-budget");
+  }
 }
 
 void Server::Mirror(commands::Session& session, std::string_view prefix,
@@ -172,6 +222,8 @@ StatFields Server::SiteStatsFields() {
       {"connections_total", u(stats_.connections_received)},
       {"slow_consumer_disconnects", u(stats_.slow_consumer_disconnects)},
       {"service_records", u(router_->service_records())},
+      {"push_budget_disconnects", u(stats_.push_budget_disconnects)},
+      {"output_bytes", u(output_bytes())},
   };
 }
 
