@@ -110,7 +110,7 @@ class Server final : public commands::Context {
   const state::StateMachine& state() const override { return state_; }
   int64_t NowMs() const override;
   const commands::ServerSettings& settings() const override { return options_.settings; }
-  uint64_t used_memory() const override { return used_memory_; }
+  uint64_t used_memory() const override;
   Status Propose(commands::Session& session, std::string_view entry,
                  commands::ReplyShape shape) override;
   std::string NewRoomCode() override;
@@ -123,6 +123,10 @@ class Server final : public commands::Context {
   void SiteStats(protocol::ReplyWriter& reply) override;
   commands::Messaging& messaging() override { return *router_; }
   StatFields RoomStatsFields(std::string_view code);
+  // The same with the room's client count given: listing every room counts
+  // the clients of all rooms once (ClientsPerRoom), not once per room.
+  StatFields RoomStatsFields(std::string_view code, int64_t clients);
+  std::unordered_map<std::string_view, int64_t> ClientsPerRoom() const;
   StatFields SiteStatsFields();
 
   // Called by clients.
@@ -159,6 +163,7 @@ class Server final : public commands::Context {
     uint64_t index;
     uint64_t client_id;  // 0: no client waits (expiry entries, callbacks)
     std::function<void(const state::ApplyResult&)> done;  // for ProposeEntry
+    uint64_t bytes = 0;  // the entry's size, counted in in_flight_bytes_ until it applies
   };
 
   static void OnConnection(uv_stream_t* server, int status);
@@ -171,6 +176,9 @@ class Server final : public commands::Context {
   static int64_t RealtimeMs();
   void SyncClock();
   void ApplyCommitted();
+  // Remembers a proposed entry until it applies (or fails).
+  void AddPending(uint64_t index, uint64_t client_id, uint64_t bytes,
+                  std::function<void(const state::ApplyResult&)> done);
   void OnCommit(uint64_t index, std::string_view entry);
   void OnLogFailure(uint64_t first_index, const Status& why);
   void ExpireCycle();
@@ -178,7 +186,10 @@ class Server final : public commands::Context {
   void FlushClients();
   void AppendInfoSection(std::string_view name, std::string* out);
   Status LoadNodeId();
-  RoomCounters& CountersFor(std::string_view room);
+  // The room's counters; nullptr for a room that does not exist (counters
+  // live as long as their room, so they cannot be used to grow memory).
+  RoomCounters* CountersFor(std::string_view room);
+  void ForgetCounters(std::string_view room);
 
   ServerOptions options_;
   uv_loop_t loop_;
@@ -196,6 +207,7 @@ class Server final : public commands::Context {
   std::unique_ptr<MessageRouter> router_;
   std::unique_ptr<log::LocalLog> log_;
   std::deque<PendingEntry> pending_;  // in index order
+  uint64_t in_flight_bytes_ = 0;      // sum of pending_[i].bytes
   bool expiry_in_flight_ = false;
   uint64_t expiry_index_ = 0;
 
@@ -204,12 +216,12 @@ class Server final : public commands::Context {
   std::vector<Client*> flush_batch_;
   std::vector<Client*> resumable_;
   uint64_t next_client_id_ = 1;
-  uint64_t used_memory_ = 0;
   int64_t started_ms_ = 0;
   int64_t wall_offset_ms_ = 0;  // wall clock minus the loop's monotonic clock
   std::string node_id_;
   ServerStats stats_;
   std::unordered_map<std::string, RoomCounters, base::StringHash, std::equal_to<>> room_counters_;
+  uint64_t room_counters_bytes_ = 0;  // what room_counters_ holds, for used_memory()
   std::vector<uint64_t> command_calls_;
   base::LatencyHistogram write_latency_;
 

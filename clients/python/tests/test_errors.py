@@ -12,7 +12,8 @@ from distri.errors import ERROR_CODES, error_from_reply
 
 def test_error_table():
     expected = {"ERR": distri.RequestError, "WRONGTYPE": distri.WrongType,
-                "OOM": distri.OutOfMemory, "NOAUTH": distri.AuthError,
+                "OOM": distri.OutOfMemory, "LIMIT": distri.LimitReached,
+                "NOAUTH": distri.AuthError,
                 "WRONGPASS": distri.AuthError, "NOTFOUND": distri.NotFound,
                 "NOPROTO": distri.ProtocolVersionError, "NOWORKER": distri.NoWorker,
                 "TIMEOUT": distri.CallTimeout, "SVCERR": distri.ServiceError}

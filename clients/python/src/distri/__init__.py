@@ -19,7 +19,8 @@ from ._mirror import Change, MirrorView
 from ._msg import Message
 from ._sync import Function, Pipeline, Room, Subscription, Worker, connect, stats
 from .errors import (ERROR_CODES, AuthError, CallTimeout, ClosedError, ConnectionError,
-                     DecodeError, EncodeError, Error, NotFound, NoWorker, OutOfMemory,
+                     DecodeError, EncodeError, Error, LimitReached, NotFound, NoWorker,
+                     OutOfMemory,
                      ProtocolError, ProtocolVersionError, RequestError, ServerError,
                      ServiceError, SignatureError, TimeoutError, WrongType)
 
@@ -28,7 +29,8 @@ __version__ = "0.1.0"
 __all__ = [
     "connect", "stats", "Room", "Pipeline", "Change", "MirrorView", "Codec",
     "Message", "Subscription", "Worker", "Function",
-    "Error", "ServerError", "RequestError", "WrongType", "OutOfMemory", "AuthError",
+    "Error", "ServerError", "RequestError", "WrongType", "OutOfMemory", "LimitReached",
+    "AuthError",
     "NotFound", "ProtocolVersionError", "NoWorker", "CallTimeout", "ServiceError",
     "ConnectionError", "TimeoutError", "ProtocolError",
     "DecodeError", "SignatureError", "EncodeError", "ClosedError", "ERROR_CODES",

@@ -53,6 +53,12 @@ class OutOfMemory(ServerError):
     code = "OOM"
 
 
+class LimitReached(ServerError):
+    """`LIMIT`: a server limit other than memory is reached (e.g. --max-rooms)."""
+
+    code = "LIMIT"
+
+
 class AuthError(ServerError):
     """`NOAUTH` / `WRONGPASS`: a password is required, or the one given is wrong."""
 
@@ -100,6 +106,7 @@ ERROR_CODES: Dict[str, Type[ServerError]] = {
     "ERR": RequestError,
     "WRONGTYPE": WrongType,
     "OOM": OutOfMemory,
+    "LIMIT": LimitReached,
     "NOAUTH": AuthError,
     "WRONGPASS": AuthError,
     "NOTFOUND": NotFound,
