@@ -17,6 +17,7 @@ import json
 import os
 import selectors
 import socket
+import statistics
 import time
 
 import pytest
@@ -92,23 +93,28 @@ def create_rooms(port, n, conns=200, timeout=120):
     return replies
 
 
-def get_rates(ports, rounds=20, seconds=0.05):
-    """Best GETs/second of one client per server, over many short rounds taken
-    in turn on each server (one request at a time: each GET is one loop
-    iteration, so per-iteration work shows). On a shared machine most rounds
-    lose time to other processes; taking turns exposes every server to the same
-    load, and the best of many short rounds is the rate when little else ran."""
+def relative_get_rate(port, control_port, rounds=40, seconds=0.05):
+    """GET throughput of one client against `port` relative to `control_port`:
+    the median over many short rounds, taken in turn on each server (in
+    alternating order), of the ratio of the two rates in a round. One request
+    at a time: each GET is one loop iteration, so per-iteration work shows.
+
+    On a shared machine most rounds lose time to other processes, and the best
+    round of each server alone still varies by 2x between runs; a round pair
+    sees nearly the same load, and the median pair ignores the pairs a burst
+    of load hit in only one half. Returns (ratio, best rate, best control rate)."""
     socks = []
-    for port in ports:
-        s = socket.create_connection(("127.0.0.1", port), timeout=10)
+    for p in (port, control_port):
+        s = socket.create_connection(("127.0.0.1", p), timeout=10)
         s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         socks.append(s)
     cmd = encode_command("GET", "probe")
     want = b"$5\r\nvalue\r\n"
-    best = [0.0] * len(ports)
+    rates = ([], [])
     try:
-        for _ in range(rounds):
-            for i, s in enumerate(socks):
+        for r in range(rounds):
+            for i in ((0, 1) if r % 2 == 0 else (1, 0)):
+                s = socks[i]
                 n = 0
                 start = time.perf_counter()
                 end = start + seconds
@@ -121,11 +127,12 @@ def get_rates(ports, rounds=20, seconds=0.05):
                     n += 1
                     if n % 16 == 0 and time.perf_counter() > end:
                         break
-                best[i] = max(best[i], n / (time.perf_counter() - start))
+                rates[i].append(n / (time.perf_counter() - start))
     finally:
         for s in socks:
             s.close()
-    return best
+    ratio = statistics.median(a / b for a, b in zip(*rates))
+    return ratio, max(rates[0]), max(rates[1])
 
 
 # ---------------------------------------------------------------------------
@@ -136,9 +143,9 @@ def get_rates(ports, rounds=20, seconds=0.05):
 @pytest.mark.timeout(300)
 def test_many_empty_rooms_cost_memory_not_time(server_factory):
     """GET throughput of one client against the same server before and after it
-    gets SCALE_ROOMS empty rooms (and after a restart), as a ratio to a control
-    server measured in turn with it, so that load from other processes on the
-    machine cancels out."""
+    gets SCALE_ROOMS empty rooms (and after a restart), each time relative to a
+    control server measured in turn with it, so that load from other processes
+    on the machine cancels out."""
     s = server_factory(fsync="off")
     control = server_factory(fsync="off")
     for server in (s, control):
@@ -146,33 +153,34 @@ def test_many_empty_rooms_cost_memory_not_time(server_factory):
             assert raw.cmd("SET", "probe", "value") == b"OK"
     with s.raw() as raw:
         memory_before = info_field(raw, "memory", "used_memory")
-    rate, control_rate = get_rates([s.port, control.port])
-    before = rate / control_rate
+    before, rate, control_rate = relative_get_rate(s.port, control.port)
 
     replies = create_rooms(s.port, SCALE_ROOMS)
     errors = [r for r in replies if isinstance(r, RawError)]
     assert not errors, errors[:3]
     assert len(set(replies)) == SCALE_ROOMS
-    rate_after, control_after = get_rates([s.port, control.port])
-    after = rate_after / control_after
+    after, rate_after, control_after = relative_get_rate(s.port, control.port)
+    print(f"GET/s, best round (control): {rate:.0f} ({control_rate:.0f}) before, "
+          f"{rate_after:.0f} ({control_after:.0f}) with {SCALE_ROOMS} rooms; "
+          f"relative rate {before:.3f} before, {after:.3f} after")
+    assert after >= 0.9 * before, (before, after)
 
     with s.raw() as raw:
         raw.cmd("HELLO", "3")
         assert raw.cmd("STATS")[b"rooms"] == SCALE_ROOMS + 1  # + default
-        # Each empty room is charged its real cost (object, code, name, table node).
+        # Each empty room is charged its real cost: the Room object (about 180 bytes),
+        # its code and name (heap blocks of 23 bytes), its node in the room table and
+        # the table's copy of the code.
         grown = info_field(raw, "memory", "used_memory") - memory_before
-        assert grown >= SCALE_ROOMS * 200, f"{grown} bytes for {SCALE_ROOMS} rooms"
+        assert grown >= SCALE_ROOMS * 250, f"{grown} bytes for {SCALE_ROOMS} rooms"
 
     # The rooms survive a restart; so must the speed (recovery, mirror retention).
     s.restart()
-    rate_restart, control_restart = get_rates([s.port, control.port])
-    after_restart = rate_restart / control_restart
+    after_restart, rate_restart, control_restart = relative_get_rate(s.port, control.port)
     with s.raw() as raw:
         assert raw.cmd("ROOM.JOIN", replies[-1]) == b"OK"
-    print(f"GET/s (control): {rate:.0f} ({control_rate:.0f}) before, {rate_after:.0f} "
-          f"({control_after:.0f}) with {SCALE_ROOMS} rooms, {rate_restart:.0f} "
-          f"({control_restart:.0f}) after a restart")
-    assert after >= 0.9 * before, (before, after)
+    print(f"GET/s, best round (control): {rate_restart:.0f} ({control_restart:.0f}) after a "
+          f"restart; relative rate {after_restart:.3f}")
     assert after_restart >= 0.9 * before, (before, after_restart)
 
 
