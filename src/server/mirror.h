@@ -148,9 +148,17 @@ class MirrorHub final : public state::ChangeObserver {
     std::string value;
   };
 
+  struct Retention {
+    uint64_t floor;            // the room's history is complete after this revision
+    int64_t idle_since_ms;     // when its last mirror left; 0 while it has mirrors
+    bool queued = false;       // has an entry in idle_queue_
+  };
+
   static bool Matches(const Mirror& m, std::string_view key, state::Change::Kind kind);
   static MirrorEvent EventOf(const Record& r);
   void FinishSnapshot(Mirror& m);
+  // Marks a retained room idle from now_ms (invariant 3).
+  void MarkIdle(std::string_view room, Retention& retention, int64_t now_ms);
 
   Server* server_;
   MirrorOptions options_;
@@ -160,15 +168,8 @@ class MirrorHub final : public state::ChangeObserver {
   std::unordered_map<std::string, std::vector<std::unique_ptr<Mirror>>, base::StringHash,
                      std::equal_to<>>
       by_room_;
-  struct Retention {
-    uint64_t floor;            // the room's history is complete after this revision
-    int64_t idle_since_ms;     // when its last mirror left; 0 while it has mirrors
-    bool queued = false;       // has an entry in idle_queue_
-  };
   std::unordered_map<std::string, Retention, base::StringHash, std::equal_to<>> retained_;
   std::deque<std::pair<int64_t, std::string>> idle_queue_;  // invariant 3, roughly oldest first
-  // Marks a retained room idle from now_ms (invariant 3).
-  void MarkIdle(std::string_view room, Retention& retention, int64_t now_ms);
   size_t mirror_count_ = 0;
   size_t snapshotting_ = 0;
 };

@@ -137,7 +137,8 @@ class Server final : public commands::Context {
   // Proposes an encoded entry on behalf of no client (the HTTP API, timers);
   // `done` runs on the loop thread when it applies, or with an error result
   // if the log could not make it durable.
-  // `adds_data`: refused with OutOfMemory above --max-memory (deletes are not).
+  // `adds_data`: refused with OutOfMemory when used memory plus the entry's
+  // size would pass --max-memory (deletes are not).
   Status ProposeEntry(std::string_view entry, bool adds_data,
                       std::function<void(const state::ApplyResult&)> done);
   MirrorHub& mirrors() { return *mirrors_; }
