@@ -93,16 +93,24 @@ def create_rooms(port, n, conns=200, timeout=120):
     return replies
 
 
-def relative_get_rate(port, control_port, rounds=40, seconds=0.05):
-    """GET throughput of one client against `port` relative to `control_port`:
-    the median over many short rounds, taken in turn on each server (in
-    alternating order), of the ratio of the two rates in a round. One request
-    at a time: each GET is one loop iteration, so per-iteration work shows.
+def relative_get_rate(server, control, rounds=40, seconds=0.05):
+    """GET throughput of one client against `server` relative to `control`: the
+    median over many short rounds, taken in turn on each server (in alternating
+    order), of the ratio of the two rates in a round. One request at a time:
+    each GET is one loop iteration, so per-iteration work shows.
 
-    On a shared machine most rounds lose time to other processes, and the best
-    round of each server alone still varies by 2x between runs; a round pair
-    sees nearly the same load, and the median pair ignores the pairs a burst
-    of load hit in only one half. Returns (ratio, best rate, best control rate)."""
+    On a shared 2-core machine the rate of one server alone varies by 2x from
+    run to run (other processes, and whether client and server share a core).
+    So the client and both servers run on one CPU while measuring (the same
+    placement for both servers), a round pair sees nearly the same load, and
+    the median pair ignores pairs that a burst of load hit in one half only.
+    Returns (ratio, best rate, best control rate)."""
+    port, control_port = server.port, control.port
+    mine = os.sched_getaffinity(0)
+    cpu = {max(mine)}
+    for pid in (server.pid, control.pid):
+        os.sched_setaffinity(pid, cpu)
+    os.sched_setaffinity(0, cpu)
     socks = []
     for p in (port, control_port):
         s = socket.create_connection(("127.0.0.1", p), timeout=10)
@@ -131,6 +139,9 @@ def relative_get_rate(port, control_port, rounds=40, seconds=0.05):
     finally:
         for s in socks:
             s.close()
+        os.sched_setaffinity(0, mine)
+        for pid in (server.pid, control.pid):
+            os.sched_setaffinity(pid, mine)
     ratio = statistics.median(a / b for a, b in zip(*rates))
     return ratio, max(rates[0]), max(rates[1])
 
@@ -144,8 +155,8 @@ def relative_get_rate(port, control_port, rounds=40, seconds=0.05):
 def test_many_empty_rooms_cost_memory_not_time(server_factory):
     """GET throughput of one client against the same server before and after it
     gets SCALE_ROOMS empty rooms (and after a restart), each time relative to a
-    control server measured in turn with it, so that load from other processes
-    on the machine cancels out."""
+    control server measured in turn with it on the same CPU, so that load from
+    other processes on the machine cancels out."""
     s = server_factory(fsync="off")
     control = server_factory(fsync="off")
     for server in (s, control):
@@ -153,13 +164,13 @@ def test_many_empty_rooms_cost_memory_not_time(server_factory):
             assert raw.cmd("SET", "probe", "value") == b"OK"
     with s.raw() as raw:
         memory_before = info_field(raw, "memory", "used_memory")
-    before, rate, control_rate = relative_get_rate(s.port, control.port)
+    before, rate, control_rate = relative_get_rate(s, control)
 
     replies = create_rooms(s.port, SCALE_ROOMS)
     errors = [r for r in replies if isinstance(r, RawError)]
     assert not errors, errors[:3]
     assert len(set(replies)) == SCALE_ROOMS
-    after, rate_after, control_after = relative_get_rate(s.port, control.port)
+    after, rate_after, control_after = relative_get_rate(s, control)
     print(f"GET/s, best round (control): {rate:.0f} ({control_rate:.0f}) before, "
           f"{rate_after:.0f} ({control_after:.0f}) with {SCALE_ROOMS} rooms; "
           f"relative rate {before:.3f} before, {after:.3f} after")
@@ -176,7 +187,7 @@ def test_many_empty_rooms_cost_memory_not_time(server_factory):
 
     # The rooms survive a restart; so must the speed (recovery, mirror retention).
     s.restart()
-    after_restart, rate_restart, control_restart = relative_get_rate(s.port, control.port)
+    after_restart, rate_restart, control_restart = relative_get_rate(s, control)
     with s.raw() as raw:
         assert raw.cmd("ROOM.JOIN", replies[-1]) == b"OK"
     print(f"GET/s, best round (control): {rate_restart:.0f} ({control_restart:.0f}) after a "
