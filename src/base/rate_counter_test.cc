@@ -26,5 +26,26 @@ TEST(RateCounterTest, SlotReuseAfterWrapAround) {
   EXPECT_DOUBLE_EQ(r.LastMinute(67), 1.0 / 60.0);
 }
 
+TEST(RateCounterTest, LateEventsAndGapsKeepTheWindowExact) {
+  RateCounter r;
+  r.Add(100, 3);
+  r.Add(101, 4);
+  r.Add(100, 2);  // a second ago (the clock stepped back): still counted in its second
+  EXPECT_EQ(r.LastSecond(101), 5u);
+  EXPECT_EQ(r.LastSecond(102), 4u);
+  r.Add(130, 1);  // skips 28 seconds: they read as zero, older ones stay
+  EXPECT_EQ(r.LastSecond(130), 0u);
+  EXPECT_DOUBLE_EQ(r.LastMinute(131), 10.0 / 60.0);
+  r.Add(20, 1);  // far back: a fresh window
+  EXPECT_EQ(r.LastSecond(21), 1u);
+  EXPECT_DOUBLE_EQ(r.LastMinute(21), 1.0 / 60.0);
+  EXPECT_EQ(r.total(), 11u);
+}
+
+TEST(RateCounterTest, SmallEnoughToKeepPerRoom) {
+  // Two per room (reads, writes): 100,000 rooms must not cost 200 MB.
+  EXPECT_LE(sizeof(RateCounter), 272u);
+}
+
 }  // namespace
 }  // namespace distri::base

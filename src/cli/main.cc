@@ -34,8 +34,12 @@ constexpr char kServeUsage[] =
     "  --fsync always|off   always: acknowledge a write only after fsync (default);\n"
     "                       off: acknowledge after write(2), survives a crash of distri\n"
     "                       but not of the machine\n"
-    "  --max-memory BYTES   refuse writes with OOM above this much data and unsent\n"
-    "                       output (0 = no limit; suffixes k, m, g accepted, e.g. 512m)\n"
+    "  --max-memory BYTES   refuse with OOM a write that would take the data past this\n"
+    "                       (keys, rooms, writes in flight, mirror history, unsent\n"
+    "                       output; 0 = no limit; suffixes k, m, g accepted, e.g. 512m);\n"
+    "                       deletes always pass\n"
+    "  --max-rooms N        rooms ROOM.NEW and POST /api/rooms may create (default\n"
+    "                       1000000; 0 = no limit); past it they get a LIMIT error\n"
     "  --max-clients N      refuse connections beyond N (default 10000; 0 = no limit)\n"
     "  --max-bulk BYTES     largest single argument accepted (default 512m)\n"
     "  --requirepass PASS   require AUTH with this password (RESP) and\n"
@@ -126,6 +130,7 @@ int Serve(const std::vector<std::string_view>& args) {
   s.data_dir = "./distri-data";
   s.max_clients = 10000;
   s.max_bulk = 512ull << 20;
+  s.max_rooms = 1000000;
   for (size_t i = 0; i < args.size(); i++) {
     std::string_view arg = args[i];
     if (arg == "--help" || arg == "-h") {
@@ -156,6 +161,9 @@ int Serve(const std::vector<std::string_view>& args) {
       s.fsync = value == "always";
     } else if (name == "max-memory") {
       if (!ParseBytes(value, &s.max_memory)) return Fail("--max-memory must be a byte count");
+    } else if (name == "max-rooms") {
+      if (!number(UINT32_MAX)) return Fail("--max-rooms must be a number (0 = no limit)");
+      s.max_rooms = n;
     } else if (name == "max-clients") {
       if (!number(UINT32_MAX)) return Fail("--max-clients must be a number");
       s.max_clients = n;

@@ -69,6 +69,7 @@ enum class ReplyShape : uint8_t {
 
 struct ServerSettings {
   uint64_t max_memory = 0;  // 0 = unlimited
+  uint64_t max_rooms = 0;   // rooms ROOM.NEW may make; 0 = unlimited
   uint64_t max_clients = 0;
   uint64_t max_bulk = 0;
   uint64_t max_pattern_bytes = 8 << 10;   // longest glob pattern; 0 = no limit
@@ -120,6 +121,8 @@ class Context {
   virtual const state::StateMachine& state() const = 0;
   virtual int64_t NowMs() const = 0;
   virtual const ServerSettings& settings() const = 0;
+  // Memory counted against --max-memory: the state, writes in flight and
+  // server-side buffers. O(1): Dispatch asks for every write.
   virtual uint64_t used_memory() const = 0;
   // Proposes `entry` (already encoded). The reply is written to the session's
   // connection when the entry applies, shaped by `shape`. An error means the
@@ -199,6 +202,11 @@ class CommandTable {
 // counts in rejected_calls). REQUIRES: args non-empty. `spec` is
 // CommandTable::Find(args[0]) (may be null).
 bool Dispatch(const CommandSpec* spec, Call& call);
+
+// Whether a write adding `adding` bytes must be refused with OOM: when used
+// memory plus those bytes would pass --max-memory (0 = no limit).
+bool OverMemoryLimit(const ServerSettings& settings, uint64_t used, uint64_t adding);
+inline constexpr char kOomMessage[] = "command not allowed when used memory > 'maxmemory'.";
 
 // Writes an applied entry's result as a reply.
 void WriteApplyResult(const state::ApplyResult& result, ReplyShape shape, protocol::ReplyWriter& w);

@@ -96,6 +96,11 @@ void UnknownCommand(Call& call) {
 
 }  // namespace
 
+bool OverMemoryLimit(const ServerSettings& settings, uint64_t used, uint64_t adding) {
+  const uint64_t max = settings.max_memory;
+  return max != 0 && (used > max || adding > max - used);
+}
+
 bool Dispatch(const CommandSpec* spec, Call& call) {
   if (spec == nullptr) {
     UnknownCommand(call);
@@ -118,10 +123,15 @@ bool Dispatch(const CommandSpec* spec, Call& call) {
                      "this context");
     return false;
   }
-  if ((spec->flags & kDenyOom) && settings.max_memory != 0 &&
-      call.ctx.used_memory() > settings.max_memory) {
-    call.reply.Error("OOM command not allowed when used memory > 'maxmemory'.");
-    return false;
+  if ((spec->flags & kDenyOom) && settings.max_memory != 0) {
+    // The write's own size counts: its arguments go into the log entry and
+    // (mostly) into the keyspace, so one huge SET cannot jump the limit.
+    uint64_t adding = 0;
+    for (std::string_view arg : call.args.subspan(1)) adding += arg.size();
+    if (OverMemoryLimit(settings, call.ctx.used_memory(), adding)) {
+      call.reply.Error(std::string("OOM ") + kOomMessage);
+      return false;
+    }
   }
   spec->handler(call);
   return true;

@@ -23,10 +23,19 @@ void RoomNew(Call& call) {
     WrongArity(call);
     return;
   }
+  // Checked here for a clear error at once, and again by apply (the entry
+  // carries the limit), which settles creations already in flight the same
+  // way on every replica.
+  const uint64_t max_rooms = call.ctx.settings().max_rooms;
+  if (max_rooms != 0 && call.ctx.state().user_room_count() >= max_rooms) {
+    call.reply.Error(state::kMaxRoomsError);
+    return;
+  }
   std::string code = call.ctx.NewRoomCode();
   std::string_view name = call.args.size() == 2 ? call.args[1] : std::string_view(code);
   std::string_view op_args[] = {name};
-  call.ProposeIn(code, Op::kRoomCreate, 0, 0, op_args, ReplyShape::kJoinRoom);
+  call.ProposeIn(code, Op::kRoomCreate, 0, static_cast<int64_t>(max_rooms), op_args,
+                 ReplyShape::kJoinRoom);
 }
 
 void RoomJoin(Call& call) {

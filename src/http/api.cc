@@ -73,6 +73,7 @@ void WriteFields(JsonWriter& w, const Fields& fields) {
 int StatusForError(std::string_view line) {
   if (line.starts_with("NOTFOUND")) return 404;
   if (line.starts_with("OOM")) return 507;
+  if (line.starts_with("LIMIT")) return 507;  // e.g. --max-rooms: the server is full
   if (line.starts_with("WRONGTYPE")) return 409;
   if (line.starts_with("IOERR")) return 503;
   if (line.starts_with("ERR")) return 400;

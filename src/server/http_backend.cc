@@ -100,8 +100,11 @@ http::Fields HttpBackend::SiteStats() { return Convert(server_->SiteStatsFields(
 
 std::vector<http::Fields> HttpBackend::ListRooms(bool with_codes) {
   std::vector<http::Fields> out;
+  const auto clients = server_->ClientsPerRoom();  // once, not once per room
   for (const auto& [code, room] : server_->state().rooms()) {
-    http::Fields fields = Convert(server_->RoomStatsFields(code));
+    auto it = clients.find(code);
+    http::Fields fields =
+        Convert(server_->RoomStatsFields(code, it == clients.end() ? 0 : it->second));
     std::string id = commands::RoomId(code);
     for (http::Field& f : fields) {
       if (f.name == "name" && !with_codes) {
@@ -217,11 +220,21 @@ void HttpBackend::DeleteKey(std::string_view room, std::string_view key, http::W
 }
 
 void HttpBackend::CreateRoom(std::string_view name, http::WriteDone done) {
+  // As ROOM.NEW: refused at once past --max-rooms, and the entry carries the
+  // limit so apply settles creations already in flight.
+  const uint64_t max_rooms = server_->settings().max_rooms;
+  if (max_rooms != 0 && server_->state().user_room_count() >= max_rooms) {
+    http::WriteOutcome out;
+    out.error = state::kMaxRoomsError;
+    done(out);
+    return;
+  }
   std::string code = server_->NewRoomCode();
   server_->CountCommand(code, commands::kWrite);
   std::string entry;
   std::string_view args[] = {name.empty() ? std::string_view(code) : name};
-  state::EncodeEntry(&entry, state::Op::kRoomCreate, 0, server_->NowMs(), 0, code, args);
+  state::EncodeEntry(&entry, state::Op::kRoomCreate, 0, server_->NowMs(),
+                     static_cast<int64_t>(max_rooms), code, args);
   Propose(entry, /*adds_data=*/true, code, std::move(done));
 }
 

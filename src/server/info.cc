@@ -70,9 +70,10 @@ void Server::AppendInfoSection(std::string_view name, std::string* out) {
     Field(out, "maxclients", s.max_clients);
   } else if (name == "memory") {
     out->append("# Memory\r\n");
-    Field(out, "used_memory", used_memory_);
+    const uint64_t used = used_memory();
+    Field(out, "used_memory", used);
     Field(out, "mirror_history_bytes", mirrors_->history_bytes());
-    Field(out, "used_memory_human", Human(used_memory_));
+    Field(out, "used_memory_human", Human(used));
     uint64_t rss = ReadRssBytes();
     Field(out, "used_memory_rss", rss);
     Field(out, "used_memory_rss_human", Human(rss));
@@ -127,11 +128,15 @@ void Server::AppendInfoSection(std::string_view name, std::string* out) {
     Field(out, "used_cpu_user_children", secs(children.ru_utime));
   } else if (name == "keyspace") {
     out->append("# Keyspace\r\n");
-    for (const auto& [code, room] : state_.rooms()) {
-      if (!state::IsBuiltinRoom(code) || room->key_count() == 0) continue;
-      std::string db = code == state::kDefaultRoom ? "db0" : "db" + code;
-      Field(out, db, "keys=" + std::to_string(room->key_count()) +
-                         ",expires=" + std::to_string(room->expiring_count()) + ",avg_ttl=0");
+    // Only the builtin rooms are Redis databases: look up those 16, never
+    // walk every room.
+    for (int db = 0; db <= 15; db++) {
+      std::string code = db == 0 ? std::string(state::kDefaultRoom) : std::to_string(db);
+      const state::Room* room = state_.FindRoom(code);
+      if (room == nullptr || room->key_count() == 0) continue;
+      Field(out, "db" + std::to_string(db),
+            "keys=" + std::to_string(room->key_count()) +
+                ",expires=" + std::to_string(room->expiring_count()) + ",avg_ttl=0");
     }
   } else if (name == "distri") {
     // The same fields as STATS, as INFO text.

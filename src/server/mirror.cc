@@ -71,17 +71,40 @@ void AppendMirrorFrame(const MirrorEvent& e, std::string* out) {
 
 MirrorHub::MirrorHub(Server* server, MirrorOptions options, uint64_t start_revision)
     : server_(server), options_(options), floor_(start_revision) {
+  // Once, at start: every room is retained (and idle) for kRetainIdleMs.
   const int64_t now = server_->NowMs();
   for (const auto& [code, room] : server_->state().rooms()) {
-    retained_.emplace(code, Retention{start_revision, now});
+    Retention& r = retained_.emplace(code, Retention{start_revision, 0}).first->second;
+    MarkIdle(code, r, now);
   }
 }
 
+void MirrorHub::MarkIdle(std::string_view room, Retention& retention, int64_t now_ms) {
+  retention.idle_since_ms = std::max<int64_t>(now_ms, 1);  // 0 means "mirrored"
+  if (retention.queued) return;  // its entry is earlier: PruneRetained looks again then
+  retention.queued = true;
+  idle_queue_.emplace_back(retention.idle_since_ms, std::string(room));
+}
+
 void MirrorHub::PruneRetained(int64_t now_ms) {
-  std::erase_if(retained_, [&](const auto& entry) {
-    const Retention& r = entry.second;
-    return r.idle_since_ms != 0 && now_ms - r.idle_since_ms > kRetainIdleMs;
-  });
+  // Stop at the first entry still within its time: later entries are (about)
+  // later, and one pruned a little late only keeps its history a little longer.
+  while (!idle_queue_.empty() && now_ms - idle_queue_.front().first > kRetainIdleMs) {
+    std::string room = std::move(idle_queue_.front().second);
+    idle_queue_.pop_front();
+    auto it = retained_.find(room);
+    if (it == retained_.end()) continue;
+    Retention& r = it->second;
+    r.queued = false;
+    if (r.idle_since_ms == 0) continue;  // mirrored again: Stop queues it when it leaves
+    if (now_ms - r.idle_since_ms > kRetainIdleMs) {
+      retained_.erase(it);
+    } else {
+      // Mirrored and left again since it was queued: look again later.
+      r.queued = true;
+      idle_queue_.emplace_back(r.idle_since_ms, std::move(room));
+    }
+  }
 }
 
 MirrorEvent MirrorHub::EventOf(const Record& r) {
@@ -231,7 +254,9 @@ size_t MirrorHub::Stop(MirrorSink* sink, std::optional<std::string_view> room) {
       }
     }
     if (mirrors.empty()) {
-      if (auto r = retained_.find(it->first); r != retained_.end()) r->second.idle_since_ms = server_->NowMs();
+      if (auto r = retained_.find(it->first); r != retained_.end()) {
+        MarkIdle(it->first, r->second, server_->NowMs());
+      }
       it = by_room_.erase(it);
     } else {
       ++it;

@@ -18,13 +18,19 @@
 // History is kept only for rooms that are mirrored, or were within the last
 // kRetainIdleMs (so a mirror that lost its connection can resume), and for
 // every room for that long after a restart (so mirrors that followed it
-// before can resume): a room nobody follows costs no memory.
+// before can resume): a room nobody follows costs no memory. Idle rooms are
+// pruned from a queue in idle order, so the work per expiry cycle is the
+// rooms whose time is up, not every room.
 //
 // Invariants:
 //  1. history_ is ordered by revision. For a retained room R, every change
 //     of R with revision > max(floor_, retained_[R].floor) is in it (older
 //     ones may have been dropped, or were never kept).
 //  2. A sink has at most one mirror per room.
+//  3. A room of retained_ has at most one entry in idle_queue_ (`queued`),
+//     and one whenever it is idle (idle_since_ms != 0), at a time no later
+//     than idle_since_ms: so the queue never outgrows retained_, and a room
+//     is dropped no sooner than kRetainIdleMs after it went idle.
 //
 // Thread-safety: loop thread only.
 
@@ -142,9 +148,17 @@ class MirrorHub final : public state::ChangeObserver {
     std::string value;
   };
 
+  struct Retention {
+    uint64_t floor;            // the room's history is complete after this revision
+    int64_t idle_since_ms;     // when its last mirror left; 0 while it has mirrors
+    bool queued = false;       // has an entry in idle_queue_
+  };
+
   static bool Matches(const Mirror& m, std::string_view key, state::Change::Kind kind);
   static MirrorEvent EventOf(const Record& r);
   void FinishSnapshot(Mirror& m);
+  // Marks a retained room idle from now_ms (invariant 3).
+  void MarkIdle(std::string_view room, Retention& retention, int64_t now_ms);
 
   Server* server_;
   MirrorOptions options_;
@@ -154,11 +168,8 @@ class MirrorHub final : public state::ChangeObserver {
   std::unordered_map<std::string, std::vector<std::unique_ptr<Mirror>>, base::StringHash,
                      std::equal_to<>>
       by_room_;
-  struct Retention {
-    uint64_t floor;            // the room's history is complete after this revision
-    int64_t idle_since_ms;     // when its last mirror left; 0 while it has mirrors
-  };
   std::unordered_map<std::string, Retention, base::StringHash, std::equal_to<>> retained_;
+  std::deque<std::pair<int64_t, std::string>> idle_queue_;  // invariant 3, roughly oldest first
   size_t mirror_count_ = 0;
   size_t snapshotting_ = 0;
 };

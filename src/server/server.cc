@@ -89,7 +89,6 @@ Status Server::Start() {
       });
   if (!opened.ok()) return opened.status();
   log_ = std::move(opened).value();
-  used_memory_ = state_.memory_bytes();
   DISTRI_RETURN_IF_ERROR(LoadNodeId());
   mirrors_ = std::make_unique<MirrorHub>(this, options_.mirror, state_.applied_index());
   state_.set_observer(mirrors_.get());
@@ -313,13 +312,29 @@ void Server::OnCheck(uv_check_t* handle) {
   for (Client* c : resumable) c->ProcessInput();
   self->FlushClients();
   self->log_->Flush();
-  // Unsent output counts as used memory, as in Redis.
-  self->used_memory_ =
-      self->state_.memory_bytes() + self->mirrors_->history_bytes() + self->output_bytes();
+}
+
+// ---------------------------------------------------------------------------
+// Memory: every term is a running total, so this is O(1) (it is asked for by
+// every write). Entries proposed but not yet applied count by their size: a
+// pipeline of big writes cannot pass the limit while the state has not yet
+// grown (commands::Dispatch adds the new write's own size).
+
+uint64_t Server::used_memory() const {
+  uint64_t mirrors = mirrors_ ? mirrors_->history_bytes() : 0;
+  // Unsent output counts too, as in Redis.
+  return state_.memory_bytes() + mirrors + in_flight_bytes_ + room_counters_bytes_ +
+         output_bytes();
 }
 
 // ---------------------------------------------------------------------------
 // Writes
+
+void Server::AddPending(uint64_t index, uint64_t client_id, uint64_t bytes,
+                        std::function<void(const state::ApplyResult&)> done) {
+  pending_.push_back({index, client_id, std::move(done), bytes});
+  in_flight_bytes_ += bytes;
+}
 
 Status Server::Propose(commands::Session& session, std::string_view entry,
                        commands::ReplyShape shape) {
@@ -327,19 +342,20 @@ Status Server::Propose(commands::Session& session, std::string_view entry,
   if (!index.ok()) return index.status();
   auto it = clients_.find(session.id);
   CHECK(it != clients_.end());
-  pending_.push_back({index.value(), session.id, nullptr});
+  AddPending(index.value(), session.id, entry.size(), nullptr);
   it->second->AddPendingWrite(index.value(), shape);
   return Status::Ok();
 }
 
 Status Server::ProposeEntry(std::string_view entry, bool adds_data,
                             std::function<void(const state::ApplyResult&)> done) {
-  if (adds_data && options_.settings.max_memory != 0 && used_memory_ > options_.settings.max_memory) {
-    return Status::OutOfMemory("command not allowed when used memory > 'maxmemory'.");
+  // The entry's size stands for what it adds, as a command's arguments do.
+  if (adds_data && commands::OverMemoryLimit(options_.settings, used_memory(), entry.size())) {
+    return Status::OutOfMemory(commands::kOomMessage);
   }
   Result<uint64_t> index = log_->Propose(entry);
   if (!index.ok()) return index.status();
-  pending_.push_back({index.value(), 0, std::move(done)});
+  AddPending(index.value(), 0, entry.size(), std::move(done));
   return Status::Ok();
 }
 
@@ -371,9 +387,16 @@ void Server::OnCommit(uint64_t index, std::string_view entry) {
     expiry_in_flight_ = false;
     if (result.kind == state::ApplyResult::Kind::kInt) stats_.expired_keys += result.integer;
   }
+  if (!entry.empty() && entry[0] == static_cast<char>(state::Op::kRoomDrop)) {
+    state::EntryView drop;
+    if (state::DecodeEntry(entry, &drop).ok() && state_.FindRoom(drop.room) == nullptr) {
+      ForgetCounters(drop.room);
+    }
+  }
   if (pending_.empty() || pending_.front().index != index) return;  // e.g. proposed before a restart
   PendingEntry p = std::move(pending_.front());
   pending_.pop_front();
+  in_flight_bytes_ -= p.bytes;
   if (p.done) p.done(result);
   if (p.client_id == 0) return;
   auto it = clients_.find(p.client_id);
@@ -402,6 +425,7 @@ void Server::OnLogFailure(uint64_t first_index, const Status& why) {
   state::ApplyResult error = state::ApplyResult::Error(
       "IOERR write not applied: the server could not persist it (" + why.message() +
       "); nothing changed, retry later");
+  in_flight_bytes_ = 0;
   for (PendingEntry& p : failed) {
     CHECK(p.index >= first_index);
     if (p.done) p.done(error);
@@ -431,8 +455,12 @@ void Server::ExpireCycle() {
   std::vector<std::string> keys;
   std::string entry;
   size_t entries = 0;
-  for (const auto& [code, room] : state_.rooms()) {
-    if (room->expiring_count() == 0) continue;
+  // The index is ordered by each room's earliest expiry: the cycle visits only
+  // rooms with a key due now, never the rooms without TTLs or not yet due.
+  for (const auto& [earliest, code] : state_.expiry_index()) {
+    if (earliest > now) break;
+    const state::Room* room = state_.FindRoom(code);
+    CHECK(room != nullptr) << "expiry index names a missing room";
     keys.clear();
     room->CollectExpired(now, kExpireKeysPerEntry * (kExpireEntriesPerCycle - entries), &keys);
     for (size_t i = 0; i < keys.size(); i += kExpireKeysPerEntry) {
@@ -442,7 +470,7 @@ void Server::ExpireCycle() {
       state::EncodeEntry(&entry, state::Op::kExpireKeys, 0, now, 0, code, args);
       Result<uint64_t> index = log_->Propose(entry);
       if (!index.ok()) return;
-      pending_.push_back({index.value(), 0, nullptr});
+      AddPending(index.value(), 0, entry.size(), nullptr);
       expiry_index_ = index.value();
       expiry_in_flight_ = true;
       entries++;

@@ -117,7 +117,7 @@ class Server final : public commands::Context {
   const state::StateMachine& state() const override { return state_; }
   int64_t NowMs() const override;
   const commands::ServerSettings& settings() const override { return options_.settings; }
-  uint64_t used_memory() const override { return used_memory_; }
+  uint64_t used_memory() const override;
   Status Propose(commands::Session& session, std::string_view entry,
                  commands::ReplyShape shape) override;
   std::string NewRoomCode() override;
@@ -134,6 +134,10 @@ class Server final : public commands::Context {
   commands::Messaging& messaging() override { return *router_; }
   void RunInSteps(commands::Session& session, commands::Step step) override;
   StatFields RoomStatsFields(std::string_view code);
+  // The same with the room's client count given: listing every room counts
+  // the clients of all rooms once (ClientsPerRoom), not once per room.
+  StatFields RoomStatsFields(std::string_view code, int64_t clients);
+  std::unordered_map<std::string_view, int64_t> ClientsPerRoom() const;
   StatFields SiteStatsFields();
 
   // Called by clients.
@@ -155,7 +159,8 @@ class Server final : public commands::Context {
   // Proposes an encoded entry on behalf of no client (the HTTP API, timers);
   // `done` runs on the loop thread when it applies, or with an error result
   // if the log could not make it durable.
-  // `adds_data`: refused with OutOfMemory above --max-memory (deletes are not).
+  // `adds_data`: refused with OutOfMemory when used memory plus the entry's
+  // size would pass --max-memory (deletes are not).
   Status ProposeEntry(std::string_view entry, bool adds_data,
                       std::function<void(const state::ApplyResult&)> done);
   MirrorHub& mirrors() { return *mirrors_; }
@@ -188,6 +193,7 @@ class Server final : public commands::Context {
     uint64_t index;
     uint64_t client_id;  // 0: no client waits (expiry entries, callbacks)
     std::function<void(const state::ApplyResult&)> done;  // for ProposeEntry
+    uint64_t bytes = 0;  // the entry's size, counted in in_flight_bytes_ until it applies
   };
 
   static void OnConnection(uv_stream_t* server, int status);
@@ -200,6 +206,9 @@ class Server final : public commands::Context {
   static int64_t RealtimeMs();
   void SyncClock();
   void ApplyCommitted();
+  // Remembers a proposed entry until it applies (or fails).
+  void AddPending(uint64_t index, uint64_t client_id, uint64_t bytes,
+                  std::function<void(const state::ApplyResult&)> done);
   void OnCommit(uint64_t index, std::string_view entry);
   void OnLogFailure(uint64_t first_index, const Status& why);
   void ExpireCycle();
@@ -211,7 +220,10 @@ class Server final : public commands::Context {
   // Raises the open-files limit towards what the connection limits need,
   // and lowers the connection limits to what fits (as Redis does).
   void FitConnectionsToFdLimit();
-  RoomCounters& CountersFor(std::string_view room);
+  // The room's counters; nullptr for a room that does not exist (counters
+  // live as long as their room, so they cannot be used to grow memory).
+  RoomCounters* CountersFor(std::string_view room);
+  void ForgetCounters(std::string_view room);
   // Pushed output is over its budget: cut off the largest push backlogs
   // until it is not.
   void EnforcePushBudget();
@@ -238,6 +250,7 @@ class Server final : public commands::Context {
   std::unique_ptr<StepRunner> steps_;  // long reads, a slice per loop iteration
   std::unique_ptr<log::LocalLog> log_;
   std::deque<PendingEntry> pending_;  // in index order
+  uint64_t in_flight_bytes_ = 0;      // sum of pending_[i].bytes
   bool expiry_in_flight_ = false;
   uint64_t expiry_index_ = 0;
   bool log_failing_ = false;      // see log_failing()
@@ -252,7 +265,6 @@ class Server final : public commands::Context {
   std::vector<Client*> flush_batch_;
   std::vector<Client*> resumable_;
   uint64_t next_client_id_ = 1;
-  uint64_t used_memory_ = 0;
   net::OutputGauge normal_output_;  // unsent bytes of ordinary clients
   net::OutputGauge push_output_;    // of push clients, and shared payloads
   int64_t soft_sweep_s_ = 0;        // the second SweepSoftLimits last ran
@@ -261,6 +273,7 @@ class Server final : public commands::Context {
   std::string node_id_;
   ServerStats stats_;
   std::unordered_map<std::string, RoomCounters, base::StringHash, std::equal_to<>> room_counters_;
+  uint64_t room_counters_bytes_ = 0;  // what room_counters_ holds, for used_memory()
   std::vector<uint64_t> command_calls_;
   std::vector<uint64_t> command_rejected_;  // of command_calls_, refused before the handler
   base::LatencyHistogram write_latency_;

@@ -41,10 +41,31 @@ Status Server::LoadNodeId() {
   return Status::Ok();
 }
 
-RoomCounters& Server::CountersFor(std::string_view room) {
+namespace {
+
+// One entry of room_counters_: the node (next pointer, cached hash, the pair)
+// and its bucket slot, before the code's own heap block.
+constexpr uint64_t kCountersNodeBytes =
+    sizeof(std::pair<const std::string, RoomCounters>) + 2 * sizeof(void*) + sizeof(size_t);
+
+}  // namespace
+
+RoomCounters* Server::CountersFor(std::string_view room) {
   auto it = room_counters_.find(room);
-  if (it == room_counters_.end()) it = room_counters_.emplace(std::string(room), RoomCounters{}).first;
-  return it->second;
+  if (it != room_counters_.end()) return &it->second;
+  // A command may name a room that is gone (a client still in a dropped
+  // room) or not yet made (POST /api/rooms counts before it applies).
+  if (!state_.RoomJoinable(room)) return nullptr;
+  it = room_counters_.emplace(std::string(room), RoomCounters{}).first;
+  room_counters_bytes_ += kCountersNodeBytes + state::StringHeapBytes(it->first);
+  return &it->second;
+}
+
+void Server::ForgetCounters(std::string_view room) {
+  auto it = room_counters_.find(room);
+  if (it == room_counters_.end()) return;
+  room_counters_bytes_ -= kCountersNodeBytes + state::StringHeapBytes(it->first);
+  room_counters_.erase(it);
 }
 
 void Server::CountCall(const commands::CommandSpec* spec, bool ran) {
@@ -65,10 +86,10 @@ void Server::CountCommand(std::string_view room, uint32_t flags) {
   stats_.ops.Add(now_s);
   if (flags & commands::kReadOnly) {
     stats_.reads.Add(now_s);
-    CountersFor(room).reads.Add(now_s);
+    if (RoomCounters* counters = CountersFor(room)) counters->reads.Add(now_s);
   } else if (flags & commands::kWrite) {
     stats_.writes.Add(now_s);
-    CountersFor(room).writes.Add(now_s);
+    if (RoomCounters* counters = CountersFor(room)) counters->writes.Add(now_s);
   }
 }
 
@@ -172,12 +193,25 @@ size_t Server::Unmirror(commands::Session& session, std::optional<std::string_vi
   return stopped;
 }
 
+std::unordered_map<std::string_view, int64_t> Server::ClientsPerRoom() const {
+  std::unordered_map<std::string_view, int64_t> out;
+  for (const auto& [id, c] : clients_) out[c->session().room]++;
+  return out;
+}
+
 StatFields Server::RoomStatsFields(std::string_view code) {
-  const int64_t now_s = NowMs() / 1000;
-  const state::Room* room = state_.FindRoom(code);
-  const RoomCounters& counters = CountersFor(code);
   int64_t clients = 0;
   for (const auto& [id, c] : clients_) clients += c->session().room == code;
+  return RoomStatsFields(code, clients);
+}
+
+StatFields Server::RoomStatsFields(std::string_view code, int64_t clients) {
+  const int64_t now_s = NowMs() / 1000;
+  const state::Room* room = state_.FindRoom(code);
+  // Looked up, not made: listing rooms must not give each one counters.
+  static const RoomCounters kNone;
+  auto found = room_counters_.find(code);
+  const RoomCounters& counters = found == room_counters_.end() ? kNone : found->second;
   auto u = [](uint64_t v) { return static_cast<int64_t>(v); };
   return {
       {"code", std::string(code)},

@@ -174,6 +174,12 @@ void Keyspace::Clear() {
   item_bytes_ = 0;
 }
 
+size_t Keyspace::RecountMemoryBytes() const {
+  size_t n = capacity_ * sizeof(uint64_t);
+  ForEach([&](const Item& item) { n += item.footprint(); });
+  return n;
+}
+
 void Keyspace::ForEach(const std::function<void(const Item&)>& fn) const {
   for (size_t i = 0; i < capacity_; i++) {
     if (slots_[i] != 0) fn(*ItemOf(slots_[i]));

@@ -85,6 +85,8 @@ class Keyspace {
   size_t size() const { return size_; }
   // Item bytes plus table slots: what this room costs, for stats and maxmemory.
   size_t memory_bytes() const { return item_bytes_ + capacity_ * sizeof(uint64_t); }
+  // The same, counted item by item: O(n), for tests of the running total.
+  size_t RecountMemoryBytes() const;
 
   // Calls fn for every item, in table order. fn must not modify the table.
   void ForEach(const std::function<void(const Item&)>& fn) const;

@@ -2,9 +2,14 @@
 //
 // A room owns its keyspace and an index of keys with an expiry, ordered by
 // expiry time, so the server's active-expiry cycle finds due keys without
-// sampling. All mutation goes through Store/Remove/SetExpiry, which keep the
-// two structures in step (invariant: a key is in `expires_` iff its Item has
-// an expiry, with the same time).
+// sampling. All mutation goes through Store/Remove/SetExpiry/Clear, which keep
+// the two structures in step.
+//
+// Invariants:
+//  1. A key is in `expires_` iff its Item has an expiry, with the same time.
+//  2. expire_bytes_ is the charge of every entry of `expires_` (see room.cc),
+//     so memory_bytes() is O(1): the state machine's running total is built
+//     from it (state_machine.h).
 //
 // Thread-safety: none; owned by the StateMachine on the loop thread.
 
@@ -22,6 +27,10 @@
 #include "state/keyspace.h"
 
 namespace distri::state {
+
+// Heap bytes a std::string holds beyond its object: none while the text fits
+// in the object itself (the short-string buffer), else its allocation.
+size_t StringHeapBytes(const std::string& s);
 
 class Room {
  public:
@@ -61,11 +70,19 @@ class Room {
 
   size_t key_count() const { return keys_.size(); }
   size_t expiring_count() const { return expires_.size(); }
+  // The earliest expiry of any key (due or not), or 0 when no key has one.
+  int64_t earliest_expiry_ms() const { return expires_.empty() ? 0 : expires_.begin()->first; }
+  // What this room costs: the Room object with its code and name, the keys
+  // and their table, and the expiry index. O(1).
   size_t memory_bytes() const;
+  // The same, counted entry by entry: O(keys), for tests of the running totals.
+  size_t RecountMemoryBytes() const;
   const Keyspace& keys() const { return keys_; }
 
  private:
   void Notify(Change::Kind kind, std::string_view key, const Item* item) const;
+  void AddExpiry(int64_t at_ms, std::string_view key);
+  void DropExpiry(int64_t at_ms, std::string_view key);
 
   std::string code_;
   std::string name_;
@@ -75,6 +92,7 @@ class Room {
   const ChangeSink* sink_;
   Keyspace keys_;
   std::set<std::pair<int64_t, std::string>> expires_;
+  size_t expire_bytes_ = 0;
 };
 
 }  // namespace distri::state

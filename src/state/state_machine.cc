@@ -50,15 +50,98 @@ bool StateMachine::RoomJoinable(std::string_view code) const {
   return IsBuiltinRoom(code) || FindRoom(code) != nullptr;
 }
 
-size_t StateMachine::key_count() const {
+// ---------------------------------------------------------------------------
+// Bookkeeping: running totals and the expiry index (state_machine.h,
+// invariants 1-3).
+
+namespace {
+
+// A std::set node: the red-black header (colour, parent, left, right) before
+// the stored value, as libstdc++ and libc++ lay it out.
+constexpr size_t kTreeNodeHeader = 32;
+// A node of rooms_ (next pointer, the pair, the cached hash) and about one
+// bucket pointer per room (the table keeps its load factor near 1).
+constexpr size_t kRoomNodeBytes = sizeof(void*) +
+                                  sizeof(std::pair<const std::string, std::unique_ptr<Room>>) +
+                                  sizeof(size_t) + sizeof(void*);
+constexpr size_t kExpiryIndexNodeBytes =
+    kTreeNodeHeader + sizeof(std::pair<int64_t, std::string_view>);
+
+}  // namespace
+
+size_t StateMachine::RoomBytes(const std::string& code, const Room& room) {
+  return kRoomNodeBytes + StringHeapBytes(code) + room.memory_bytes();
+}
+
+Room* StateMachine::AddRoom(std::string_view code, std::unique_ptr<Room> room) {
+  auto [it, inserted] = rooms_.emplace(std::string(code), std::move(room));
+  CHECK(inserted) << "room added twice";
+  Room* raw = it->second.get();
+  memory_bytes_ += RoomBytes(it->first, *raw);
+  key_count_ += raw->key_count();
+  if (!IsBuiltinRoom(code)) user_rooms_++;
+  if (raw->earliest_expiry_ms() != 0) {
+    expiry_index_.emplace(raw->earliest_expiry_ms(), raw->code());
+    memory_bytes_ += kExpiryIndexNodeBytes;
+  }
+  return raw;
+}
+
+void StateMachine::EraseRoom(RoomMap::iterator it) {
+  const Room& room = *it->second;
+  if (room.earliest_expiry_ms() != 0) {
+    expiry_index_.erase({room.earliest_expiry_ms(), room.code()});
+    memory_bytes_ -= kExpiryIndexNodeBytes;
+  }
+  memory_bytes_ -= RoomBytes(it->first, room);
+  key_count_ -= room.key_count();
+  if (!IsBuiltinRoom(it->first)) user_rooms_--;
+  rooms_.erase(it);
+}
+
+void StateMachine::Account(const Room& room, const Tally& before) {
+  memory_bytes_ = memory_bytes_ - before.memory_bytes + room.memory_bytes();
+  key_count_ = key_count_ - before.keys + room.key_count();
+  const int64_t earliest = room.earliest_expiry_ms();
+  if (earliest == before.earliest_expiry_ms) return;
+  if (before.earliest_expiry_ms != 0) {
+    expiry_index_.erase({before.earliest_expiry_ms, room.code()});
+    memory_bytes_ -= kExpiryIndexNodeBytes;
+  }
+  if (earliest != 0) {
+    expiry_index_.emplace(earliest, room.code());
+    memory_bytes_ += kExpiryIndexNodeBytes;
+  }
+}
+
+void StateMachine::Recount() {
+  memory_bytes_ = 0;
+  for (const auto& [code, room] : rooms_) {
+    memory_bytes_ += RoomBytes(code, *room);
+    if (room->earliest_expiry_ms() != 0) memory_bytes_ += kExpiryIndexNodeBytes;
+  }
+  key_count_ = RecountKeys();
+  user_rooms_ = 0;
+  expiry_index_.clear();
+  for (const auto& [code, room] : rooms_) {
+    if (!IsBuiltinRoom(code)) user_rooms_++;
+    int64_t earliest = room->earliest_expiry_ms();
+    if (earliest != 0) expiry_index_.emplace(earliest, room->code());
+  }
+}
+
+size_t StateMachine::RecountMemoryBytes() const {
   size_t n = 0;
-  for (const auto& [code, room] : rooms_) n += room->key_count();
+  for (const auto& [code, room] : rooms_) {
+    n += kRoomNodeBytes + StringHeapBytes(code) + room->RecountMemoryBytes();
+    if (room->expiring_count() != 0) n += kExpiryIndexNodeBytes;
+  }
   return n;
 }
 
-size_t StateMachine::memory_bytes() const {
+size_t StateMachine::RecountKeys() const {
   size_t n = 0;
-  for (const auto& [code, room] : rooms_) n += room->memory_bytes() + sizeof(Room) + code.size();
+  for (const auto& [code, room] : rooms_) n += room->key_count();
   return n;
 }
 
@@ -69,10 +152,8 @@ Room* StateMachine::RoomForWrite(std::string_view code, int64_t now_ms, ApplyRes
     *error = ApplyResult::Error(kErrNoRoom);
     return nullptr;
   }
-  auto room = std::make_unique<Room>(std::string(code), std::string(code), now_ms, &sink_);
-  Room* raw = room.get();
-  rooms_.emplace(std::string(code), std::move(room));
-  return raw;
+  return AddRoom(code,
+                 std::make_unique<Room>(std::string(code), std::string(code), now_ms, &sink_));
 }
 
 ApplyResult StateMachine::Apply(uint64_t index, std::string_view entry) {
@@ -92,18 +173,26 @@ ApplyResult StateMachine::Apply(uint64_t index, const EntryView& e) {
   sink_.expiring = e.op == Op::kExpireKeys;
   switch (e.op) {
     case Op::kFlushAll:
+      // O(rooms), once per FLUSHALL: every room is told, so its mirrors flush.
       for (auto& [code, room] : rooms_) {
+        Tally before = TallyOf(*room);
         room->Clear();
         room->MarkWrite(index, e.now_ms);
+        Account(*room, before);
       }
       return ApplyResult::Ok();
     case Op::kRoomCreate: {
       if (rooms_.count(e.room) != 0 || IsBuiltinRoom(e.room)) {
         return ApplyResult::Error("ERR room already exists");
       }
+      // num is the proposer's --max-rooms (0 = none): in the entry, so every
+      // replica refuses the same creations.
+      if (e.num > 0 && user_rooms_ >= static_cast<uint64_t>(e.num)) {
+        return ApplyResult::Error(kMaxRoomsError);
+      }
       std::string_view name = e.args.empty() ? std::string_view(e.room) : e.args[0];
-      rooms_.emplace(std::string(e.room),
-                     std::make_unique<Room>(std::string(e.room), std::string(name), e.now_ms, &sink_));
+      AddRoom(e.room, std::make_unique<Room>(std::string(e.room), std::string(name), e.now_ms,
+                                             &sink_));
       return ApplyResult::Bulk(e.room);
     }
     case Op::kRoomDrop: {
@@ -112,8 +201,10 @@ ApplyResult StateMachine::Apply(uint64_t index, const EntryView& e) {
       if (it == rooms_.end()) {
         return IsBuiltinRoom(e.room) ? ApplyResult::Ok() : ApplyResult::Error(kErrNoRoom);
       }
+      Tally before = TallyOf(*it->second);
       it->second->Clear();  // tells observers the keys are gone
-      rooms_.erase(it);
+      Account(*it->second, before);
+      EraseRoom(it);
       return ApplyResult::Ok();
     }
     default:
@@ -123,7 +214,10 @@ ApplyResult StateMachine::Apply(uint64_t index, const EntryView& e) {
   Room* room = RoomForWrite(e.room, e.now_ms, &error);
   if (room == nullptr) return error;
   room->MarkWrite(index, e.now_ms);
-  return ApplyKeyOp(room, e);
+  Tally before = TallyOf(*room);
+  ApplyResult result = ApplyKeyOp(room, e);
+  Account(*room, before);
+  return result;
 }
 
 ApplyResult StateMachine::ApplyKeyOp(Room* room, const EntryView& e) {
@@ -362,8 +456,15 @@ ApplyResult StateMachine::ApplyCopy(Room* room, const EntryView& e) {
   // `src` is a different item from the one Store replaces (different key or
   // room), and items do not move when a table grows, so its bytes may be
   // passed as they are.
+  if (dst_room == room) {  // Apply accounts for the entry's own room
+    dst_room->Store(dst_key, src->value(), src->expire_at_ms());
+    return ApplyResult::Int(1);
+  }
+  // Another room changes too: its totals and expiry index are kept here.
+  Tally before = TallyOf(*dst_room);
   dst_room->Store(dst_key, src->value(), src->expire_at_ms());
-  if (dst_room != room) dst_room->MarkWrite(sink_.revision, e.now_ms);
+  dst_room->MarkWrite(sink_.revision, e.now_ms);
+  Account(*dst_room, before);
   return ApplyResult::Int(1);
 }
 
@@ -461,7 +562,7 @@ Status StateMachine::LoadSnapshot(uint64_t index, std::string_view data) {
   if (!in.U8(&version) || version != kSnapshotVersion) return bad("version");
   if (!in.U64(&applied) || applied != index) return bad("index");
   if (!in.U64(&nrooms)) return bad("room count");
-  std::map<std::string, std::unique_ptr<Room>, std::less<>> rooms;
+  RoomMap rooms;
   for (uint64_t r = 0; r < nrooms; r++) {
     std::string_view code, name;
     uint64_t created, last_rev, last_ms, nkeys;
@@ -490,7 +591,9 @@ Status StateMachine::LoadSnapshot(uint64_t index, std::string_view data) {
   }
   if (!in.done()) return bad("trailing bytes");
   for (auto& [code, room] : rooms) room->set_sink(&sink_);
+  expiry_index_.clear();  // its views point into the rooms being replaced
   rooms_ = std::move(rooms);
+  Recount();
   applied_index_ = index;
   return Status::Ok();
 }

@@ -13,6 +13,7 @@ from distri.errors import ERROR_CODES, error_from_reply
 def test_error_table():
     expected = {"ERR": distri.RequestError, "WRONGTYPE": distri.WrongType,
                 "OOM": distri.OutOfMemory, "IOERR": distri.StorageError,
+                "LIMIT": distri.LimitReached,
                 "NOAUTH": distri.AuthError,
                 "WRONGPASS": distri.AuthError, "NOTFOUND": distri.NotFound,
                 "NOPROTO": distri.ProtocolVersionError, "NOWORKER": distri.NoWorker,

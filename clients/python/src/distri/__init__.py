@@ -19,7 +19,8 @@ from ._mirror import Change, MirrorView
 from ._msg import Message
 from ._sync import Function, Pipeline, Room, Subscription, Worker, connect, stats
 from .errors import (ERROR_CODES, AuthError, CallTimeout, ClosedError, ConnectionError,
-                     DecodeError, EncodeError, Error, NotFound, NoWorker, OutOfMemory,
+                     DecodeError, EncodeError, Error, LimitReached, NotFound, NoWorker,
+                     OutOfMemory,
                      ProtocolError, ProtocolVersionError, RequestError, ServerError,
                      ServiceError, SignatureError, StorageError, TimeoutError, WrongType)
 
@@ -29,6 +30,7 @@ __all__ = [
     "connect", "stats", "Room", "Pipeline", "Change", "MirrorView", "Codec", "Undecodable",
     "Message", "Subscription", "Worker", "Function",
     "Error", "ServerError", "RequestError", "WrongType", "OutOfMemory", "StorageError",
+    "LimitReached",
     "AuthError",
     "NotFound", "ProtocolVersionError", "NoWorker", "CallTimeout", "ServiceError",
     "ConnectionError", "TimeoutError", "ProtocolError",

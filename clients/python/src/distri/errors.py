@@ -72,6 +72,12 @@ class StorageError(ServerError):
     retryable = True
 
 
+class LimitReached(ServerError):
+    """`LIMIT`: a server limit other than memory is reached (e.g. --max-rooms)."""
+
+    code = "LIMIT"
+
+
 class AuthError(ServerError):
     """`NOAUTH` / `WRONGPASS`: a password is required, or the one given is wrong."""
 
@@ -120,6 +126,7 @@ ERROR_CODES: Dict[str, Type[ServerError]] = {
     "WRONGTYPE": WrongType,
     "OOM": OutOfMemory,
     "IOERR": StorageError,
+    "LIMIT": LimitReached,
     "NOAUTH": AuthError,
     "WRONGPASS": AuthError,
     "NOTFOUND": NotFound,
