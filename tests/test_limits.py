@@ -260,6 +260,17 @@ def test_one_write_that_would_cross_max_memory_is_refused(server_factory):
         assert raw.cmd("DEL", *[f"p:{i}" for i in range(40)]) == accepted
         assert raw.cmd("SET", "again", one_mb) == b"OK"
 
+    # Writes whose growth is not their arguments count what they add:
+    # SETRANGE pads to its offset, COPY duplicates a stored value.
+    with s.raw(timeout=60) as raw:
+        assert raw.cmd("SETRANGE", "pad", str(30 << 20), "x") == OOM
+        assert raw.cmd("EXISTS", "pad") == 0
+        assert raw.cmd("SET", "eight", b"e" * (8 << 20)) == b"OK"
+        assert raw.cmd("COPY", "eight", "eight2") == 1
+        assert raw.cmd("COPY", "eight", "eight3") == OOM
+        assert raw.cmd("EXISTS", "eight3") == 0
+        assert raw.cmd("DEL", "eight", "eight2") == 2
+
     # The HTTP API checks the same way: about 1 MiB is used, so two PUTs of
     # 7 MiB fit and the third, which would cross 20 MiB, is refused.
     statuses = []

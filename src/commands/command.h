@@ -207,6 +207,11 @@ bool Dispatch(const CommandSpec* spec, Call& call);
 // memory plus those bytes would pass --max-memory (0 = no limit).
 bool OverMemoryLimit(const ServerSettings& settings, uint64_t used, uint64_t adding);
 inline constexpr char kOomMessage[] = "command not allowed when used memory > 'maxmemory'.";
+// For a write that grows the state by about `adding` bytes: true if that
+// fits under --max-memory; else writes the OOM error and returns false.
+// Dispatch calls it with a write's argument bytes; commands whose growth is
+// not their arguments (SETRANGE's offset, COPY's value) call it again with it.
+bool MemoryAllows(Call& call, uint64_t adding);
 
 // Writes an applied entry's result as a reply.
 void WriteApplyResult(const state::ApplyResult& result, ReplyShape shape, protocol::ReplyWriter& w);

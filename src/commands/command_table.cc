@@ -101,6 +101,12 @@ bool OverMemoryLimit(const ServerSettings& settings, uint64_t used, uint64_t add
   return max != 0 && (used > max || adding > max - used);
 }
 
+bool MemoryAllows(Call& call, uint64_t adding) {
+  if (!OverMemoryLimit(call.ctx.settings(), call.ctx.used_memory(), adding)) return true;
+  call.reply.Error(std::string("OOM ") + kOomMessage);
+  return false;
+}
+
 bool Dispatch(const CommandSpec* spec, Call& call) {
   if (spec == nullptr) {
     UnknownCommand(call);
@@ -128,10 +134,7 @@ bool Dispatch(const CommandSpec* spec, Call& call) {
     // (mostly) into the keyspace, so one huge SET cannot jump the limit.
     uint64_t adding = 0;
     for (std::string_view arg : call.args.subspan(1)) adding += arg.size();
-    if (OverMemoryLimit(settings, call.ctx.used_memory(), adding)) {
-      call.reply.Error(std::string("OOM ") + kOomMessage);
-      return false;
-    }
+    if (!MemoryAllows(call, adding)) return false;
   }
   spec->handler(call);
   return true;

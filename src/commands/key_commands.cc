@@ -135,6 +135,11 @@ void Copy(Call& call) {
     call.reply.Error("ERR source and destination objects are the same");
     return;
   }
+  // The copy's value is not in the command: count it against --max-memory.
+  if (const state::Room* room = CurrentRoom(call)) {
+    const state::Item* src = room->Get(call.args[1], call.ctx.NowMs());
+    if (src != nullptr && !MemoryAllows(call, src->value().size() + call.args[2].size())) return;
+  }
   std::string_view op_args[] = {call.args[1], call.args[2], dst_room};
   size_t n = dst_room == call.session.room ? 2 : 3;
   call.Propose(Op::kCopy, flags, 0, std::span<const std::string_view>(op_args, n));

@@ -214,6 +214,15 @@ void SetRange(Call& call) {
     call.reply.Error("ERR string exceeds maximum allowed size (proto-max-bulk-len)");
     return;
   }
+  // A small command can make a large value (SETRANGE k 500000000 x): what
+  // counts against --max-memory is how much the value grows.
+  if (!patch.empty()) {
+    const state::Room* room = call.ctx.state().FindRoom(call.session.room);
+    const state::Item* item = room ? room->Get(call.args[1], call.ctx.NowMs()) : nullptr;
+    const uint64_t end = static_cast<uint64_t>(offset) + patch.size();
+    const uint64_t have = item ? item->value().size() : 0;
+    if (end > have && !MemoryAllows(call, end - have)) return;
+  }
   std::string_view op_args[] = {call.args[1], patch};
   call.Propose(Op::kSetRange, 0, offset, op_args);
 }
