@@ -45,6 +45,10 @@ const ERR_RAFT: i32 = 3;
 const ERR_PANIC: i32 = 4;
 const ERR_POISONED: i32 = 5;
 
+// Index and term of the bootstrap snapshot holding the initial membership.
+const BOOTSTRAP_INDEX: u64 = 1;
+const BOOTSTRAP_TERM: u64 = 1;
+
 type CResult<T> = Result<T, (i32, String)>;
 
 fn raft_err(e: raft::Error) -> (i32, String) {
@@ -382,8 +386,8 @@ pub unsafe extern "C" fn distri_raft_node_new(
     let outcome = catch_unwind(AssertUnwindSafe(|| -> CResult<Box<DistriRaftNode>> {
         let voters = ids_in(cfg.voters, cfg.voters_len)?;
         let learners = ids_in(cfg.learners, cfg.learners_len)?;
-        if voters.is_empty() {
-            return Err(invalid("at least one voter is required"));
+        if voters.is_empty() && !learners.is_empty() {
+            return Err(invalid("learners given without voters"));
         }
         let mut c = Config {
             id: cfg.id,
@@ -403,8 +407,20 @@ pub unsafe extern "C" fn distri_raft_node_new(
             c.max_inflight_msgs = cfg.max_inflight_msgs as usize;
         }
         c.validate().map_err(raft_err)?;
-        let conf_state = ConfState::from((voters, learners));
-        let store = Store { mem: MemStorage::new_with_conf_state(conf_state), snapshot: Snapshot::default() };
+        let mut store = Store { mem: MemStorage::new(), snapshot: Snapshot::default() };
+        if !voters.is_empty() {
+            // Bootstrap: the initial membership is a snapshot at index 1 (empty state machine),
+            // so the log starts at 2. A joining node (no voters) has last index 0, which the
+            // leader can only fill with a snapshot, so it always learns the membership from
+            // one and never replays entries against an empty configuration.
+            let mut snap = Snapshot::default();
+            let meta = snap.mut_metadata();
+            meta.index = BOOTSTRAP_INDEX;
+            meta.term = BOOTSTRAP_TERM;
+            meta.set_conf_state(ConfState::from((voters, learners)));
+            store.mem.wl().apply_snapshot(snap.clone()).map_err(raft_err)?;
+            store.snapshot = snap;
+        }
         let logger = slog::Logger::root(slog::Discard, slog::o!());
         let raw = RawNode::new(&c, store, &logger).map_err(raft_err)?;
         Ok(Box::new(DistriRaftNode { raw, poisoned: false, last_error: CString::default() }))
