@@ -21,14 +21,15 @@
  *  - Every pointer passed in is borrowed for the duration of the call; its bytes are copied.
  *    (NULL, 0) is a valid empty buffer.
  *  - A node is owned by the caller from distri_raft_node_new until distri_raft_node_free.
- *  - A ready handle (from distri_raft_ready, distri_raft_advance or distri_raft_advance_append)
- *    is owned by the caller until distri_raft_ready_free. Every pointer read out of it (message
- *    bytes, entry data, read state contexts, snapshot data and id lists) points into the handle
- *    and stays valid until the handle is freed, also after the handle was passed to advance*.
+ *  - A ready handle (from distri_raft_take_ready, distri_raft_advance or
+ *    distri_raft_advance_append) is owned by the caller until distri_raft_ready_free. Every
+ *    pointer read out of it (message bytes, entry data, read state contexts, snapshot data and
+ *    id lists) points into the handle and stays valid until the handle is freed, also after
+ *    the handle was passed to advance*.
  *  - A ready handle must be freed before its node.
  *
  * Storage: this first version keeps raft's log in memory inside the node (raft-rs MemStorage)
- * plus the newest state-machine snapshot given to distri_raft_compact. distri_raft_ready
+ * plus the newest state-machine snapshot given to distri_raft_compact. distri_raft_take_ready
  * copies the Ready's snapshot, entries and hard state into that store; the caller makes them
  * durable. Restart from durable state is not supported yet: distri_raft_node_new always
  * starts an empty log (see docs/replication.md, "Next steps"). */
@@ -59,6 +60,11 @@ extern "C" {
 #define DISTRI_RAFT_ROLE_CANDIDATE 1
 #define DISTRI_RAFT_ROLE_LEADER 2
 #define DISTRI_RAFT_ROLE_PRE_CANDIDATE 3
+
+/* distri_raft_message.msg_type of a snapshot (eraftpb MsgSnapshot): the transport must
+ * report its delivery or loss with distri_raft_report_snapshot, or raft stops sending to that
+ * follower until it hears back. */
+#define DISTRI_RAFT_MSG_SNAPSHOT 7
 
 /* Entry types (eraftpb EntryType). */
 #define DISTRI_RAFT_ENTRY_NORMAL 0
@@ -215,6 +221,13 @@ int distri_raft_report_snapshot(distri_raft_node* node, uint64_t id, uint8_t fai
  * distri_raft_apply_conf_change is the one as of `index`. */
 int distri_raft_compact(distri_raft_node* node, uint64_t index, const uint8_t* data, size_t len);
 
+/* 1 if, since the last call, raft needed a snapshot the node does not have (a follower, e.g.
+ * a new learner, is behind the compacted log and the kept snapshot is older than it needs or
+ * predates its membership); 0 if not; minus an error code. The caller answers by snapshotting
+ * its state machine at the applied index and passing it to distri_raft_compact; raft retries
+ * sending on its own. */
+int distri_raft_take_snapshot_request(distri_raft_node* node);
+
 /* ---- the Ready loop ----------------------------------------------------------------------- */
 
 /* 1 if a Ready is pending, 0 if not, or minus an error code. */
@@ -222,7 +235,7 @@ int distri_raft_has_ready(distri_raft_node* node);
 /* Takes the pending Ready. REQUIRES: distri_raft_has_ready() == 1, and no step / propose /
  * tick between this call and passing the handle to an advance function. On success *out is a
  * new handle the caller frees with distri_raft_ready_free (after advancing it). */
-int distri_raft_ready(distri_raft_node* node, distri_raft_ready** out);
+int distri_raft_take_ready(distri_raft_node* node, distri_raft_ready** out);
 /* Synchronous pattern: everything in `ready` is persisted, sent and applied. Returns in
  * *light_out a new handle with only a commit index, messages and committed entries, which the
  * caller must also send and apply, and free. */
@@ -239,7 +252,9 @@ int distri_raft_advance_append(distri_raft_node* node, distri_raft_ready* ready,
 int distri_raft_advance_append_async(distri_raft_node* node, distri_raft_ready* ready);
 /* Every Ready up to `number` (distri_raft_ready_number) is durable. */
 int distri_raft_on_persist_ready(distri_raft_node* node, uint64_t number);
-/* The state machine has applied every committed entry up to `applied`. */
+/* The state machine has applied every committed entry up to `applied`. REQUIRES: applied is
+ * durable too (after a Ready with a snapshot, report the snapshot's index only once that
+ * Ready was passed to distri_raft_on_persist_ready); DISTRI_RAFT_ERR_INVALID_ARGUMENT if not. */
 int distri_raft_advance_apply_to(distri_raft_node* node, uint64_t applied);
 /* Frees a ready handle. NULL is ignored. */
 void distri_raft_ready_free(distri_raft_ready* ready);

@@ -188,7 +188,9 @@ Status RaftNode::ReadIndex(std::string_view context) {
   return Check(distri_raft_read_index(node_, Bytes(context), context.size()));
 }
 
-Status RaftNode::TransferLeader(uint64_t to) { return Check(distri_raft_transfer_leader(node_, to)); }
+Status RaftNode::TransferLeader(uint64_t to) {
+  return Check(distri_raft_transfer_leader(node_, to));
+}
 
 Status RaftNode::Campaign() { return Check(distri_raft_campaign(node_)); }
 
@@ -204,6 +206,12 @@ Status RaftNode::Compact(uint64_t index, std::string_view snapshot_data) {
   return Check(distri_raft_compact(node_, index, Bytes(snapshot_data), snapshot_data.size()));
 }
 
+Result<bool> RaftNode::TakeSnapshotRequest() {
+  int rc = distri_raft_take_snapshot_request(node_);
+  if (rc < 0) return Check(-rc);
+  return rc == 1;
+}
+
 Result<bool> RaftNode::HasReady() {
   int rc = distri_raft_has_ready(node_);
   if (rc < 0) return Check(-rc);
@@ -212,7 +220,7 @@ Result<bool> RaftNode::HasReady() {
 
 Result<Ready> RaftNode::TakeReady() {
   distri_raft_ready* handle = nullptr;
-  DISTRI_RETURN_IF_ERROR(Check(distri_raft_ready(node_, &handle)));
+  DISTRI_RETURN_IF_ERROR(Check(distri_raft_take_ready(node_, &handle)));
   return Ready(handle);
 }
 
@@ -254,6 +262,7 @@ Result<std::vector<uint64_t>> RaftNode::Members(bool learners) {
   DISTRI_RETURN_IF_ERROR(
       Check(distri_raft_node_conf_state(node_, learners, ids.data(), ids.size(), &len)));
   ids.resize(std::min(len, ids.size()));
+  std::sort(ids.begin(), ids.end());  // raft keeps them in a hash set
   return ids;
 }
 

@@ -67,6 +67,9 @@ struct ConfChange {
   uint64_t node_id;
 };
 
+// RaftMessage::type of a snapshot: the transport reports its fate with ReportSnapshot.
+inline constexpr int32_t kMsgSnapshot = 7;
+
 // The views below borrow bytes from the Ready they came from: valid until it is destroyed.
 struct RaftMessage {
   uint64_t to;
@@ -178,6 +181,8 @@ class RaftNode {
   Status ReportSnapshot(uint64_t id, bool delivered);
   // REQUIRES: index <= applied; membership as of index already applied.
   Status Compact(uint64_t index, std::string_view snapshot_data);
+  // True once after raft needed a newer snapshot than the one kept: answer with Compact.
+  Result<bool> TakeSnapshotRequest();
 
   // ---- the Ready loop ----
   Result<bool> HasReady();
@@ -194,6 +199,7 @@ class RaftNode {
 
   // ---- introspection ----
   Result<RaftStatus> GetStatus();
+  // Current membership, ascending ids.
   Result<std::vector<uint64_t>> Voters();
   Result<std::vector<uint64_t>> Learners();
 

@@ -53,6 +53,19 @@ bool AllApplied(SimCluster& c, const std::set<uint64_t>& ids, size_t n) {
   return true;
 }
 
+// Runs until every member has applied everything the leader has (e.g. the empty entry of
+// the leader's term), so no replication traffic is left over.
+void Settle(SimCluster& c, uint64_t leader) {
+  ASSERT_TRUE(c.RunUntil([&] {
+    RaftStatus s = c.StatusOf(leader);
+    if (s.commit != s.last_index) return false;
+    for (uint64_t id : c.ids()) {
+      if (c.member(id).applied_index != s.last_index) return false;
+    }
+    return true;
+  }));
+}
+
 std::set<uint64_t> AllBut(SimCluster& c, std::set<uint64_t> excluded) {
   std::set<uint64_t> out;
   for (uint64_t id : c.ids()) {
@@ -313,17 +326,17 @@ TEST(RaftReadIndexTest, ReadStateOnlyAfterQuorumConfirms) {
   ASSERT_NE(leader, 0u);
   ASSERT_TRUE(c.node(leader).Propose("", "x").ok());
   std::set<uint64_t> all = AllBut(c, {});
-  ASSERT_TRUE(c.RunUntil([&] { return AllApplied(c, all, 1); }));
+  Settle(c, leader);
   uint64_t commit = c.StatusOf(leader).commit;
 
-  // Without delivering any message the leader cannot answer: Safe mode needs a heartbeat
-  // round acknowledged by a quorum, never a lease.
+  // Safe mode: the leader answers only after a quorum acknowledged a heartbeat sent after
+  // the request, never from a lease. Steps deliver messages without ticking.
   ASSERT_TRUE(c.node(leader).ReadIndex("read-1").ok());
-  c.FinishPersist(c.member(leader));
+  c.Step();  // the leader sends heartbeats carrying the request
   EXPECT_TRUE(c.member(leader).reads.empty());
-  // Heartbeats out, responses back: two deliveries without any tick.
-  c.Step();
-  c.Step();
+  c.Step();  // followers receive them and respond
+  EXPECT_TRUE(c.member(leader).reads.empty());
+  c.Step();  // responses arrive: a quorum has confirmed the leader
   ASSERT_EQ(c.member(leader).reads.size(), 1u);
   EXPECT_EQ(c.member(leader).reads[0].first, commit);
   EXPECT_EQ(c.member(leader).reads[0].second, "read-1");
@@ -356,6 +369,7 @@ TEST(RaftPersistTest, AcknowledgementsWaitForDurability) {
   SimCluster c(Ids(3));
   uint64_t leader = c.ElectLeader();
   ASSERT_NE(leader, 0u);
+  Settle(c, leader);
   std::set<uint64_t> followers = AllBut(c, {leader});
   for (uint64_t id : followers) c.member(id).hold_persist = true;
   uint64_t commit_before = c.StatusOf(leader).commit;
@@ -407,7 +421,10 @@ TEST(RaftMembershipTest, LearnerCatchesUpBySnapshotAndLogThenIsPromoted) {
   std::set<uint64_t> all = {1, 2, 3, 4};
   ASSERT_TRUE(c.RunUntil([&] { return AllApplied(c, all, want.size()); }));
   ExpectSameLog(c, all, want);
+  // The voters' snapshots predate node 4, so the leader asked for a fresh one (which names
+  // it) and node 4 started from it.
   EXPECT_EQ(c.member(4).snapshots_loaded, 1u);
+  EXPECT_EQ(c.member(leader).snapshots_made, 1u);
   EXPECT_EQ(c.StatusOf(4).role, Role::kFollower);
   auto learners_on_4 = c.node(4).Learners();
   ASSERT_TRUE(learners_on_4.ok());

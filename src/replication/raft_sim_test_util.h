@@ -5,7 +5,8 @@
 // seeded rate), delay them (each message waits a random 0..max_delay extra steps, so messages
 // are reordered) and partition nodes into groups; a message crossing a partition, sent or
 // still in flight, is dropped. Each member's state machine is the list of non-empty normal
-// entries it applied, so tests compare those lists across members.
+// entries it applied, so tests compare those lists across members; a member asked for a
+// snapshot (TakeSnapshotRequest) compacts with its state as applied.
 //
 // The Ready loop is the asynchronous one Distri will use: a member sends a Ready's messages
 // at once, applies its committed entries, hands it back with AdvanceAppendAsync and only
@@ -49,7 +50,9 @@ struct SimMember {
   std::vector<std::pair<uint64_t, std::string>> reads;  // read states: (index, context)
   std::vector<Ready> unpersisted;                       // advanced async, not yet durable
   bool hold_persist = false;                            // test knob: the "fsync" stalls
+  bool snapshot_unpersisted = false;                    // a loaded snapshot awaits its persist
   uint64_t snapshots_loaded = 0;
+  uint64_t snapshots_made = 0;  // on raft's request (TakeSnapshotRequest)
 };
 
 // The member's state machine as snapshot bytes: (index u64, context len u32, context,
@@ -166,12 +169,27 @@ class SimCluster {
     }
     for (InFlight& msg : due) {
       auto it = members_.find(msg.to);
-      if (it == members_.end() || !Connected(msg.from, msg.to)) continue;
+      if (it == members_.end() || !Connected(msg.from, msg.to)) {
+        Lost(msg.from, msg.to, msg.type);
+        continue;
+      }
+      if (msg.type == kMsgSnapshot) {
+        ASSERT_TRUE(members_.at(msg.from)->node->ReportSnapshot(msg.to, true).ok());
+      }
       // A peer may reject a message (e.g. from a removed member); raft decides, not us.
       if (!it->second->node->Step(msg.bytes).ok()) ++rejected_messages_;
       ++delivered_messages_;
     }
-    for (auto& [id, m] : members_) ProcessReadies(*m);
+    for (auto& [id, m] : members_) {
+      ProcessReadies(*m);
+      // A leader that needs a newer snapshot gets one of the state as applied.
+      auto wanted = m->node->TakeSnapshotRequest();
+      ASSERT_TRUE(wanted.ok()) << wanted.status().ToString();
+      if (*wanted) {
+        ++m->snapshots_made;
+        ASSERT_TRUE(m->node->Compact(m->applied_index, EncodeState(m->applied)).ok());
+      }
+    }
   }
 
   // Runs rounds until pred() holds; false if it still does not after max_rounds.
@@ -227,6 +245,13 @@ class SimCluster {
     ASSERT_TRUE(m.node->OnPersistReady(m.unpersisted.back().number()).ok());
     for (Ready& rd : m.unpersisted) Send(m.id, rd.persisted_messages());
     m.unpersisted.clear();
+    m.snapshot_unpersisted = false;
+    ReportApplied(m);
+  }
+
+  void ReportApplied(SimMember& m) {
+    Status s = m.node->AdvanceApplyTo(m.applied_index);
+    ASSERT_TRUE(s.ok()) << "member " << m.id << ": " << s.ToString();
   }
 
   uint64_t delivered_messages() const { return delivered_messages_; }
@@ -236,6 +261,7 @@ class SimCluster {
     uint64_t due;
     uint64_t from;
     uint64_t to;
+    int32_t type;
     std::string bytes;
   };
 
@@ -246,13 +272,22 @@ class SimCluster {
 
   void Send(uint64_t from, const std::vector<RaftMessage>& msgs) {
     for (const RaftMessage& m : msgs) {
-      if (!Connected(from, m.to)) continue;
-      if (drop_rate_ > 0 && std::uniform_real_distribution<double>(0, 1)(rng_) < drop_rate_) {
+      if (!Connected(from, m.to) ||
+          (drop_rate_ > 0 && std::uniform_real_distribution<double>(0, 1)(rng_) < drop_rate_)) {
+        Lost(from, m.to, m.type);
         continue;
       }
       uint64_t delay = max_delay_ > 0 ? std::uniform_int_distribution<int>(0, max_delay_)(rng_)
                                       : 0;
-      in_flight_.push_back(InFlight{step_ + 1 + delay, from, m.to, std::string(m.bytes)});
+      in_flight_.push_back(InFlight{step_ + 1 + delay, from, m.to, m.type, std::string(m.bytes)});
+    }
+  }
+
+  // The transport's duty: a lost snapshot is reported, or the leader waits for it forever.
+  void Lost(uint64_t from, uint64_t to, int32_t type) {
+    auto it = members_.find(from);
+    if (type == kMsgSnapshot && it != members_.end()) {
+      ASSERT_TRUE(it->second->node->ReportSnapshot(to, false).ok());
     }
   }
 
@@ -289,14 +324,17 @@ class SimCluster {
         // A snapshot replaces the state machine and every entry up to its index.
         m.applied = DecodeState(snap->data);
         m.applied_index = snap->index;
+        m.snapshot_unpersisted = true;
         ++m.snapshots_loaded;
       }
       Apply(m, rd.committed_entries());
       if (::testing::Test::HasFatalFailure()) return;
       for (const ReadState& r : rd.read_states()) m.reads.emplace_back(r.index, r.context);
-      ASSERT_TRUE(m.node->AdvanceAppendAsync(rd).ok());
-      ASSERT_TRUE(m.node->AdvanceApplyTo(m.applied_index).ok());
+      Status s = m.node->AdvanceAppendAsync(rd);
+      ASSERT_TRUE(s.ok()) << s.ToString();
       m.unpersisted.push_back(std::move(rd));
+      // Applied may be reported only once durable: a loaded snapshot waits for its persist.
+      if (!m.snapshot_unpersisted) ReportApplied(m);
     }
     FAIL() << "member " << m.id << " never ran out of Readies";
   }

@@ -20,6 +20,7 @@
 //! reports that with `on_persist_ready` / `advance*`. A durable store (and restart from it)
 //! comes with RaftLog; it will replace `MemStorage` behind the same functions.
 
+use std::cell::Cell;
 use std::ffi::CString;
 use std::os::raw::c_char;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -104,7 +105,11 @@ unsafe fn ids_in(ids: *const u64, len: usize) -> CResult<Vec<u64>> {
 /// state-machine snapshot, which `MemStorage` cannot hold (its own `snapshot()` has no data).
 struct Store {
     mem: MemStorage,
-    snapshot: Snapshot, // empty (index 0) until the C++ side compacts or a snapshot arrives
+    snapshot: Snapshot, // the bootstrap snapshot, one received, or one given to compact
+    // Set when raft needed a snapshot that `snapshot` cannot serve; the C++ side polls it
+    // (distri_raft_take_snapshot_request) and answers with distri_raft_compact. A Cell because
+    // Storage::snapshot takes &self.
+    snapshot_requested: Cell<bool>,
 }
 
 impl Storage for Store {
@@ -129,11 +134,25 @@ impl Storage for Store {
     fn last_index(&self) -> raft::Result<u64> {
         self.mem.last_index()
     }
-    fn snapshot(&self, request_index: u64, _to: u64) -> raft::Result<Snapshot> {
-        // Raft asks only when a follower needs entries older than the log holds, which
-        // happens only after a compaction, which always stores a snapshot first.
-        if self.snapshot.get_metadata().index < request_index || self.snapshot.is_empty() {
-            return Err(raft::Error::Store(StorageError::SnapshotTemporarilyUnavailable));
+    fn snapshot(&self, request_index: u64, to: u64) -> raft::Result<Snapshot> {
+        // Raft asks when a follower needs entries the log no longer holds. The kept snapshot
+        // serves only if it is recent enough and its membership includes the follower (a
+        // follower refuses a snapshot that does not name it, e.g. one taken before it was
+        // added); otherwise ask the C++ side for a fresh one and let raft retry later.
+        let meta = self.snapshot.get_metadata();
+        let cs = meta.get_conf_state();
+        let names_to = cs
+            .voters
+            .iter()
+            .chain(&cs.learners)
+            .chain(&cs.voters_outgoing)
+            .chain(&cs.learners_next)
+            .any(|id| *id == to);
+        if self.snapshot.is_empty() || meta.index < request_index || !names_to {
+            self.snapshot_requested.set(true);
+            return Err(raft::Error::Store(
+                StorageError::SnapshotTemporarilyUnavailable,
+            ));
         }
         Ok(self.snapshot.clone())
     }
@@ -407,7 +426,11 @@ pub unsafe extern "C" fn distri_raft_node_new(
             c.max_inflight_msgs = cfg.max_inflight_msgs as usize;
         }
         c.validate().map_err(raft_err)?;
-        let mut store = Store { mem: MemStorage::new(), snapshot: Snapshot::default() };
+        let mut store = Store {
+            mem: MemStorage::new(),
+            snapshot: Snapshot::default(),
+            snapshot_requested: Cell::new(false),
+        };
         if !voters.is_empty() {
             // Bootstrap: the initial membership is a snapshot at index 1 (empty state machine),
             // so the log starts at 2. A joining node (no voters) has last index 0, which the
@@ -418,12 +441,20 @@ pub unsafe extern "C" fn distri_raft_node_new(
             meta.index = BOOTSTRAP_INDEX;
             meta.term = BOOTSTRAP_TERM;
             meta.set_conf_state(ConfState::from((voters, learners)));
-            store.mem.wl().apply_snapshot(snap.clone()).map_err(raft_err)?;
+            store
+                .mem
+                .wl()
+                .apply_snapshot(snap.clone())
+                .map_err(raft_err)?;
             store.snapshot = snap;
         }
         let logger = slog::Logger::root(slog::Discard, slog::o!());
         let raw = RawNode::new(&c, store, &logger).map_err(raft_err)?;
-        Ok(Box::new(DistriRaftNode { raw, poisoned: false, last_error: CString::default() }))
+        Ok(Box::new(DistriRaftNode {
+            raw,
+            poisoned: false,
+            last_error: CString::default(),
+        }))
     }));
     match outcome {
         Ok(Ok(node)) => {
@@ -478,11 +509,19 @@ pub unsafe extern "C" fn distri_raft_tick(node: *mut DistriRaftNode) -> i32 {
 /// # Safety
 /// See raft_capi.h.
 #[no_mangle]
-pub unsafe extern "C" fn distri_raft_step(node: *mut DistriRaftNode, data: *const u8, len: usize) -> i32 {
+pub unsafe extern "C" fn distri_raft_step(
+    node: *mut DistriRaftNode,
+    data: *const u8,
+    len: usize,
+) -> i32 {
     with_node(node, |n| {
         let bytes = bytes_in(data, len)?;
-        let msg = Message::parse_from_bytes(bytes)
-            .map_err(|e| (ERR_INVALID_ARGUMENT, format!("undecodable raft message: {e}")))?;
+        let msg = Message::parse_from_bytes(bytes).map_err(|e| {
+            (
+                ERR_INVALID_ARGUMENT,
+                format!("undecodable raft message: {e}"),
+            )
+        })?;
         n.raw.step(msg).map_err(raft_err)
     })
 }
@@ -548,12 +587,20 @@ pub unsafe extern "C" fn distri_raft_apply_conf_change(
     with_node(node, |n| {
         let bytes = bytes_in(data, len)?;
         let cs = if entry_type == EntryType::EntryConfChange as i32 {
-            let cc = ConfChange::parse_from_bytes(bytes)
-                .map_err(|e| (ERR_INVALID_ARGUMENT, format!("undecodable conf change: {e}")))?;
+            let cc = ConfChange::parse_from_bytes(bytes).map_err(|e| {
+                (
+                    ERR_INVALID_ARGUMENT,
+                    format!("undecodable conf change: {e}"),
+                )
+            })?;
             n.raw.apply_conf_change(&cc).map_err(raft_err)?
         } else if entry_type == EntryType::EntryConfChangeV2 as i32 {
-            let cc = ConfChangeV2::parse_from_bytes(bytes)
-                .map_err(|e| (ERR_INVALID_ARGUMENT, format!("undecodable conf change: {e}")))?;
+            let cc = ConfChangeV2::parse_from_bytes(bytes).map_err(|e| {
+                (
+                    ERR_INVALID_ARGUMENT,
+                    format!("undecodable conf change: {e}"),
+                )
+            })?;
             n.raw.apply_conf_change(&cc).map_err(raft_err)?
         } else {
             return Err(invalid("entry is not a conf change"));
@@ -615,7 +662,11 @@ pub unsafe extern "C" fn distri_raft_report_snapshot(
     failed: u8,
 ) -> i32 {
     with_node(node, |n| {
-        let status = if failed != 0 { SnapshotStatus::Failure } else { SnapshotStatus::Finish };
+        let status = if failed != 0 {
+            SnapshotStatus::Failure
+        } else {
+            SnapshotStatus::Finish
+        };
         n.raw.report_snapshot(id, status);
         Ok(())
     })
@@ -653,6 +704,21 @@ pub unsafe extern "C" fn distri_raft_compact(
     })
 }
 
+/// # Safety
+/// See raft_capi.h.
+#[no_mangle]
+pub unsafe extern "C" fn distri_raft_take_snapshot_request(node: *mut DistriRaftNode) -> i32 {
+    let mut requested = false;
+    let rc = with_node(node, |n| {
+        requested = n.raw.store().snapshot_requested.replace(false);
+        Ok(())
+    });
+    if rc != OK {
+        return -rc;
+    }
+    requested as i32
+}
+
 // ---------------------------------------------------------------------------------------------
 // The Ready loop
 // ---------------------------------------------------------------------------------------------
@@ -675,7 +741,7 @@ pub unsafe extern "C" fn distri_raft_has_ready(node: *mut DistriRaftNode) -> i32
 /// # Safety
 /// See raft_capi.h.
 #[no_mangle]
-pub unsafe extern "C" fn distri_raft_ready(
+pub unsafe extern "C" fn distri_raft_take_ready(
     node: *mut DistriRaftNode,
     out: *mut *mut DistriRaftReady,
 ) -> i32 {
@@ -686,12 +752,16 @@ pub unsafe extern "C" fn distri_raft_ready(
     with_node(node, |n| {
         let mut rd = n.raw.ready();
         let mut h = DistriRaftReady::new(rd.number());
-        h.soft_state = rd
-            .ss()
-            .map(|s| DistriRaftSoftState { leader_id: s.leader_id, role: role_code(s.raft_state) });
+        h.soft_state = rd.ss().map(|s| DistriRaftSoftState {
+            leader_id: s.leader_id,
+            role: role_code(s.raft_state),
+        });
         let hs: Option<HardState> = rd.hs().cloned();
-        h.hard_state =
-            hs.as_ref().map(|s| DistriRaftHardState { term: s.term, vote: s.vote, commit: s.commit });
+        h.hard_state = hs.as_ref().map(|s| DistriRaftHardState {
+            term: s.term,
+            vote: s.vote,
+            commit: s.commit,
+        });
         h.must_sync = rd.must_sync();
         h.snapshot = rd.snapshot().clone();
         h.add_messages(rd.take_messages(), false)?;
@@ -712,7 +782,11 @@ pub unsafe extern "C" fn distri_raft_ready(
         // Raft must be able to read this Ready's state back from storage before advance*.
         let store = n.raw.mut_store();
         if !h.snapshot.is_empty() {
-            store.mem.wl().apply_snapshot(h.snapshot.clone()).map_err(raft_err)?;
+            store
+                .mem
+                .wl()
+                .apply_snapshot(h.snapshot.clone())
+                .map_err(raft_err)?;
             store.snapshot = h.snapshot.clone();
         }
         if !h.entries_owned.is_empty() {
@@ -739,8 +813,15 @@ unsafe fn advance_common(
     }
     *light_out = ptr::null_mut();
     with_node(node, |n| {
-        let rd = (*ready).ready.take().ok_or_else(|| invalid("ready already advanced"))?;
-        let mut light = if apply_too { n.raw.advance(rd) } else { n.raw.advance_append(rd) };
+        let rd = (*ready)
+            .ready
+            .take()
+            .ok_or_else(|| invalid("ready already advanced"))?;
+        let mut light = if apply_too {
+            n.raw.advance(rd)
+        } else {
+            n.raw.advance_append(rd)
+        };
         let mut h = DistriRaftReady::new(0);
         if let Some(commit) = light.commit_index() {
             h.commit_index = commit;
@@ -786,7 +867,10 @@ pub unsafe extern "C" fn distri_raft_advance_append_async(
         return ERR_INVALID_ARGUMENT;
     }
     with_node(node, |n| {
-        let rd = (*ready).ready.take().ok_or_else(|| invalid("ready already advanced"))?;
+        let rd = (*ready)
+            .ready
+            .take()
+            .ok_or_else(|| invalid("ready already advanced"))?;
         n.raw.advance_append_async(rd);
         Ok(())
     })
@@ -795,7 +879,10 @@ pub unsafe extern "C" fn distri_raft_advance_append_async(
 /// # Safety
 /// See raft_capi.h.
 #[no_mangle]
-pub unsafe extern "C" fn distri_raft_on_persist_ready(node: *mut DistriRaftNode, number: u64) -> i32 {
+pub unsafe extern "C" fn distri_raft_on_persist_ready(
+    node: *mut DistriRaftNode,
+    number: u64,
+) -> i32 {
     with_node(node, |n| {
         n.raw.on_persist_ready(number);
         Ok(())
@@ -805,10 +892,20 @@ pub unsafe extern "C" fn distri_raft_on_persist_ready(node: *mut DistriRaftNode,
 /// # Safety
 /// See raft_capi.h.
 #[no_mangle]
-pub unsafe extern "C" fn distri_raft_advance_apply_to(node: *mut DistriRaftNode, applied: u64) -> i32 {
+pub unsafe extern "C" fn distri_raft_advance_apply_to(
+    node: *mut DistriRaftNode,
+    applied: u64,
+) -> i32 {
     with_node(node, |n| {
-        if applied > n.raw.raft.raft_log.committed {
-            return Err(invalid("applied index beyond commit index"));
+        // raft panics on these; they are caller bugs, so say so instead of poisoning the node.
+        let log = &n.raw.raft.raft_log;
+        if applied > log.committed || applied > log.persisted {
+            return Err(invalid(
+                "applied index beyond the commit index or the persisted index",
+            ));
+        }
+        if applied < log.applied {
+            return Ok(()); // already reported
         }
         n.raw.advance_apply_to(applied);
         Ok(())
@@ -858,7 +955,10 @@ pub unsafe extern "C" fn distri_raft_ready_soft_state(
 ) -> i32 {
     match &(*ready).soft_state {
         Some(s) => {
-            *out = DistriRaftSoftState { leader_id: s.leader_id, role: s.role };
+            *out = DistriRaftSoftState {
+                leader_id: s.leader_id,
+                role: s.role,
+            };
             1
         }
         None => 0,
@@ -874,7 +974,11 @@ pub unsafe extern "C" fn distri_raft_ready_hard_state(
 ) -> i32 {
     match &(*ready).hard_state {
         Some(s) => {
-            *out = DistriRaftHardState { term: s.term, vote: s.vote, commit: s.commit };
+            *out = DistriRaftHardState {
+                term: s.term,
+                vote: s.vote,
+                commit: s.commit,
+            };
             1
         }
         None => 0,
@@ -915,7 +1019,11 @@ pub unsafe extern "C" fn distri_raft_ready_messages(
     persisted: i32,
     len: *mut usize,
 ) -> *const DistriRaftMessage {
-    let v = if persisted != 0 { &(*ready).persisted_messages } else { &(*ready).messages };
+    let v = if persisted != 0 {
+        &(*ready).persisted_messages
+    } else {
+        &(*ready).messages
+    };
     *len = v.len();
     v.as_ptr()
 }
@@ -998,7 +1106,11 @@ pub unsafe extern "C" fn distri_raft_node_conf_state(
     }
     with_node(node, |n| {
         let cs = n.raw.raft.prs().conf().to_conf_state();
-        let ids = if learners != 0 { &cs.learners } else { &cs.voters };
+        let ids = if learners != 0 {
+            &cs.learners
+        } else {
+            &cs.voters
+        };
         *len = ids.len();
         for (i, id) in ids.iter().take(cap).enumerate() {
             *out.add(i) = *id;
