@@ -449,6 +449,37 @@ TEST(RaftMembershipTest, LearnerCatchesUpBySnapshotAndLogThenIsPromoted) {
   ExpectSameLog(c, live, want);
 }
 
+TEST(RaftMembershipTest, ReplacesAVoterInOneJointChange) {
+  // Replacing a dead node: add the newcomer as a learner, then swap it in for the old voter
+  // in one change (joint consensus, left automatically), while the group keeps committing.
+  SimCluster c(Ids(3));
+  uint64_t leader = c.ElectLeader();
+  ASSERT_NE(leader, 0u);
+  uint64_t old_node = leader == 3 ? 2 : 3;
+  ConfChange add_learner{ConfChangeType::kAddLearner, 4};
+  ASSERT_TRUE(c.node(leader).ProposeConfChange("", {&add_learner, 1}).ok());
+  c.AddMember(SimCluster::BaseConfig(4));
+  ASSERT_TRUE(c.node(leader).Propose("", "while-learning").ok());
+  ASSERT_TRUE(c.RunUntil([&] { return AllApplied(c, {1, 2, 3, 4}, 1); }));
+
+  c.Isolate(old_node);  // it died
+  std::vector<ConfChange> swap = {{ConfChangeType::kAddVoter, 4},
+                                  {ConfChangeType::kRemoveNode, old_node}};
+  ASSERT_TRUE(c.node(leader).ProposeConfChange("replace", swap).ok());
+  std::set<uint64_t> live = AllBut(c, {old_node});
+  std::vector<uint64_t> want_voters(live.begin(), live.end());
+  ASSERT_TRUE(c.RunUntil([&] {
+    for (uint64_t id : live) {
+      auto v = c.node(id).Voters();
+      if (!v.ok() || *v != want_voters) return false;
+    }
+    return true;
+  }));
+  ASSERT_TRUE(c.node(leader).Propose("", "after-replace").ok());
+  ASSERT_TRUE(c.RunUntil([&] { return AllApplied(c, live, 2); }));
+  ExpectSameLog(c, live, {"while-learning", "after-replace"});
+}
+
 TEST(RaftMembershipTest, RemovedNodeLeavesTheQuorum) {
   SimCluster c(Ids(3));
   uint64_t leader = c.ElectLeader();
