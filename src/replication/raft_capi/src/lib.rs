@@ -20,6 +20,9 @@
 //! reports that with `on_persist_ready` / `advance*`. A durable store (and restart from it)
 //! comes with RaftLog; it will replace `MemStorage` behind the same functions.
 
+mod ready;
+mod store;
+
 use std::cell::Cell;
 use std::ffi::CString;
 use std::os::raw::c_char;
@@ -29,14 +32,14 @@ use std::slice;
 
 use protobuf::Message as PbMessage;
 use raft::eraftpb::{
-    ConfChange, ConfChangeSingle, ConfChangeType, ConfChangeV2, ConfState, Entry, EntryType,
-    HardState, Message, Snapshot,
+    ConfChange, ConfChangeSingle, ConfChangeType, ConfChangeV2, ConfState, EntryType, HardState,
+    Message, Snapshot,
 };
 use raft::storage::MemStorage;
-use raft::{
-    Config, GetEntriesContext, RaftState, RawNode, ReadOnlyOption, ReadState, Ready,
-    SnapshotStatus, StateRole, Storage, StorageError,
-};
+use raft::{Config, RawNode, ReadOnlyOption, SnapshotStatus, StateRole, Storage};
+
+use ready::*;
+use store::Store;
 
 // Return codes; keep in sync with raft_capi.h.
 const OK: i32 = 0;
@@ -98,67 +101,6 @@ unsafe fn ids_in(ids: *const u64, len: usize) -> CResult<Vec<u64>> {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Storage
-// ---------------------------------------------------------------------------------------------
-
-/// The log raft reads: `MemStorage` for entries, hard state and conf state, plus the newest
-/// state-machine snapshot, which `MemStorage` cannot hold (its own `snapshot()` has no data).
-struct Store {
-    mem: MemStorage,
-    snapshot: Snapshot, // the bootstrap snapshot, one received, or one given to compact
-    // Set when raft needed a snapshot that `snapshot` cannot serve; the C++ side polls it
-    // (distri_raft_take_snapshot_request) and answers with distri_raft_compact. A Cell because
-    // Storage::snapshot takes &self.
-    snapshot_requested: Cell<bool>,
-}
-
-impl Storage for Store {
-    fn initial_state(&self) -> raft::Result<RaftState> {
-        self.mem.initial_state()
-    }
-    fn entries(
-        &self,
-        low: u64,
-        high: u64,
-        max_size: impl Into<Option<u64>>,
-        context: GetEntriesContext,
-    ) -> raft::Result<Vec<Entry>> {
-        self.mem.entries(low, high, max_size, context)
-    }
-    fn term(&self, idx: u64) -> raft::Result<u64> {
-        self.mem.term(idx)
-    }
-    fn first_index(&self) -> raft::Result<u64> {
-        self.mem.first_index()
-    }
-    fn last_index(&self) -> raft::Result<u64> {
-        self.mem.last_index()
-    }
-    fn snapshot(&self, request_index: u64, to: u64) -> raft::Result<Snapshot> {
-        // Raft asks when a follower needs entries the log no longer holds. The kept snapshot
-        // serves only if it is recent enough and its membership includes the follower (a
-        // follower refuses a snapshot that does not name it, e.g. one taken before it was
-        // added); otherwise ask the C++ side for a fresh one and let raft retry later.
-        let meta = self.snapshot.get_metadata();
-        let cs = meta.get_conf_state();
-        let names_to = cs
-            .voters
-            .iter()
-            .chain(&cs.learners)
-            .chain(&cs.voters_outgoing)
-            .chain(&cs.learners_next)
-            .any(|id| *id == to);
-        if self.snapshot.is_empty() || meta.index < request_index || !names_to {
-            self.snapshot_requested.set(true);
-            return Err(raft::Error::Store(
-                StorageError::SnapshotTemporarilyUnavailable,
-            ));
-        }
-        Ok(self.snapshot.clone())
-    }
-}
-
-// ---------------------------------------------------------------------------------------------
 // C-visible structs (layouts mirror raft_capi.h)
 // ---------------------------------------------------------------------------------------------
 
@@ -176,57 +118,6 @@ pub struct DistriRaftConfig {
     pub max_inflight_msgs: u64,
     pub check_quorum: u8,
     pub pre_vote: u8,
-}
-
-#[repr(C)]
-pub struct DistriRaftMessage {
-    pub to: u64,
-    pub msg_type: i32,
-    pub data: *const u8,
-    pub len: usize,
-}
-
-#[repr(C)]
-pub struct DistriRaftEntry {
-    pub index: u64,
-    pub term: u64,
-    pub entry_type: i32,
-    pub data: *const u8,
-    pub data_len: usize,
-    pub context: *const u8,
-    pub context_len: usize,
-}
-
-#[repr(C)]
-pub struct DistriRaftHardState {
-    pub term: u64,
-    pub vote: u64,
-    pub commit: u64,
-}
-
-#[repr(C)]
-pub struct DistriRaftSoftState {
-    pub leader_id: u64,
-    pub role: i32,
-}
-
-#[repr(C)]
-pub struct DistriRaftReadState {
-    pub index: u64,
-    pub context: *const u8,
-    pub context_len: usize,
-}
-
-#[repr(C)]
-pub struct DistriRaftSnapshot {
-    pub index: u64,
-    pub term: u64,
-    pub data: *const u8,
-    pub data_len: usize,
-    pub voters: *const u64,
-    pub voters_len: usize,
-    pub learners: *const u64,
-    pub learners_len: usize,
 }
 
 #[repr(C)]
@@ -257,7 +148,7 @@ fn role_code(r: StateRole) -> i32 {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Node and ready handles
+// The node
 // ---------------------------------------------------------------------------------------------
 
 pub struct DistriRaftNode {
@@ -268,88 +159,6 @@ pub struct DistriRaftNode {
 
 /// Everything one Ready (or LightReady) hands to the application, owned here so the C side can
 /// read it through plain pointers until `distri_raft_ready_free`.
-pub struct DistriRaftReady {
-    ready: Option<Ready>, // the husk passed back to advance*; None for light readies
-    number: u64,
-    soft_state: Option<DistriRaftSoftState>,
-    hard_state: Option<DistriRaftHardState>,
-    must_sync: bool,
-    commit_index: u64,
-    snapshot: Snapshot,
-    message_bytes: Vec<Vec<u8>>,
-    messages: Vec<DistriRaftMessage>,
-    persisted_messages: Vec<DistriRaftMessage>,
-    entries_owned: Vec<Entry>,
-    entries: Vec<DistriRaftEntry>,
-    committed_owned: Vec<Entry>,
-    committed: Vec<DistriRaftEntry>,
-    read_states_owned: Vec<ReadState>,
-    read_states: Vec<DistriRaftReadState>,
-}
-
-fn entry_views(entries: &[Entry]) -> Vec<DistriRaftEntry> {
-    entries
-        .iter()
-        .map(|e| DistriRaftEntry {
-            index: e.index,
-            term: e.term,
-            entry_type: e.get_entry_type() as i32,
-            data: e.data.as_ptr(),
-            data_len: e.data.len(),
-            context: e.context.as_ptr(),
-            context_len: e.context.len(),
-        })
-        .collect()
-}
-
-impl DistriRaftReady {
-    fn new(number: u64) -> Box<DistriRaftReady> {
-        Box::new(DistriRaftReady {
-            ready: None,
-            number,
-            soft_state: None,
-            hard_state: None,
-            must_sync: false,
-            commit_index: 0,
-            snapshot: Snapshot::default(),
-            message_bytes: Vec::new(),
-            messages: Vec::new(),
-            persisted_messages: Vec::new(),
-            entries_owned: Vec::new(),
-            entries: Vec::new(),
-            committed_owned: Vec::new(),
-            committed: Vec::new(),
-            read_states_owned: Vec::new(),
-            read_states: Vec::new(),
-        })
-    }
-
-    // Serialises `msgs`; the views point into `message_bytes`, whose inner buffers never move.
-    fn add_messages(&mut self, msgs: Vec<Message>, persisted: bool) -> CResult<()> {
-        for m in msgs {
-            let bytes = m.write_to_bytes().map_err(|e| (ERR_RAFT, e.to_string()))?;
-            let view = DistriRaftMessage {
-                to: m.to,
-                msg_type: m.get_msg_type() as i32,
-                data: bytes.as_ptr(),
-                len: bytes.len(),
-            };
-            self.message_bytes.push(bytes);
-            if persisted {
-                self.persisted_messages.push(view);
-            } else {
-                self.messages.push(view);
-            }
-        }
-        Ok(())
-    }
-
-    fn set_committed(&mut self, committed: Vec<Entry>) {
-        self.committed_owned = committed;
-        self.committed = entry_views(&self.committed_owned);
-    }
-}
-
 // Runs `f` on a live node: null and poison checks, panic capture, error text.
 unsafe fn with_node<F>(node: *mut DistriRaftNode, f: F) -> i32
 where
@@ -566,8 +375,10 @@ pub unsafe extern "C" fn distri_raft_propose_conf_change(
                 2 => ConfChangeType::AddLearnerNode,
                 _ => return Err(invalid("unknown conf change type")),
             };
-            let mut single = ConfChangeSingle::default();
-            single.node_id = c.node_id;
+            let mut single = ConfChangeSingle {
+                node_id: c.node_id,
+                ..Default::default()
+            };
             single.set_change_type(ty);
             cc.mut_changes().push(single);
         }
@@ -919,146 +730,6 @@ pub unsafe extern "C" fn distri_raft_ready_free(ready: *mut DistriRaftReady) {
     if !ready.is_null() {
         let _ = catch_unwind(AssertUnwindSafe(|| drop(Box::from_raw(ready))));
     }
-}
-
-// ---------------------------------------------------------------------------------------------
-// Ready accessors (pure reads of the handle; they cannot fail)
-// ---------------------------------------------------------------------------------------------
-
-/// # Safety
-/// `ready` must be a live handle.
-#[no_mangle]
-pub unsafe extern "C" fn distri_raft_ready_number(ready: *const DistriRaftReady) -> u64 {
-    (*ready).number
-}
-
-/// # Safety
-/// `ready` must be a live handle.
-#[no_mangle]
-pub unsafe extern "C" fn distri_raft_ready_must_sync(ready: *const DistriRaftReady) -> i32 {
-    (*ready).must_sync as i32
-}
-
-/// # Safety
-/// `ready` must be a live handle.
-#[no_mangle]
-pub unsafe extern "C" fn distri_raft_ready_commit_index(ready: *const DistriRaftReady) -> u64 {
-    (*ready).commit_index
-}
-
-/// # Safety
-/// `ready` must be a live handle; `out` writable.
-#[no_mangle]
-pub unsafe extern "C" fn distri_raft_ready_soft_state(
-    ready: *const DistriRaftReady,
-    out: *mut DistriRaftSoftState,
-) -> i32 {
-    match &(*ready).soft_state {
-        Some(s) => {
-            *out = DistriRaftSoftState {
-                leader_id: s.leader_id,
-                role: s.role,
-            };
-            1
-        }
-        None => 0,
-    }
-}
-
-/// # Safety
-/// `ready` must be a live handle; `out` writable.
-#[no_mangle]
-pub unsafe extern "C" fn distri_raft_ready_hard_state(
-    ready: *const DistriRaftReady,
-    out: *mut DistriRaftHardState,
-) -> i32 {
-    match &(*ready).hard_state {
-        Some(s) => {
-            *out = DistriRaftHardState {
-                term: s.term,
-                vote: s.vote,
-                commit: s.commit,
-            };
-            1
-        }
-        None => 0,
-    }
-}
-
-/// # Safety
-/// `ready` must be a live handle; `out` writable.
-#[no_mangle]
-pub unsafe extern "C" fn distri_raft_ready_snapshot(
-    ready: *const DistriRaftReady,
-    out: *mut DistriRaftSnapshot,
-) -> i32 {
-    let s = &(*ready).snapshot;
-    if s.is_empty() {
-        return 0;
-    }
-    let meta = s.get_metadata();
-    let cs = meta.get_conf_state();
-    *out = DistriRaftSnapshot {
-        index: meta.index,
-        term: meta.term,
-        data: s.data.as_ptr(),
-        data_len: s.data.len(),
-        voters: cs.voters.as_ptr(),
-        voters_len: cs.voters.len(),
-        learners: cs.learners.as_ptr(),
-        learners_len: cs.learners.len(),
-    };
-    1
-}
-
-/// # Safety
-/// `ready` must be a live handle; `len` writable.
-#[no_mangle]
-pub unsafe extern "C" fn distri_raft_ready_messages(
-    ready: *const DistriRaftReady,
-    persisted: i32,
-    len: *mut usize,
-) -> *const DistriRaftMessage {
-    let v = if persisted != 0 {
-        &(*ready).persisted_messages
-    } else {
-        &(*ready).messages
-    };
-    *len = v.len();
-    v.as_ptr()
-}
-
-/// # Safety
-/// `ready` must be a live handle; `len` writable.
-#[no_mangle]
-pub unsafe extern "C" fn distri_raft_ready_entries(
-    ready: *const DistriRaftReady,
-    len: *mut usize,
-) -> *const DistriRaftEntry {
-    *len = (*ready).entries.len();
-    (*ready).entries.as_ptr()
-}
-
-/// # Safety
-/// `ready` must be a live handle; `len` writable.
-#[no_mangle]
-pub unsafe extern "C" fn distri_raft_ready_committed_entries(
-    ready: *const DistriRaftReady,
-    len: *mut usize,
-) -> *const DistriRaftEntry {
-    *len = (*ready).committed.len();
-    (*ready).committed.as_ptr()
-}
-
-/// # Safety
-/// `ready` must be a live handle; `len` writable.
-#[no_mangle]
-pub unsafe extern "C" fn distri_raft_ready_read_states(
-    ready: *const DistriRaftReady,
-    len: *mut usize,
-) -> *const DistriRaftReadState {
-    *len = (*ready).read_states.len();
-    (*ready).read_states.as_ptr()
 }
 
 // ---------------------------------------------------------------------------------------------
