@@ -2,7 +2,8 @@
 # Installs what building (and, with --test, testing) Distri needs on Debian.
 # Safe to run again: it installs only what is missing.
 #
-#   scripts/install-deps.sh          build dependencies (C++ toolchain, libuv, OpenSSL, xxHash)
+#   scripts/install-deps.sh          build dependencies (C++ toolchain, libuv, OpenSSL, xxHash,
+#                                    a Rust toolchain for src/replication/raft_capi)
 #   scripts/install-deps.sh --test   plus clang (fuzzing), GoogleTest, redis tools, Python test venv
 set -euo pipefail
 
@@ -30,6 +31,31 @@ if [[ ${#missing[@]} -gt 0 ]]; then
   [[ $(id -u) -ne 0 ]] && sudo_cmd="sudo"
   $sudo_cmd apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+# Rust, for src/replication/raft_capi (TiKV's raft crate; CMake runs cargo, which fetches
+# the crates pinned in Cargo.lock from crates.io on the first build). Debian bookworm's
+# cargo/rustc 1.63 are too old for those crates (rustc >= 1.71) and for a version-4
+# Cargo.lock (cargo >= 1.78), so when no recent enough cargo is on PATH or in ~/.cargo/bin,
+# rustup's official installer puts the stable toolchain in ~/.cargo (CMake looks there).
+rust_min_minor=78
+cargo_ok() {
+  local v
+  v="$("$1" --version 2>/dev/null | awk '{print $2}')" || return 1
+  [[ "${v%%.*}" == 1 ]] || return 1
+  v="${v#1.}"
+  [[ "${v%%.*}" -ge $rust_min_minor ]]
+}
+if ! { command -v cargo >/dev/null && cargo_ok cargo; } && ! cargo_ok "$HOME/.cargo/bin/cargo"; then
+  echo "installing the Rust toolchain (rustup, stable, minimal profile) into ~/.cargo"
+  command -v curl >/dev/null || {
+    sudo_cmd=""
+    [[ $(id -u) -ne 0 ]] && sudo_cmd="sudo"
+    $sudo_cmd apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq curl ca-certificates >/dev/null
+  }
+  curl --proto '=https' --tlsv1.2 -sSf https://sh.rustup.rs |
+    sh -s -- -y --profile minimal --default-toolchain stable --no-modify-path
 fi
 
 if [[ $want_test == 1 ]]; then
