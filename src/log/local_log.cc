@@ -33,6 +33,10 @@ constexpr std::string_view kManifestName = "MANIFEST";
 // The snapshot child writes kProgressByte to its report pipe per
 // kProgressBytes of snapshot (a heartbeat; see FinishSnapshot).
 constexpr char kProgressByte = '.';
+// ...and kSyncingByte once everything is written and it starts the final
+// fsync, which can take long on a slow disk and reports no progress: the
+// stall clock stops there.
+constexpr char kSyncingByte = ',';
 constexpr uint64_t kProgressBytes = 1 << 20;
 
 bool EndsWith(std::string_view s, std::string_view suffix) {
@@ -517,8 +521,10 @@ void LocalLog::RunSnapshotChild(pid_t parent, int report_fd, const std::string& 
   if (::getppid() != parent) ::_exit(3);
   // Ctrl-C in a terminal signals the whole process group: let the parent
   // stop cleanly (it waits for this snapshot) instead of failing it.
+  // The same for SIGTERM (a service manager signals the whole group); the
+  // parent's own handlers must not run here either.
   ::signal(SIGINT, SIG_IGN);
-  ::signal(SIGTERM, SIG_DFL);
+  ::signal(SIGTERM, SIG_IGN);
   // Close every descriptor but stdio and the report pipe: client sockets and
   // the listening socket must close when the parent closes them, not when the
   // snapshot ends.
@@ -544,6 +550,7 @@ void LocalLog::RunSnapshotChild(pid_t parent, int report_fd, const std::string& 
         }
         return (*writer)->Append(bytes);
       });
+      if (st.ok()) WriteAll(report_fd, std::string_view(&kSyncingByte, 1));
       if (st.ok()) st = (*writer)->Finish();
       // The child fsyncs: its parent's snapshot thread then only renames.
       if (st.ok()) st = (*writer)->ReleaseFile()->Sync();
@@ -708,6 +715,14 @@ Status LocalLog::FixTail() {
 // headerless segment that the manifest names is damage, not a crash. On
 // failure the current segment stays current.
 Status LocalLog::RollSegment(uint64_t first_index) {
+  // With --fsync off the sealed segment's last records may not be on disk
+  // yet; they must be before a newer segment is, or a machine crash would
+  // leave a gap (or a torn record) in a sealed segment, which recovery
+  // rightly refuses. One fdatasync per segment.
+  if (!options_.fsync && segment_ != nullptr) {
+    Status sealed = segment_->Sync();
+    if (!sealed.ok()) return sealed;
+  }
   const std::string path = SegmentPath(first_index);
   auto file = fs_->OpenWritable(path, /*truncate=*/true);
   if (!file.ok()) return file.status();
@@ -778,12 +793,13 @@ bool LocalLog::FinishSnapshot(SnapshotTask& task) {
   // do not wait for it forever.
   std::string report;
   bool stuck = false;
+  bool syncing = false;  // past kSyncingByte: no stall timeout
   char buf[512];
   const int timeout_ms = static_cast<int>(std::min<int64_t>(
       options_.snapshot_stall_timeout.count(), std::numeric_limits<int>::max()));
   for (;;) {
     pollfd p{task.report_fd, POLLIN, 0};
-    int ready = ::poll(&p, 1, timeout_ms);
+    int ready = ::poll(&p, 1, syncing ? -1 : timeout_ms);
     if (ready < 0 && errno == EINTR) continue;
     if (ready == 0 && !stuck) {
       stuck = true;
@@ -794,7 +810,11 @@ bool LocalLog::FinishSnapshot(SnapshotTask& task) {
     if (n < 0 && errno == EINTR) continue;
     if (n <= 0) break;
     for (ssize_t i = 0; i < n; ++i) {
-      if (buf[i] != kProgressByte && report.size() < 4096) report.push_back(buf[i]);
+      if (buf[i] == kSyncingByte) {
+        syncing = true;
+      } else if (buf[i] != kProgressByte && report.size() < 4096) {
+        report.push_back(buf[i]);
+      }
     }
   }
   ::close(task.report_fd);
