@@ -2,6 +2,7 @@
 SCAN MATCH cost at most linear-ish time per key, patterns have a length cap
 (--max-pattern-bytes), and KEYS over a big room lets other clients in."""
 
+import os
 import threading
 import time
 
@@ -119,3 +120,35 @@ def test_keys_over_a_big_room_lets_other_clients_in(server):
     keys.close()
     ping.close()
     c.flushall()
+
+
+def test_keys_stops_at_the_output_limit_while_it_walks(server_factory, monkeypatch):
+    """KEYS over a big room for a client with a small output limit: the walk
+    stops once its reply cannot fit, instead of copying every key first and
+    building the whole reply (issue 9, item 10 applied to KEYS's slices)."""
+    from test_output_limits import not_reading, stats, status_kb
+    # ASan's quarantine of freed memory would count in RSS: keep it small.
+    monkeypatch.setenv("ASAN_OPTIONS", (os.environ.get("ASAN_OPTIONS") or "detect_leaks=1")
+                       + ":quarantine_size_mb=4")
+    s = server_factory(extra_args=["--output-limit", "2m,0,0"])
+    c = s.client()
+    suffix = "k" * 8000
+    pipe = c.pipeline(transaction=False)
+    for i in range(6000):  # 48 MB of keys
+        pipe.set(f"{i:05d}{suffix}", "v")
+    pipe.execute()
+    before = status_kb(s.pid, "VmHWM")
+    slow = not_reading(s)
+    try:
+        slow.send(encode_command("KEYS", "*"))
+        deadline = time.monotonic() + 30
+        while stats(s)["slow_consumer_disconnects"] < 1:
+            assert time.monotonic() < deadline, "KEYS client was not cut off"
+            time.sleep(0.05)
+        assert slow.closed_by_peer(timeout=10)
+    finally:
+        slow.close()
+    grown_mb = (status_kb(s.pid, "VmHWM") - before) // 1024
+    # Copying every key and building the whole reply took about 100 MB.
+    assert grown_mb < 30, f"peak RSS grew by {grown_mb} MB for a 2 MB output limit"
+    assert c.ping()

@@ -263,8 +263,12 @@ class KeysWalk {
     if (pattern != "*") glob_.emplace(pattern);
   }
 
-  // Walks until done (true) or the slice's time is up (false).
-  bool Run(Context& ctx) {
+  // Walks until done (true) or the slice's time is up (false). Stops early
+  // once the keys found would not fit in `reply_room` bytes of reply: the
+  // reply then passes the client's output limit and the client is cut off,
+  // as for any other reply too big for it, and what the walk holds meanwhile
+  // stays bounded by that limit.
+  bool Run(Context& ctx, size_t reply_room) {
     constexpr size_t kBucketsPerScan = 64;
     constexpr auto kSlice = std::chrono::milliseconds(1);
     const state::Room* room = ctx.state().FindRoom(room_);
@@ -278,8 +282,9 @@ class KeysWalk {
         if (seen_.contains(item.key())) return;
         keys_.emplace_back(item.key());
         seen_.insert(keys_.back());
+        reply_bytes_ += item.key().size() + kBulkFraming;
       });
-      if (cursor_ == 0) return true;
+      if (cursor_ == 0 || reply_bytes_ > reply_room) return true;
     } while (std::chrono::steady_clock::now() - start < kSlice);
     return false;
   }
@@ -292,7 +297,10 @@ class KeysWalk {
  private:
   std::string room_;
   std::optional<base::Glob> glob_;  // none for "*"
+  // "$<len>\r\n...\r\n" around each key, at least.
+  static constexpr size_t kBulkFraming = 5;
   uint64_t cursor_ = 0;
+  size_t reply_bytes_ = 0;  // the reply's size so far, at least
   std::deque<std::string> keys_;  // a deque: `seen_` views must not move
   std::unordered_set<std::string_view> seen_;
 };
@@ -300,12 +308,12 @@ class KeysWalk {
 void Keys(Call& call) {
   if (!PatternOk(call, call.args[1])) return;
   auto walk = std::make_shared<KeysWalk>(call.session.room, call.args[1]);
-  if (walk->Run(call.ctx)) {
+  if (walk->Run(call.ctx, call.reply.room())) {
     walk->Reply(call.reply);
     return;
   }
   call.ctx.RunInSteps(call.session, [walk](Context& ctx, protocol::ReplyWriter& reply) {
-    if (!walk->Run(ctx)) return false;
+    if (!walk->Run(ctx, reply.room())) return false;
     walk->Reply(reply);
     return true;
   });

@@ -41,6 +41,8 @@ class ReplyWriter {
   std::string* out() const { return out_; }
   // Writes nothing that would make out()->size() exceed `max_size`.
   void set_limit(size_t max_size) { limit_ = max_size; }
+  // Bytes that may still be written before the limit.
+  size_t room() const { return limit_ > out_->size() ? limit_ - out_->size() : 0; }
   // An element was dropped for the limit: the output is incomplete.
   bool overflowed() const { return overflowed_; }
 

@@ -74,6 +74,10 @@ class Client final : public net::Connection::Handler, public MirrorSink {
   bool is_push_client() const { return mirrors > 0 || session_.subscriptions > 0 || serving; }
   int64_t over_soft_since_ms = 0; // when unsent output first passed the soft limit
 
+  // The most bytes `out` may hold before this client passes its hard output
+  // limit (SIZE_MAX: no limit). `out` is conn_.output() or deferred_out_.
+  size_t ReplyLimit(const std::string& out);
+
   // net::Connection::Handler
   void OnData() override;
   void OnPeerClosed(bool eof) override;
@@ -95,10 +99,6 @@ class Client final : public net::Connection::Handler, public MirrorSink {
 
   void ProtocolError(const std::string& message);
   void NoteCommand(const commands::CommandSpec* spec);
-  // The most bytes `out` may hold before this client passes its hard output
-  // limit (SIZE_MAX: no limit). `out` is conn_.output() or deferred_out_.
-  size_t ReplyLimit(const std::string& out);
-
   Server* server_;
   net::Connection conn_;
   commands::Session session_;

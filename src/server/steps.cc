@@ -37,11 +37,16 @@ void StepRunner::RunOnce() {
     if (c == nullptr || c->conn().closing()) continue;  // nobody to answer
     commands::Session& s = c->session();
     protocol::ReplyWriter reply(&c->conn().output(), s.protocol);
+    reply.set_limit(c->ReplyLimit(c->conn().output()));
     if (!t.step(*server_, reply)) {
       tasks_.push_back(std::move(t));
       continue;
     }
     s.blocked = false;
+    if (reply.overflowed()) {  // as in Client::ProcessInput
+      server_->DisconnectSlowConsumer(c, "a reply would pass the output limit");
+      continue;
+    }
     server_->MarkDirty(c);
     server_->Resume(c);
   }
