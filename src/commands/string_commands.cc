@@ -217,8 +217,7 @@ void SetRange(Call& call) {
   // A small command can make a large value (SETRANGE k 500000000 x): what
   // counts against --max-memory is how much the value grows.
   if (!patch.empty()) {
-    const state::Room* room = call.ctx.state().FindRoom(call.session.room);
-    const state::Item* item = room ? room->Get(call.args[1], call.ctx.NowMs()) : nullptr;
+    const state::Item* item = Lookup(call, call.args[1]);
     const uint64_t end = static_cast<uint64_t>(offset) + patch.size();
     const uint64_t have = item ? item->value().size() : 0;
     if (end > have && !MemoryAllows(call, end - have)) return;

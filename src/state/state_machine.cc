@@ -220,6 +220,20 @@ ApplyResult StateMachine::Apply(uint64_t index, const EntryView& e) {
   return result;
 }
 
+namespace {
+
+// RENAME and RENAMENX once their checks passed: `src` (the item at `from`)
+// moves to `to` with its expiry. The value is copied first: removing `from`
+// frees the item it lives in.
+void MoveKey(Room* room, const Item& src, std::string_view from, std::string_view to) {
+  std::string value(src.value());
+  const int64_t expire = src.expire_at_ms();
+  room->Remove(from);
+  room->Store(to, value, expire);
+}
+
+}  // namespace
+
 ApplyResult StateMachine::ApplyKeyOp(Room* room, const EntryView& e) {
   const int64_t now = e.now_ms;
   auto need_args = [&](size_t n) { CHECK(e.args.size() >= n) << "entry with too few args"; };
@@ -328,10 +342,7 @@ ApplyResult StateMachine::ApplyKeyOp(Room* room, const EntryView& e) {
       const Item* src = room->Get(e.args[0], now);
       if (src == nullptr) return ApplyResult::Error("ERR no such key");
       if (e.args[0] == e.args[1]) return ApplyResult::Ok();
-      std::string value(src->value());
-      int64_t expire = src->expire_at_ms();
-      room->Remove(e.args[0]);
-      room->Store(e.args[1], value, expire);
+      MoveKey(room, *src, e.args[0], e.args[1]);
       return ApplyResult::Ok();
     }
     case Op::kRenameNx: {
@@ -341,10 +352,7 @@ ApplyResult StateMachine::ApplyKeyOp(Room* room, const EntryView& e) {
       if (e.args[0] == e.args[1] || room->Get(e.args[1], now) != nullptr) {
         return ApplyResult::Int(0);
       }
-      std::string value(src->value());
-      int64_t expire = src->expire_at_ms();
-      room->Remove(e.args[0]);
-      room->Store(e.args[1], value, expire);
+      MoveKey(room, *src, e.args[0], e.args[1]);
       return ApplyResult::Int(1);
     }
     case Op::kSetRange:
