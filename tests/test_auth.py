@@ -139,6 +139,21 @@ def test_idle_unauthenticated_connections_cannot_lock_out_auth(server_factory):
             c.close()
 
 
+def test_hello_with_a_syntax_error_does_not_authenticate(server_factory):
+    s = server_factory(requirepass=PASSWORD)
+    with s.raw() as c:
+        reply = c.cmd("HELLO", "3", "AUTH", "default", PASSWORD, "BOGUS")
+        assert reply == "ERR syntax error", reply
+        reply = c.cmd("GET", "k")
+        assert isinstance(reply, RawError) and reply.startswith("NOAUTH"), reply
+        # ... and the request limits are still the unauthenticated ones.
+        c.send(b"*11\r\n")
+        assert c.read_until_eof() == b"-ERR Protocol error: unauthenticated multibulk length\r\n"
+    with s.raw() as c:  # a HELLO that parses still authenticates
+        assert c.cmd("HELLO", "3", "AUTH", "default", PASSWORD)[b"proto"] == 3
+        assert c.cmd("GET", "k") is None
+
+
 def test_failed_auth_is_rate_limited_per_address(server_factory):
     s = server_factory(requirepass=PASSWORD, extra_args=["--auth-fail-limit", "5"])
     refused = None
