@@ -18,6 +18,7 @@ import signal
 import socket
 import subprocess
 import time
+from pathlib import Path
 
 import pytest
 
@@ -471,6 +472,20 @@ def test_http_routes_require_the_password(server_factory):
     assert request(s, "GET", "/healthz")[0] == 200
     assert request(s, "GET", "/")[0] == 200
     assert request(s, "GET", "/app.js")[0] == 200
+
+
+def test_http_auth_errors_are_in_the_error_table(server_factory):
+    # docs/http.md's table of error statuses must list what the auth check
+    # answers (it used to lack 401 and 429).
+    s = server_factory(requirepass=PASSWORD, extra_args=["--auth-fail-limit", "2"])
+    seen = set()
+    for headers in [{}] + [bearer(f"bad{i}") for i in range(4)]:
+        status, _, body = request(s, "GET", "/api/stats", headers=headers)
+        seen.add((status, json.loads(body)["error"]["code"]))
+    assert seen == {(401, "NOAUTH"), (401, "WRONGPASS"), (429, "TOOMANY")}, seen
+    docs = (Path(__file__).resolve().parent.parent / "docs" / "http.md").read_text()
+    for status, code in seen:
+        assert f"| {status} | `{code}` |" in docs, (status, code)
 
 
 def test_websocket_requires_the_password(server_factory):
