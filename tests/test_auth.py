@@ -18,6 +18,7 @@ import signal
 import socket
 import subprocess
 import time
+from pathlib import Path
 
 import pytest
 
@@ -137,6 +138,167 @@ def test_idle_unauthenticated_connections_cannot_lock_out_auth(server_factory):
     finally:
         for c in idle:
             c.close()
+
+
+def metric(server, name):
+    status, _, body = request(server, "GET", "/metrics", headers=bearer())
+    assert status == 200
+    for line in body.decode().splitlines():
+        if line.startswith(name + " "):
+            return int(float(line.split()[1]))
+    raise AssertionError(f"no {name} in /metrics")
+
+
+def unauthenticated_gauge(server):
+    return metric(server, "distri_unauthenticated_clients")
+
+
+def non_reader(server):
+    """A connection whose tiny receive window makes the server queue its replies."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # before connect: the window
+    sock.settimeout(TIMEOUT)
+    sock.connect(("127.0.0.1", server.port))
+    return sock
+
+
+def client_entry(observer, sock):
+    """The CLIENT LIST entry of the connection `sock`, or None once it is gone."""
+    addr = "%s:%d" % sock.getsockname()
+    return next((c for c in observer.client_list() if c["addr"] == addr), None)
+
+
+def keep_replies_queued(observer, sock, until_stuck):
+    """Sends PINGs, never reading, until the kernel's buffers for `sock` are
+    full (a few MB on loopback) and the server holds 16-64 KiB of unsent
+    NOAUTH replies for it, under the 64 KiB unauthenticated output limit.
+    Returns "stuck" once that has lasted 0.2 s (if until_stuck), or "closed"
+    when the server closes the connection."""
+    batch = b"PING\r\n" * 100  # 3.4 KB of replies
+    stuck_since = None
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        entry = client_entry(observer, sock)
+        if entry is None:
+            return "closed"
+        if int(entry["omem"]) < 16 * 1024:
+            stuck_since = None
+            try:
+                sock.sendall(batch)
+            except (BrokenPipeError, ConnectionResetError):
+                return "closed"
+            # Pace the batches: each lands whole in the server's output
+            # before the kernel takes it, so bursts could pass 64 KiB.
+            time.sleep(0.002)
+        elif stuck_since is None:
+            stuck_since = time.monotonic()
+        elif until_stuck and time.monotonic() - stuck_since > 0.2:
+            return "stuck"
+    raise AssertionError("the connection neither filled its buffers nor was closed in 10 s")
+
+
+@pytest.mark.parametrize("how", ["timeout", "protocol_error"])
+def test_unauthenticated_client_that_never_reads_is_closed(server_factory, how):
+    # Drop (the auth timeout) and a pre-auth framing error used to close only
+    # once the peer had read everything: a peer that never reads kept its
+    # slot and its queued replies for ever, and no longer counted as waiting.
+    timeout = "3" if how == "timeout" else "60"
+    s = server_factory(requirepass=PASSWORD, extra_args=["--auth-timeout", timeout])
+    observer = s.client()
+    sock = non_reader(s)
+    try:
+        if how == "timeout":
+            assert keep_replies_queued(observer, sock, until_stuck=False) == "closed"
+        else:
+            assert keep_replies_queued(observer, sock, until_stuck=True) == "stuck"
+            sock.sendall(b"*11\r\n")
+        wait_until(lambda: client_entry(observer, sock) is None, timeout=5,
+                   what="the server to close the unauthenticated connection")
+        # Closed by the timeout or the framing error, not the output limit.
+        assert metric(s, "distri_slow_consumer_disconnects_total") == 0
+        if how == "timeout":
+            assert metric(s, "distri_auth_timeouts_total") == 1
+        assert observer.info("clients")["connected_clients"] == 1
+        assert unauthenticated_gauge(s) == 0
+    finally:
+        sock.close()
+
+
+def test_unauthenticated_flood_hits_a_small_output_limit(server_factory):
+    # Pipelined PINGs that are never read used to queue NOAUTH replies up to
+    # the ordinary 256 MiB limit per connection (75 MB each in the review);
+    # an unauthenticated client may queue 64 KiB. --auth-timeout is long, so
+    # only the output limit can close it here.
+    s = server_factory(requirepass=PASSWORD, max_clients=20,
+                       extra_args=["--auth-timeout", "60", "--auth-reserved-clients", "4"])
+    observer = s.client()
+    sock = non_reader(s)
+    sock.setblocking(False)
+    junk = b"PING\r\n" * 20000  # 120 KB in, 680 KB of replies out
+    sent = 0
+    started = time.monotonic()
+    while sent < 4 * len(junk) and time.monotonic() - started < 5:
+        try:
+            sent += sock.send(junk[sent % len(junk):])
+        except BlockingIOError:
+            if client_entry(observer, sock) is None:
+                break
+        except (ConnectionResetError, BrokenPipeError):
+            break
+    try:
+        wait_until(lambda: client_entry(observer, sock) is None, timeout=5,
+                   what="the flooding client to be cut off")
+        assert metric(s, "distri_slow_consumer_disconnects_total") == 1
+        # Its slot is free again: every authenticated client gets in.
+        clients = [s.client() for _ in range(18)]
+        for c in clients:
+            assert c.ping()
+    finally:
+        sock.close()
+
+
+def test_hello_with_a_syntax_error_does_not_authenticate(server_factory):
+    s = server_factory(requirepass=PASSWORD)
+    with s.raw() as c:
+        reply = c.cmd("HELLO", "3", "AUTH", "default", PASSWORD, "BOGUS")
+        assert reply == "ERR syntax error", reply
+        reply = c.cmd("GET", "k")
+        assert isinstance(reply, RawError) and reply.startswith("NOAUTH"), reply
+        # ... and the request limits are still the unauthenticated ones.
+        c.send(b"*11\r\n")
+        assert c.read_until_eof() == b"-ERR Protocol error: unauthenticated multibulk length\r\n"
+    with s.raw() as c:  # a HELLO that parses still authenticates
+        assert c.cmd("HELLO", "3", "AUTH", "default", PASSWORD)[b"proto"] == 3
+        assert c.cmd("GET", "k") is None
+
+
+def test_reset_deauthenticates(server_factory):
+    # RESET returns to the default user, as in Redis: with a password the
+    # connection must AUTH again, under the unauthenticated limits.
+    s = server_factory(requirepass=PASSWORD, extra_args=["--auth-timeout", "1"])
+    with s.raw() as c:
+        assert c.cmd("AUTH", PASSWORD) == b"OK"
+        assert c.cmd("SET", "k", "v") == b"OK"
+        assert c.cmd("RESET") == b"RESET"
+        reply = c.cmd("GET", "k")
+        assert isinstance(reply, RawError) and reply.startswith("NOAUTH"), reply
+        assert unauthenticated_gauge(s) == 1
+        assert c.cmd("AUTH", PASSWORD) == b"OK"  # AUTH works again
+        assert unauthenticated_gauge(s) == 0
+        assert c.cmd("GET", "k") == b"v"
+        assert c.cmd("RESET") == b"RESET"
+        c.send(b"*11\r\n")
+        assert c.read_until_eof() == b"-ERR Protocol error: unauthenticated multibulk length\r\n"
+    wait_until(lambda: unauthenticated_gauge(s) == 0, timeout=5, what="the gauge to drop")
+    # The auth timeout runs from the RESET, not from the connect: the entry
+    # the connection left in the queue when it connected must not close it.
+    with s.raw() as c:
+        assert c.cmd("AUTH", PASSWORD) == b"OK"
+        time.sleep(0.6)  # the connect-time deadline now falls before the RESET's
+        assert c.cmd("RESET") == b"RESET"
+        reset_at = time.monotonic()
+        assert c.read_until_eof(timeout=5) == b"-ERR authentication timeout\r\n"
+        assert time.monotonic() - reset_at > 0.9
 
 
 def test_failed_auth_is_rate_limited_per_address(server_factory):
@@ -310,6 +472,20 @@ def test_http_routes_require_the_password(server_factory):
     assert request(s, "GET", "/healthz")[0] == 200
     assert request(s, "GET", "/")[0] == 200
     assert request(s, "GET", "/app.js")[0] == 200
+
+
+def test_http_auth_errors_are_in_the_error_table(server_factory):
+    # docs/http.md's table of error statuses must list what the auth check
+    # answers (it used to lack 401 and 429).
+    s = server_factory(requirepass=PASSWORD, extra_args=["--auth-fail-limit", "2"])
+    seen = set()
+    for headers in [{}] + [bearer(f"bad{i}") for i in range(4)]:
+        status, _, body = request(s, "GET", "/api/stats", headers=headers)
+        seen.add((status, json.loads(body)["error"]["code"]))
+    assert seen == {(401, "NOAUTH"), (401, "WRONGPASS"), (429, "TOOMANY")}, seen
+    docs = (Path(__file__).resolve().parent.parent / "docs" / "http.md").read_text()
+    for status, code in seen:
+        assert f"| {status} | `{code}` |" in docs, (status, code)
 
 
 def test_websocket_requires_the_password(server_factory):

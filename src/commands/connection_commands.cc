@@ -86,11 +86,15 @@ void Hello(Call& call) {
     proto = static_cast<int>(v);
     i = 2;
   }
-  std::string_view setname;
-  bool has_setname = false;
+  // Every option parses before AUTH is tried, as in Redis: a HELLO that
+  // fails with a syntax error must leave the connection as it was.
+  std::string_view setname, user, password;
+  bool has_setname = false, has_auth = false;
   for (; i < call.args.size(); i++) {
     if (base::EqualsIgnoreCase(call.args[i], "auth") && i + 2 < call.args.size()) {
-      if (!CheckAuth(call, call.args[i + 1], call.args[i + 2], true)) return;
+      user = call.args[i + 1];
+      password = call.args[i + 2];
+      has_auth = true;
       i += 2;
     } else if (base::EqualsIgnoreCase(call.args[i], "setname") && i + 1 < call.args.size()) {
       setname = call.args[++i];
@@ -100,6 +104,7 @@ void Hello(Call& call) {
       return;
     }
   }
+  if (has_auth && !CheckAuth(call, user, password, true)) return;
   if (!call.ctx.settings().requirepass.empty() && !call.session.authenticated) {
     call.reply.Error("NOAUTH HELLO must be called with the client already authenticated, "
                      "otherwise the HELLO <proto> AUTH <user> <pass> option can be used to "

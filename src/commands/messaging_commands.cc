@@ -62,7 +62,9 @@ void PubSub(Call& call) {
 }
 
 // RESET: back to a fresh connection's state (RESP2, room default, no
-// subscriptions, no name), as Redis does.
+// subscriptions, no name), as Redis does. That includes the default user:
+// with a password set the connection must AUTH again (the server's AuthGate
+// then counts it as unauthenticated, with a new --auth-timeout).
 void Reset(Call& call) {
   std::string discard;
   protocol::ReplyWriter quiet(&discard, call.session.protocol);
@@ -75,6 +77,7 @@ void Reset(Call& call) {
   call.session.room = std::string(state::kDefaultRoom);
   call.session.db = 0;
   call.session.name.clear();
+  if (!call.ctx.settings().requirepass.empty()) call.session.authenticated = false;
   call.reply.Simple("RESET");
 }
 

@@ -44,14 +44,25 @@ bool AuthGate::Admit(Client* client, size_t clients) {
     client->conn().output() = "-ERR max number of clients reached\r\n";
     return false;
   }
+  StartWaiting(client);
+  return true;
+}
+
+void AuthGate::StartWaiting(Client* client) {
+  const commands::ServerSettings& s = server_->settings();
   client->awaiting_auth = true;
+  client->auth_deadline_ms = server_->NowMs() + s.auth_timeout_ms;
   unauthenticated_++;
-  waiting_.emplace_back(client->session().id, server_->NowMs() + s.auth_timeout_ms);
+  waiting_.emplace_back(client->session().id, client->auth_deadline_ms);
   if (!timer_running_ && s.auth_timeout_ms > 0) {
     uv_timer_start(&timer_, OnTimer, kSweepIntervalMs, kSweepIntervalMs);
     timer_running_ = true;
   }
-  return true;
+}
+
+void AuthGate::OnDeauthenticated(Client* client) {
+  CHECK(!server_->settings().requirepass.empty() && !client->awaiting_auth);
+  StartWaiting(client);
 }
 
 void AuthGate::OnAuthenticated(Client* client) {
@@ -76,17 +87,33 @@ commands::AuthCheck AuthGate::Check(std::string_view peer, std::string_view pass
   return commands::AuthCheck::kWrong;
 }
 
+Client* AuthGate::Live(uint64_t id, int64_t deadline) const {
+  Client* c = server_->FindClient(id);
+  if (c == nullptr || !c->awaiting_auth || c->auth_deadline_ms != deadline ||
+      c->conn().closing()) {
+    return nullptr;
+  }
+  return c;
+}
+
 void AuthGate::Drop(Client* client, std::string_view why) {
   OnAuthenticated(client);  // no longer counts as waiting
-  client->conn().output().append("-ERR ").append(why).append("\r\n");
-  client->conn().CloseAfterFlush();
+  // Close now, not after the peer has read everything: a peer that never
+  // reads would otherwise keep its slot and its queued output for ever (and,
+  // no longer waiting, could not be evicted). The error reaches a peer that
+  // reads; Close() discards what the socket did not take.
+  net::Connection& conn = client->conn();
+  conn.output().append("-ERR ").append(why).append("\r\n");
+  conn.Flush();
+  conn.Close();
 }
 
 bool AuthGate::EvictOldest() {
   while (!waiting_.empty()) {
-    Client* c = server_->FindClient(waiting_.front().first);
+    auto [id, deadline] = waiting_.front();
+    Client* c = Live(id, deadline);
     waiting_.pop_front();
-    if (c == nullptr || !c->awaiting_auth || c->conn().closing()) continue;
+    if (c == nullptr) continue;
     evictions_++;
     LOG(DEBUG) << "closing unauthenticated client " << c->session().id << " to make room";
     Drop(c, "too many unauthenticated connections; this one was the oldest");
@@ -101,8 +128,7 @@ void AuthGate::Sweep() {
   const int64_t now = server_->NowMs();
   while (!waiting_.empty()) {
     auto [id, deadline] = waiting_.front();
-    Client* c = server_->FindClient(id);
-    if (c != nullptr && c->awaiting_auth && !c->conn().closing()) {
+    if (Client* c = Live(id, deadline); c != nullptr) {
       if (deadline > now) break;  // invariant 2: the rest are later
       timeouts_++;
       Drop(c, "authentication timeout");

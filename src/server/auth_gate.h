@@ -4,9 +4,16 @@
 //  * Small requests only: until AUTH succeeds the client's parser takes at
 //    most 10 arguments of at most 16 KiB (protocol::kUnauthenticatedLimits);
 //    Client switches to the ordinary limits once authenticated.
+//  * Small replies only: its unsent output may hold at most
+//    kUnauthenticatedOutputLimit bytes (Server::OutputLimitFor), so a peer
+//    that pipelines commands without reading is cut off at once instead of
+//    queueing NOAUTH replies by the megabyte.
 //  * A deadline: a connection that has not authenticated within
 //    --auth-timeout of connecting is closed, however it spends the time
-//    (idle, or trickling a byte at a time).
+//    (idle, or trickling a byte at a time, or never reading its replies:
+//    the close does not wait for the output to be read).
+//  * RESET takes an authenticated client back to this state, with a fresh
+//    deadline (OnDeauthenticated), as Redis returns it to the default user.
 //  * A share of the connection slots: unauthenticated connections may hold
 //    at most max_clients - --auth-reserved-clients slots. A new connection
 //    that finds them taken (or finds every slot taken while some are held by
@@ -18,10 +25,12 @@
 //
 // Invariants:
 //  1. unauthenticated_ == number of live clients with awaiting_auth set.
-//  2. waiting_ holds (id, deadline) in accept order, hence deadline order;
-//     entries of clients that since authenticated or left are skipped when
-//     they reach the front (so its length is bounded by the connections
-//     accepted within one --auth-timeout).
+//  2. waiting_ holds (id, deadline) in the order clients started waiting
+//     (accepted, or RESET), hence deadline order; an entry is live while its
+//     client is awaiting_auth with that auth_deadline_ms. Stale entries (the
+//     client authenticated, left, or waits again under a later entry) are
+//     skipped when they reach the front, so the length is bounded by the
+//     clients that started waiting within one --auth-timeout.
 //
 // Thread-safety: loop thread only. Owned by the Server.
 
@@ -43,6 +52,10 @@ namespace distri::server {
 class Client;
 class Server;
 
+// The hard output limit of a client that has not authenticated: room for
+// the replies to a handful of pipelined commands, no more.
+inline constexpr uint64_t kUnauthenticatedOutputLimit = 64 * 1024;
+
 class AuthGate {
  public:
   AuthGate(Server* server, uv_loop_t* loop);
@@ -54,6 +67,10 @@ class AuthGate {
   bool Admit(Client* client, size_t clients);
   // The client's AUTH succeeded.
   void OnAuthenticated(Client* client);
+  // The authenticated client must authenticate again (RESET): it counts as
+  // unauthenticated from now on, with a deadline --auth-timeout from now.
+  // REQUIRES: a password is set and !client->awaiting_auth.
+  void OnDeauthenticated(Client* client);
   void OnClosed(Client* client);
   // A password attempt from `peer`.
   commands::AuthCheck Check(std::string_view peer, std::string_view password);
@@ -70,7 +87,14 @@ class AuthGate {
   void Sweep();
   // Closes the oldest unauthenticated client; false if there is none.
   bool EvictOldest();
+  // Starts the client's wait for AUTH (invariants 1 and 2).
+  void StartWaiting(Client* client);
+  // Writes `why` as an error, sends what the socket takes now and closes:
+  // it does not wait for a peer that may never read.
   void Drop(Client* client, std::string_view why);
+  // Whether the waiting_ entry (id, deadline) stands for a client that is
+  // still waiting (invariant 2); that client, or nullptr.
+  Client* Live(uint64_t id, int64_t deadline) const;
 
   Server* server_;
   uv_timer_t timer_;

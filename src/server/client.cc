@@ -69,7 +69,13 @@ void Client::ProtocolError(const std::string& message) {
   w.Error(message.rfind("Protocol error", 0) == 0 ? "ERR " + message
                                                   : "ERR Protocol error: " + message);
   LOG(DEBUG) << "client " << session_.id << " protocol error: " << message;
-  if (pending_.empty()) {
+  if (awaiting_auth) {
+    // Not after the peer has read everything: an unauthenticated peer that
+    // never reads would keep its slot (see AuthGate::Drop). It has no
+    // pending writes (it may not write).
+    conn_.Flush();
+    conn_.Close();
+  } else if (pending_.empty()) {
     conn_.CloseAfterFlush();
   } else {
     conn_.PauseReading();  // closes once the pending replies are out
@@ -115,9 +121,13 @@ void Client::ProcessInput() {
     last_command_ms_ = server_->NowMs();
     NoteCommand(spec);
     const bool ran = commands::Dispatch(spec, call);
-    if (awaiting_auth && session_.authenticated) {
-      server_->auth_gate().OnAuthenticated(this);
-      parser_.set_limits(LimitsFor(server_->settings(), true));
+    if (awaiting_auth == session_.authenticated) {  // AUTH or HELLO succeeded, or RESET
+      if (session_.authenticated) {
+        server_->auth_gate().OnAuthenticated(this);
+      } else {
+        server_->auth_gate().OnDeauthenticated(this);
+      }
+      parser_.set_limits(LimitsFor(server_->settings(), session_.authenticated));
     }
     server_->CountCommand(session_.room, spec ? spec->flags : 0);
     server_->CountCall(spec, ran);

@@ -69,6 +69,7 @@ class Client final : public net::Connection::Handler, public MirrorSink {
   size_t mirrors = 0;             // live mirrors this client holds
   bool serving = false;           // has been a service worker
   bool awaiting_auth = false;     // counted by the AuthGate until AUTH succeeds
+  int64_t auth_deadline_ms = 0;   // while awaiting_auth: when the AuthGate closes it
   // Clients fed by the server's initiative (mirrors, subscriptions, requests)
   // fall under the push output limit.
   bool is_push_client() const { return mirrors > 0 || session_.subscriptions > 0 || serving; }

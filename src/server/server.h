@@ -146,7 +146,8 @@ class Server final : public commands::Context {
   // Disconnects the client if its unsent output broke its class's limit, or
   // cuts off the largest push backlogs if pushed output passed its budget.
   void CheckOutputLimit(Client* client);
-  // The output limit of the client's class (push or ordinary).
+  // The output limit of the client's class (unauthenticated, push or
+  // ordinary).
   const OutputLimit& OutputLimitFor(const Client* client) const;
   // Cuts the client off for its output: logged, counted, connection reset.
   void DisconnectSlowConsumer(Client* client, const char* why);

@@ -94,12 +94,14 @@ void Server::CountCommand(std::string_view room, uint32_t flags) {
 }
 
 const OutputLimit& Server::OutputLimitFor(const Client* client) const {
+  static constexpr OutputLimit kUnauthenticated{kUnauthenticatedOutputLimit, 0, 0};
+  if (client->awaiting_auth) return kUnauthenticated;  // see auth_gate.h
   return client->is_push_client() ? options_.push_limit : options_.normal_limit;
 }
 
 void Server::CheckOutputLimit(Client* client) {
   const bool push = client->is_push_client();
-  const OutputLimit& limit = push ? options_.push_limit : options_.normal_limit;
+  const OutputLimit& limit = OutputLimitFor(client);
   net::Connection& conn = client->conn();
   conn.set_gauge(push ? &push_output_ : &normal_output_);  // its class may have changed
   conn.SyncGauge();
