@@ -97,14 +97,14 @@ class Client final : public net::Connection::Handler, public MirrorSink {
     std::string trailing;  // replies of later commands that must follow this one
     uint64_t proposed_ns;  // uv_hrtime() at proposal, for the write latency histogram
   };
+  // `bytes` more (or fewer) replies are parked in pending_'s `trailing`.
+  void CountParked(ptrdiff_t bytes);
 
   void ProtocolError(const std::string& message);
   void NoteCommand(const commands::CommandSpec* spec);
   // The most bytes `out` may hold before this client passes its hard output
   // limit (SIZE_MAX: no limit). `out` is conn_.output() or deferred_out_.
   size_t ReplyLimit(const std::string& out);
-  // `bytes` more (or fewer) replies are parked in pending_'s `trailing`.
-  void CountParked(ptrdiff_t bytes);
 
   Server* server_;
   net::Connection conn_;
