@@ -97,6 +97,7 @@ class Client final : public net::Connection::Handler, public MirrorSink {
     std::string trailing;  // replies of later commands that must follow this one
     uint64_t proposed_ns;  // uv_hrtime() at proposal, for the write latency histogram
   };
+
   // `bytes` more (or fewer) replies are parked in pending_'s `trailing`.
   void CountParked(ptrdiff_t bytes);
 
