@@ -334,29 +334,29 @@ def test_push_output_budget_cuts_off_the_largest_backlogs(server_factory, small_
 @pytest.mark.distri
 def test_push_budget_spares_a_subscriber_that_reads_a_shared_message(server_factory,
                                                                       small_quarantine):
-    """Budget 64 MiB, three subscribers, two published messages of 40 MiB; one
+    """Budget 16 MiB, three subscribers, two published messages of 10 MiB; one
     subscriber reads, two do not. A shared payload is freed only when its last holder
     lets go: the server used to cut off backlogs until the gauge fell, in the middle of
     PUBLISH, and cut off all three in the same millisecond. Only the two slow ones hold
     the first message, so cutting them is enough."""
-    s = server_factory(extra_args=["--push-output-budget", "64m",
-                                   "--push-output-limit", "200m,0,0"])
+    s = server_factory(extra_args=["--push-output-budget", "16m",
+                                   "--push-output-limit", "64m,0,0"])
     slow = [subscribe_raw(s, "big") for _ in range(2)]
     fast = subscribe_raw(s, "big", reading=True)
     fast.sock.settimeout(60)
     try:
         c = s.client(decode=False, socket_timeout=60)
-        first, second = b"1" * (40 * MB), b"2" * (40 * MB)
-        assert c.publish("big", first) == 3  # 40 MiB: under the budget
+        first, second = b"1" * (10 * MB), b"2" * (10 * MB)
+        assert c.publish("big", first) == 3  # 10 MiB: under the budget
         assert fast.read_reply() == [b"message", b"big", first]
-        assert c.publish("big", second) == 3  # 80 MiB: the slow ones hold 40 MiB more
+        assert c.publish("big", second) == 3  # 20 MiB: the slow ones hold 10 MiB more
         assert fast.read_reply() == [b"message", b"big", second]
         for raw in slow:
             assert raw.closed_by_peer(timeout=10)
         st = stats(s)
         assert st["push_budget_disconnects"] == 2
         assert st["slow_consumer_disconnects"] == 2
-        assert st["output_bytes"] <= 64 * MB
+        assert st["output_bytes"] <= 16 * MB
         assert c.publish("big", b"after") == 1
         assert fast.read_reply() == [b"message", b"big", b"after"]
     finally:
