@@ -207,6 +207,37 @@ def test_large_reply_stops_at_the_limit_while_it_is_built(server_factory, small_
 
 
 @pytest.mark.distri
+def test_replies_parked_behind_a_pending_write_count_against_the_limit(server_factory):
+    """While a write waits for the log, a write that fails at once (wrong arity) has its
+    reply parked behind it. Parked replies were counted nowhere: a client could grow them
+    without bound while reading everything it was sent. Now they are unsent output: this
+    client passes --output-limit with them alone and is cut off."""
+    s = server_factory(extra_args=["--output-limit", "16k,0,0"])
+    raw = s.raw()
+    group = encode_command("SET", "k", "v") + encode_command("SET") * 1000  # ~50 KB of errors
+    groups = 20
+    pipeline = group * groups + encode_command("QUIT")  # the old server sent it all, then closed
+    sender = threading.Thread(target=lambda: _send_ignoring_reset(raw, pipeline), daemon=True)
+    sender.start()
+    replies = raw.read_until_eof(timeout=30).count(b"\r\n")  # one line per reply
+    sender.join(timeout=30)
+    # The socket output never held much (this client reads it all): only the parked
+    # replies could pass the limit.
+    assert replies < groups * 1001, "every reply was sent: the parked ones were not limited"
+    wait_until(lambda: stats(s)["slow_consumer_disconnects"] == 1, what="disconnect")
+    assert "a reply would pass the output limit" in s.log_text()
+    assert s.client().get("k") == "v"
+    raw.close()
+
+
+def _send_ignoring_reset(raw, data):
+    try:
+        raw.sock.sendall(data)
+    except OSError:  # cut off before it sent everything
+        pass
+
+
+@pytest.mark.distri
 def test_unsent_output_counts_against_max_memory(server_factory):
     """As in Redis, client output buffers are used memory: over --max-memory, writes
     are refused until the backlog is gone."""
@@ -297,6 +328,39 @@ def test_push_output_budget_cuts_off_the_largest_backlogs(server_factory, small_
         assert grown_mb < 100, f"peak RSS grew by {grown_mb} MB with a 16 MB budget"
     finally:
         for raw in slow + [reader]:
+            raw.close()
+
+
+@pytest.mark.distri
+def test_push_budget_spares_a_subscriber_that_reads_a_shared_message(server_factory,
+                                                                      small_quarantine):
+    """Budget 16 MiB, three subscribers, two published messages of 10 MiB; one
+    subscriber reads, two do not. A shared payload is freed only when its last holder
+    lets go: the server used to cut off backlogs until the gauge fell, in the middle of
+    PUBLISH, and cut off all three in the same millisecond. Only the two slow ones hold
+    the first message, so cutting them is enough."""
+    s = server_factory(extra_args=["--push-output-budget", "16m",
+                                   "--push-output-limit", "64m,0,0"])
+    slow = [subscribe_raw(s, "big") for _ in range(2)]
+    fast = subscribe_raw(s, "big", reading=True)
+    fast.sock.settimeout(60)
+    try:
+        c = s.client(decode=False, socket_timeout=60)
+        first, second = b"1" * (10 * MB), b"2" * (10 * MB)
+        assert c.publish("big", first) == 3  # 10 MiB: under the budget
+        assert fast.read_reply() == [b"message", b"big", first]
+        assert c.publish("big", second) == 3  # 20 MiB: the slow ones hold 10 MiB more
+        assert fast.read_reply() == [b"message", b"big", second]
+        for raw in slow:
+            assert raw.closed_by_peer(timeout=10)
+        st = stats(s)
+        assert st["push_budget_disconnects"] == 2
+        assert st["slow_consumer_disconnects"] == 2
+        assert st["output_bytes"] <= 16 * MB
+        assert c.publish("big", b"after") == 1
+        assert fast.read_reply() == [b"message", b"big", b"after"]
+    finally:
+        for raw in slow + [fast]:
             raw.close()
 
 

@@ -102,6 +102,7 @@ void Connection::ReadCb(uv_stream_t* s, ssize_t nread, const uv_buf_t*) {
 }
 
 void Connection::set_gauge(OutputGauge* gauge) {
+  if (closing_) gauge = nullptr;
   if (gauge == gauge_) return;
   if (gauge_ != nullptr) gauge_->bytes -= counted_;
   counted_ = 0;
@@ -111,9 +112,14 @@ void Connection::set_gauge(OutputGauge* gauge) {
 
 void Connection::SyncGauge() {
   if (gauge_ == nullptr) return;
-  const size_t owned = output_.size() + queued_owned_;
+  const size_t owned = output_.size() + queued_owned_ + parked_;
   gauge_->bytes = gauge_->bytes - counted_ + owned;
   counted_ = owned;
+}
+
+void Connection::set_parked(size_t bytes) {
+  parked_ = bytes;
+  SyncGauge();
 }
 
 void Connection::Seal() {
@@ -153,17 +159,23 @@ void Connection::ConsumeQueued(size_t n) {
   }
 }
 
+unsigned Connection::GatherQueue(uv_buf_t* bufs, size_t* total) const {
+  unsigned count = 0;
+  *total = 0;
+  for (const Chunk& c : queue_) {
+    if (count == kMaxBufs) break;
+    bufs[count] = BufOf(c.view());
+    *total += bufs[count++].len;
+    if (c.view().size() > kMaxBufLen) break;  // the rest of it must go first
+  }
+  return count;
+}
+
 int Connection::TryWriteQueue() {
   while (!queue_.empty()) {
     uv_buf_t bufs[kMaxBufs];
-    unsigned count = 0;
     size_t total = 0;
-    for (const Chunk& c : queue_) {
-      if (count == kMaxBufs) break;
-      bufs[count] = BufOf(c.view());
-      total += bufs[count++].len;
-      if (c.view().size() > kMaxBufLen) break;  // the rest of it must go first
-    }
+    const unsigned count = GatherQueue(bufs, &total);
     int n = uv_try_write(reinterpret_cast<uv_stream_t*>(&tcp_), bufs, count);
     if (n == UV_EAGAIN) return 0;
     if (n < 0) return n;
@@ -175,14 +187,8 @@ int Connection::TryWriteQueue() {
 
 int Connection::StartWrite() {
   uv_buf_t bufs[kMaxBufs];
-  unsigned count = 0;
   size_t total = 0;
-  for (const Chunk& c : queue_) {
-    if (count == kMaxBufs) break;
-    bufs[count] = BufOf(c.view());
-    total += bufs[count++].len;
-    if (c.view().size() > kMaxBufLen) break;  // the rest of it must go first
-  }
+  const unsigned count = GatherQueue(bufs, &total);
   writing_ = true;
   in_flight_chunks_ = count;
   in_flight_bytes_ = total;
@@ -306,6 +312,7 @@ void Connection::Close() {
   closing_ = true;
   reading_ = false;
   DiscardOutput();
+  set_gauge(nullptr);  // see the file comment in connection.h
   uv_close(reinterpret_cast<uv_handle_t*>(&tcp_), CloseCb);
 }
 
@@ -314,6 +321,7 @@ void Connection::Reset() {
   closing_ = true;
   reading_ = false;
   DiscardOutput();  // free it now, not when libuv gets round to closing
+  set_gauge(nullptr);
   if (uv_tcp_close_reset(&tcp_, CloseCb) != 0) {
     uv_close(reinterpret_cast<uv_handle_t*>(&tcp_), CloseCb);
   }

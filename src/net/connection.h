@@ -14,9 +14,13 @@
 // 2.5 GB. Flush() hands the queue to the socket as several buffers at once.
 //
 // Memory accounting: a Connection adds the bytes it owns (copies, not shared
-// payloads) to an OutputGauge, brought up to date by Flush(), SyncGauge(),
-// Close() and Reset(); a SharedBytes counts its own size once, in the gauge
-// given to CountIn(). The server sums its gauges into used memory.
+// payloads, plus what its owner parks for it, set_parked()) to an
+// OutputGauge, brought up to date by Flush() and SyncGauge(); a SharedBytes
+// counts its own size once, in the gauge given to CountIn(). Close() and
+// Reset() take the connection out of its gauge at once: what an uv_write in
+// progress still refers to is freed when libuv cancels it, in the same loop
+// iteration, and must not make the server cut off more clients meanwhile.
+// The server sums its gauges into used memory.
 //
 // Thread-safety: loop thread only.
 
@@ -51,6 +55,8 @@ class SharedBytes {
 
   std::string_view view() const { return bytes_; }
   size_t size() const { return bytes_.size(); }
+  // The gauge these bytes are counted in, nullptr if none yet.
+  const OutputGauge* gauge() const { return gauge_; }
   // Counts these bytes in `gauge` until destroyed. At most once; later calls
   // do nothing.
   void CountIn(OutputGauge* gauge) {
@@ -97,10 +103,24 @@ class Connection {
   size_t pending_output() const { return output_.size() + queued_bytes_; }
 
   // The gauge this connection's own output bytes are counted in (nullptr:
-  // none). Moves what is counted from the old gauge to the new one.
+  // none). Moves what is counted from the old gauge to the new one. A closing
+  // connection stays out of every gauge.
   void set_gauge(OutputGauge* gauge);
   // Brings the gauge up to date with what output() holds now.
   void SyncGauge();
+  // Bytes the owner holds for this connection outside the queue (replies
+  // parked until earlier ones can go): counted in the gauge like output.
+  void set_parked(size_t bytes);
+  // What this connection counts in its gauge now.
+  size_t counted_output() const { return counted_; }
+  // Calls fn(const SharedBytes*) for each shared payload in the queue, once
+  // per reference (in-flight ones included).
+  template <typename Fn>
+  void ForEachShared(Fn fn) const {
+    for (const Chunk& c : queue_) {
+      if (c.shared) fn(c.shared.get());
+    }
+  }
 
   // Writes buffered output. Returns false if the connection failed (closed).
   bool Flush();
@@ -134,6 +154,9 @@ class Connection {
 
   // Moves output() to the end of the queue.
   void Seal();
+  // Fills `bufs` (kMaxBufs of them) from the front of the queue for one
+  // write; sets `total` to their bytes. Returns how many it filled.
+  unsigned GatherQueue(uv_buf_t* bufs, size_t* total) const;
   // Drops `n` written bytes from the front of the queue.
   void ConsumeQueued(size_t n);
   // Writes as much of the queue as the socket takes now. Returns the libuv
@@ -159,6 +182,7 @@ class Connection {
   size_t in_flight_bytes_ = 0;  // and how many of their bytes it writes
   OutputGauge* gauge_ = nullptr;
   size_t counted_ = 0;          // bytes counted in gauge_
+  size_t parked_ = 0;           // see set_parked()
   bool writing_ = false;
   bool reading_ = false;
   bool close_after_flush_ = false;

@@ -4,7 +4,8 @@
 // the peer a plain blocking socket that reads only when the test says so, so
 // the queue fills, is written in several buffers, and drains in order. Checks
 // that shared payloads are not copied, that the gauge follows the owned bytes,
-// and that Reset frees queued output at once.
+// that Reset frees queued output at once and leaves the gauge, and that
+// parked bytes count.
 
 #include "net/connection.h"
 
@@ -136,9 +137,27 @@ TEST_F(ConnectionTest, ResetFreesQueuedOutputAtOnce) {
   conn_->AppendShared(payload);
   conn_->Reset();
   EXPECT_EQ(payload.use_count(), 1);  // dropped from the queue at once
-  // What a write in progress still refers to is freed when libuv cancels it.
-  EXPECT_LE(gauge_.bytes, 16u << 20);
+  // What a write in progress still refers to is freed when libuv cancels it,
+  // but is out of the gauge at once: the server must not cut off more
+  // clients for bytes that are already on their way out.
+  EXPECT_EQ(gauge_.bytes, 0u);
+  conn_->set_gauge(&gauge_);  // a closing connection cannot be counted again
+  conn_->SyncGauge();
+  EXPECT_EQ(gauge_.bytes, 0u);
   while (!handler_.closed) uv_run(&loop_, UV_RUN_ONCE);
+  EXPECT_EQ(gauge_.bytes, 0u);
+}
+
+TEST_F(ConnectionTest, ParkedBytesCountInTheGauge) {
+  conn_->set_parked(1000);
+  EXPECT_EQ(gauge_.bytes, 1000u);
+  conn_->output() = "+OK\r\n";
+  conn_->SyncGauge();
+  EXPECT_EQ(gauge_.bytes, 1005u);
+  ASSERT_TRUE(conn_->Flush());
+  EXPECT_EQ(ReadAtPeer(5), "+OK\r\n");
+  EXPECT_EQ(gauge_.bytes, 1000u);  // written; the parked bytes are still held
+  conn_->set_parked(0);
   EXPECT_EQ(gauge_.bytes, 0u);
 }
 

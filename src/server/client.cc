@@ -65,9 +65,11 @@ void Client::Deliver(const MirrorEvent& event) {
 void Client::ProtocolError(const std::string& message) {
   server_->stats().protocol_errors++;
   std::string& out = pending_.empty() ? conn_.output() : pending_.back().trailing;
+  const size_t before = out.size();
   protocol::ReplyWriter w(&out, session_.protocol);
   w.Error(message.rfind("Protocol error", 0) == 0 ? "ERR " + message
                                                   : "ERR Protocol error: " + message);
+  if (!pending_.empty()) CountParked(static_cast<ptrdiff_t>(out.size() - before));
   LOG(DEBUG) << "client " << session_.id << " protocol error: " << message;
   if (awaiting_auth) {
     // Not after the peer has read everything: an unauthenticated peer that
@@ -141,7 +143,9 @@ void Client::ProcessInput() {
     if (!deferred_out_.empty()) {  // invariant 3: park it behind the last earlier write
       CHECK(writes_before > 0);
       pending_[writes_before - 1].trailing.append(deferred_out_);
+      CountParked(static_cast<ptrdiff_t>(deferred_out_.size()));
       deferred_out_.clear();
+      server_->MarkDirty(this);  // so the output limit and gauge see it this iteration
     }
     if (pending_.empty()) server_->MarkDirty(this);
   }
@@ -193,9 +197,14 @@ size_t Client::argv_bytes() const {
 size_t Client::ReplyLimit(const std::string& out) {
   const uint64_t hard = server_->OutputLimitFor(this).hard;
   if (hard == 0) return SIZE_MAX;
-  // What is queued besides `out` counts against the same limit.
-  const size_t elsewhere = conn_.pending_output() - (&out == &conn_.output() ? out.size() : 0);
+  // What is queued or parked besides `out` counts against the same limit.
+  const size_t elsewhere = unsent_output() - (&out == &conn_.output() ? out.size() : 0);
   return hard > elsewhere ? hard - elsewhere : 0;
+}
+
+void Client::CountParked(ptrdiff_t bytes) {
+  trailing_bytes_ = static_cast<size_t>(static_cast<ptrdiff_t>(trailing_bytes_) + bytes);
+  conn_.set_parked(trailing_bytes_);
 }
 
 void Client::AddPendingWrite(uint64_t index, commands::ReplyShape shape) {
@@ -212,7 +221,8 @@ bool Client::CompletePendingWrite(const state::ApplyResult& result) {
     if (result.kind == state::ApplyResult::Kind::kBulk) session_.room = result.text;
     barrier_ = false;
   }
-  conn_.output().append(p.trailing);
+  conn_.output().append(p.trailing);  // queued now, no longer parked
+  CountParked(-static_cast<ptrdiff_t>(p.trailing.size()));
   server_->write_latency().Observe(static_cast<double>(uv_hrtime() - p.proposed_ns) / 1e9);
   pending_.pop_front();
   server_->MarkDirty(this);

@@ -20,6 +20,8 @@
 //     while a reply is built (ReplyWriter::set_limit), so one command cannot
 //     build a reply past it: a client that passes it is reset, logged and
 //     counted. Unsent output also counts in used memory (--max-memory).
+//     Replies parked behind pending writes (invariant 3) are unsent output
+//     too: counted in trailing_bytes_, the limit and the output gauge.
 //  6. The socket is not read while a large backlog (kIdleInputKeep) of whole
 //     commands waits for this client's own pending writes, a ROOM.NEW or a
 //     blocking call: each of those finishes without this client reading.
@@ -61,6 +63,9 @@ class Client final : public net::Connection::Handler, public MirrorSink {
   // Returns true if the client may now run more buffered commands.
   bool CompletePendingWrite(const state::ApplyResult& result);
   size_t pending_writes() const { return pending_.size(); }
+  // Unsent output: the connection's queue and the replies parked behind
+  // pending writes. What the output limits are checked against.
+  size_t unsent_output() const { return conn_.pending_output() + trailing_bytes_; }
   int64_t last_command_ms() const { return last_command_ms_; }
   std::string_view last_command() const { return last_command_; }
   // Bytes of the arguments of the command running now (0 between commands).
@@ -98,6 +103,9 @@ class Client final : public net::Connection::Handler, public MirrorSink {
     uint64_t proposed_ns;  // uv_hrtime() at proposal, for the write latency histogram
   };
 
+  // `bytes` more (or fewer) replies are parked in pending_'s `trailing`.
+  void CountParked(ptrdiff_t bytes);
+
   void ProtocolError(const std::string& message);
   void NoteCommand(const commands::CommandSpec* spec);
   Server* server_;
@@ -108,6 +116,7 @@ class Client final : public net::Connection::Handler, public MirrorSink {
   std::string scratch_;
   std::string deferred_out_;  // replies written while writes are pending
   std::deque<PendingWrite> pending_;
+  size_t trailing_bytes_ = 0; // sum of pending_[i].trailing.size()
   size_t need_bytes_ = 0;     // parser's hint: don't re-parse before this much input
   bool barrier_ = false;      // a ROOM.NEW is pending
   bool in_process_ = false;

@@ -311,6 +311,8 @@ void Server::OnCheck(uv_check_t* handle) {
   resumable.swap(self->resumable_);
   for (Client* c : resumable) c->ProcessInput();
   self->FlushClients();
+  // After the flush: the budget cuts off what fast readers could not take.
+  self->EnforcePushBudget();
   self->log_->Flush();
 }
 

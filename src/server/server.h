@@ -143,8 +143,9 @@ class Server final : public commands::Context {
   // Called by clients.
   void MarkDirty(Client* client);
   void OnClientClosed(Client* client);
-  // Disconnects the client if its unsent output broke its class's limit, or
-  // cuts off the largest push backlogs if pushed output passed its budget.
+  // Disconnects the client if its unsent output broke its class's limit.
+  // (The budget of all pushed output is enforced once per loop iteration,
+  // EnforcePushBudget.)
   void CheckOutputLimit(Client* client);
   // The output limit of the client's class (unauthenticated, push or
   // ordinary).
@@ -152,7 +153,8 @@ class Server final : public commands::Context {
   // Cuts the client off for its output: logged, counted, connection reset.
   void DisconnectSlowConsumer(Client* client, const char* why);
   // A shared payload was queued to clients: count it as pushed output once,
-  // for as long as any of them holds it.
+  // for as long as any of them holds it. Cuts nobody off: that waits for
+  // EnforcePushBudget, after the clients have been flushed.
   void CountShared(std::shared_ptr<net::SharedBytes> payload);
   net::OutputGauge& normal_output() { return normal_output_; }
   // Unsent output of all clients, in bytes (counted in used memory).
@@ -225,8 +227,9 @@ class Server final : public commands::Context {
   // live as long as their room, so they cannot be used to grow memory).
   RoomCounters* CountersFor(std::string_view room);
   void ForgetCounters(std::string_view room);
-  // Pushed output is over its budget: cut off the largest push backlogs
-  // until it is not.
+  // If pushed output is over its budget, cuts off the largest push backlogs
+  // until what would be left is not. Called once per loop iteration, after
+  // FlushClients.
   void EnforcePushBudget();
   // Once a second: a client over its soft output limit is cut off when the
   // soft time ends even if nothing more is written to it.

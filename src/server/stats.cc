@@ -11,6 +11,7 @@
 #include <cstdio>
 #include <cstring>
 #include <fstream>
+#include <unordered_map>
 #include <variant>
 
 #include "base/logging.h"
@@ -100,12 +101,13 @@ const OutputLimit& Server::OutputLimitFor(const Client* client) const {
 }
 
 void Server::CheckOutputLimit(Client* client) {
+  net::Connection& conn = client->conn();
+  if (conn.closing()) return;
   const bool push = client->is_push_client();
   const OutputLimit& limit = OutputLimitFor(client);
-  net::Connection& conn = client->conn();
   conn.set_gauge(push ? &push_output_ : &normal_output_);  // its class may have changed
   conn.SyncGauge();
-  uint64_t pending = conn.pending_output();
+  const uint64_t pending = client->unsent_output();
   const char* why = nullptr;
   if (limit.hard != 0 && pending > limit.hard) {
     why = "over the hard output limit";
@@ -119,9 +121,7 @@ void Server::CheckOutputLimit(Client* client) {
   } else {
     client->over_soft_since_ms = 0;
   }
-  if (why != nullptr && !conn.closing()) DisconnectSlowConsumer(client, why);
-  const uint64_t budget = options_.push_output_budget;
-  if (push && budget != 0 && push_output_.bytes > budget) EnforcePushBudget();
+  if (why != nullptr) DisconnectSlowConsumer(client, why);
 }
 
 void Server::DisconnectSlowConsumer(Client* client, const char* why) {
@@ -130,7 +130,7 @@ void Server::DisconnectSlowConsumer(Client* client, const char* why) {
   const commands::Session& s = client->session();
   LOG(WARNING) << "disconnecting slow consumer id=" << s.id << " addr=" << s.peer
                << " room=" << s.room << " mirrors=" << client->mirrors << ": "
-               << client->conn().pending_output() << " bytes unsent, " << why;
+               << client->unsent_output() << " bytes unsent, " << why;
   client->conn().Reset();  // frees its queued output at once
 }
 
@@ -146,24 +146,39 @@ void Server::SweepSoftLimits() {
 void Server::CountShared(std::shared_ptr<net::SharedBytes> payload) {
   if (payload == nullptr || payload.use_count() == 1) return;  // nobody queued it
   payload->CountIn(&push_output_);
-  if (options_.push_output_budget != 0 && push_output_.bytes > options_.push_output_budget) {
-    EnforcePushBudget();
-  }
 }
 
-// Largest backlogs first: they free the most and are the furthest behind.
-// O(clients log clients), only while pushed output is over its budget.
+// Once per loop iteration, after FlushClients (Server::OnCheck): clients that
+// read fast have taken what they could, so the backlogs left are the slow
+// ones. Largest backlogs first: they are the furthest behind.
+//
+// Victims are chosen against a projected total, not the gauge: cutting a
+// client frees its own bytes at once, but a shared payload only when its last
+// live holder is cut, so a subscriber is not cut off for bytes that others
+// keep alive (cutting them all would free nothing more than cutting the slow
+// ones). O(clients log clients + queued chunks), only while over budget.
 void Server::EnforcePushBudget() {
+  const uint64_t budget = options_.push_output_budget;
+  if (budget == 0 || push_output_.bytes <= budget) return;
+  std::unordered_map<const net::SharedBytes*, size_t> live_refs;  // queue entries per payload
   std::vector<std::pair<size_t, Client*>> backlog;
   for (const auto& [id, c] : clients_) {
-    if (c->is_push_client() && !c->conn().closing() && c->conn().pending_output() > 0) {
-      backlog.emplace_back(c->conn().pending_output(), c);
-    }
+    const net::Connection& conn = c->conn();
+    if (conn.closing()) continue;  // out of the gauge already
+    conn.ForEachShared([&](const net::SharedBytes* p) { live_refs[p]++; });
+    if (c->is_push_client() && c->unsent_output() > 0) backlog.emplace_back(c->unsent_output(), c);
   }
   std::sort(backlog.begin(), backlog.end(),
             [](const auto& a, const auto& b) { return a.first > b.first; });
+  uint64_t projected = push_output_.bytes;
   for (const auto& [bytes, c] : backlog) {
-    if (push_output_.bytes <= options_.push_output_budget) break;
+    if (projected <= budget) break;
+    projected -= std::min<uint64_t>(projected, c->conn().counted_output());
+    c->conn().ForEachShared([&](const net::SharedBytes* p) {
+      if (--live_refs[p] == 0 && p->gauge() == &push_output_) {
+        projected -= std::min<uint64_t>(projected, p->size());
+      }
+    });
     stats_.push_budget_disconnects++;
     DisconnectSlowConsumer(c, "pushed output of all clients over --push-output-budget");
   }
