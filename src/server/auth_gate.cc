@@ -29,22 +29,17 @@ void AuthGate::Close() {
 bool AuthGate::Admit(Client* client, size_t clients) {
   const commands::ServerSettings& s = server_->settings();
   const uint64_t max = s.max_clients;
-  if (s.requirepass.empty()) {
-    if (max != 0 && clients >= max) {
-      client->conn().output() = "-ERR max number of clients reached\r\n";
-      return false;
-    }
-    return true;
-  }
-  const uint64_t unauth_cap =
-      max == 0 ? UINT64_MAX : max - std::min(s.auth_reserved_clients, max - 1);
   bool full = max != 0 && clients >= max;
-  if ((full || unauthenticated_ >= unauth_cap) && EvictOldest()) full = false;
+  if (!s.requirepass.empty()) {
+    const uint64_t unauth_cap =
+        max == 0 ? UINT64_MAX : max - std::min(s.auth_reserved_clients, max - 1);
+    if ((full || unauthenticated_ >= unauth_cap) && EvictOldest()) full = false;
+  }
   if (full) {
     client->conn().output() = "-ERR max number of clients reached\r\n";
     return false;
   }
-  StartWaiting(client);
+  if (!s.requirepass.empty()) StartWaiting(client);
   return true;
 }
 
@@ -53,6 +48,12 @@ void AuthGate::StartWaiting(Client* client) {
   client->awaiting_auth = true;
   client->auth_deadline_ms = server_->NowMs() + s.auth_timeout_ms;
   unauthenticated_++;
+  // Entries of clients that authenticated or left stay until they reach the
+  // front; without a timeout nothing pops them, so drop them here once they
+  // outnumber the live ones (amortised O(1), order kept).
+  if (waiting_.size() > 2 * unauthenticated_ + 1024) {
+    std::erase_if(waiting_, [&](const auto& w) { return Live(w.first, w.second) == nullptr; });
+  }
   waiting_.emplace_back(client->session().id, client->auth_deadline_ms);
   if (!timer_running_ && s.auth_timeout_ms > 0) {
     uv_timer_start(&timer_, OnTimer, kSweepIntervalMs, kSweepIntervalMs);

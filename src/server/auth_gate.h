@@ -29,8 +29,9 @@
 //     (accepted, or RESET), hence deadline order; an entry is live while its
 //     client is awaiting_auth with that auth_deadline_ms. Stale entries (the
 //     client authenticated, left, or waits again under a later entry) are
-//     skipped when they reach the front, so the length is bounded by the
-//     clients that started waiting within one --auth-timeout.
+//     skipped when they reach the front, and dropped in bulk when they
+//     outnumber the live ones (with --auth-timeout 0 nothing reaches the
+//     front), so the length stays below 2 * unauthenticated_ + 1025.
 //
 // Thread-safety: loop thread only. Owned by the Server.
 
