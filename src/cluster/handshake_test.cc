@@ -125,11 +125,17 @@ TEST(HandshakeTest, TwoNodesShakeHands) {
   // The wire format is the documented one: the proofs are HMACs of the exact
   // HELLO and CHALLENGE bytes, and the secret is in no message.
   const std::string secret(Secret("right")->bytes());
-  EXPECT_EQ(ex.messages[2], MacMessage(3, SpecMac(secret, "distri cluster handshake v1: initiator "
-                                                  "proof", ex.messages[0], ex.messages[1])));
-  EXPECT_EQ(ex.messages[3], MacMessage(4, SpecMac(secret, "distri cluster handshake v1: responder "
-                                                  "proof", ex.messages[0], ex.messages[1])));
-  for (const std::string& m : ex.messages) EXPECT_EQ(m.find(secret.substr(0, 8)), std::string::npos);
+  const std::string& hello = ex.messages[0];
+  const std::string& challenge = ex.messages[1];
+  EXPECT_EQ(ex.messages[2],
+            MacMessage(3, SpecMac(secret, "distri cluster handshake v1: initiator proof", hello,
+                                  challenge)));
+  EXPECT_EQ(ex.messages[3],
+            MacMessage(4, SpecMac(secret, "distri cluster handshake v1: responder proof", hello,
+                                  challenge)));
+  std::string wire;
+  for (const std::string& m : ex.messages) wire += m;
+  EXPECT_EQ(wire.find(secret.substr(0, 8)), std::string::npos);
 
   // Another connection between the same nodes gets another key.
   Handshake initiator2(Config(Role::kInitiator, 77, 1));
