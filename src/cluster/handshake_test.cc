@@ -259,6 +259,16 @@ TEST(HandshakeTest, ReflectedProofFails) {
   EXPECT_EQ(status.code(), Code::kPermissionDenied);
   EXPECT_NE(status.message().find("own id"), std::string::npos);
 
+  // A HELLO turned into a CHALLENGE (another node id, the same nonce) is refused.
+  Handshake echoed(Config(Role::kInitiator, 77, 1));
+  Pipe echo;
+  ASSERT_TRUE(echoed.Start(&echo.bytes).ok());
+  echo.bytes[5] = 2;             // HELLO -> CHALLENGE
+  echo.bytes[kHeader + 8] = 6;   // node id 1 -> 6
+  status = Deliver(&echo, &echoed, &ignored);
+  EXPECT_EQ(status.code(), Code::kPermissionDenied);
+  EXPECT_NE(status.message().find("echoed"), std::string::npos);
+
   // The two-connection reflection with the ids rewritten: node 1 dials the
   // attacker, the attacker dials node 1 and passes messages across. Each side
   // of node 1 sees a transcript with a different peer id, so the proof fails.
