@@ -812,6 +812,7 @@ def test_websocket_mirrors_fall_under_the_push_budget(server_factory):
             reader.until(lambda m: m.get("key") == f"w{batch}:15", "the batch's last change")
         st = s.client(protocol=3).execute_command("STATS")
         assert st["push_budget_disconnects"] >= 2, st
+        assert st["slow_consumer_disconnects"] >= st["push_budget_disconnects"]
         assert st["output_bytes"] <= 16 * MB
         assert "over --push-output-budget" in s.log_text()
         c.set("after", "1")

@@ -200,6 +200,7 @@ void Server::EnforcePushBudget() {
     if (b.client != nullptr) {
       DisconnectSlowConsumer(b.client, kWhy);
     } else {
+      stats_.slow_consumer_disconnects++;  // as DisconnectSlowConsumer counts a RESP client
       b.ws->CutOff(kWhy);
     }
   }
