@@ -74,8 +74,12 @@ def raw_http(server, data, timeout=TIMEOUT):
 class Ws:
     """A minimal RFC 6455 client: masked frames out, JSON text messages in."""
 
-    def __init__(self, server, path, origin=None, host=None, timeout=TIMEOUT):
-        self.sock = socket.create_connection(("127.0.0.1", server.http_port), timeout=timeout)
+    def __init__(self, server, path, origin=None, host=None, timeout=TIMEOUT, rcvbuf=None):
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        if rcvbuf:  # before connecting, so the kernel holds little the client does not read
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+        self.sock.settimeout(timeout)
+        self.sock.connect(("127.0.0.1", server.http_port))
         key = base64.b64encode(os.urandom(16)).decode()
         lines = [f"GET {path} HTTP/1.1", f"Host: {host or f'127.0.0.1:{server.http_port}'}",
                  "Upgrade: websocket", "Connection: Upgrade", f"Sec-WebSocket-Key: {key}",
@@ -706,3 +710,113 @@ def test_over_max_memory_writes_are_refused_and_deletes_work(server_factory):
                               body=json.dumps({"value": "x" * 300_000}).encode(),
                               headers={"Content-Type": "application/json"})
     assert status == 507, body
+
+
+# ---------------------------------------------------------------------------
+# Unsent output (issue 9): pipelines, the output limit, WebSockets in the budget
+# ---------------------------------------------------------------------------
+
+MB = 1 << 20
+
+
+def http_stat(server, name):
+    return server.client(protocol=3).execute_command("STATS")[name]
+
+
+def metric(server, name):
+    _, _, body = request(server, "GET", "/metrics")
+    for line in body.decode().splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    raise AssertionError(f"no metric {name}")
+
+
+def small_buffers_socket(server, rcvbuf=4096):
+    sk = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sk.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)  # before connect: a small window
+    sk.settimeout(TIMEOUT)
+    sk.connect(("127.0.0.1", server.http_port))
+    return sk
+
+
+def test_pipeline_written_whole_before_reading_completes(server, c):
+    """20,000 pipelined GETs sent before reading a byte: the server used to stop
+    reading at 4 MiB of unsent responses while the client was blocked in send()
+    (a deadlock until the request timeout). Now it keeps reading and answering,
+    and the unsent responses count as used memory."""
+    value = "v" * 1000
+    c.set("k", value)
+    n = 20000
+    pad = b"X-Pad: " + b"p" * 1000 + b"\r\n"  # 20 MB of requests: more than kernel buffers hold
+    req = b"GET /api/rooms/default/keys/k HTTP/1.1\r\nHost: 127.0.0.1\r\n" + pad + b"\r\n"
+    sk = small_buffers_socket(server, rcvbuf=65536)
+    try:
+        sk.sendall(req * n)  # times out (TIMEOUT) if the server stops reading
+        # Everything was read; what the kernel does not hold is unsent output.
+        wait_until(lambda: http_stat(server, "output_bytes") > 4 * MB, what="output counted")
+        marker = b'"value":"' + value.encode() + b'"'
+        got, pos, out = 0, 0, bytearray()
+        while got < n:
+            chunk = sk.recv(1 << 20)
+            assert chunk, f"closed after {got} responses"
+            out += chunk
+            while (i := out.find(marker, pos)) >= 0:  # a body may span chunks
+                got, pos = got + 1, i + len(marker)
+        assert out.count(b"HTTP/1.1 200 OK") == n
+    finally:
+        sk.close()
+    wait_until(lambda: http_stat(server, "output_bytes") < MB, what="output released")
+
+
+def test_http_client_over_the_output_limit_is_cut_off(server_factory):
+    """A client that pipelines requests and never reads holds at most the output
+    limit (--output-limit's hard limit); past it, it is cut off with a logged
+    reason while others are served."""
+    s = server_factory(extra_args=["--output-limit", "8m,0,0"])
+    c = s.client()
+    c.set("big", "b" * 65536)
+    req = b"GET /api/rooms/default/keys/big HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+    slow = small_buffers_socket(s)
+    try:
+        slow.sendall(req * 600)  # about 40 MB of responses
+        wait_until(lambda: metric(s, "distri_http_output_limit_disconnects_total") == 1,
+                   what="cut off")
+        assert "over the output limit (--output-limit)" in s.log_text()
+        # Others are served meanwhile, and the slow client's output is gone.
+        assert get_json(s, key_path("default", "big"))["value"] == "b" * 65536
+        assert http_stat(s, "output_bytes") < 8 * MB
+        with pytest.raises((ConnectionResetError, BrokenPipeError, AssertionError)):
+            while True:  # whatever the kernel held, then the reset
+                assert slow.recv(1 << 20)
+    finally:
+        slow.close()
+
+
+def test_websocket_mirrors_fall_under_the_push_budget(server_factory):
+    """WebSocket mirrors that stop reading while a room changes fast: their output
+    counts as pushed output, and over --push-output-budget the largest backlogs are
+    cut off (each stays under its own 32 MiB limit), while a reader is still served."""
+    s = server_factory(extra_args=["--push-output-budget", "16m"])
+    slow = [Ws(s, "/api/rooms/default/ws", rcvbuf=4096) for _ in range(6)]
+    reader = Ws(s, "/api/rooms/default/ws")
+    try:
+        for ws in slow + [reader]:
+            ws.until_type("ready")
+        c = s.client()
+        value = "w" * 65536
+        for batch in range(12):  # 12 MiB of changes for each of 6 silent mirrors: 72 MiB
+            pipe = c.pipeline(transaction=False)
+            for i in range(16):
+                pipe.set(f"w{batch}:{i}", value)
+            pipe.execute()
+            reader.until(lambda m: m.get("key") == f"w{batch}:15", "the batch's last change")
+        st = s.client(protocol=3).execute_command("STATS")
+        assert st["push_budget_disconnects"] >= 2, st
+        assert st["slow_consumer_disconnects"] >= st["push_budget_disconnects"]
+        assert st["output_bytes"] <= 16 * MB
+        assert "over --push-output-budget" in s.log_text()
+        c.set("after", "1")
+        assert reader.until(lambda m: m.get("key") == "after")["value"] == "1"
+    finally:
+        for ws in slow + [reader]:
+            ws.close()

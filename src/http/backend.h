@@ -21,9 +21,17 @@
 #include <variant>
 #include <vector>
 
+namespace distri::net {
+struct OutputGauge;
+}  // namespace distri::net
+
 namespace distri::http {
 
 class MetricsWriter;
+
+// What bounds one HTTP connection's unsent responses when the backend sets
+// nothing else (the RESP port's default ordinary output limit).
+inline constexpr uint64_t kDefaultResponseOutputLimit = 256ull << 20;
 
 // One named statistic (the same lists STATS and ROOM.STATS render).
 struct Field {
@@ -111,6 +119,16 @@ class Backend {
     (void)password;
     return AuthResult::kWrong;
   }
+
+  // Unsent output (docs/protocol.md "Unsent output"). The gauges the server
+  // sums into used memory: HTTP responses count as ordinary output, WebSocket
+  // frames as pushed output (under the push output budget). nullptr: not
+  // counted.
+  virtual net::OutputGauge* response_gauge() { return nullptr; }
+  virtual net::OutputGauge* push_gauge() { return nullptr; }
+  // The most unsent response bytes one HTTP connection may hold before it is
+  // cut off (the RESP port's hard ordinary output limit); 0 = no limit.
+  virtual uint64_t response_output_limit() const { return kDefaultResponseOutputLimit; }
 
   virtual int64_t NowMs() const = 0;
   virtual Fields SiteStats() = 0;

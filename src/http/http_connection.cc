@@ -17,7 +17,6 @@ namespace distri::http {
 
 namespace {
 
-constexpr size_t kOutputHighWater = 4 << 20;  // stop reading requests above this much unsent
 constexpr size_t kIdleInputKeep = 1 << 20;
 
 int64_t NowMs() { return static_cast<int64_t>(uv_hrtime() / 1000000); }
@@ -39,6 +38,29 @@ void HttpConnection::SendWs(WsOpcode opcode, std::string_view payload) {
   if (conn_.closing()) return;
   AppendWsFrame(&conn_.output(), opcode, payload);
   server_->MarkDirty(this);
+  // Every frame, not only mirror updates: a client that sends pings or stats
+  // requests and never reads must not grow its output without bound either.
+  conn_.SyncGauge();
+  if (conn_.pending_output() > server_->options().ws_output_limit) {
+    CutOff("over the WebSocket output limit");
+  }
+}
+
+void HttpConnection::CutOff(std::string_view why) {
+  if (conn_.closing()) return;
+  if (ws_) {
+    server_->stats().ws_slow_consumer_disconnects++;
+  } else {
+    server_->stats().output_limit_disconnects++;
+  }
+  LOG(WARNING) << "disconnecting slow HTTP " << (ws_ ? "WebSocket" : "client") << " id=" << id_
+               << " addr=" << conn_.PeerAddress() << ": " << conn_.pending_output()
+               << " bytes unsent, " << why;
+  // A reset frees the queued output at once (and takes it out of its gauge).
+  // Not ws_->StopMirror(): the mirror hub may be iterating its mirrors; the
+  // closed connection's sink reports closed() and the mirror stops when the
+  // session is freed.
+  conn_.Reset();
 }
 
 void HttpConnection::CloseWs(uint16_t code, std::string_view reason) {
@@ -104,10 +126,6 @@ void HttpConnection::OnDrained() {
     return;
   }
   conn_.input().ShrinkIfIdle(kIdleInputKeep);
-  if (!busy_) {
-    conn_.ResumeReading();
-    ProcessInput();
-  }
 }
 
 void HttpConnection::FailRequest(int status, std::string_view code, std::string_view message) {
@@ -154,11 +172,11 @@ bool HttpConnection::Authorize(const Request& req, const Route& route, uint64_t 
 void HttpConnection::ProcessInput() {
   if (in_process_) return;
   in_process_ = true;
+  // Reading goes on while responses are unsent, as on the RESP port: a client
+  // may write a whole pipeline before it reads (pausing here would deadlock
+  // it, blocked in send() while we wait for it to read). What bounds the
+  // unsent responses is the output limit, checked in Finish.
   while (!busy_ && !ws_ && !conn_.closing()) {
-    if (conn_.pending_output() > kOutputHighWater) {
-      conn_.PauseReading();  // resumes in OnDrained
-      break;
-    }
     size_t consumed = 0;
     RequestParser::State st = parser_.Feed(conn_.input().view(), &consumed);
     conn_.input().Consume(consumed);
@@ -250,6 +268,12 @@ void HttpConnection::Finish(uint64_t seq, Response response, bool head_only, boo
   request_started_ms_ = conn_.input().empty() ? 0 : NowMs();
   idle_since_ms_ = NowMs();
   AppendResponse(response, keep_alive, head_only, &conn_.output());
+  conn_.SyncGauge();
+  const uint64_t limit = server_->backend()->response_output_limit();
+  if (limit != 0 && conn_.pending_output() > limit) {
+    CutOff("over the output limit (--output-limit)");
+    return;
+  }
   if (!keep_alive) {
     conn_.CloseAfterFlush();
     return;
@@ -310,6 +334,8 @@ void HttpConnection::Upgrade(const Request& req, const Route& route) {
   }
   out.append("\r\n");
   server_->MarkDirty(this);
+  // From now on its output is pushed output: counted against the push budget.
+  conn_.set_gauge(server_->backend()->push_gauge());
   ws_reader_ = std::make_unique<WsReader>(server_->options().max_ws_message_bytes);
   ws_ = std::make_unique<WsSession>(server_, this, route.code);
   if (mirror) ws_->Mirror(prefix, from);

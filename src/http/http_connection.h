@@ -5,7 +5,13 @@
 //     pipelined requests stay unparsed in the input buffer, so responses go
 //     out in request order.
 //  2. Once upgraded (`ws_` set) the connection never parses HTTP again.
-//  3. Callbacks that may run after the connection is gone (a write's
+//  3. Requests are read and answered while responses are unsent (a client
+//     may pipeline before it reads); the unsent responses are bounded by the
+//     backend's response_output_limit() and WebSocket frames by
+//     ws_output_limit: past them the connection is cut off (CutOff). Unsent
+//     output counts in the backend's gauges (responses as ordinary output,
+//     WebSocket frames as pushed output).
+//  4. Callbacks that may run after the connection is gone (a write's
 //     completion) hold the server's weak handle and the connection's id, and
 //     look the connection up again; they never hold its pointer.
 //
@@ -56,6 +62,10 @@ class HttpConnection final : public net::Connection::Handler {
   void CloseWs(uint16_t code, std::string_view reason);
   // Closes at once (with a TCP reset if `reset`), dropping unsent output.
   void Abort(bool reset);
+  // Cuts the connection off for its unsent output (a client that does not
+  // read): logged with `why`, counted, reset at once. Safe while the mirror
+  // hub delivers.
+  void CutOff(std::string_view why);
   // Enforces timeouts; called about once a second.
   void Sweep(int64_t now_ms);
 

@@ -73,6 +73,14 @@ void HttpServer::Close() {
   dirty_.clear();
 }
 
+std::vector<HttpConnection*> HttpServer::WebSockets() const {
+  std::vector<HttpConnection*> out;
+  for (const auto& [id, conn] : conns_) {
+    if (conn->is_websocket() && !conn->closing()) out.push_back(conn);
+  }
+  return out;
+}
+
 size_t HttpServer::websocket_count() const {
   size_t n = 0;
   for (const auto& [id, conn] : conns_) n += conn->is_websocket();
@@ -92,6 +100,7 @@ void HttpServer::OnAccept(uv_stream_t* listener, int status) {
   }
   self->stats_.connections_total++;
   self->conns_.emplace(conn->id(), conn);
+  conn->conn().set_gauge(self->backend_->response_gauge());  // unsent output is used memory
   const HttpOptions& o = self->options_;
   // Full: an idle keep-alive connection costs its client only a reconnect,
   // so it makes room first (O(connections), only while full).
@@ -143,12 +152,14 @@ void HttpServer::OnConnectionClosed(HttpConnection* conn) {
   if (conn->dirty) std::erase(dirty_, conn);
 }
 
-// Writes what this iteration produced (responses, mirror updates).
 void HttpServer::OnCheck(uv_check_t* handle) {
-  auto* self = static_cast<HttpServer*>(handle->data);
-  while (!self->dirty_.empty()) {
+  static_cast<HttpServer*>(handle->data)->FlushDirty();
+}
+
+void HttpServer::FlushDirty() {
+  while (!dirty_.empty()) {
     std::vector<HttpConnection*> batch;
-    batch.swap(self->dirty_);
+    batch.swap(dirty_);
     for (HttpConnection* c : batch) {
       c->dirty = false;
       c->conn().Flush();  // may run OnDrained, which may mark it dirty again
@@ -198,6 +209,9 @@ void HttpServer::WriteOwnMetrics(MetricsWriter& w) {
   w.Counter("distri_http_websocket_slow_consumer_disconnects_total",
             "WebSockets cut off for not reading their mirror",
             static_cast<double>(stats_.ws_slow_consumer_disconnects));
+  w.Counter("distri_http_output_limit_disconnects_total",
+            "HTTP connections cut off for unsent responses past the output limit",
+            static_cast<double>(stats_.output_limit_disconnects));
   w.Family("distri_http_requests_total", "counter",
            "HTTP requests answered, by route, method and status");
   for (const auto& [k, n] : stats_.requests) {

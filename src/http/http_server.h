@@ -16,7 +16,12 @@
 // the table), and any more get 503; a whole request must arrive within
 // request_timeout_ms (408: no slowloris); idle keep-alive connections close
 // after idle_timeout_ms; and a WebSocket whose unsent output passes
-// ws_output_limit is disconnected (like a slow RESP mirror).
+// ws_output_limit is disconnected (like a slow RESP mirror), and so is a
+// connection whose unsent responses pass the backend's
+// response_output_limit(): requests are read and answered while responses
+// are unsent, so a client may pipeline before it reads. Unsent output counts
+// in the backend's gauges (WebSocket frames as pushed output, which the owner
+// may cut off under its budget: WebSockets()).
 //
 // Authentication: when the backend says a password is required, every
 // request but /healthz and the static dashboard files must carry it
@@ -75,6 +80,7 @@ struct HttpStats {
   uint64_t ws_messages_in = 0;
   uint64_t ws_messages_out = 0;
   uint64_t ws_slow_consumer_disconnects = 0;
+  uint64_t output_limit_disconnects = 0;  // unsent responses past the output limit
   // (route, method, status) -> count
   std::map<std::tuple<std::string, std::string, int>, uint64_t> requests;
   // route -> time from a complete request to its response
@@ -104,6 +110,13 @@ class HttpServer {
   uv_loop_t* loop() { return loop_; }
   // Guards callbacks that may outlive the server (see HttpConnection).
   std::weak_ptr<HttpServer*> weak() { return self_; }
+
+  // Writes what this loop iteration produced (responses, mirror updates). Run
+  // by the server's check handle, and by the owner before it enforces its
+  // push output budget, so that only what sockets would not take counts.
+  void FlushDirty();
+  // The open WebSocket connections (for the owner's push output budget).
+  std::vector<HttpConnection*> WebSockets() const;
 
   // Called by connections.
   void MarkDirty(HttpConnection* conn);

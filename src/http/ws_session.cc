@@ -96,15 +96,7 @@ void WsSession::Deliver(const MirrorUpdate& u) {
       break;
   }
   w.EndObject();
-  Send();
-  if (conn_->unsent_bytes() > server_->options().ws_output_limit) {
-    server_->stats().ws_slow_consumer_disconnects++;
-    LOG(WARNING) << "disconnecting slow WebSocket mirror of room " << room_ << ": "
-                 << conn_->unsent_bytes() << " bytes unsent";
-    // Not mirror_.reset() here: the hub is iterating its mirrors. The closed
-    // connection's sink reports closed() and the mirror stops when it is freed.
-    conn_->Abort(/*reset=*/true);
-  }
+  Send();  // cuts the connection off past ws_output_limit (HttpConnection::SendWs)
 }
 
 void WsSession::OnDrained() {

@@ -94,6 +94,14 @@ uint64_t ResidentBytes() {
 
 }  // namespace
 
+net::OutputGauge* HttpBackend::response_gauge() { return &server_->normal_output(); }
+
+net::OutputGauge* HttpBackend::push_gauge() { return &server_->push_output(); }
+
+uint64_t HttpBackend::response_output_limit() const {
+  return server_->normal_limit().hard;
+}
+
 int64_t HttpBackend::NowMs() const { return server_->NowMs(); }
 
 http::Fields HttpBackend::SiteStats() { return Convert(server_->SiteStatsFields()); }
@@ -326,7 +334,8 @@ void HttpBackend::WriteMetrics(http::MetricsWriter& w) {
   w.Counter("distri_push_budget_disconnects_total",
             "Of those, cut off because pushed output passed --push-output-budget",
             d(s.push_budget_disconnects));
-  w.Gauge("distri_client_output_bytes", "Unsent output of RESP clients (a shared message once)",
+  w.Gauge("distri_client_output_bytes",
+          "Unsent output of RESP and HTTP clients (a shared message once)",
           d(server_->output_bytes()));
   w.Family("distri_command_calls_total", "counter", "RESP commands run, by command");
   const auto& specs = commands::CommandTable::Get().all();

@@ -22,6 +22,9 @@ class HttpBackend final : public http::Backend {
  public:
   explicit HttpBackend(Server* server) : server_(server) {}
 
+  net::OutputGauge* response_gauge() override;
+  net::OutputGauge* push_gauge() override;
+  uint64_t response_output_limit() const override;
   int64_t NowMs() const override;
   http::Fields SiteStats() override;
   std::vector<http::Fields> ListRooms(bool with_codes) override;

@@ -311,6 +311,7 @@ void Server::OnCheck(uv_check_t* handle) {
   resumable.swap(self->resumable_);
   for (Client* c : resumable) c->ProcessInput();
   self->FlushClients();
+  if (self->http_) self->http_->FlushDirty();  // WebSocket mirrors fall under the budget too
   // After the flush: the budget cuts off what fast readers could not take.
   self->EnforcePushBudget();
   self->log_->Flush();

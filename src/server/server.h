@@ -150,6 +150,8 @@ class Server final : public commands::Context {
   // The output limit of the client's class (unauthenticated, push or
   // ordinary).
   const OutputLimit& OutputLimitFor(const Client* client) const;
+  // --output-limit: ordinary clients' (HTTP connections use its hard limit).
+  const OutputLimit& normal_limit() const { return options_.normal_limit; }
   // Cuts the client off for its output: logged, counted, connection reset.
   void DisconnectSlowConsumer(Client* client, const char* why);
   // A shared payload was queued to clients: count it as pushed output once,
@@ -157,6 +159,7 @@ class Server final : public commands::Context {
   // EnforcePushBudget, after the clients have been flushed.
   void CountShared(std::shared_ptr<net::SharedBytes> payload);
   net::OutputGauge& normal_output() { return normal_output_; }
+  net::OutputGauge& push_output() { return push_output_; }
   // Unsent output of all clients, in bytes (counted in used memory).
   uint64_t output_bytes() const { return normal_output_.bytes + push_output_.bytes; }
   // Proposes an encoded entry on behalf of no client (the HTTP API, timers);

@@ -15,6 +15,7 @@
 #include <variant>
 
 #include "base/logging.h"
+#include "http/http_connection.h"
 #include "server/client.h"
 #include "server/server.h"
 
@@ -157,30 +158,51 @@ void Server::CountShared(std::shared_ptr<net::SharedBytes> payload) {
 // live holder is cut, so a subscriber is not cut off for bytes that others
 // keep alive (cutting them all would free nothing more than cutting the slow
 // ones). O(clients log clients + queued chunks), only while over budget.
+// WebSocket mirrors (the HTTP port's pushed output, flushed just before) are
+// candidates like RESP push clients; they hold no shared payloads.
 void Server::EnforcePushBudget() {
   const uint64_t budget = options_.push_output_budget;
   if (budget == 0 || push_output_.bytes <= budget) return;
+  struct Backlog {
+    size_t bytes;
+    net::Connection* conn;
+    Client* client;              // a RESP push client, or
+    http::HttpConnection* ws;    // a WebSocket session
+  };
   std::unordered_map<const net::SharedBytes*, size_t> live_refs;  // queue entries per payload
-  std::vector<std::pair<size_t, Client*>> backlog;
+  std::vector<Backlog> backlog;
   for (const auto& [id, c] : clients_) {
     const net::Connection& conn = c->conn();
     if (conn.closing()) continue;  // out of the gauge already
     conn.ForEachShared([&](const net::SharedBytes* p) { live_refs[p]++; });
-    if (c->is_push_client() && c->unsent_output() > 0) backlog.emplace_back(c->unsent_output(), c);
+    if (c->is_push_client() && c->unsent_output() > 0) {
+      backlog.push_back({c->unsent_output(), &c->conn(), c, nullptr});
+    }
+  }
+  if (http_) {
+    for (http::HttpConnection* ws : http_->WebSockets()) {
+      if (ws->unsent_bytes() > 0) backlog.push_back({ws->unsent_bytes(), &ws->conn(), nullptr, ws});
+    }
   }
   std::sort(backlog.begin(), backlog.end(),
-            [](const auto& a, const auto& b) { return a.first > b.first; });
+            [](const Backlog& a, const Backlog& b) { return a.bytes > b.bytes; });
   uint64_t projected = push_output_.bytes;
-  for (const auto& [bytes, c] : backlog) {
+  static constexpr const char* kWhy = "pushed output of all clients over --push-output-budget";
+  for (const Backlog& b : backlog) {
     if (projected <= budget) break;
-    projected -= std::min<uint64_t>(projected, c->conn().counted_output());
-    c->conn().ForEachShared([&](const net::SharedBytes* p) {
+    projected -= std::min<uint64_t>(projected, b.conn->counted_output());
+    b.conn->ForEachShared([&](const net::SharedBytes* p) {
       if (--live_refs[p] == 0 && p->gauge() == &push_output_) {
         projected -= std::min<uint64_t>(projected, p->size());
       }
     });
     stats_.push_budget_disconnects++;
-    DisconnectSlowConsumer(c, "pushed output of all clients over --push-output-budget");
+    if (b.client != nullptr) {
+      DisconnectSlowConsumer(b.client, kWhy);
+    } else {
+      stats_.slow_consumer_disconnects++;  // as DisconnectSlowConsumer counts a RESP client
+      b.ws->CutOff(kWhy);
+    }
   }
 }
 
