@@ -18,6 +18,7 @@
 #include <limits>
 #include <utility>
 
+#include "base/log_limiter.h"
 #include "base/logging.h"
 #include "log/segment.h"
 #include "log/snapshot_file.h"
@@ -840,10 +841,18 @@ bool LocalLog::FinishSnapshot(SnapshotTask& task) {
   }
   if (st.ok()) st = fs_->Rename(task.temp_path, task.final_path);
   if (!st.ok()) {
-    LOG(ERROR) << "log: snapshot at entry " << task.index << " abandoned: " << st.ToString();
+    // A full disk fails every retry: one line per interval, with a count.
+    uint64_t suppressed = 0;
+    const int64_t now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+        std::chrono::steady_clock::now().time_since_epoch()).count();
+    if (snapshot_failure_log_.Allow(now_ms, &suppressed)) {
+      LOG(ERROR) << "log: snapshot at entry " << task.index << " abandoned: " << st.ToString()
+                 << base::SuppressedNote(suppressed);
+    }
     (void)fs_->Unlink(task.temp_path);
     return false;
   }
+  snapshot_failure_log_.Reset();
   st = fs_->SyncDir(snap_dir_);
   if (!st.ok()) {
     // The file is complete; the next Open will use it. Just do not compact.

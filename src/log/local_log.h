@@ -56,6 +56,7 @@
 #include <vector>
 
 #include "base/histogram.h"
+#include "base/log_limiter.h"
 #include "distri/status.h"
 #include "log/file_system.h"
 #include "log/log.h"
@@ -259,6 +260,7 @@ class LocalLog final : public Log {
 
   std::thread writer_;
   std::thread snapshotter_;
+  base::LogLimiter snapshot_failure_log_{10000};  // snapshot thread only
 };
 
 }  // namespace distri::log
