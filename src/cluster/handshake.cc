@@ -275,21 +275,32 @@ Status Handshake::Feed(std::string_view input, size_t* consumed, std::string* ou
   return Status::Ok();
 }
 
+// The peer's claimed cluster must be this node's.
+Status Handshake::CheckPeerCluster(uint64_t cluster_id) const {
+  if (cluster_id == config_.cluster_id) return Status::Ok();
+  return Denied("peer is in cluster " + Id(cluster_id) + ", this node in cluster " +
+                Id(config_.cluster_id));
+}
+
+// The peer's claimed node id must be a real id and not this node's own.
+Status Handshake::CheckPeerNode(uint64_t node_id) const {
+  if (node_id == 0) return Malformed("peer sent node id 0");
+  if (node_id == config_.node_id) {
+    return Denied("peer claims this node's own id " + Id(node_id) +
+                  " (a reflected or looped connection)");
+  }
+  return Status::Ok();
+}
+
 // Responder. Checks only what can be refused without knowing who the peer is
 // (its claims are remembered, not believed), then answers with its own
 // identity and nonce and no proof: a stranger gets nothing derived from the
 // secret.
 Status Handshake::OnHello(std::string_view message, std::string* out) {
   const Identity hello = ParseIdentity(message);
-  if (hello.cluster_id != 0 && hello.cluster_id != config_.cluster_id) {
-    return Denied("peer is in cluster " + Id(hello.cluster_id) + ", this node in cluster " +
-                  Id(config_.cluster_id));
-  }
-  if (hello.node_id == 0) return Malformed("peer sent node id 0");
-  if (hello.node_id == config_.node_id) {
-    return Denied("peer claims this node's own id " + Id(hello.node_id) +
-                  " (a reflected or looped connection)");
-  }
+  // A joining node does not know the cluster yet and sends 0.
+  if (hello.cluster_id != 0) DISTRI_RETURN_IF_ERROR(CheckPeerCluster(hello.cluster_id));
+  DISTRI_RETURN_IF_ERROR(CheckPeerNode(hello.node_id));
   hello_ = std::string(message);
   claimed_ = PeerIdentity{hello.node_id, config_.cluster_id};
   challenge_ = IdentityMessage(kChallenge, config_.cluster_id, config_.node_id, nonce_);
@@ -303,15 +314,9 @@ Status Handshake::OnHello(std::string_view message, std::string* out) {
 Status Handshake::OnChallenge(std::string_view message, std::string* out) {
   const Identity challenge = ParseIdentity(message);
   if (challenge.cluster_id == 0) return Malformed("peer sent cluster id 0");
-  if (config_.cluster_id != 0 && challenge.cluster_id != config_.cluster_id) {
-    return Denied("peer is in cluster " + Id(challenge.cluster_id) + ", this node in cluster " +
-                  Id(config_.cluster_id));
-  }
-  if (challenge.node_id == 0) return Malformed("peer sent node id 0");
-  if (challenge.node_id == config_.node_id) {
-    return Denied("peer claims this node's own id " + Id(challenge.node_id) +
-                  " (a reflected or looped connection)");
-  }
+  // This node, if joining, does not know the cluster yet and accepts any.
+  if (config_.cluster_id != 0) DISTRI_RETURN_IF_ERROR(CheckPeerCluster(challenge.cluster_id));
+  DISTRI_RETURN_IF_ERROR(CheckPeerNode(challenge.node_id));
   if (CRYPTO_memcmp(challenge.nonce.data(), nonce_.data(), kNonceBytes) == 0) {
     return Denied("peer echoed this node's nonce (a reflected connection)");
   }

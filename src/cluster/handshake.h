@@ -161,6 +161,8 @@ class Handshake {
 
  private:
   Status Fail(Status status);
+  Status CheckPeerCluster(uint64_t cluster_id) const;
+  Status CheckPeerNode(uint64_t node_id) const;
   Status OnHello(std::string_view message, std::string* out);
   Status OnChallenge(std::string_view message, std::string* out);
   Status OnProof(std::string_view message, std::string* out);
