@@ -1,6 +1,7 @@
 """Pub/sub (Redis semantics, scoped to rooms) and services: CALL to the least
 loaded worker, CALL.ALL to every worker, timeouts, worker loss, NOWORKER."""
 
+import os
 import socket
 import struct
 import subprocess
@@ -488,3 +489,35 @@ def test_queued_retry_fails_at_once_when_the_last_worker_dies_too(server):
         assert "worker disconnected before replying" in out.get("e", ""), out
         assert out["t"] - killed < 1.0
     assert obs.execute_command("STATS")["service_records"] == 0
+
+
+def test_call_all_stores_its_payload_once(server_factory, monkeypatch):
+    """CALL.ALL to many workers kept one copy of the payload per worker for as
+    long as the calls were open; the workers here read their requests at once
+    (so nothing waits in their output) but do not answer."""
+    from test_output_limits import status_kb
+    # ASan's quarantine of freed memory would count in RSS: keep it small.
+    monkeypatch.setenv("ASAN_OPTIONS", (os.environ.get("ASAN_OPTIONS") or "detect_leaks=1")
+                       + ":quarantine_size_mb=4")
+    s = server_factory()
+    workers = [resp3(s) for _ in range(24)]
+    for w in workers:
+        assert w.cmd("SVC.SERVE", "big") == b"OK"
+    payload = os.urandom(4 << 20)
+    before = status_kb(s.pid, "VmRSS")
+    caller = Raw(s.port)
+    try:
+        caller.send(encode_command("CALL.ALL", "big", payload, "TIMEOUT", "60000"))
+        for w in workers:  # every worker gets the request and reads it whole
+            frame = w.read_reply()
+            assert frame[0] == b"svc.request" and frame[3] == payload
+        # Once the requests are out, what stays is what the open calls hold:
+        # 24 stored copies were 96 MB.
+        assert s.client().ping()
+        grown_mb = (status_kb(s.pid, "VmRSS") - before) // 1024
+        print(f"RSS grew by {grown_mb} MB")
+        assert grown_mb < 40, f"RSS grew by {grown_mb} MB for a 4 MB CALL.ALL to 24 open calls"
+    finally:
+        caller.close()
+        for w in workers:
+            w.close()

@@ -140,7 +140,10 @@ class MessageRouter final : public commands::Messaging {
     uint64_t id;
     uint64_t caller_id;  // 0 once the caller has gone
     Service* service;
-    std::string payload;
+    // Shared by every call of one CALL.ALL: stored once however many
+    // workers it goes to (each worker's output still gets its own copy,
+    // counted against that worker's output limit).
+    std::shared_ptr<const std::string> payload;
     uint64_t start_ns;     // uv_hrtime() when the call was made
     int64_t deadline_ms;   // on the monotonic clock (MonoMs)
     Worker* worker = nullptr;  // null while waiting in the queue

@@ -202,7 +202,7 @@ void MessageRouter::Assign(PendingCall& call, Worker* w) {
   out.Bulk("svc.request");
   out.Integer(static_cast<int64_t>(call.id));
   out.Bulk(call.service->name);
-  out.Bulk(call.payload);
+  out.Bulk(*call.payload);
   server_->MarkDirty(c);
   server_->CheckOutputLimit(c);
 }
@@ -248,7 +248,9 @@ void MessageRouter::Call(commands::Session& session, std::string_view service,
     svc.calls++;
     svc.calls_open++;
     uint64_t id = next_id_++;
-    calls_.emplace(id, PendingCall{id, session.id, &svc, std::string(payload), start_ns, deadline});
+    calls_.emplace(id, PendingCall{id, session.id, &svc,
+                                   std::make_shared<const std::string>(payload), start_ns,
+                                   deadline});
     deadlines_.emplace(deadline, id);
     Dispatch(id, /*retry=*/false);
   } else {
@@ -260,10 +262,11 @@ void MessageRouter::Call(commands::Session& session, std::string_view service,
     // no record behind (invariant 3).
     if (Service* svc = FindService(session.room, service); svc != nullptr) {
       svc->calls++;
+      auto shared = std::make_shared<const std::string>(payload);
       for (Worker* w : svc->workers) {
         uint64_t id = next_id_++;
         PendingCall& call =
-            calls_.emplace(id, PendingCall{id, 0, svc, std::string(payload), start_ns, deadline})
+            calls_.emplace(id, PendingCall{id, 0, svc, shared, start_ns, deadline})
                 .first->second;
         svc->calls_open++;
         call.group = group;
