@@ -322,44 +322,45 @@ Status Handshake::OnChallenge(std::string_view message, std::string* out) {
   }
   challenge_ = std::string(message);
   claimed_ = PeerIdentity{challenge.node_id, challenge.cluster_id};
-  std::array<uint8_t, kMacBytes> proof;
-  DISTRI_RETURN_IF_ERROR(Mac(kInitiatorLabel, &proof));
-  AppendHeader(kProof, out);
-  out->append(reinterpret_cast<const char*>(proof.data()), proof.size());
+  DISTRI_RETURN_IF_ERROR(AppendProof(kProof, kInitiatorLabel, out));
   state_ = State::kAwaitConfirm;
   return Status::Ok();
 }
 
 // Responder: the initiator's proof is checked before this side proves anything.
 Status Handshake::OnProof(std::string_view message, std::string* out) {
-  std::array<uint8_t, kMacBytes> expected;
-  DISTRI_RETURN_IF_ERROR(Mac(kInitiatorLabel, &expected));
-  const bool match =
-      CRYPTO_memcmp(message.data() + kHeaderBytes, expected.data(), kMacBytes) == 0;
-  OPENSSL_cleanse(expected.data(), expected.size());
-  if (!match) {
-    return Denied("peer's proof does not match (a different cluster secret, or a replayed or "
-                  "relayed handshake)");
-  }
-  std::array<uint8_t, kMacBytes> confirm;
-  DISTRI_RETURN_IF_ERROR(Mac(kResponderLabel, &confirm));
-  AppendHeader(kConfirm, out);
-  out->append(reinterpret_cast<const char*>(confirm.data()), confirm.size());
+  DISTRI_RETURN_IF_ERROR(CheckProof(message, kInitiatorLabel));
+  DISTRI_RETURN_IF_ERROR(AppendProof(kConfirm, kResponderLabel, out));
   return Finish();
 }
 
 // Initiator.
 Status Handshake::OnConfirm(std::string_view message) {
+  DISTRI_RETURN_IF_ERROR(CheckProof(message, kResponderLabel));
+  return Finish();
+}
+
+// Appends a message of `type` whose body is this side's MAC under `label`.
+Status Handshake::AppendProof(uint8_t type, std::string_view label, std::string* out) const {
+  std::array<uint8_t, kMacBytes> proof;
+  DISTRI_RETURN_IF_ERROR(Mac(label, &proof));
+  AppendHeader(type, out);
+  out->append(reinterpret_cast<const char*>(proof.data()), proof.size());
+  OPENSSL_cleanse(proof.data(), proof.size());
+  return Status::Ok();
+}
+
+// The body of `message` (a PROOF or CONFIRM) must be the peer's MAC under
+// `label`; compared in constant time.
+Status Handshake::CheckProof(std::string_view message, std::string_view label) const {
   std::array<uint8_t, kMacBytes> expected;
-  DISTRI_RETURN_IF_ERROR(Mac(kResponderLabel, &expected));
+  DISTRI_RETURN_IF_ERROR(Mac(label, &expected));
   const bool match =
       CRYPTO_memcmp(message.data() + kHeaderBytes, expected.data(), kMacBytes) == 0;
   OPENSSL_cleanse(expected.data(), expected.size());
-  if (!match) {
-    return Denied("peer's proof does not match (a different cluster secret, or a replayed or "
-                  "relayed handshake)");
-  }
-  return Finish();
+  if (match) return Status::Ok();
+  return Denied("peer's proof does not match (a different cluster secret, or a replayed or "
+                "relayed handshake)");
 }
 
 Status Handshake::Mac(std::string_view label, std::array<uint8_t, kMacBytes>* mac) const {

@@ -162,6 +162,8 @@ class Handshake {
  private:
   Status Fail(Status status);
   Status CheckPeerCluster(uint64_t cluster_id) const;
+  Status AppendProof(uint8_t type, std::string_view label, std::string* out) const;
+  Status CheckProof(std::string_view message, std::string_view label) const;
   Status CheckPeerNode(uint64_t node_id) const;
   Status OnHello(std::string_view message, std::string* out);
   Status OnChallenge(std::string_view message, std::string* out);
