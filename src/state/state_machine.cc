@@ -73,29 +73,37 @@ size_t StateMachine::RoomBytes(const std::string& code, const Room& room) {
   return kRoomNodeBytes + StringHeapBytes(code) + room.memory_bytes();
 }
 
-Room* StateMachine::AddRoom(std::string_view code, std::unique_ptr<Room> room) {
-  auto [it, inserted] = rooms_.emplace(std::string(code), std::move(room));
-  CHECK(inserted) << "room added twice";
-  Room* raw = it->second.get();
-  memory_bytes_ += RoomBytes(it->first, *raw);
-  key_count_ += raw->key_count();
+// Adds one room's share of the totals and its expiry index entry
+// (invariants 1 and 2), or takes them away again.
+void StateMachine::CountIn(const std::string& code, const Room& room) {
+  memory_bytes_ += RoomBytes(code, room);
+  key_count_ += room.key_count();
   if (!IsBuiltinRoom(code)) user_rooms_++;
-  if (raw->earliest_expiry_ms() != 0) {
-    expiry_index_.emplace(raw->earliest_expiry_ms(), raw->code());
+  if (room.earliest_expiry_ms() != 0) {
+    expiry_index_.emplace(room.earliest_expiry_ms(), room.code());
     memory_bytes_ += kExpiryIndexNodeBytes;
   }
-  return raw;
 }
 
-void StateMachine::EraseRoom(RoomMap::iterator it) {
-  const Room& room = *it->second;
+void StateMachine::CountOut(const std::string& code, const Room& room) {
+  memory_bytes_ -= RoomBytes(code, room);
+  key_count_ -= room.key_count();
+  if (!IsBuiltinRoom(code)) user_rooms_--;
   if (room.earliest_expiry_ms() != 0) {
     expiry_index_.erase({room.earliest_expiry_ms(), room.code()});
     memory_bytes_ -= kExpiryIndexNodeBytes;
   }
-  memory_bytes_ -= RoomBytes(it->first, room);
-  key_count_ -= room.key_count();
-  if (!IsBuiltinRoom(it->first)) user_rooms_--;
+}
+
+Room* StateMachine::AddRoom(std::string_view code, std::unique_ptr<Room> room) {
+  auto [it, inserted] = rooms_.emplace(std::string(code), std::move(room));
+  CHECK(inserted) << "room added twice";
+  CountIn(it->first, *it->second);
+  return it->second.get();
+}
+
+void StateMachine::EraseRoom(RoomMap::iterator it) {
+  CountOut(it->first, *it->second);
   rooms_.erase(it);
 }
 
@@ -116,18 +124,10 @@ void StateMachine::Account(const Room& room, const Tally& before) {
 
 void StateMachine::Recount() {
   memory_bytes_ = 0;
-  for (const auto& [code, room] : rooms_) {
-    memory_bytes_ += RoomBytes(code, *room);
-    if (room->earliest_expiry_ms() != 0) memory_bytes_ += kExpiryIndexNodeBytes;
-  }
-  key_count_ = RecountKeys();
+  key_count_ = 0;
   user_rooms_ = 0;
   expiry_index_.clear();
-  for (const auto& [code, room] : rooms_) {
-    if (!IsBuiltinRoom(code)) user_rooms_++;
-    int64_t earliest = room->earliest_expiry_ms();
-    if (earliest != 0) expiry_index_.emplace(earliest, room->code());
-  }
+  for (const auto& [code, room] : rooms_) CountIn(code, *room);
 }
 
 size_t StateMachine::RecountMemoryBytes() const {

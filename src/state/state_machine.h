@@ -135,6 +135,8 @@ class StateMachine {
   ApplyResult ApplyKeyOp(Room* room, const EntryView& e);
   ApplyResult ApplySetRange(Room* room, const EntryView& e);
   ApplyResult ApplyCopy(Room* room, const EntryView& e);
+  void CountIn(const std::string& code, const Room& room);
+  void CountOut(const std::string& code, const Room& room);
   Room* AddRoom(std::string_view code, std::unique_ptr<Room> room);
   void EraseRoom(RoomMap::iterator it);
   // Brings the totals and the expiry index up to date after `room` changed
