@@ -47,12 +47,24 @@ void RoomJoin(Call& call) {
   call.reply.Ok();
 }
 
-void WriteRoomMap(Call& call, std::string_view code, const state::Room* room) {
+// A room as a map. `show_code`: its code under "code"; else its id under "id"
+// and a name that cannot reveal the code (commands/access.h).
+void WriteRoomMap(Call& call, std::string_view code, const state::Room* room,
+                  bool show_code = true) {
+  const std::string_view name = room ? std::string_view(room->name()) : code;
   call.reply.Map(6);
-  call.reply.Bulk("code");
-  call.reply.Bulk(code);
-  call.reply.Bulk("name");
-  call.reply.Bulk(room ? std::string_view(room->name()) : code);
+  if (show_code) {
+    call.reply.Bulk("code");
+    call.reply.Bulk(code);
+    call.reply.Bulk("name");
+    call.reply.Bulk(name);
+  } else {
+    const std::string id = RoomId(code);
+    call.reply.Bulk("id");
+    call.reply.Bulk(id);
+    call.reply.Bulk("name");
+    call.reply.Bulk(PublicRoomName(code, name, id));
+  }
   call.reply.Bulk("keys");
   call.reply.Integer(room ? static_cast<int64_t>(room->key_count()) : 0);
   call.reply.Bulk("memory_bytes");
@@ -75,26 +87,7 @@ void RoomList(Call& call) {
   const auto& rooms = call.ctx.state().rooms();
   const bool admin = IsAdmin(call.ctx.settings(), call.session);
   call.reply.Array(rooms.size());
-  for (const auto& [code, room] : rooms) {
-    if (admin) {
-      WriteRoomMap(call, code, room.get());
-      continue;
-    }
-    std::string id = RoomId(code);
-    call.reply.Map(6);
-    call.reply.Bulk("id");
-    call.reply.Bulk(id);
-    call.reply.Bulk("name");
-    call.reply.Bulk(PublicRoomName(code, room->name(), id));
-    call.reply.Bulk("keys");
-    call.reply.Integer(static_cast<int64_t>(room->key_count()));
-    call.reply.Bulk("memory_bytes");
-    call.reply.Integer(static_cast<int64_t>(room->memory_bytes()));
-    call.reply.Bulk("created_at_ms");
-    call.reply.Integer(room->created_at_ms());
-    call.reply.Bulk("revision");
-    call.reply.Integer(static_cast<int64_t>(room->last_write_revision()));
-  }
+  for (const auto& [code, room] : rooms) WriteRoomMap(call, code, room.get(), admin);
 }
 
 void RoomDrop(Call& call) {
