@@ -20,7 +20,8 @@
  * Ownership:
  *  - Every pointer passed in is borrowed for the duration of the call; its bytes are copied.
  *    (NULL, 0) is a valid empty buffer.
- *  - A node is owned by the caller from distri_raft_node_new until distri_raft_node_free.
+ *  - A node is owned by the caller from distri_raft_node_new (or _restore) until
+ *    distri_raft_node_free.
  *  - A ready handle (from distri_raft_take_ready, distri_raft_advance or
  *    distri_raft_advance_append) is owned by the caller until distri_raft_ready_free. Every
  *    pointer read out of it (message bytes, entry data, read state contexts, snapshot data and
@@ -28,11 +29,13 @@
  *    the handle was passed to advance*.
  *  - A ready handle must be freed before its node.
  *
- * Storage: this first version keeps raft's log in memory inside the node (raft-rs MemStorage)
- * plus the newest state-machine snapshot given to distri_raft_compact. distri_raft_take_ready
- * copies the Ready's snapshot, entries and hard state into that store; the caller makes them
- * durable. Restart from durable state is not supported yet: distri_raft_node_new always
- * starts an empty log (see docs/replication.md, "Next steps"). */
+ * Storage: the node keeps raft's log in memory (raft-rs MemStorage) plus the newest
+ * state-machine snapshot given to distri_raft_compact. distri_raft_take_ready copies the
+ * Ready's snapshot, entries and hard state into that store; the caller makes them durable.
+ * After a restart, distri_raft_node_restore rebuilds the node from what the caller persisted
+ * (hard state, snapshot metadata, the entries after the snapshot); the snapshot's data stays
+ * with the caller, which hands it back through distri_raft_compact when raft asks for it
+ * (distri_raft_take_snapshot_request). */
 
 #ifndef DISTRI_REPLICATION_RAFT_CAPI_H_
 #define DISTRI_REPLICATION_RAFT_CAPI_H_
@@ -81,7 +84,7 @@ typedef struct distri_raft_ready distri_raft_ready;
 
 typedef struct {
   uint64_t id;               /* this node; non-zero, unique in the group */
-  const uint64_t* voters;    /* initial voters; none: a joining node (distri_raft_node_new) */
+  const uint64_t* voters;    /* initial voters; none: a joining node; none for _restore */
   size_t voters_len;
   const uint64_t* learners;  /* initial learners */
   size_t learners_len;
@@ -118,6 +121,25 @@ typedef struct {
   uint64_t vote;
   uint64_t commit;
 } distri_raft_hard_state;
+
+/* What a restarting node persisted (distri_raft_node_restore). Everything is borrowed for the
+ * call and copied. */
+typedef struct {
+  distri_raft_hard_state hard_state; /* the newest persisted hard state */
+  /* The newest snapshot: the bootstrap one (index 1, term 1), one received from a leader
+   * (distri_raft_ready_snapshot) or one given to distri_raft_compact. Index 0 (term 0, no
+   * members, no entries): a joining node that never received one. */
+  uint64_t snapshot_index;
+  uint64_t snapshot_term;
+  const uint64_t* voters; /* membership as of snapshot_index */
+  size_t voters_len;
+  const uint64_t* learners;
+  size_t learners_len;
+  /* Every persisted entry after the snapshot, in order, from index snapshot_index + 1, with a
+   * conflicting tail already overwritten as distri_raft_ready_entries asked. */
+  const distri_raft_entry* entries;
+  size_t entries_len;
+} distri_raft_restore_state;
 
 typedef struct {
   uint64_t leader_id; /* 0: no leader known */
@@ -173,6 +195,23 @@ typedef struct {
  * when err is not NULL. */
 int distri_raft_node_new(const distri_raft_config* config, distri_raft_node** out, char* err,
                          size_t err_len);
+/* Creates a node from durable state after a restart. config->voters and ->learners must be
+ * empty (the membership comes from the snapshot metadata); config->applied is the index the
+ * state machine has applied, in [snapshot_index, hard_state.commit] (the state machine is the
+ * snapshot's data plus the entries up to `applied`). Committed entries after `applied` come
+ * out of the first Readies again. Conf change entries up to `applied` are re-applied to raft's
+ * membership here, since raft will not hand them out again.
+ * The node has no snapshot it could send: when a follower needs one, the request comes through
+ * distri_raft_take_snapshot_request and the caller answers with distri_raft_compact (an index
+ * equal to snapshot_index is fine: it gives that snapshot its data).
+ * Refused with DISTRI_RAFT_ERR_INVALID_ARGUMENT (and a message in err, as for _new): entries
+ * not contiguous from snapshot_index + 1 or with a decreasing term, a term above
+ * hard_state.term, commit outside [snapshot_index, last index], applied outside
+ * [snapshot_index, commit], a snapshot without voters or with duplicate or zero ids, members in
+ * config, an unknown entry type. */
+int distri_raft_node_restore(const distri_raft_config* config,
+                             const distri_raft_restore_state* state, distri_raft_node** out,
+                             char* err, size_t err_len);
 /* Frees the node. NULL is ignored. REQUIRES: every ready handle of the node was freed. */
 void distri_raft_node_free(distri_raft_node* node);
 /* Text of the last error on this node; owned by the node, valid until its next failing call. */

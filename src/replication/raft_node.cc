@@ -44,6 +44,24 @@ std::vector<RaftEntry> Entries(const distri_raft_entry* entries, size_t len) {
   return out;
 }
 
+// The C view of `config`; it borrows config's vectors.
+distri_raft_config ToC(const RaftConfig& config) {
+  distri_raft_config c{};
+  c.id = config.id;
+  c.voters = config.voters.data();
+  c.voters_len = config.voters.size();
+  c.learners = config.learners.data();
+  c.learners_len = config.learners.size();
+  c.election_tick = config.election_tick;
+  c.heartbeat_tick = config.heartbeat_tick;
+  c.applied = config.applied;
+  c.max_size_per_msg = config.max_size_per_msg;
+  c.max_inflight_msgs = config.max_inflight_msgs;
+  c.check_quorum = config.check_quorum ? 1 : 0;
+  c.pre_vote = config.pre_vote ? 1 : 0;
+  return c;
+}
+
 }  // namespace
 
 // ---- Ready ----------------------------------------------------------------------------------
@@ -131,25 +149,41 @@ std::vector<ReadState> Ready::read_states() const {
 // ---- RaftNode -------------------------------------------------------------------------------
 
 Result<std::unique_ptr<RaftNode>> RaftNode::Create(const RaftConfig& config) {
-  distri_raft_config c{};
-  c.id = config.id;
-  c.voters = config.voters.data();
-  c.voters_len = config.voters.size();
-  c.learners = config.learners.data();
-  c.learners_len = config.learners.size();
-  c.election_tick = config.election_tick;
-  c.heartbeat_tick = config.heartbeat_tick;
-  c.applied = config.applied;
-  c.max_size_per_msg = config.max_size_per_msg;
-  c.max_inflight_msgs = config.max_inflight_msgs;
-  c.check_quorum = config.check_quorum ? 1 : 0;
-  c.pre_vote = config.pre_vote ? 1 : 0;
+  distri_raft_config c = ToC(config);
   char err[256] = {0};
   distri_raft_node* node = nullptr;
   int rc = distri_raft_node_new(&c, &node, err, sizeof(err));
   if (rc != DISTRI_RAFT_OK) return FromCode(rc, std::string("raft: ") + err);
   return std::unique_ptr<RaftNode>(new RaftNode(node, config.id));
 }
+
+Result<std::unique_ptr<RaftNode>> RaftNode::Restore(const RaftConfig& config,
+                                                    const RestoreState& state) {
+  distri_raft_config c = ToC(config);
+  std::vector<distri_raft_entry> entries;
+  entries.reserve(state.entries.size());
+  for (const OwnedEntry& e : state.entries) {
+    entries.push_back(distri_raft_entry{e.index, e.term, static_cast<int32_t>(e.type),
+                                        Bytes(e.data), e.data.size(), Bytes(e.context),
+                                        e.context.size()});
+  }
+  distri_raft_restore_state r{};
+  r.hard_state = {state.hard_state.term, state.hard_state.vote, state.hard_state.commit};
+  r.snapshot_index = state.snapshot_index;
+  r.snapshot_term = state.snapshot_term;
+  r.voters = state.voters.data();
+  r.voters_len = state.voters.size();
+  r.learners = state.learners.data();
+  r.learners_len = state.learners.size();
+  r.entries = entries.data();
+  r.entries_len = entries.size();
+  char err[256] = {0};
+  distri_raft_node* node = nullptr;
+  int rc = distri_raft_node_restore(&c, &r, &node, err, sizeof(err));
+  if (rc != DISTRI_RAFT_OK) return FromCode(rc, std::string("raft: ") + err);
+  return std::unique_ptr<RaftNode>(new RaftNode(node, config.id));
+}
+
 
 RaftNode::~RaftNode() { distri_raft_node_free(node_); }
 

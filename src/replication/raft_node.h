@@ -29,6 +29,7 @@
 #include <memory>
 #include <optional>
 #include <span>
+#include <string>
 #include <string_view>
 #include <vector>
 
@@ -47,6 +48,7 @@ struct RaftConfig {
   uint64_t id = 0;
   // Non-empty: bootstrap a new group with these members (the same on every founding node).
   // Empty: a node joining an existing group; it learns the membership from a snapshot.
+  // Always empty for Restore.
   std::vector<uint64_t> voters;
   std::vector<uint64_t> learners;
   uint32_t election_tick = 10;
@@ -109,6 +111,29 @@ struct SnapshotView {
   std::vector<uint64_t> learners;
 };
 
+// An entry as read back from durable storage, owning its bytes (RestoreState).
+struct OwnedEntry {
+  uint64_t index = 0;
+  uint64_t term = 0;
+  EntryType type = EntryType::kNormal;
+  std::string data;
+  std::string context;
+};
+
+// What a member persisted before it stopped, for RaftNode::Restore.
+struct RestoreState {
+  HardState hard_state{};  // the newest persisted one
+  // The newest snapshot (bootstrap, received, or compacted to): its metadata only, the data
+  // stays with the state machine. Index 0 (term 0, no members, no entries): a joining node
+  // that never received one.
+  uint64_t snapshot_index = 0;
+  uint64_t snapshot_term = 0;
+  std::vector<uint64_t> voters;  // membership as of snapshot_index
+  std::vector<uint64_t> learners;
+  // Every persisted entry after the snapshot: indexes snapshot_index + 1, + 2, ... in order.
+  std::vector<OwnedEntry> entries;
+};
+
 struct RaftStatus {
   uint64_t id;
   uint64_t term;
@@ -160,6 +185,16 @@ class Ready {
 class RaftNode {
  public:
   static Result<std::unique_ptr<RaftNode>> Create(const RaftConfig& config);
+  // Rebuilds a member from durable state after a restart (distri_raft_node_restore).
+  // config.applied is what the state machine has applied: the snapshot's data plus the entries
+  // up to it; committed entries after it come out of the next Readies. The node holds no
+  // snapshot data: answer TakeSnapshotRequest with Compact as usual.
+  // REQUIRES: config.voters and config.learners empty (the membership is state.voters /
+  // state.learners); kInvalidArgument if not, or if `state` is inconsistent (a gap in the
+  // entries, commit beyond the last index or below the snapshot, applied outside
+  // [snapshot_index, commit], ...).
+  static Result<std::unique_ptr<RaftNode>> Restore(const RaftConfig& config,
+                                                   const RestoreState& state);
   ~RaftNode();
   RaftNode(const RaftNode&) = delete;
   RaftNode& operator=(const RaftNode&) = delete;

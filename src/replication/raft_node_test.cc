@@ -19,60 +19,13 @@
 namespace distri::replication {
 namespace {
 
+using testing::AllApplied;
+using testing::AllBut;
 using testing::AppliedEntry;
+using testing::ExpectSameLog;
+using testing::Ids;
+using testing::Settle;
 using testing::SimCluster;
-
-std::vector<uint64_t> Ids(int n) {
-  std::vector<uint64_t> ids;
-  for (int i = 1; i <= n; ++i) ids.push_back(i);
-  return ids;
-}
-
-// Every member in `ids` has applied exactly `want` (data, in this order, at the same indexes
-// on every member).
-void ExpectSameLog(SimCluster& c, const std::set<uint64_t>& ids,
-                   const std::vector<std::string>& want) {
-  const std::vector<AppliedEntry>* first = nullptr;
-  for (uint64_t id : ids) {
-    const std::vector<AppliedEntry>& log = c.member(id).applied;
-    std::vector<std::string> data;
-    for (const AppliedEntry& e : log) data.push_back(e.data);
-    EXPECT_EQ(data, want) << "member " << id;
-    if (first == nullptr) {
-      first = &log;
-    } else {
-      EXPECT_EQ(log, *first) << "member " << id << " differs from member " << *ids.begin();
-    }
-  }
-}
-
-bool AllApplied(SimCluster& c, const std::set<uint64_t>& ids, size_t n) {
-  for (uint64_t id : ids) {
-    if (c.member(id).applied.size() < n) return false;
-  }
-  return true;
-}
-
-// Runs until every member has applied everything the leader has (e.g. the empty entry of
-// the leader's term), so no replication traffic is left over.
-void Settle(SimCluster& c, uint64_t leader) {
-  ASSERT_TRUE(c.RunUntil([&] {
-    RaftStatus s = c.StatusOf(leader);
-    if (s.commit != s.last_index) return false;
-    for (uint64_t id : c.ids()) {
-      if (c.member(id).applied_index != s.last_index) return false;
-    }
-    return true;
-  }));
-}
-
-std::set<uint64_t> AllBut(SimCluster& c, std::set<uint64_t> excluded) {
-  std::set<uint64_t> out;
-  for (uint64_t id : c.ids()) {
-    if (!excluded.count(id)) out.insert(id);
-  }
-  return out;
-}
 
 // ---- the C API and wrapper on their own ---------------------------------------------------
 

@@ -13,13 +13,20 @@
 // "persists" it (OnPersistReady, then the persisted messages) when no more Readies are
 // pending, or later still while a test holds its persistence (hold_persist).
 //
-// Used by raft_node_test.cc; header-only so RaftLog's tests can reuse it.
+// Crashes: persisting a Ready also copies its hard state, entries (overwriting a conflicting
+// tail) and snapshot into the member's DurableState, and CompactMember records the snapshot it
+// makes there too. Kill drops a member with everything not yet persisted; Restart rebuilds it
+// with RaftNode::Restore from its DurableState alone, its state machine from the snapshot.
+//
+// Used by raft_node_test.cc and raft_restart_test.cc; header-only so RaftLog's tests can
+// reuse it.
 
 #ifndef DISTRI_REPLICATION_RAFT_SIM_TEST_UTIL_H_
 #define DISTRI_REPLICATION_RAFT_SIM_TEST_UTIL_H_
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <cstring>
 #include <deque>
@@ -93,6 +100,21 @@ inline std::vector<AppliedEntry> DecodeState(std::string_view in) {
   return out;
 }
 
+// What a member has made durable, as a real write-ahead log would hold it. Survives Kill.
+struct DurableState {
+  HardState hard_state{};
+  uint64_t snapshot_index = 0;
+  uint64_t snapshot_term = 0;
+  std::vector<uint64_t> voters;
+  std::vector<uint64_t> learners;
+  std::string snapshot_data;        // the state machine's (EncodeState); kept by the app
+  std::vector<OwnedEntry> entries;  // from snapshot_index + 1, contiguous
+
+  RestoreState ToRestoreState() const {
+    return RestoreState{hard_state, snapshot_index, snapshot_term, voters, learners, entries};
+  }
+};
+
 class SimCluster {
  public:
   // Bootstraps a group whose voters are `voters`, one member each.
@@ -122,8 +144,68 @@ class SimCluster {
     m->applied_index = config.voters.empty() ? 0 : kBootstrapIndex;
     m->node = std::move(node.value());
     members_[config.id] = std::move(m);
+    DurableState& d = durable_[config.id];
+    d = DurableState{};
+    if (!config.voters.empty()) {
+      // What the bootstrap put in the log: the membership snapshot, committed.
+      d.hard_state = HardState{1, 0, kBootstrapIndex};
+      d.snapshot_index = kBootstrapIndex;
+      d.snapshot_term = 1;
+      d.voters = config.voters;
+      d.learners = config.learners;
+    }
   }
 
+  // ---- crashes ----
+  // The member stops at once: its unpersisted Readies are lost, its DurableState stays.
+  void Kill(uint64_t id) {
+    members_.at(id)->unpersisted.clear();  // Readies go before their node
+    members_.erase(id);
+  }
+  bool Alive(uint64_t id) const { return members_.count(id) != 0; }
+  const DurableState& durable(uint64_t id) const { return durable_.at(id); }
+
+  // Starts a killed member again from its DurableState: the state machine is the snapshot's,
+  // so raft hands out every committed entry after it again.
+  void Restart(uint64_t id) {
+    ASSERT_FALSE(Alive(id)) << "member " << id << " is running";
+    const DurableState& d = durable_.at(id);
+    RaftConfig config = BaseConfig(id);
+    config.applied = d.snapshot_index;
+    auto node = RaftNode::Restore(config, d.ToRestoreState());
+    ASSERT_TRUE(node.ok()) << "member " << id << ": " << node.status().ToString();
+    auto m = std::make_unique<SimMember>();
+    m->id = id;
+    m->applied = DecodeState(d.snapshot_data);
+    m->applied_index = d.snapshot_index;
+    m->node = std::move(node.value());
+    members_[id] = std::move(m);
+  }
+
+  // Snapshots the member's state machine as applied and compacts its log to it, in raft and
+  // in its DurableState (what the app does when raft asks, or to bound its log).
+  void CompactMember(SimMember& m) {
+    std::string state = EncodeState(m.applied);
+    Status s = m.node->Compact(m.applied_index, state);
+    ASSERT_TRUE(s.ok()) << "member " << m.id << ": " << s.ToString();
+    DurableState& d = durable_.at(m.id);
+    if (m.applied_index <= d.snapshot_index) return;
+    auto it = std::find_if(d.entries.begin(), d.entries.end(),
+                           [&](const OwnedEntry& e) { return e.index == m.applied_index; });
+    // Raft hands out only persisted entries to apply, so the entry is durable.
+    ASSERT_TRUE(it != d.entries.end()) << "member " << m.id << " applied a non-durable entry";
+    auto voters = m.node->Voters();
+    auto learners = m.node->Learners();
+    ASSERT_TRUE(voters.ok() && learners.ok());
+    d.snapshot_index = m.applied_index;
+    d.snapshot_term = it->term;
+    d.voters = *voters;
+    d.learners = *learners;
+    d.snapshot_data = std::move(state);
+    d.entries.erase(d.entries.begin(), it + 1);
+  }
+
+  // REQUIRES: Alive(id) for member() and node().
   SimMember& member(uint64_t id) { return *members_.at(id); }
   RaftNode& node(uint64_t id) { return *members_.at(id)->node; }
   std::vector<uint64_t> ids() const {
@@ -173,8 +255,9 @@ class SimCluster {
         Lost(msg.from, msg.to, msg.type);
         continue;
       }
-      if (msg.type == kMsgSnapshot) {
-        ASSERT_TRUE(members_.at(msg.from)->node->ReportSnapshot(msg.to, true).ok());
+      auto sender = members_.find(msg.from);
+      if (msg.type == kMsgSnapshot && sender != members_.end()) {  // unless the sender died
+        ASSERT_TRUE(sender->second->node->ReportSnapshot(msg.to, true).ok());
       }
       // A peer may reject a message (e.g. from a removed member); raft decides, not us.
       if (!it->second->node->Step(msg.bytes).ok()) ++rejected_messages_;
@@ -187,7 +270,7 @@ class SimCluster {
       ASSERT_TRUE(wanted.ok()) << wanted.status().ToString();
       if (*wanted) {
         ++m->snapshots_made;
-        ASSERT_TRUE(m->node->Compact(m->applied_index, EncodeState(m->applied)).ok());
+        CompactMember(*m);
       }
     }
   }
@@ -242,6 +325,7 @@ class SimCluster {
   // Persists (lets the "fsync" finish) everything `id` has handed back so far.
   void FinishPersist(SimMember& m) {
     if (m.unpersisted.empty()) return;
+    for (const Ready& rd : m.unpersisted) Persist(durable_.at(m.id), rd);
     ASSERT_TRUE(m.node->OnPersistReady(m.unpersisted.back().number()).ok());
     for (Ready& rd : m.unpersisted) Send(m.id, rd.persisted_messages());
     m.unpersisted.clear();
@@ -264,6 +348,37 @@ class SimCluster {
     int32_t type;
     std::string bytes;
   };
+
+  // Writes one Ready to `d` as a write-ahead log would: snapshot, then entries, then hard state.
+  static void Persist(DurableState& d, const Ready& rd) {
+    if (auto snap = rd.snapshot()) {
+      // A snapshot replaces the whole log up to and including its index.
+      d.snapshot_index = snap->index;
+      d.snapshot_term = snap->term;
+      d.voters = snap->voters;
+      d.learners = snap->learners;
+      d.snapshot_data = std::string(snap->data);
+      d.entries.clear();
+    }
+    std::vector<RaftEntry> entries = rd.entries();
+    if (!entries.empty()) {
+      // New entries overwrite a conflicting tail.
+      uint64_t first = entries.front().index;
+      ASSERT_GT(first, d.snapshot_index);
+      ASSERT_LE(first, d.snapshot_index + d.entries.size() + 1) << "gap in the durable log";
+      d.entries.resize(first - d.snapshot_index - 1);
+      for (const RaftEntry& e : entries) {
+        d.entries.push_back(
+            OwnedEntry{e.index, e.term, e.type, std::string(e.data), std::string(e.context)});
+      }
+    }
+    if (auto hs = rd.hard_state()) {
+      // Across restarts too: a member's term and commit index never go back.
+      ASSERT_GE(hs->term, d.hard_state.term) << "term went back";
+      ASSERT_GE(hs->commit, d.hard_state.commit) << "commit index went back";
+      d.hard_state = *hs;
+    }
+  }
 
   int GroupOf(uint64_t id) const {
     auto it = group_.find(id);
@@ -340,6 +455,7 @@ class SimCluster {
   }
 
   std::map<uint64_t, std::unique_ptr<SimMember>> members_;
+  std::map<uint64_t, DurableState> durable_;  // every member ever added, killed ones too
   std::map<uint64_t, int> group_;
   int next_group_ = 1;
   std::deque<InFlight> in_flight_;
@@ -350,6 +466,60 @@ class SimCluster {
   uint64_t delivered_messages_ = 0;
   uint64_t rejected_messages_ = 0;
 };
+
+// ---- assertions shared by the tests ------------------------------------------------------
+
+inline std::vector<uint64_t> Ids(int n) {
+  std::vector<uint64_t> ids;
+  for (int i = 1; i <= n; ++i) ids.push_back(i);
+  return ids;
+}
+
+// Every member in `ids` has applied exactly `want` (data, in this order, at the same indexes
+// on every member).
+inline void ExpectSameLog(SimCluster& c, const std::set<uint64_t>& ids,
+                          const std::vector<std::string>& want) {
+  const std::vector<AppliedEntry>* first = nullptr;
+  for (uint64_t id : ids) {
+    const std::vector<AppliedEntry>& log = c.member(id).applied;
+    std::vector<std::string> data;
+    for (const AppliedEntry& e : log) data.push_back(e.data);
+    EXPECT_EQ(data, want) << "member " << id;
+    if (first == nullptr) {
+      first = &log;
+    } else {
+      EXPECT_EQ(log, *first) << "member " << id << " differs from member " << *ids.begin();
+    }
+  }
+}
+
+inline bool AllApplied(SimCluster& c, const std::set<uint64_t>& ids, size_t n) {
+  for (uint64_t id : ids) {
+    if (c.member(id).applied.size() < n) return false;
+  }
+  return true;
+}
+
+// Runs until every member has applied everything the leader has (e.g. the empty entry of
+// the leader's term), so no replication traffic is left over.
+inline void Settle(SimCluster& c, uint64_t leader) {
+  ASSERT_TRUE(c.RunUntil([&] {
+    RaftStatus s = c.StatusOf(leader);
+    if (s.commit != s.last_index) return false;
+    for (uint64_t id : c.ids()) {
+      if (c.member(id).applied_index != s.last_index) return false;
+    }
+    return true;
+  }));
+}
+
+inline std::set<uint64_t> AllBut(SimCluster& c, std::set<uint64_t> excluded) {
+  std::set<uint64_t> out;
+  for (uint64_t id : c.ids()) {
+    if (!excluded.count(id)) out.insert(id);
+  }
+  return out;
+}
 
 }  // namespace distri::replication::testing
 

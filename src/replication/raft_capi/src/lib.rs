@@ -17,10 +17,11 @@
 //! Storage: raft reads its log from `Store`, an in-memory log (raft-rs `MemStorage`) plus the
 //! newest state-machine snapshot. The wrapper copies each Ready's snapshot, entries and hard
 //! state into it as the Ready is taken; making them durable is the C++ side's job, and it
-//! reports that with `on_persist_ready` / `advance*`. A durable store (and restart from it)
-//! comes with RaftLog; it will replace `MemStorage` behind the same functions.
+//! reports that with `on_persist_ready` / `advance*`. After a restart,
+//! `distri_raft_node_restore` rebuilds the Store from what C++ persisted (restore.rs).
 
 mod ready;
+mod restore;
 mod store;
 
 use std::cell::Cell;
@@ -39,6 +40,7 @@ use raft::storage::MemStorage;
 use raft::{Config, RawNode, ReadOnlyOption, SnapshotStatus, StateRole, Storage};
 
 use ready::*;
+use restore::DistriRaftRestoreState;
 use store::Store;
 
 // Return codes; keep in sync with raft_capi.h.
@@ -196,6 +198,72 @@ unsafe fn write_error(buf: *mut c_char, cap: usize, text: &str) {
 // Node lifecycle
 // ---------------------------------------------------------------------------------------------
 
+// The raft-rs config of a C config (membership aside), validated.
+fn raft_config(cfg: &DistriRaftConfig) -> CResult<Config> {
+    let mut c = Config {
+        id: cfg.id,
+        election_tick: cfg.election_tick as usize,
+        heartbeat_tick: cfg.heartbeat_tick as usize,
+        applied: cfg.applied,
+        check_quorum: cfg.check_quorum != 0,
+        pre_vote: cfg.pre_vote != 0,
+        // Linearizable reads confirm leadership with a heartbeat round, never a lease.
+        read_only_option: ReadOnlyOption::Safe,
+        ..Default::default()
+    };
+    if cfg.max_size_per_msg != 0 {
+        c.max_size_per_msg = cfg.max_size_per_msg;
+    }
+    if cfg.max_inflight_msgs != 0 {
+        c.max_inflight_msgs = cfg.max_inflight_msgs as usize;
+    }
+    c.validate().map_err(raft_err)?;
+    Ok(c)
+}
+
+fn new_raw_node(c: &Config, store: Store) -> CResult<Box<DistriRaftNode>> {
+    let logger = slog::Logger::root(slog::Discard, slog::o!());
+    let raw = RawNode::new(c, store, &logger).map_err(raft_err)?;
+    Ok(Box::new(DistriRaftNode {
+        raw,
+        poisoned: false,
+        last_error: CString::default(),
+    }))
+}
+
+// Shared by the constructors: null checks, panic capture, the error buffer.
+unsafe fn construct<F>(
+    config: *const DistriRaftConfig,
+    out: *mut *mut DistriRaftNode,
+    err: *mut c_char,
+    err_len: usize,
+    build: F,
+) -> i32
+where
+    F: FnOnce(&DistriRaftConfig) -> CResult<Box<DistriRaftNode>>,
+{
+    if config.is_null() || out.is_null() {
+        write_error(err, err_len, "null config or out");
+        return ERR_INVALID_ARGUMENT;
+    }
+    *out = ptr::null_mut();
+    let cfg = &*config;
+    match catch_unwind(AssertUnwindSafe(|| build(cfg))) {
+        Ok(Ok(node)) => {
+            *out = Box::into_raw(node);
+            OK
+        }
+        Ok(Err((code, text))) => {
+            write_error(err, err_len, &text);
+            code
+        }
+        Err(payload) => {
+            write_error(err, err_len, &panic_text(payload));
+            ERR_PANIC
+        }
+    }
+}
+
 /// # Safety
 /// See raft_capi.h.
 #[no_mangle]
@@ -205,36 +273,13 @@ pub unsafe extern "C" fn distri_raft_node_new(
     err: *mut c_char,
     err_len: usize,
 ) -> i32 {
-    if config.is_null() || out.is_null() {
-        write_error(err, err_len, "null config or out");
-        return ERR_INVALID_ARGUMENT;
-    }
-    *out = ptr::null_mut();
-    let cfg = &*config;
-    let outcome = catch_unwind(AssertUnwindSafe(|| -> CResult<Box<DistriRaftNode>> {
+    construct(config, out, err, err_len, |cfg| {
         let voters = ids_in(cfg.voters, cfg.voters_len)?;
         let learners = ids_in(cfg.learners, cfg.learners_len)?;
         if voters.is_empty() && !learners.is_empty() {
             return Err(invalid("learners given without voters"));
         }
-        let mut c = Config {
-            id: cfg.id,
-            election_tick: cfg.election_tick as usize,
-            heartbeat_tick: cfg.heartbeat_tick as usize,
-            applied: cfg.applied,
-            check_quorum: cfg.check_quorum != 0,
-            pre_vote: cfg.pre_vote != 0,
-            // Linearizable reads confirm leadership with a heartbeat round, never a lease.
-            read_only_option: ReadOnlyOption::Safe,
-            ..Default::default()
-        };
-        if cfg.max_size_per_msg != 0 {
-            c.max_size_per_msg = cfg.max_size_per_msg;
-        }
-        if cfg.max_inflight_msgs != 0 {
-            c.max_inflight_msgs = cfg.max_inflight_msgs as usize;
-        }
-        c.validate().map_err(raft_err)?;
+        let c = raft_config(cfg)?;
         let mut store = Store {
             mem: MemStorage::new(),
             snapshot: Snapshot::default(),
@@ -257,28 +302,43 @@ pub unsafe extern "C" fn distri_raft_node_new(
                 .map_err(raft_err)?;
             store.snapshot = snap;
         }
-        let logger = slog::Logger::root(slog::Discard, slog::o!());
-        let raw = RawNode::new(&c, store, &logger).map_err(raft_err)?;
-        Ok(Box::new(DistriRaftNode {
-            raw,
-            poisoned: false,
-            last_error: CString::default(),
-        }))
-    }));
-    match outcome {
-        Ok(Ok(node)) => {
-            *out = Box::into_raw(node);
-            OK
+        new_raw_node(&c, store)
+    })
+}
+
+/// # Safety
+/// See raft_capi.h.
+#[no_mangle]
+pub unsafe extern "C" fn distri_raft_node_restore(
+    config: *const DistriRaftConfig,
+    state: *const DistriRaftRestoreState,
+    out: *mut *mut DistriRaftNode,
+    err: *mut c_char,
+    err_len: usize,
+) -> i32 {
+    if state.is_null() {
+        if !out.is_null() {
+            *out = ptr::null_mut();
         }
-        Ok(Err((code, text))) => {
-            write_error(err, err_len, &text);
-            code
-        }
-        Err(payload) => {
-            write_error(err, err_len, &panic_text(payload));
-            ERR_PANIC
-        }
+        write_error(err, err_len, "null restore state");
+        return ERR_INVALID_ARGUMENT;
     }
+    construct(config, out, err, err_len, |cfg| {
+        if cfg.voters_len != 0 || cfg.learners_len != 0 {
+            return Err(invalid(
+                "restore takes the membership from the snapshot metadata: config voters and \
+                 learners must be empty",
+            ));
+        }
+        let c = raft_config(cfg)?;
+        let restored = restore::restore(&*state, cfg.applied)?;
+        let mut node = new_raw_node(&c, restored.store)?;
+        for e in &restored.applied_conf_changes {
+            apply_conf_change_entry(&mut node.raw, e.get_entry_type() as i32, &e.data)
+                .map_err(|(code, text)| (code, format!("entry {}: {text}", e.index)))?;
+        }
+        Ok(node)
+    })
 }
 
 /// # Safety
@@ -397,29 +457,34 @@ pub unsafe extern "C" fn distri_raft_apply_conf_change(
 ) -> i32 {
     with_node(node, |n| {
         let bytes = bytes_in(data, len)?;
-        let cs = if entry_type == EntryType::EntryConfChange as i32 {
-            let cc = ConfChange::parse_from_bytes(bytes).map_err(|e| {
-                (
-                    ERR_INVALID_ARGUMENT,
-                    format!("undecodable conf change: {e}"),
-                )
-            })?;
-            n.raw.apply_conf_change(&cc).map_err(raft_err)?
-        } else if entry_type == EntryType::EntryConfChangeV2 as i32 {
-            let cc = ConfChangeV2::parse_from_bytes(bytes).map_err(|e| {
-                (
-                    ERR_INVALID_ARGUMENT,
-                    format!("undecodable conf change: {e}"),
-                )
-            })?;
-            n.raw.apply_conf_change(&cc).map_err(raft_err)?
-        } else {
-            return Err(invalid("entry is not a conf change"));
-        };
-        // The stored conf state goes into the next snapshot this node serves.
-        n.raw.mut_store().mem.wl().set_conf_state(cs);
-        Ok(())
+        apply_conf_change_entry(&mut n.raw, entry_type, bytes)
     })
+}
+
+// Applies one committed conf change entry to raft and to the stored conf state, which goes
+// into the next snapshot this node serves.
+fn apply_conf_change_entry(raw: &mut RawNode<Store>, entry_type: i32, bytes: &[u8]) -> CResult<()> {
+    let cs = if entry_type == EntryType::EntryConfChange as i32 {
+        let cc = ConfChange::parse_from_bytes(bytes).map_err(|e| {
+            (
+                ERR_INVALID_ARGUMENT,
+                format!("undecodable conf change: {e}"),
+            )
+        })?;
+        raw.apply_conf_change(&cc).map_err(raft_err)?
+    } else if entry_type == EntryType::EntryConfChangeV2 as i32 {
+        let cc = ConfChangeV2::parse_from_bytes(bytes).map_err(|e| {
+            (
+                ERR_INVALID_ARGUMENT,
+                format!("undecodable conf change: {e}"),
+            )
+        })?;
+        raw.apply_conf_change(&cc).map_err(raft_err)?
+    } else {
+        return Err(invalid("entry is not a conf change"));
+    };
+    raw.mut_store().mem.wl().set_conf_state(cs);
+    Ok(())
 }
 
 /// # Safety
@@ -498,8 +563,12 @@ pub unsafe extern "C" fn distri_raft_compact(
             return Err(invalid("compaction index must be applied and non-zero"));
         }
         let store = n.raw.mut_store();
-        if index <= store.snapshot.get_metadata().index {
-            return Ok(()); // an older snapshot than the one kept: nothing to do
+        // Older than the snapshot kept, or than the one the log starts after (a restored node
+        // knows only the metadata of that one): nothing to do. The same index as a restored
+        // snapshot is not older: it gives that snapshot the data the node can serve.
+        let log_start = store.mem.first_index().map_err(raft_err)? - 1;
+        if index <= store.snapshot.get_metadata().index || index < log_start {
+            return Ok(());
         }
         let term = store.mem.term(index).map_err(raft_err)?;
         let mut snap = Snapshot::default();

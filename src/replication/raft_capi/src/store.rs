@@ -13,7 +13,10 @@ use raft::{GetEntriesContext, RaftState, Storage, StorageError};
 /// state-machine snapshot, which `MemStorage` cannot hold (its own `snapshot()` has no data).
 pub(crate) struct Store {
     pub(crate) mem: MemStorage,
-    pub(crate) snapshot: Snapshot, // the bootstrap snapshot, one received, or one given to compact
+    // The snapshot raft may send: the bootstrap snapshot, one received, or one given to
+    // compact. Empty after a restore (the data stays on the C++ side) until compact refills it;
+    // the log's own start (MemStorage's snapshot metadata) is then newer than this.
+    pub(crate) snapshot: Snapshot,
     // Set when raft needed a snapshot that `snapshot` cannot serve; the C++ side polls it
     // (distri_raft_take_snapshot_request) and answers with distri_raft_compact. A Cell because
     // Storage::snapshot takes &self.
