@@ -97,12 +97,10 @@ class Transport::Link {
   }
   // A name for log lines.
   std::string Describe() const {
-    if (role == Role::kInitiator) {
-      std::string s = "cluster link to " + address;
-      if (expected_peer != 0) s += " (node " + std::to_string(expected_peer) + ")";
-      return s;
-    }
-    return "cluster link from " + address;
+    std::string s = (role == Role::kInitiator ? "cluster link to " : "cluster link from ") + address;
+    const uint64_t node = peer != 0 ? peer : expected_peer;
+    if (node != 0) s += " (node " + std::to_string(node) + ")";
+    return s;
   }
 
   // Makes the read buffer hold at least `want` bytes after compacting.
@@ -580,8 +578,7 @@ void Transport::OnRead(uv_stream_t* stream, ssize_t nread, const uv_buf_t*) {
     if (link->state != Link::State::kUp) {
       self->FailHandshake(link, Status::IOError("during the handshake: " + why), false);
     } else {
-      self->LogFailure(&self->frame_log_, link->Describe() + " (node " +
-                                              std::to_string(link->peer) + "): " + why);
+      self->LogFailure(&self->frame_log_, link->Describe() + ": " + why);
       self->CloseLink(link, /*notify=*/true);
     }
     return;
@@ -597,8 +594,7 @@ void Transport::OnRead(uv_stream_t* stream, ssize_t nread, const uv_buf_t*) {
 
 void Transport::BadFrame(Link* link, const std::string& why) {
   stats_.bad_frames++;
-  LogFailure(&frame_log_, link->Describe() + " (node " + std::to_string(link->peer) +
-                              "): " + why + "; closing the link");
+  LogFailure(&frame_log_, link->Describe() + ": " + why + "; closing the link");
   CloseLink(link, /*notify=*/true);
 }
 
