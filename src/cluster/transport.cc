@@ -720,6 +720,7 @@ void Transport::Flush(Link* link) {
   }
   link->in_flight = n;
   link->writing = true;
+  stats_.writes++;
   const int rc = uv_write(&link->write_req, reinterpret_cast<uv_stream_t*>(&link->tcp), bufs,
                           static_cast<unsigned>(n), OnWrite);
   if (rc != 0) {

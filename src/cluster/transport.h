@@ -104,6 +104,7 @@ struct TransportStats {
   uint64_t frames_received = 0;  // delivered to OnFrame
   uint64_t bytes_received = 0;
   uint64_t send_refused = 0;       // Send() returned false
+  uint64_t writes = 0;             // uv_write calls (each of one or more frames)
   uint64_t links_opened = 0;       // authenticated links
   uint64_t links_up = 0;
   uint64_t handshaking = 0;        // connections not yet authenticated
