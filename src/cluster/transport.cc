@@ -97,7 +97,8 @@ class Transport::Link {
   }
   // A name for log lines.
   std::string Describe() const {
-    std::string s = (role == Role::kInitiator ? "cluster link to " : "cluster link from ") + address;
+    std::string s = role == Role::kInitiator ? "cluster link to " : "cluster link from ";
+    s += address;
     const uint64_t node = peer != 0 ? peer : expected_peer;
     if (node != 0) s += " (node " + std::to_string(node) + ")";
     return s;
@@ -332,6 +333,7 @@ void Transport::CancelDial(std::string_view address) {
 void Transport::ScheduleRetry(int64_t* next_attempt_ms, uint64_t* backoff_ms) {
   *backoff_ms = *backoff_ms == 0 ? options_.reconnect_min_ms
                                  : std::min(*backoff_ms * 2, options_.reconnect_max_ms);
+  *backoff_ms = std::max<uint64_t>(*backoff_ms, 1);  // never a busy redial loop
   // Jitter in [backoff/2, backoff], so that nodes restarted together do not
   // redial in lockstep.
   jitter_state_ ^= jitter_state_ << 13;
