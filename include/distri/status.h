@@ -31,6 +31,7 @@ enum class Code : unsigned char {
   kNoAuth,            // "NOAUTH ..."
   kPermissionDenied,  // "NOPERM ..."
   kBusy,
+  kUnknown,  // the outcome is not known (a write that may or may not have applied)
   kInternal,
 };
 
@@ -47,6 +48,7 @@ class [[nodiscard]] Status {
   static Status OutOfMemory(std::string_view m) { return Status(Code::kOutOfMemory, m); }
   static Status IOError(std::string_view m) { return Status(Code::kIOError, m); }
   static Status Corruption(std::string_view m) { return Status(Code::kCorruption, m); }
+  static Status Unknown(std::string_view m) { return Status(Code::kUnknown, m); }
   static Status Internal(std::string_view m) { return Status(Code::kInternal, m); }
 
   bool ok() const { return rep_ == nullptr; }

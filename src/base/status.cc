@@ -18,6 +18,7 @@ std::string Status::ToString() const {
     case Code::kNoAuth: prefix = "No auth"; break;
     case Code::kPermissionDenied: prefix = "Permission denied"; break;
     case Code::kBusy: prefix = "Busy"; break;
+    case Code::kUnknown: prefix = "Unknown"; break;
     case Code::kInternal: prefix = "Internal"; break;
   }
   return std::string(prefix) + ": " + message();

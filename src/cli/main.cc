@@ -87,6 +87,26 @@ constexpr char kServeUsage[] =
     "                       clients together, WebSocket mirrors included; over it the\n"
     "                       largest backlogs are cut off\n"
     "                       (default 256m; 0 = no budget)\n"
+    "Cluster (docs/replication.md):\n"
+    "  --cluster-secret-file PATH\n"
+    "                       the cluster secret (mode 0600, >= 32 bytes; never given on\n"
+    "                       the command line). With it the node is a Raft cluster member\n"
+    "                       and opens the cluster port; without it the node runs alone\n"
+    "  --cluster-port N     node-to-node port (default 7381)\n"
+    "  --join HOST:PORT[,HOST:PORT...]\n"
+    "                       cluster addresses of any members: a new node joins their\n"
+    "                       cluster (retrying until one answers). Without it a new node\n"
+    "                       founds a cluster of one. A restarted node needs neither\n"
+    "  --advertise HOST:PORT\n"
+    "                       the cluster address other nodes dial (default bind:cluster-port)\n"
+    "  --raft-tick-ms N     Raft's clock tick (default 100)\n"
+    "  --raft-election-ticks N\n"
+    "                       election timeout in ticks, randomised in [N, 2N) (default 10)\n"
+    "  --raft-heartbeat-ticks N\n"
+    "                       leader heartbeat interval in ticks (default 2)\n"
+    "  --cluster-request-timeout MS\n"
+    "                       a write or linearizable read with no answer by then gets\n"
+    "                       UNKNOWN (write) or TRYAGAIN (read) (default 5000)\n"
     "  --log-level LEVEL    debug, info, warning or error (default info)\n"
     "  --help               this text\n";
 
@@ -225,6 +245,38 @@ int Serve(const std::vector<std::string_view>& args) {
       if (!ParseBytes(value, &options.push_output_budget)) {
         return Fail("--push-output-budget must be a byte count");
       }
+    } else if (name == "cluster-secret-file") {
+      if (value.empty()) return Fail("--cluster-secret-file must not be empty");
+      options.cluster.secret_file = std::string(value);
+    } else if (name == "cluster-port") {
+      if (!number(65535)) return Fail("--cluster-port must be a port number (0-65535)");
+      options.cluster.port = static_cast<int>(n);
+    } else if (name == "join") {
+      for (std::string_view rest = value; !rest.empty();) {
+        size_t comma = rest.find(',');
+        std::string_view one = rest.substr(0, comma);
+        if (one.empty() || one.find(':') == std::string_view::npos) {
+          return Fail("--join takes HOST:PORT[,HOST:PORT...]");
+        }
+        options.cluster.join.emplace_back(one);
+        rest = comma == std::string_view::npos ? std::string_view() : rest.substr(comma + 1);
+      }
+      if (options.cluster.join.empty()) return Fail("--join takes HOST:PORT[,HOST:PORT...]");
+    } else if (name == "advertise") {
+      if (value.find(':') == std::string_view::npos) return Fail("--advertise takes HOST:PORT");
+      options.cluster.advertise = std::string(value);
+    } else if (name == "raft-tick-ms") {
+      if (!number(10000) || n == 0) return Fail("--raft-tick-ms must be 1-10000");
+      options.cluster.tick_ms = n;
+    } else if (name == "raft-election-ticks") {
+      if (!number(1000) || n < 2) return Fail("--raft-election-ticks must be 2-1000");
+      options.cluster.election_ticks = static_cast<uint32_t>(n);
+    } else if (name == "raft-heartbeat-ticks") {
+      if (!number(1000) || n == 0) return Fail("--raft-heartbeat-ticks must be 1-1000");
+      options.cluster.heartbeat_ticks = static_cast<uint32_t>(n);
+    } else if (name == "cluster-request-timeout") {
+      if (!number(3600000) || n == 0) return Fail("--cluster-request-timeout must be 1-3600000 ms");
+      options.cluster.request_timeout_ms = n;
     } else if (name == "log-level") {
       using distri::base::LogLevel;
       if (value == "debug") distri::base::SetMinLogLevel(LogLevel::kDebug);
@@ -235,6 +287,12 @@ int Serve(const std::vector<std::string_view>& args) {
     } else {
       return Fail("unknown flag --" + std::string(name));
     }
+  }
+  if (options.cluster.heartbeat_ticks >= options.cluster.election_ticks) {
+    return Fail("--raft-heartbeat-ticks must be less than --raft-election-ticks");
+  }
+  if (!options.cluster.enabled() && !options.cluster.join.empty()) {
+    return Fail("--join needs --cluster-secret-file (only nodes holding the secret may join)");
   }
   distri::server::Server server(std::move(options));
   distri::Status st = server.Start();

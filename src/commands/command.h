@@ -58,6 +58,9 @@ struct Session {
   std::string lib_ver;        // CLIENT SETINFO LIB-VER
   uint32_t subscriptions = 0;  // channels + patterns (RESP2 subscribed mode when > 0)
   bool blocked = false;        // waiting for a CALL's reply: runs no other command
+  // CLIENT READMODE local: reads are answered from this node's state at once and may be
+  // stale; linearizable (the default) waits for a ReadIndex read point in a cluster.
+  bool local_reads = false;
 };
 
 // What a reply to a proposed entry needs beyond the ApplyResult.
@@ -110,6 +113,19 @@ struct ClientListFilter {
 
 class Context;
 
+// The cluster as CLUSTER.* commands see it (server/cluster.h implements it).
+class ClusterControl {
+ public:
+  virtual ~ClusterControl() = default;
+  virtual void Info(protocol::ReplyWriter& reply) = 0;
+  virtual void Nodes(protocol::ReplyWriter& reply) = 0;
+  // Membership and leadership changes; the leader proposes them (a follower passes them on).
+  virtual Status Remove(uint64_t id) = 0;
+  virtual Status Leave() = 0;
+  virtual Status Transfer(uint64_t id) = 0;
+  virtual Status Join(std::string_view address) = 0;
+};
+
 // One slice of a long read; returns true when done, having written the
 // reply (see Context::RunInSteps).
 using Step = std::function<bool(Context& ctx, protocol::ReplyWriter& reply)>;
@@ -128,6 +144,8 @@ class Context {
   // connection when the entry applies, shaped by `shape`. An error means the
   // entry was not accepted (e.g. too large) and no reply will follow.
   virtual Status Propose(Session& session, std::string_view entry, ReplyShape shape) = 0;
+  // The cluster, or nullptr on a node without one.
+  virtual ClusterControl* cluster() { return nullptr; }
   // Checks a password against --requirepass, counting failures per address
   // (the session's peer). REQUIRES: a password is configured.
   virtual AuthCheck CheckPassword(const Session& session, std::string_view password) = 0;
@@ -222,6 +240,7 @@ void AddStringCommands(std::vector<CommandSpec>* out);
 void AddKeyCommands(std::vector<CommandSpec>* out);
 void AddRoomCommands(std::vector<CommandSpec>* out);
 void AddMirrorCommands(std::vector<CommandSpec>* out);
+void AddClusterCommands(std::vector<CommandSpec>* out);
 void AddMessagingCommands(std::vector<CommandSpec>* out);
 
 // Shared argument helpers; each writes the Redis error and returns false.

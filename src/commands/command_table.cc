@@ -14,6 +14,7 @@ CommandTable::CommandTable() {
   AddKeyCommands(&specs_);
   AddRoomCommands(&specs_);
   AddMirrorCommands(&specs_);
+  AddClusterCommands(&specs_);
   AddMessagingCommands(&specs_);
   for (const CommandSpec& spec : specs_) index_.emplace(spec.name, &spec);
 }
@@ -44,7 +45,8 @@ void Call::ProposeIn(std::string_view room, state::Op op, uint32_t flags, int64_
   scratch.clear();
   state::EncodeEntry(&scratch, op, flags, ctx.NowMs(), num, room, op_args);
   Status st = ctx.Propose(session, scratch, shape);
-  if (!st.ok()) reply.Error("ERR " + st.message());
+  // Cluster refusals carry their own prefix (TRYAGAIN: not applied, retry).
+  if (!st.ok()) reply.Error(st.code() == Code::kBusy ? st.message() : "ERR " + st.message());
 }
 
 bool ArgInt64(Call& call, std::string_view arg, int64_t* out) {

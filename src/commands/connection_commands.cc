@@ -186,7 +186,8 @@ void Client(Call& call) {
     int arity;
   };
   static constexpr Sub kSubs[] = {{"id", 2},      {"getname", 2}, {"setname", 3}, {"setinfo", 4},
-                                  {"list", -2},   {"info", 2},    {"help", 2}};
+                                  {"list", -2},   {"info", 2},    {"help", 2},
+                                  {"readmode", -2}};
   const Sub* found = nullptr;
   for (const Sub& s : kSubs) {
     if (s.name == sub) found = &s;
@@ -240,6 +241,21 @@ void Client(Call& call) {
     if (ParseClientListFilter(call, &filter)) {
       call.reply.Verbatim("txt", call.ctx.ClientList(call.session, filter));
     }
+  } else if (sub == "readmode") {
+    // CLIENT READMODE [local|linearizable]: in a cluster, linearizable reads (the default)
+    // wait for a ReadIndex read point; local reads answer from this node at once, maybe
+    // stale. Without a cluster both are the same.
+    if (n == 2) {
+      call.reply.Bulk(call.session.local_reads ? "local" : "linearizable");
+    } else if (n == 3 && base::EqualsIgnoreCase(call.args[2], "local")) {
+      call.session.local_reads = true;
+      call.reply.Ok();
+    } else if (n == 3 && base::EqualsIgnoreCase(call.args[2], "linearizable")) {
+      call.session.local_reads = false;
+      call.reply.Ok();
+    } else {
+      call.reply.Error("ERR CLIENT READMODE takes local or linearizable");
+    }
   } else if (sub == "info") {
     ClientListFilter filter;
     filter.by_id = true;
@@ -249,7 +265,7 @@ void Client(Call& call) {
     const char* lines[] = {"CLIENT ID", "CLIENT GETNAME", "CLIENT SETNAME <name>",
                            "CLIENT SETINFO <LIB-NAME|LIB-VER> <value>",
                            "CLIENT LIST [TYPE NORMAL|MASTER|REPLICA|PUBSUB] [ID <id> [<id> ...]]",
-                           "CLIENT INFO"};
+                           "CLIENT INFO", "CLIENT READMODE [LOCAL|LINEARIZABLE]"};
     call.reply.Array(std::size(lines));
     for (const char* l : lines) call.reply.Simple(l);
   }

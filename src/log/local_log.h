@@ -132,14 +132,14 @@ class LocalLog final : public Log {
   bool SnapshotBusy() override;
   // How long the last SaveSnapshot's fork() took: the one pause a snapshot
   // costs the loop (Redis's latest_fork_usec).
-  uint64_t last_fork_us() const { return last_fork_us_; }
+  uint64_t last_fork_us() const override { return last_fork_us_; }
   // A snapshot child is running (or its file is being renamed).
-  bool snapshot_running() const {
+  bool snapshot_running() const override {
     std::lock_guard lock(mu_);
     return snapshot_running_;
   }
   // Snapshots that failed in the background since Open.
-  uint64_t snapshot_failures() const {
+  uint64_t snapshot_failures() const override {
     std::lock_guard lock(mu_);
     return snapshot_failures_;
   }
@@ -149,13 +149,13 @@ class LocalLog final : public Log {
   // applied when a snapshot is taken, or dropped by a failure, are miscounted.
   uint64_t bytes_since_snapshot() const override { return bytes_since_snapshot_; }
   // Durations of the log's fdatasync calls (recorded by the writer thread).
-  const base::LatencyHistogram& fsync_latency() const { return fsync_latency_; }
+  const base::LatencyHistogram& fsync_latency() const override { return fsync_latency_; }
 
   // Stops both threads after they finish the work already handed to them
   // (queued groups, pending snapshots). Entries proposed but not flushed are
   // dropped; entries written but not yet polled stay on disk and replay at
   // the next Open. Idempotent.
-  void Close();
+  void Close() override;
 
   // Blocks until the writer and snapshotter have nothing left to do. For
   // tests; the server never needs to wait.

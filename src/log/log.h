@@ -8,9 +8,9 @@
 //
 //   Propose(entry) -> [durable/committed] -> Poll(on_commit) -> apply -> reply
 //
-// Implementations: LocalLog (local_log.h, segment files + group commit). A
-// Raft-backed log will implement the same interface later, which is why
-// entries are opaque bytes and snapshots are whole-state blobs.
+// Implementations: LocalLog (local_log.h, segment files + group commit: one
+// node) and RaftLog (replication/raft_log.h: a cluster node, whose Propose
+// returns a proposal id rather than an index, see there).
 //
 // Threading: every method is called on the loop thread. An implementation may
 // use threads of its own; it tells the loop that Poll() has work by calling
@@ -23,6 +23,7 @@
 #include <functional>
 #include <string_view>
 
+#include "base/histogram.h"
 #include "distri/status.h"
 
 namespace distri::log {
@@ -68,6 +69,17 @@ class Log {
   // True while a snapshot is in progress (at most one at a time), or when one
   // failed so recently that the next should wait.
   virtual bool SnapshotBusy() = 0;
+
+  // How long the last SaveSnapshot's fork() took (the pause a snapshot costs the loop).
+  virtual uint64_t last_fork_us() const = 0;
+  // A snapshot is being written.
+  virtual bool snapshot_running() const = 0;
+  // Snapshots that failed in the background since the log opened.
+  virtual uint64_t snapshot_failures() const = 0;
+  // Durations of the log's fdatasync calls.
+  virtual const base::LatencyHistogram& fsync_latency() const = 0;
+  // Stops the log's threads after the work already handed to them. Idempotent.
+  virtual void Close() = 0;
 
   // Index of the last proposed entry (0 when empty).
   virtual uint64_t last_index() const = 0;

@@ -91,7 +91,8 @@ void Client::ProcessInput() {
   net::Buffer& in = conn_.input();
   const commands::CommandTable& table = commands::CommandTable::Get();
   bool waiting = false;  // a complete command waits for this client's pending writes
-  while (!in.empty() && !barrier_ && !session_.blocked && !session_.close_after_reply &&
+  while (!in.empty() && !barrier_ && !read_waiting_ && !session_.blocked &&
+         !session_.close_after_reply &&
          need_bytes_ != SIZE_MAX && !conn_.closing()) {
     size_t consumed = 0;
     protocol::ParseResult r = parser_.Parse(in.view(), &consumed, &args_);
@@ -111,6 +112,23 @@ void Client::ProcessInput() {
     const commands::CommandSpec* spec = table.Find(args_[0]);
     bool is_write = spec != nullptr && (spec->flags & commands::kWrite);
     if (!pending_.empty() && !is_write) {  // invariant 2: wait for our writes
+      waiting = true;
+      break;
+    }
+    // Invariant 4b: in a cluster a read runs only under a read point asked for after it
+    // arrived (ReadIndex), unless the connection chose local reads.
+    if (!is_write && spec != nullptr && (spec->flags & commands::kReadOnly) &&
+        read_budget_ == 0 && server_->NeedsReadPoint(session_)) {
+      if (!read_error_.empty()) {
+        protocol::ReplyWriter(&conn_.output(), session_.protocol).Error(read_error_);
+        read_error_.clear();
+        in.Consume(consumed);
+        server_->MarkDirty(this);
+        continue;
+      }
+      read_waiting_ = true;
+      read_asked_bytes_ = in.readable();
+      server_->RequestReadBarrier(this);
       waiting = true;
       break;
     }
@@ -134,6 +152,7 @@ void Client::ProcessInput() {
     server_->CountCommand(session_.room, spec ? spec->flags : 0);
     server_->CountCall(spec, ran);
     in.Consume(consumed);  // args_ pointed into the input until here
+    read_budget_ = read_budget_ > consumed ? read_budget_ - consumed : 0;
 
     if (writer.overflowed()) {  // stopped building a reply past the output limit
       deferred_out_.clear();
@@ -150,7 +169,7 @@ void Client::ProcessInput() {
     if (pending_.empty()) server_->MarkDirty(this);
   }
   if ((session_.close_after_reply || peer_closed_) && pending_.empty() && !barrier_ &&
-      !session_.blocked) {
+      !read_waiting_ && !session_.blocked) {
     conn_.CloseAfterFlush();
   } else if (!peer_closed_ && need_bytes_ != SIZE_MAX) {
     // Read more only if it can be used now: not while a large backlog of
@@ -160,7 +179,8 @@ void Client::ProcessInput() {
     // never pause reading (a client may write its whole pipeline before it
     // reads, see client.h). A small backlog keeps reading on, which saves
     // pausing and resuming the socket around every blocking call.
-    bool backlog = (waiting || barrier_ || session_.blocked) && in.readable() > kIdleInputKeep;
+    bool backlog = (waiting || barrier_ || read_waiting_ || session_.blocked) &&
+                   in.readable() > kIdleInputKeep;
     if (backlog) {
       conn_.PauseReading();
     } else {
@@ -205,6 +225,25 @@ size_t Client::ReplyLimit(const std::string& out) {
 void Client::CountParked(ptrdiff_t bytes) {
   trailing_bytes_ = static_cast<size_t>(static_cast<ptrdiff_t>(trailing_bytes_) + bytes);
   conn_.set_parked(trailing_bytes_);
+}
+
+bool Client::HasPendingWrite(uint64_t proposal) const {
+  for (const PendingWrite& p : pending_) {
+    if (p.index == proposal) return true;
+  }
+  return false;
+}
+
+void Client::GrantRead() {
+  if (!read_waiting_) return;
+  read_waiting_ = false;
+  read_budget_ = read_asked_bytes_;
+}
+
+void Client::FailRead(std::string error) {
+  if (!read_waiting_) return;
+  read_waiting_ = false;
+  read_error_ = std::move(error);
 }
 
 void Client::AddPendingWrite(uint64_t index, commands::ReplyShape shape) {

@@ -10,6 +10,11 @@
 //     writes wait has its reply parked behind the last waiting write.
 //  4. ROOM.NEW is a barrier: nothing after it runs until it applies, because
 //     it changes the room every later command addresses.
+//  4b. In a cluster (unless CLIENT READMODE local) a read runs only under a
+//     read point asked for after it arrived: the client asks the server for a
+//     ReadIndex and waits until this node has applied up to it; every read
+//     that was buffered when it asked may then run (read_budget_ counts those
+//     bytes), so a pipeline of reads costs one round, not one per read.
 //
 // Backpressure:
 //  5. Unsent replies never stop this client's commands or reads: a client may
@@ -57,8 +62,15 @@ class Client final : public net::Connection::Handler, public MirrorSink {
 
   // Parses and runs as many buffered commands as the ordering rules allow.
   void ProcessInput();
-  // A write this client proposed got its index.
-  void AddPendingWrite(uint64_t index, commands::ReplyShape shape);
+  // A write this client proposed (its proposal id; server.h PendingEntry).
+  void AddPendingWrite(uint64_t proposal, commands::ReplyShape shape);
+  bool HasPendingWrite(uint64_t proposal) const;
+  // The oldest pending write's proposal id. REQUIRES: pending_writes() > 0.
+  uint64_t front_pending_write() const { return pending_.front().index; }
+  // Linearizable reads (cluster): the read point this client asked for is applied, so the
+  // reads it had received by then may run; or none could be had (`error`, e.g. no quorum).
+  void GrantRead();
+  void FailRead(std::string error);
   // The oldest pending write applied (or failed): write its reply.
   // Returns true if the client may now run more buffered commands.
   bool CompletePendingWrite(const state::ApplyResult& result);
@@ -119,6 +131,10 @@ class Client final : public net::Connection::Handler, public MirrorSink {
   size_t trailing_bytes_ = 0; // sum of pending_[i].trailing.size()
   size_t need_bytes_ = 0;     // parser's hint: don't re-parse before this much input
   bool barrier_ = false;      // a ROOM.NEW is pending
+  bool read_waiting_ = false; // waiting for a read point (Server::RequestReadBarrier)
+  size_t read_asked_bytes_ = 0;  // input buffered when the read point was asked for
+  size_t read_budget_ = 0;    // input bytes (from the front) whose reads the point covers
+  std::string read_error_;    // the next read gets this error instead of running
   bool in_process_ = false;
   bool peer_closed_ = false;  // EOF seen: finish what was sent, then close
   int64_t last_command_ms_ = 0;

@@ -13,6 +13,7 @@
 #include "base/log_limiter.h"
 #include "base/logging.h"
 #include "server/client.h"
+#include "server/cluster.h"
 #include "http/security.h"
 #include "server/http_backend.h"
 
@@ -36,6 +37,7 @@ Server::Server(ServerOptions options) : options_(std::move(options)) {
 }
 
 Server::~Server() {
+  if (cluster_) cluster_->Close();
   if (log_) log_->Close();
   if (loop_ready_) {
     // Close every handle still open, then let libuv finish their callbacks.
@@ -72,23 +74,30 @@ Status Server::Start() {
   if (::mkdir(s.data_dir.c_str(), 0755) != 0 && errno != EEXIST) {
     return Status::IOError("cannot create data directory " + s.data_dir + ": " + std::strerror(errno));
   }
-  log::LocalLogOptions log_options;
-  log_options.dir = s.data_dir;
-  log_options.fsync = s.fsync;
-  log_options.segment_bytes = options_.segment_bytes;
+  CHECK(uv_loop_init(&loop_) == 0);
+  SyncClock();
+  loop_ready_ = true;
   uint64_t replayed = 0;
-  auto opened = log::LocalLog::Open(
-      log_options,
-      [this](uint64_t index, std::string_view data) { return state_.LoadSnapshot(index, data); },
-      [this, &replayed](uint64_t index, std::string_view entry) {
-        state::EntryView view;
-        DISTRI_RETURN_IF_ERROR(state::DecodeEntry(entry, &view));
-        (void)state_.Apply(index, view);
-        replayed++;
-        return Status::Ok();
-      });
-  if (!opened.ok()) return opened.status();
-  log_ = std::move(opened).value();
+  if (options_.cluster.enabled()) {
+    DISTRI_RETURN_IF_ERROR(StartCluster());
+  } else {
+    log::LocalLogOptions log_options;
+    log_options.dir = s.data_dir;
+    log_options.fsync = s.fsync;
+    log_options.segment_bytes = options_.segment_bytes;
+    auto opened = log::LocalLog::Open(
+        log_options,
+        [this](uint64_t index, std::string_view data) { return state_.LoadSnapshot(index, data); },
+        [this, &replayed](uint64_t index, std::string_view entry) {
+          state::EntryView view;
+          DISTRI_RETURN_IF_ERROR(state::DecodeEntry(entry, &view));
+          (void)state_.Apply(index, view);
+          replayed++;
+          return Status::Ok();
+        });
+    if (!opened.ok()) return opened.status();
+    log_ = std::move(opened).value();
+  }
   DISTRI_RETURN_IF_ERROR(LoadNodeId());
   mirrors_ = std::make_unique<MirrorHub>(this, options_.mirror, state_.applied_index());
   state_.set_observer(mirrors_.get());
@@ -100,9 +109,6 @@ Status Server::Start() {
   // any socket is open, so the child inherits none.
   MaybeSnapshot();
 
-  CHECK(uv_loop_init(&loop_) == 0);
-  SyncClock();
-  loop_ready_ = true;
   router_ = std::make_unique<MessageRouter>(this, &loop_);
   auth_gate_ = std::make_unique<AuthGate>(this, &loop_);
   FitConnectionsToFdLimit();
@@ -140,6 +146,7 @@ Status Server::Start() {
             << s.http_port << "/ (dashboard, HTTP API), data in " << s.data_dir << ", fsync "
             << (s.fsync ? "always" : "off") << ", pid " << getpid();
 
+  if (cluster_) DISTRI_RETURN_IF_ERROR(ListenCluster());
   uv_check_init(&loop_, &check_);
   check_.data = this;
   uv_check_start(&check_, OnCheck);
@@ -169,8 +176,9 @@ void Server::Stop() {
   // No snapshot from here on: the log is closing (and a snapshot at exit
   // would only delay it; the next start replays the tail).
   stopping_ = true;
+  if (cluster_) CloseCluster();
   log_->Close();
-  ApplyCommitted();
+  if (!raft_) ApplyCommitted();
   uv_stop(&loop_);
 }
 
@@ -314,6 +322,7 @@ void Server::OnCheck(uv_check_t* handle) {
   if (self->http_) self->http_->FlushDirty();  // WebSocket mirrors fall under the budget too
   // After the flush: the budget cuts off what fast readers could not take.
   self->EnforcePushBudget();
+  if (self->raft_) self->IssueReadIndex();
   self->log_->Flush();
 }
 
@@ -333,20 +342,20 @@ uint64_t Server::used_memory() const {
 // ---------------------------------------------------------------------------
 // Writes
 
-void Server::AddPending(uint64_t index, uint64_t client_id, uint64_t bytes,
+void Server::AddPending(uint64_t proposal, uint64_t client_id, uint64_t bytes,
                         std::function<void(const state::ApplyResult&)> done) {
-  pending_.push_back({index, client_id, std::move(done), bytes});
+  pending_.emplace(proposal, PendingEntry{client_id, std::move(done), bytes, NowMs()});
   in_flight_bytes_ += bytes;
 }
 
 Status Server::Propose(commands::Session& session, std::string_view entry,
                        commands::ReplyShape shape) {
-  Result<uint64_t> index = log_->Propose(entry);
-  if (!index.ok()) return index.status();
+  Result<uint64_t> proposal = ProposeOrForward(entry);
+  if (!proposal.ok()) return proposal.status();
   auto it = clients_.find(session.id);
   CHECK(it != clients_.end());
-  AddPending(index.value(), session.id, entry.size(), nullptr);
-  it->second->AddPendingWrite(index.value(), shape);
+  AddPending(proposal.value(), session.id, entry.size(), nullptr);
+  it->second->AddPendingWrite(proposal.value(), shape);
   return Status::Ok();
 }
 
@@ -356,17 +365,29 @@ Status Server::ProposeEntry(std::string_view entry, bool adds_data,
   if (adds_data && commands::OverMemoryLimit(options_.settings, used_memory(), entry.size())) {
     return Status::OutOfMemory(commands::kOomMessage);
   }
-  Result<uint64_t> index = log_->Propose(entry);
-  if (!index.ok()) return index.status();
-  AddPending(index.value(), 0, entry.size(), std::move(done));
+  Result<uint64_t> proposal = ProposeOrForward(entry);
+  if (!proposal.ok()) return proposal.status();
+  AddPending(proposal.value(), 0, entry.size(), std::move(done));
   return Status::Ok();
 }
 
 void Server::OnLogWakeup(uv_async_t* handle) { static_cast<Server*>(handle->data)->ApplyCommitted(); }
 
 void Server::ApplyCommitted() {
-  log_->Poll([this](uint64_t index, std::string_view entry) { OnCommit(index, entry); },
-             [this](uint64_t first, const Status& why) { OnLogFailure(first, why); });
+  if (raft_) {
+    raft_->PollProposals(
+        [this](uint64_t index, std::string_view entry, uint64_t proposal) {
+          OnCommit(index, entry, proposal);
+        },
+        [this](uint64_t proposal, const Status& why) {
+          FailProposal(proposal, state::ApplyResult::Error("UNKNOWN " + why.message()));
+        });
+    ReleaseReads();
+  } else {
+    // LocalLog: a proposal's id is its index.
+    log_->Poll([this](uint64_t index, std::string_view entry) { OnCommit(index, entry, index); },
+               [this](uint64_t first, const Status& why) { OnLogFailure(first, why); });
+  }
   // Clients whose writes all applied may run the commands they had buffered.
   std::vector<Client*> batch;
   batch.swap(resumable_);
@@ -374,7 +395,7 @@ void Server::ApplyCommitted() {
   MaybeSnapshot();
 }
 
-void Server::OnCommit(uint64_t index, std::string_view entry) {
+void Server::OnCommit(uint64_t index, std::string_view entry, uint64_t proposal) {
   if (log_failing_) {
     // Poll reports a failure after the entries made durable before it, so an
     // entry delivered now was written after the failure: the log works again.
@@ -386,7 +407,7 @@ void Server::OnCommit(uint64_t index, std::string_view entry) {
   }
   state::ApplyResult result = state_.Apply(index, entry);
   stats_.entries_applied++;
-  if (index == expiry_index_) {
+  if (proposal != 0 && proposal == expiry_proposal_) {
     expiry_in_flight_ = false;
     if (result.kind == state::ApplyResult::Kind::kInt) stats_.expired_keys += result.integer;
   }
@@ -396,16 +417,42 @@ void Server::OnCommit(uint64_t index, std::string_view entry) {
       ForgetCounters(drop.room);
     }
   }
-  if (pending_.empty() || pending_.front().index != index) return;  // e.g. proposed before a restart
-  PendingEntry p = std::move(pending_.front());
-  pending_.pop_front();
+  if (proposal != 0) CompletePending(proposal, result);
+}
+
+void Server::CompletePending(uint64_t proposal, const state::ApplyResult& result) {
+  auto found = pending_.find(proposal);
+  if (found == pending_.end()) return;  // proposed before a restart, or already timed out
+  PendingEntry p = std::move(found->second);
+  pending_.erase(found);
   in_flight_bytes_ -= p.bytes;
   if (p.done) p.done(result);
   if (p.client_id == 0) return;
   auto it = clients_.find(p.client_id);
   if (it == clients_.end()) return;  // the client left; the write stands
   Client* client = it->second;
-  if (client->CompletePendingWrite(result)) resumable_.push_back(client);
+  if (!client->HasPendingWrite(proposal)) return;
+  // Replies go out in the client's order. A client's proposals apply in order except across a
+  // leader change, where an older one may be lost or still in flight: it gets UNKNOWN now.
+  static const state::ApplyResult kOvertaken = state::ApplyResult::Error(
+      "UNKNOWN a later write of this connection applied first; this one may or may not apply");
+  bool resume = false;
+  while (client->front_pending_write() != proposal) {
+    const uint64_t older = client->front_pending_write();
+    auto o = pending_.find(older);
+    if (o != pending_.end()) {
+      in_flight_bytes_ -= o->second.bytes;
+      pending_.erase(o);
+    }
+    client->CompletePendingWrite(kOvertaken);
+  }
+  resume = client->CompletePendingWrite(result);
+  if (resume) resumable_.push_back(client);
+}
+
+void Server::FailProposal(uint64_t proposal, const state::ApplyResult& error) {
+  if (proposal == expiry_proposal_) expiry_in_flight_ = false;
+  CompletePending(proposal, error);
 }
 
 // The failed entries were never applied and the log has truncated them away,
@@ -416,7 +463,7 @@ void Server::OnLogFailure(uint64_t first_index, const Status& why) {
   log_failing_ = true;
   // Poll delivers every durable entry before reporting a failure, so every
   // write still pending is one of the failed ones.
-  std::deque<PendingEntry> failed;
+  std::unordered_map<uint64_t, PendingEntry> failed;
   failed.swap(pending_);
   refused_entries_ += failed.size();
   uint64_t suppressed = 0;
@@ -429,8 +476,8 @@ void Server::OnLogFailure(uint64_t first_index, const Status& why) {
       "IOERR write not applied: the server could not persist it (" + why.message() +
       "); nothing changed, retry later");
   in_flight_bytes_ = 0;
-  for (PendingEntry& p : failed) {
-    CHECK(p.index >= first_index);
+  for (auto& [index, p] : failed) {
+    CHECK(index >= first_index);
     if (p.done) p.done(error);
   }
   for (auto& [id, client] : clients_) {
@@ -438,7 +485,7 @@ void Server::OnLogFailure(uint64_t first_index, const Status& why) {
     while (client->pending_writes() > 0) resume = client->CompletePendingWrite(error);
     if (resume) resumable_.push_back(client);
   }
-  if (expiry_index_ >= first_index) expiry_in_flight_ = false;
+  if (expiry_proposal_ >= first_index) expiry_in_flight_ = false;
 }
 
 // ---------------------------------------------------------------------------
@@ -448,6 +495,7 @@ void Server::OnExpireTimer(uv_timer_t* handle) {
   auto* self = static_cast<Server*>(handle->data);
   self->ExpireCycle();
   self->SweepSoftLimits();
+  if (self->raft_) self->SweepClusterTimeouts();
 }
 
 void Server::ExpireCycle() {
@@ -455,6 +503,9 @@ void Server::ExpireCycle() {
   const int64_t now = NowMs();
   mirrors_->PruneRetained(now);
   if (expiry_in_flight_) return;
+  // In a cluster only the leader expires keys, with its own clock in the entry; followers
+  // apply its deletes (a follower never expires anything from its clock).
+  if (raft_ && !raft_->is_leader()) return;
   std::vector<std::string> keys;
   std::string entry;
   size_t entries = 0;
@@ -471,10 +522,10 @@ void Server::ExpireCycle() {
       for (size_t j = i; j < keys.size() && j < i + kExpireKeysPerEntry; j++) args.push_back(keys[j]);
       entry.clear();
       state::EncodeEntry(&entry, state::Op::kExpireKeys, 0, now, 0, code, args);
-      Result<uint64_t> index = log_->Propose(entry);
-      if (!index.ok()) return;
-      AddPending(index.value(), 0, entry.size(), nullptr);
-      expiry_index_ = index.value();
+      Result<uint64_t> proposal = log_->Propose(entry);
+      if (!proposal.ok()) return;
+      AddPending(proposal.value(), 0, entry.size(), nullptr);
+      expiry_proposal_ = proposal.value();
       expiry_in_flight_ = true;
       entries++;
     }

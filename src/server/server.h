@@ -19,6 +19,7 @@
 #include <cstdint>
 #include <deque>
 #include <functional>
+#include <map>
 #include <memory>
 #include <string>
 #include <unordered_map>
@@ -33,6 +34,7 @@
 #include "commands/command.h"
 #include "http/http_server.h"
 #include "log/local_log.h"
+#include "replication/raft_log.h"
 #include "net/connection.h"
 #include "server/auth_gate.h"
 #include "server/messaging.h"
@@ -43,7 +45,22 @@
 namespace distri::server {
 
 class Client;
+class ClusterNode;
 class HttpBackend;
+
+// The cluster flags (docs/replication.md). Without a secret file the node runs alone on its
+// LocalLog and opens no cluster port.
+struct ClusterOptions {
+  std::string secret_file;            // --cluster-secret-file
+  int port = 7381;                    // --cluster-port
+  std::vector<std::string> join;      // --join host:port,...
+  std::string advertise;              // --advertise host:port (default bind:cluster-port)
+  uint64_t tick_ms = 100;             // --raft-tick-ms
+  uint32_t election_ticks = 10;       // --raft-election-ticks
+  uint32_t heartbeat_ticks = 2;       // --raft-heartbeat-ticks
+  uint64_t request_timeout_ms = 5000; // a write or read not answered by then gets UNKNOWN/TRYAGAIN
+  bool enabled() const { return !secret_file.empty(); }
+};
 
 // Redis's client-output-buffer-limit: disconnect a client whose unsent output
 // passes `hard`, or stays above `soft` for `soft_seconds`. 0 disables a bound.
@@ -65,6 +82,7 @@ struct ServerOptions {
   uint64_t segment_bytes = 64ull << 20;
   // HTTP endpoint limits (bind and port come from `settings`).
   http::HttpOptions http;
+  ClusterOptions cluster;
 };
 
 struct ServerStats {
@@ -180,6 +198,20 @@ class Server final : public commands::Context {
   // Proposal to applied reply, for writes from clients (includes the fsync).
   base::LatencyHistogram& write_latency() { return write_latency_; }
   const base::LatencyHistogram& fsync_latency() const { return log_->fsync_latency(); }
+  // The Raft log and the cluster glue; nullptr for a node without --cluster-secret-file.
+  replication::RaftLog* raft() { return raft_; }
+  ClusterNode* cluster_node() { return cluster_.get(); }
+  commands::ClusterControl* cluster() override;
+  // A forwarded write of ours was refused by the leader before it was proposed, or its
+  // outcome became unknown.
+  void FailProposal(uint64_t proposal, const state::ApplyResult& error);
+  // Linearizable reads: the client waits until a read point covering its buffered input is
+  // applied (ReadIndex; docs/replication.md "Reads").
+  bool NeedsReadPoint(const commands::Session& session) const;
+  void RequestReadBarrier(Client* client);
+  void OnReadIndex(uint64_t ctx, uint64_t index);
+  // After a snapshot from the leader replaced the state machine.
+  Status LoadState(uint64_t index, std::string_view state);
   // The client with this id, or nullptr if it has gone.
   Client* FindClient(uint64_t id) const;
   // The client may run buffered commands again (after a blocking call).
@@ -195,11 +227,19 @@ class Server final : public commands::Context {
   AuthGate& auth_gate() { return *auth_gate_; }
 
  private:
+  // A proposal waiting to apply, by proposal id (LocalLog: its index; RaftLog: an id that
+  // comes back with the committed entry, whatever index it got).
   struct PendingEntry {
-    uint64_t index;
     uint64_t client_id;  // 0: no client waits (expiry entries, callbacks)
     std::function<void(const state::ApplyResult&)> done;  // for ProposeEntry
     uint64_t bytes = 0;  // the entry's size, counted in in_flight_bytes_ until it applies
+    int64_t proposed_ms = 0;
+  };
+  // Clients waiting for one ReadIndex answer.
+  struct ReadBatch {
+    std::vector<uint64_t> clients;
+    uint64_t index = 0;  // 0: not answered yet
+    int64_t started_ms = 0;
   };
 
   static void OnConnection(uv_stream_t* server, int status);
@@ -213,9 +253,20 @@ class Server final : public commands::Context {
   void SyncClock();
   void ApplyCommitted();
   // Remembers a proposed entry until it applies (or fails).
-  void AddPending(uint64_t index, uint64_t client_id, uint64_t bytes,
+  void AddPending(uint64_t proposal, uint64_t client_id, uint64_t bytes,
                   std::function<void(const state::ApplyResult&)> done);
-  void OnCommit(uint64_t index, std::string_view entry);
+  // Proposes locally (LocalLog, or the Raft leader) or forwards to the leader.
+  Result<uint64_t> ProposeOrForward(std::string_view entry);
+  void OnCommit(uint64_t index, std::string_view entry, uint64_t proposal);
+  // Completes a pending proposal; the client's older ones first get UNKNOWN.
+  void CompletePending(uint64_t proposal, const state::ApplyResult& result);
+  Status StartCluster();   // server/cluster.cc
+  Status ListenCluster();
+  void CloseCluster();
+  // Cluster mode: unanswered proposals and reads past the request timeout.
+  void SweepClusterTimeouts();
+  void IssueReadIndex();
+  void ReleaseReads();
   void OnLogFailure(uint64_t first_index, const Status& why);
   void ExpireCycle();
   void MaybeSnapshot();
@@ -255,11 +306,16 @@ class Server final : public commands::Context {
   std::unique_ptr<MessageRouter> router_;
   std::unique_ptr<AuthGate> auth_gate_;
   std::unique_ptr<StepRunner> steps_;  // long reads, a slice per loop iteration
-  std::unique_ptr<log::LocalLog> log_;
-  std::deque<PendingEntry> pending_;  // in index order
+  std::unique_ptr<log::Log> log_;
+  replication::RaftLog* raft_ = nullptr;  // log_, when it is a RaftLog
+  std::unique_ptr<ClusterNode> cluster_;
+  std::unordered_map<uint64_t, PendingEntry> pending_;  // by proposal id
+  std::vector<uint64_t> read_waiting_;         // clients wanting a read point this iteration
+  std::map<uint64_t, ReadBatch> read_batches_;  // by ReadIndex context
+  uint64_t next_read_ctx_ = 1;
   uint64_t in_flight_bytes_ = 0;      // sum of pending_[i].bytes
   bool expiry_in_flight_ = false;
-  uint64_t expiry_index_ = 0;
+  uint64_t expiry_proposal_ = 0;
   bool log_failing_ = false;      // see log_failing()
   uint64_t refused_entries_ = 0;  // entries failed since log_failing_ was set
   // A failing log (a full disk) fails every write: one ERROR line per 10 s,

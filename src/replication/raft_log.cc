@@ -1,0 +1,568 @@
+// RaftLog: the Ready loop, the write-ahead log and recovery; see raft_log.h and
+// docs/replication.md ("The Ready loop as Distri drives it").
+
+#include "replication/raft_log.h"
+
+#include <algorithm>
+
+#include "base/endian.h"
+#include "base/logging.h"
+
+namespace distri::replication {
+
+namespace {
+
+// Entry contexts: what a committed entry says about where it came from.
+constexpr char kProposalContext = 1;  // origin u64 | seq u64
+constexpr char kMemberContext = 2;    // address (of an added node)
+
+struct ProposalId {
+  uint64_t origin = 0;
+  uint64_t seq = 0;
+};
+
+std::optional<ProposalId> ParseContext(std::string_view ctx) {
+  if (ctx.size() != 17 || ctx[0] != kProposalContext) return std::nullopt;
+  return ProposalId{base::GetLe64(ctx.data() + 1), base::GetLe64(ctx.data() + 9)};
+}
+
+StoredEntry Own(const RaftEntry& e) {
+  return StoredEntry{e.index, e.term, e.type, std::string(e.context), std::string(e.data)};
+}
+
+std::string MemberContext(uint64_t id, std::string_view address) {
+  std::string ctx(1, kMemberContext);
+  base::AppendLe64(&ctx, id);
+  ctx.append(address);
+  return ctx;
+}
+
+}  // namespace
+
+RaftLog::RaftLog(uv_loop_t* loop, const RaftLogOptions& options, RaftLogHooks hooks)
+    : loop_(loop), options_(options), hooks_(std::move(hooks)) {}
+
+RaftLog::~RaftLog() { Close(); }
+
+void RaftLog::Close() {
+  if (closed_) return;
+  closed_ = true;
+  if (tick_timer_ != nullptr) {
+    uv_timer_stop(tick_timer_);
+    uv_close(reinterpret_cast<uv_handle_t*>(tick_timer_),
+             [](uv_handle_t* h) { delete reinterpret_cast<uv_timer_t*>(h); });
+    tick_timer_ = nullptr;
+  }
+  if (wal_) wal_->Close();
+}
+
+std::string RaftLog::Context(uint64_t origin, uint64_t seq) const {
+  std::string ctx(1, kProposalContext);
+  base::AppendLe64(&ctx, origin);
+  base::AppendLe64(&ctx, seq);
+  return ctx;
+}
+
+void RaftLog::Fatal(const Status& why) {
+  // Raft has moved on assuming its state was persisted (or its engine is poisoned): this
+  // node can only stop. The other voters keep the cluster going; a restart recovers from
+  // the durable state.
+  LOG(FATAL) << "raft: " << why.ToString() << "; stopping this node";
+}
+
+// ---------------------------------------------------------------------------
+// Opening and recovery
+
+Result<std::unique_ptr<RaftLog>> RaftLog::Open(uv_loop_t* loop, const RaftLogOptions& options,
+                                               RaftLogHooks hooks) {
+  if (options.node_id == 0) return Status::InvalidArgument("raft node id must be non-zero");
+  std::unique_ptr<RaftLog> log(new RaftLog(loop, options, std::move(hooks)));
+  DISTRI_RETURN_IF_ERROR(log->Recover());
+  log->tick_timer_ = new uv_timer_t;
+  uv_timer_init(loop, log->tick_timer_);
+  log->tick_timer_->data = log.get();
+  uv_timer_start(log->tick_timer_, OnTick, options.tick_ms, options.tick_ms);
+  return log;
+}
+
+Status RaftLog::Recover() {
+  RaftDurableState durable;
+  std::string checkpoint_payload;
+  log::LocalLogOptions wal_options;
+  wal_options.dir = options_.dir;
+  wal_options.fsync = options_.fsync;
+  wal_options.segment_bytes = options_.segment_bytes;
+  auto opened = log::LocalLog::Open(
+      wal_options,
+      [&](uint64_t, std::string_view data) {
+        std::string_view payload;
+        DISTRI_RETURN_IF_ERROR(durable.ApplyCheckpoint(data, &payload));
+        checkpoint_payload.assign(payload);
+        return Status::Ok();
+      },
+      [&](uint64_t seq, std::string_view record) {
+        wal_proposed_ = seq;
+        return durable.ApplyRecord(record);
+      });
+  if (!opened.ok()) return opened.status();
+  wal_ = std::move(opened).value();
+  wal_proposed_ = wal_->last_index();
+  wal_durable_ = wal_proposed_;
+
+  // The state machine: from the newest snapshot (one received from a leader, or the
+  // checkpoint's), with the membership addresses it carries.
+  std::string_view payload =
+      durable.snapshot_from_record ? std::string_view(durable.snapshot_data) : checkpoint_payload;
+  if (!payload.empty()) {
+    auto decoded = DecodePayload(payload);
+    if (!decoded.ok()) return decoded.status();
+    members_ = decoded.value().members;
+    DISTRI_RETURN_IF_ERROR(hooks_.load_state(decoded.value().state_index, decoded.value().state));
+  }
+  if (!options_.address.empty()) members_[options_.node_id] = options_.address;
+
+  RaftConfig config;
+  config.id = options_.node_id;
+  config.election_tick = options_.election_tick;
+  config.heartbeat_tick = options_.heartbeat_tick;
+  config.max_size_per_msg = options_.max_size_per_msg;
+  config.max_inflight_msgs = options_.max_inflight_msgs;
+  const bool fresh = !durable.has_hard_state && durable.snapshot.index == 0 &&
+                     durable.entries.empty();
+  if (fresh) {
+    if (options_.bootstrap) {
+      config.voters = {options_.node_id};
+      config.applied = kBootstrapIndex;
+    }
+    auto node = RaftNode::Create(config);
+    if (!node.ok()) return node.status();
+    node_ = std::move(node).value();
+    if (options_.bootstrap) {
+      // The bootstrap membership must survive a restart before anything else is written.
+      SnapshotMeta meta{kBootstrapIndex, 1, {options_.node_id}, {}};
+      std::string record;
+      EncodeRecord(&record, HardState{1, 0, kBootstrapIndex}, &meta, {}, {});
+      auto seq = wal_->Propose(record);
+      if (!seq.ok()) return seq.status();
+      wal_proposed_ = seq.value();
+      wal_->Flush();
+      applied_ = kBootstrapIndex;
+      applied_term_ = 1;
+      hard_state_ = HardState{1, 0, kBootstrapIndex};
+    }
+  } else {
+    RestoreState restore;
+    restore.hard_state = durable.hard_state;
+    restore.snapshot_index = durable.snapshot.index;
+    restore.snapshot_term = durable.snapshot.term;
+    restore.voters = durable.snapshot.voters;
+    restore.learners = durable.snapshot.learners;
+    for (StoredEntry& e : durable.entries) {
+      OwnedEntry owned;
+      owned.index = e.index;
+      owned.term = e.term;
+      owned.type = e.type;
+      owned.data = std::move(e.data);
+      owned.context = std::move(e.context);
+      restore.entries.push_back(std::move(owned));
+    }
+    config.applied = durable.snapshot.index;
+    auto node = RaftNode::Restore(config, restore);
+    if (!node.ok()) return node.status();
+    node_ = std::move(node).value();
+    applied_ = durable.snapshot.index;
+    applied_term_ = durable.snapshot.term;
+    hard_state_ = durable.hard_state;
+    tail_ = std::move(durable.entries);
+  }
+  reported_applied_ = applied_;
+  last_index_ = tail_.empty() ? applied_ : tail_.back().index;
+  LOG(INFO) << "raft: node " << options_.node_id << " recovered term " << hard_state_.term
+            << ", commit " << hard_state_.commit << ", snapshot at " << applied_ << ", "
+            << tail_.size() << " entries after it"
+            << (fresh ? (options_.bootstrap ? " (new cluster of one)" : " (joining)") : "");
+  return Status::Ok();
+}
+
+void RaftLog::SetWakeup(std::function<void()> wake) {
+  wake_ = wake;
+  wal_->SetWakeup(std::move(wake));
+}
+
+// ---------------------------------------------------------------------------
+// Inputs
+
+void RaftLog::OnTick(uv_timer_t* timer) {
+  auto* self = static_cast<RaftLog*>(timer->data);
+  Status st = self->node_->Tick();
+  if (!st.ok()) self->Fatal(st);
+  self->ProcessReadies();
+}
+
+Result<uint64_t> RaftLog::Propose(std::string_view entry) {
+  if (role_ != Role::kLeader) return Status(Code::kBusy, "not the leader");
+  const uint64_t seq = next_seq_++;
+  auto index = ProposeFor(options_.node_id, seq, entry);
+  if (!index.ok()) return index.status();
+  expected_[index.value()] = seq;
+  return seq;
+}
+
+Result<uint64_t> RaftLog::ProposeFor(uint64_t origin, uint64_t seq, std::string_view entry) {
+  if (role_ != Role::kLeader) return Status(Code::kBusy, "not the leader");
+  DISTRI_RETURN_IF_ERROR(node_->Propose(Context(origin, seq), entry));
+  auto status = node_->GetStatus();
+  if (!status.ok()) return status.status();
+  proposals_++;
+  bytes_since_compact_ += entry.size();
+  return status.value().last_index;
+}
+
+void RaftLog::ExpectAt(uint64_t index, uint64_t seq) {
+  if (index <= applied_) {
+    // It committed before the leader's answer came; had it been ours, Poll would have
+    // delivered it: another entry took the index.
+    lost_.push_back({seq, index});
+    if (wake_) wake_();
+    return;
+  }
+  expected_[index] = seq;
+}
+
+Status RaftLog::Step(std::string_view message) {
+  Status st = node_->Step(message);
+  // A malformed or stale message is the peer's problem; a poisoned node is ours.
+  if (!st.ok() && st.code() == Code::kInternal) Fatal(st);
+  return st;
+}
+
+Status RaftLog::ReadIndex(uint64_t ctx) {
+  std::string bytes;
+  base::AppendLe64(&bytes, ctx);
+  return node_->ReadIndex(bytes);
+}
+
+Status RaftLog::AddLearner(uint64_t id, const std::string& address) {
+  if (role_ != Role::kLeader) return Status(Code::kBusy, "not the leader");
+  ConfChange change{ConfChangeType::kAddLearner, id};
+  return node_->ProposeConfChange(MemberContext(id, address), {&change, 1});
+}
+
+Status RaftLog::Promote(uint64_t id) {
+  if (role_ != Role::kLeader) return Status(Code::kBusy, "not the leader");
+  ConfChange change{ConfChangeType::kAddVoter, id};
+  auto it = members_.find(id);
+  return node_->ProposeConfChange(MemberContext(id, it == members_.end() ? "" : it->second),
+                                  {&change, 1});
+}
+
+Status RaftLog::Remove(uint64_t id) {
+  if (role_ != Role::kLeader) return Status(Code::kBusy, "not the leader");
+  ConfChange change{ConfChangeType::kRemoveNode, id};
+  return node_->ProposeConfChange("", {&change, 1});
+}
+
+Status RaftLog::TransferLeader(uint64_t id) { return node_->TransferLeader(id); }
+
+void RaftLog::ReportUnreachable(uint64_t id) { (void)node_->ReportUnreachable(id); }
+
+void RaftLog::ReportSnapshot(uint64_t id, bool delivered) {
+  (void)node_->ReportSnapshot(id, delivered);
+}
+
+bool RaftLog::IsVoter(uint64_t id) const {
+  auto voters = node_->Voters();
+  return voters.ok() && std::ranges::find(voters.value(), id) != voters.value().end();
+}
+
+bool RaftLog::IsLearner(uint64_t id) const {
+  auto learners = node_->Learners();
+  return learners.ok() && std::ranges::find(learners.value(), id) != learners.value().end();
+}
+
+std::vector<MemberInfo> RaftLog::Members() const {
+  std::vector<MemberInfo> out;
+  auto voters = node_->Voters();
+  auto learners = node_->Learners();
+  auto add = [&](uint64_t id, bool voter) {
+    auto it = members_.find(id);
+    out.push_back({id, it == members_.end() ? std::string() : it->second, voter});
+  };
+  if (voters.ok()) for (uint64_t id : voters.value()) add(id, true);
+  if (learners.ok()) for (uint64_t id : learners.value()) add(id, false);
+  return out;
+}
+
+// ---------------------------------------------------------------------------
+// The Ready loop
+
+void RaftLog::Flush() {
+  if (closed_) return;
+  ProcessReadies();
+  wal_->Flush();
+}
+
+void RaftLog::ProcessReadies() {
+  if (closed_) return;
+  bool any = false;
+  for (;;) {
+    auto has = node_->HasReady();
+    if (!has.ok()) return Fatal(has.status());
+    if (!has.value()) break;
+    auto ready = node_->TakeReady();
+    if (!ready.ok()) return Fatal(ready.status());
+    HandleReady(std::move(ready).value());
+    any = true;
+  }
+  if (any) {
+    wal_->Flush();
+    if (wake_ && (!to_apply_.empty() || !lost_.empty())) wake_();
+  }
+  if (!in_compact_) {
+    // Raft may have asked for a snapshot while sending (a learner, a follower far behind).
+    in_compact_ = true;
+    MaybeCompact();
+    in_compact_ = false;
+  }
+}
+
+void RaftLog::HandleReady(Ready ready) {
+  if (auto soft = ready.soft_state()) {
+    const bool changed = soft->leader_id != leader_id_ || soft->role != role_;
+    if (soft->role == Role::kLeader && role_ != Role::kLeader) elections_++;
+    leader_id_ = soft->leader_id;
+    role_ = soft->role;
+    if (changed && hooks_.on_role) hooks_.on_role();
+  }
+  for (const RaftMessage& m : ready.messages()) Send(m);
+  Slot slot;
+  std::optional<SnapshotView> snap = ready.snapshot();
+  std::optional<HardState> hs = ready.hard_state();
+  std::vector<RaftEntry> entries = ready.entries();
+  if (snap) {
+    Status st = InstallSnapshot(*snap);
+    if (!st.ok()) return Fatal(st);
+    slot.has_snapshot = true;
+    slot.snapshot_index = snap->index;
+  }
+  if (hs) hard_state_ = *hs;
+  if (!entries.empty()) {
+    const uint64_t first = entries.front().index;
+    std::erase_if(tail_, [&](const StoredEntry& e) { return e.index >= first; });
+    for (const RaftEntry& e : entries) tail_.push_back(Own(e));
+    last_index_ = entries.back().index;
+    // A follower's uncommitted tail replaced by the new leader's: our proposals expected
+    // there are gone (Poll finds another entry at their index and reports them unknown).
+  }
+  if (hs || snap || !entries.empty()) {
+    std::string record;
+    SnapshotMeta meta;
+    if (snap) meta = SnapshotMeta{snap->index, snap->term, snap->voters, snap->learners};
+    EncodeRecord(&record, hs, snap ? &meta : nullptr, snap ? snap->data : std::string_view(),
+                 entries);
+    auto seq = wal_->Propose(record);
+    if (!seq.ok()) return Fatal(seq.status());
+    wal_proposed_ = seq.value();
+  }
+  slot.wal_seq = wal_proposed_;  // nothing of its own: durable with everything before it
+
+  for (const RaftEntry& e : ready.committed_entries()) {
+    if (e.type != EntryType::kNormal) {
+      ApplyConfChange(e);
+    }
+    to_apply_.push_back(Own(e));
+  }
+  for (const ReadState& rs : ready.read_states()) {
+    if (rs.context.size() == 8 && hooks_.on_read_index) {
+      hooks_.on_read_index(base::GetLe64(rs.context.data()), rs.index);
+    }
+  }
+  slot.ready = std::move(ready);
+  Status st = node_->AdvanceAppendAsync(slot.ready);
+  if (!st.ok()) return Fatal(st);
+  slots_.push_back(std::move(slot));
+  if (slots_.back().wal_seq <= wal_durable_) OnDurable(wal_durable_);
+  FlushReports();
+}
+
+void RaftLog::Send(const RaftMessage& m) {
+  const bool sent = hooks_.send(m.to, m.type, m.bytes);
+  if (m.type == kMsgSnapshot) {
+    // The transport cannot tell whether the follower got it; a queued snapshot counts as
+    // delivered (if it was not, the follower rejects the next append and raft sends again).
+    if (sent) snapshots_sent_++;
+    reports_.push_back({m.to, sent ? 1 : 2});
+  } else if (!sent) {
+    reports_.push_back({m.to, 0});
+  }
+}
+
+void RaftLog::FlushReports() {
+  std::vector<std::pair<uint64_t, int>> reports;
+  reports.swap(reports_);
+  for (auto [peer, what] : reports) {
+    if (what == 0) {
+      (void)node_->ReportUnreachable(peer);
+    } else {
+      (void)node_->ReportSnapshot(peer, what == 1);
+    }
+  }
+}
+
+// A snapshot from the leader replaces the state machine now (its committed entries come
+// after it); it is made durable by the Ready's record like everything else.
+Status RaftLog::InstallSnapshot(const SnapshotView& snap) {
+  MemberAddresses members;
+  if (!snap.data.empty()) {
+    auto decoded = DecodePayload(snap.data);
+    if (!decoded.ok()) return decoded.status();
+    DISTRI_RETURN_IF_ERROR(hooks_.load_state(decoded.value().state_index, decoded.value().state));
+    members = decoded.value().members;
+  } else {
+    DISTRI_RETURN_IF_ERROR(hooks_.load_state(snap.index, {}));
+  }
+  for (auto& [id, address] : members) members_[id] = address;
+  if (!options_.address.empty()) members_[options_.node_id] = options_.address;
+  // Proposals of ours expected at indexes the snapshot covers cannot be told apart now.
+  for (auto it = expected_.begin(); it != expected_.end() && it->first <= snap.index;) {
+    lost_.push_back({it->second, it->first});
+    it = expected_.erase(it);
+  }
+  to_apply_.clear();
+  std::erase_if(tail_, [&](const StoredEntry& e) { return e.index <= snap.index; });
+  applied_ = snap.index;
+  applied_term_ = snap.term;
+  hold_applied_at_ = snap.index;
+  last_index_ = std::max(last_index_, snap.index);
+  LOG(INFO) << "raft: installed a snapshot at index " << snap.index << " (term " << snap.term
+            << ", " << snap.data.size() << " bytes)";
+  if (hooks_.on_members) hooks_.on_members();
+  return Status::Ok();
+}
+
+void RaftLog::ApplyConfChange(const RaftEntry& entry) {
+  Status st = node_->ApplyConfChange(entry);
+  if (!st.ok()) return Fatal(st);
+  // The address travels with the change that adds a node; every node learns it here.
+  if (entry.context.size() > 9 && entry.context[0] == kMemberContext) {
+    members_[base::GetLe64(entry.context.data() + 1)] = std::string(entry.context.substr(9));
+  }
+  // Forget addresses of nodes no longer members.
+  std::vector<MemberInfo> now = Members();
+  bool self_present = false;
+  for (auto it = members_.begin(); it != members_.end();) {
+    bool present = std::ranges::any_of(now, [&](const MemberInfo& m) { return m.id == it->first; });
+    if (it->first == options_.node_id) self_present = present;
+    it = present || it->first == options_.node_id ? std::next(it) : members_.erase(it);
+  }
+  if (!self_present && !now.empty()) {
+    removed_ = true;
+    LOG(WARNING) << "raft: this node (" << options_.node_id << ") was removed from the cluster";
+  }
+  if (hooks_.on_members) hooks_.on_members();
+}
+
+void RaftLog::OnDurable(uint64_t wal_seq) {
+  wal_durable_ = std::max(wal_durable_, wal_seq);
+  while (!slots_.empty() && slots_.front().wal_seq <= wal_durable_) {
+    Slot& slot = slots_.front();
+    Status st = node_->OnPersistReady(slot.ready.number());
+    if (!st.ok()) return Fatal(st);
+    for (const RaftMessage& m : slot.ready.persisted_messages()) Send(m);
+    if (slot.has_snapshot && hold_applied_at_ == slot.snapshot_index) hold_applied_at_ = 0;
+    slots_.pop_front();
+  }
+}
+
+void RaftLog::Poll(const CommitFn& on_commit, const FailFn& on_fail) {
+  PollProposals([&](uint64_t index, std::string_view entry, uint64_t) { on_commit(index, entry); },
+                on_fail);
+}
+
+void RaftLog::PollProposals(const ProposalCommitFn& on_commit, const FailFn& on_fail) {
+  if (closed_) return;
+  // Durable WAL records release their Readies (and the persisted messages: votes and
+  // append acknowledgements go out only now).
+  uint64_t durable = wal_durable_;
+  wal_->Poll([&](uint64_t seq, std::string_view) { durable = std::max(durable, seq); },
+             [&](uint64_t, const Status& why) { Fatal(why); });
+  if (durable > wal_durable_) OnDurable(durable);
+  FlushReports();
+  ProcessReadies();
+  while (!to_apply_.empty()) {
+    StoredEntry e = std::move(to_apply_.front());
+    to_apply_.pop_front();
+    if (e.index <= applied_) continue;
+    uint64_t proposal = 0;
+    std::optional<ProposalId> id = ParseContext(e.context);
+    if (id && id->origin == options_.node_id) proposal = id->seq;
+    auto expected = expected_.find(e.index);
+    if (expected != expected_.end()) {
+      if (expected->second != proposal) lost_.push_back({expected->second, e.index});
+      expected_.erase(expected);
+    }
+    applied_ = e.index;
+    applied_term_ = e.term;
+    std::erase_if(tail_, [&](const StoredEntry& t) { return t.index <= applied_; });
+    if (e.type == EntryType::kNormal && !e.data.empty()) on_commit(e.index, e.data, proposal);
+  }
+  for (auto [proposal, index] : lost_) {
+    on_fail(proposal, Status::Unknown("leadership changed before the write committed (index " +
+                                      std::to_string(index) + " holds another entry)"));
+  }
+  lost_.clear();
+  const uint64_t reportable = hold_applied_at_ ? std::min(applied_, hold_applied_at_ - 1) : applied_;
+  if (reportable > reported_applied_) {
+    Status st = node_->AdvanceApplyTo(reportable);
+    if (!st.ok()) return Fatal(st);
+    reported_applied_ = reportable;
+  }
+  ProcessReadies();
+}
+
+// Raft keeps its log in memory until compacted, and serves lagging followers from the
+// snapshot it keeps: compact when the log has grown, or when raft asked for a newer snapshot.
+// The snapshot is serialised here, on the loop (see docs/replication.md, "What falls short").
+void RaftLog::MaybeCompact() {
+  auto requested = node_->TakeSnapshotRequest();
+  if (!requested.ok()) return Fatal(requested.status());
+  if (!requested.value() && bytes_since_compact_ < options_.compact_bytes) return;
+  // The state serialised must be the state at the compaction index.
+  if (reported_applied_ == 0 || reported_applied_ != applied_) return;
+  std::string payload = EncodePayloadHeader(members_, hooks_.state_index());
+  Status st = hooks_.save_state([&](std::string_view bytes) {
+    payload.append(bytes);
+    return Status::Ok();
+  });
+  if (!st.ok()) {
+    LOG(ERROR) << "raft: cannot serialise the state for a snapshot: " << st.ToString();
+    return;
+  }
+  st = node_->Compact(reported_applied_, payload);
+  if (!st.ok()) {
+    LOG(ERROR) << "raft: compaction at " << reported_applied_ << " failed: " << st.ToString();
+    return;
+  }
+  bytes_since_compact_ = 0;
+}
+
+// A checkpoint: the state machine and Raft's metadata at the applied index, written by the
+// WAL's forked child; the WAL records it covers are then deleted.
+Status RaftLog::SaveSnapshot(uint64_t, const log::SnapshotProducer& produce) {
+  if (wal_durable_ == 0 || reported_applied_ == 0) return Status::Ok();
+  auto voters = node_->Voters();
+  auto learners = node_->Learners();
+  if (!voters.ok()) return voters.status();
+  if (!learners.ok()) return learners.status();
+  SnapshotMeta meta{reported_applied_, applied_term_, voters.value(), learners.value()};
+  if (reported_applied_ != applied_) return Status::Ok();  // a snapshot install is not durable yet
+  std::string header = EncodeCheckpointHeader(hard_state_, meta, tail_);
+  header += EncodePayloadHeader(members_, hooks_.state_index());
+  return wal_->SaveSnapshot(wal_durable_, [header = std::move(header), &produce](
+                                              const log::SnapshotWriteFn& write) {
+    DISTRI_RETURN_IF_ERROR(write(header));
+    return produce(write);
+  });
+}
+
+}  // namespace distri::replication

@@ -1,0 +1,615 @@
+// ClusterNode (see cluster.h) and the server's cluster plumbing: starting Raft, proposing or
+// forwarding writes, linearizable reads, request timeouts.
+
+#include "server/cluster.h"
+
+#include <fcntl.h>
+#include <openssl/rand.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <fstream>
+#include <sstream>
+
+#include "base/endian.h"
+#include "base/logging.h"
+#include "server/client.h"
+#include "server/server.h"
+
+namespace distri::server {
+
+namespace {
+
+constexpr uint8_t kAdminRemove = 1;
+constexpr uint8_t kAdminTransfer = 2;
+
+std::string IdentityPath(const std::string& data_dir) { return data_dir + "/cluster.id"; }
+
+const char* RoleText(replication::Role role) {
+  switch (role) {
+    case replication::Role::kLeader: return "leader";
+    case replication::Role::kCandidate: return "candidate";
+    case replication::Role::kPreCandidate: return "candidate";
+    case replication::Role::kFollower: return "follower";
+  }
+  return "follower";
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------------------
+// Identity
+
+uint64_t NewClusterId() {
+  uint64_t v = 0;
+  while (v == 0) {
+    CHECK(RAND_bytes(reinterpret_cast<unsigned char*>(&v), sizeof v) == 1) << "RAND_bytes failed";
+    v &= (uint64_t{1} << 53) - 1;
+  }
+  return v;
+}
+
+Result<ClusterIdentity> LoadClusterIdentity(const std::string& data_dir) {
+  const std::string path = IdentityPath(data_dir);
+  std::ifstream in(path);
+  if (!in) {
+    if (errno == ENOENT) return Status::NotFound(path);
+    return Status::IOError("cannot read " + path + ": " + std::strerror(errno));
+  }
+  std::string magic, key1, key2;
+  ClusterIdentity id;
+  if (!(in >> magic >> key1 >> id.cluster_id >> key2 >> id.node_id) || magic != "distri-cluster-v1" ||
+      key1 != "cluster_id" || key2 != "node_id" || id.node_id == 0) {
+    return Status::Corruption(path + " is not a Distri cluster identity file");
+  }
+  return id;
+}
+
+Status SaveClusterIdentity(const std::string& data_dir, const ClusterIdentity& identity) {
+  const std::string path = IdentityPath(data_dir);
+  const std::string temp = path + ".tmp";
+  std::ostringstream text;
+  text << "distri-cluster-v1\ncluster_id " << identity.cluster_id << "\nnode_id "
+       << identity.node_id << "\n";
+  const std::string bytes = text.str();
+  int fd = ::open(temp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0) return Status::IOError("cannot write " + temp + ": " + std::strerror(errno));
+  bool ok = ::write(fd, bytes.data(), bytes.size()) == static_cast<ssize_t>(bytes.size()) &&
+            ::fsync(fd) == 0;
+  ::close(fd);
+  if (!ok || ::rename(temp.c_str(), path.c_str()) != 0) {
+    return Status::IOError("cannot write " + path + ": " + std::strerror(errno));
+  }
+  int dir = ::open(data_dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dir >= 0) {
+    (void)::fsync(dir);
+    ::close(dir);
+  }
+  return Status::Ok();
+}
+
+// ---------------------------------------------------------------------------
+// ClusterNode
+
+ClusterNode::ClusterNode(Server* server, uv_loop_t* loop, const ClusterOptions& options,
+                         std::shared_ptr<const cluster::ClusterSecret> secret,
+                         ClusterIdentity identity, std::string bind, std::string advertise)
+    : server_(server),
+      loop_(loop),
+      options_(options),
+      identity_(identity),
+      advertise_(std::move(advertise)) {
+  cluster::TransportOptions t;
+  t.bind = std::move(bind);
+  t.port = static_cast<uint16_t>(options.port);
+  t.node_id = identity.node_id;
+  t.cluster_id = identity.cluster_id;
+  t.secret = std::move(secret);
+  transport_ = std::make_unique<cluster::Transport>(loop, std::move(t), this);
+}
+
+ClusterNode::~ClusterNode() { Close(); }
+
+Status ClusterNode::Start(replication::RaftLog* raft) {
+  raft_ = raft;
+  DISTRI_RETURN_IF_ERROR(transport_->Listen());
+  OnMembersChanged();
+  // A node that is not yet a member dials the --join addresses until one answers.
+  if (raft_->Members().empty()) {
+    for (const std::string& address : options_.join) transport_->Dial(address);
+  }
+  timer_ = new uv_timer_t;
+  uv_timer_init(loop_, timer_);
+  timer_->data = this;
+  uv_timer_start(timer_, OnTimer, 1000, 1000);
+  LOG(INFO) << "cluster: node " << identity_.node_id << " of cluster " << identity_.cluster_id
+            << " listening on port " << transport_->port() << " (advertised as " << advertise_
+            << ")";
+  return Status::Ok();
+}
+
+void ClusterNode::Close() {
+  if (closed_) return;
+  closed_ = true;
+  if (timer_ != nullptr) {
+    uv_timer_stop(timer_);
+    uv_close(reinterpret_cast<uv_handle_t*>(timer_),
+             [](uv_handle_t* h) { delete reinterpret_cast<uv_timer_t*>(h); });
+    timer_ = nullptr;
+  }
+  transport_->Close();
+}
+
+bool ClusterNode::SendRaft(uint64_t to, std::string_view message) {
+  if (closed_) return false;
+  return transport_->Send(to, kFrameRaft, message);
+}
+
+bool ClusterNode::Forward(uint64_t leader, uint64_t proposal, std::string_view entry) {
+  std::string frame;
+  frame.reserve(8 + entry.size());
+  base::AppendLe64(&frame, proposal);
+  frame.append(entry);
+  return transport_->Send(leader, kFrameForward, frame);
+}
+
+void ClusterNode::OnMembersChanged() {
+  if (raft_ == nullptr || closed_) return;
+  std::set<uint64_t> now;
+  for (const auto& [id, address] : raft_->addresses()) {
+    if (id == identity_.node_id || address.empty()) continue;
+    now.insert(id);
+    transport_->SetPeer(id, address);
+  }
+  for (uint64_t id : peers_) {
+    if (!now.contains(id)) transport_->RemovePeer(id);
+  }
+  peers_ = std::move(now);
+  if (!raft_->Members().empty()) {
+    // A member now: stop dialing the join addresses.
+    for (const std::string& address : options_.join) transport_->CancelDial(address);
+  }
+}
+
+void ClusterNode::OnLinkUp(uint64_t peer, uint64_t cluster_id) {
+  if (identity_.cluster_id == 0 && cluster_id != 0) {
+    // A joining node learns its cluster from the first member it authenticates with.
+    identity_.cluster_id = cluster_id;
+    transport_->set_cluster_id(cluster_id);
+    Status st = SaveClusterIdentity(server_->settings().data_dir, identity_);
+    if (!st.ok()) LOG(ERROR) << "cluster: " << st.ToString();
+    LOG(INFO) << "cluster: joining cluster " << cluster_id << " through node " << peer;
+  }
+  if (raft_ != nullptr && raft_->Members().empty()) SendJoin(peer);
+}
+
+void ClusterNode::OnLinkDown(uint64_t) {}
+
+void ClusterNode::SendJoin(uint64_t peer) {
+  std::string frame;
+  base::AppendLe64(&frame, identity_.node_id);
+  frame.append(advertise_);
+  transport_->Send(peer, kFrameJoin, frame);
+}
+
+void ClusterNode::OnTimer(uv_timer_t* timer) { static_cast<ClusterNode*>(timer->data)->Tick(); }
+
+void ClusterNode::Tick() {
+  if (raft_ == nullptr || closed_) return;
+  const uint64_t me = identity_.node_id;
+  if (raft_->Members().empty()) {
+    // Not added yet (or the snapshot has not come): ask every member we reach again.
+    for (uint64_t peer : transport_->ConnectedPeers()) SendJoin(peer);
+    return;
+  }
+  if (raft_->IsLearner(me) && raft_->leader_id() != 0) {
+    auto status = raft_->GetStatus();
+    if (status.ok() && status.value().commit > 0 &&
+        raft_->applied_index() >= status.value().commit) {
+      std::string frame;
+      base::AppendLe64(&frame, me);
+      transport_->Send(raft_->leader_id(), kFramePromote, frame);
+    }
+  }
+}
+
+void ClusterNode::OnFrame(uint64_t peer, uint8_t type, std::string_view payload) {
+  if (raft_ == nullptr || closed_) return;
+  switch (type) {
+    case kFrameRaft: {
+      Status st = raft_->Step(payload);
+      if (!st.ok()) LOG(DEBUG) << "cluster: raft message from " << peer << ": " << st.ToString();
+      return;
+    }
+    case kFrameForward:
+      return HandleForward(peer, payload);
+    case kFrameForwardAck:
+      return HandleForwardAck(payload);
+    case kFrameJoin:
+      return HandleJoin(peer, payload);
+    case kFramePromote:
+      if (payload.size() == 8 && raft_->is_leader()) {
+        const uint64_t id = base::GetLe64(payload.data());
+        if (raft_->IsLearner(id)) {
+          Status st = raft_->Promote(id);
+          LOG(INFO) << "cluster: promoting learner " << id << " to voter: " << st.ToString();
+        }
+      }
+      return;
+    case kFrameAdmin:
+      if (payload.size() == 9) (void)Admin(static_cast<uint8_t>(payload[0]),
+                                           base::GetLe64(payload.data() + 1));
+      return;
+    default:
+      LOG(DEBUG) << "cluster: unknown frame type " << int{type} << " from " << peer;
+  }
+}
+
+void ClusterNode::HandleForward(uint64_t peer, std::string_view payload) {
+  if (payload.size() < 8) return;
+  const uint64_t proposal = base::GetLe64(payload.data());
+  std::string ack;
+  base::AppendLe64(&ack, proposal);
+  auto index = raft_->ProposeFor(peer, proposal, payload.substr(8));
+  if (index.ok()) {
+    base::AppendLe64(&ack, index.value());
+  } else {
+    base::AppendLe64(&ack, 0);
+    ack.append("TRYAGAIN the leader refused the forwarded write (" + index.status().message() +
+               "); it was not applied");
+  }
+  transport_->Send(peer, kFrameForwardAck, ack);
+}
+
+void ClusterNode::HandleForwardAck(std::string_view payload) {
+  if (payload.size() < 16) return;
+  const uint64_t proposal = base::GetLe64(payload.data());
+  const uint64_t index = base::GetLe64(payload.data() + 8);
+  if (index != 0) {
+    raft_->ExpectAt(index, proposal);
+  } else {
+    server_->FailProposal(proposal, state::ApplyResult::Error(payload.substr(16)));
+  }
+}
+
+void ClusterNode::HandleJoin(uint64_t peer, std::string_view payload) {
+  if (payload.size() < 8 || payload.size() > 8 + 256) return;
+  const uint64_t id = base::GetLe64(payload.data());
+  const std::string address(payload.substr(8));
+  // A node asks for itself; a member may pass on another node's request.
+  const bool from_member = raft_->IsVoter(peer) || raft_->IsLearner(peer);
+  if (id == 0 || (id != peer && !from_member)) return;
+  if (raft_->IsVoter(id) || raft_->IsLearner(id)) return;
+  if (raft_->is_leader()) {
+    Status st = raft_->AddLearner(id, address);
+    LOG(INFO) << "cluster: node " << id << " at " << address << " asks to join: "
+              << (st.ok() ? "adding it as a learner" : st.ToString());
+  } else if (raft_->leader_id() != 0) {
+    // Not the leader: pass it on (the leader accepts it because we are a member).
+    transport_->Send(raft_->leader_id(), kFrameJoin, payload);
+  }
+}
+
+std::string_view ClusterNode::RoleName() const {
+  if (raft_->removed()) return "removed";
+  if (raft_->IsLearner(identity_.node_id)) return "learner";
+  return RoleText(raft_->role());
+}
+
+void ClusterNode::Info(protocol::ReplyWriter& reply) {
+  auto status = raft_->GetStatus();
+  const replication::RaftStatus s = status.ok() ? status.value() : replication::RaftStatus{};
+  std::vector<uint64_t> voters, learners;
+  for (const replication::MemberInfo& m : raft_->Members()) {
+    (m.voter ? voters : learners).push_back(m.id);
+  }
+  reply.Map(9);
+  reply.Bulk("cluster_id");
+  reply.Integer(static_cast<int64_t>(identity_.cluster_id));
+  reply.Bulk("node_id");
+  reply.Integer(static_cast<int64_t>(identity_.node_id));
+  reply.Bulk("role");
+  reply.Bulk(RoleName());
+  reply.Bulk("leader_id");
+  reply.Integer(static_cast<int64_t>(raft_->leader_id()));
+  reply.Bulk("term");
+  reply.Integer(static_cast<int64_t>(s.term));
+  reply.Bulk("commit_index");
+  reply.Integer(static_cast<int64_t>(s.commit));
+  reply.Bulk("applied_index");
+  reply.Integer(static_cast<int64_t>(raft_->applied_index()));
+  reply.Bulk("voters");
+  reply.Array(voters.size());
+  for (uint64_t id : voters) reply.Integer(static_cast<int64_t>(id));
+  reply.Bulk("learners");
+  reply.Array(learners.size());
+  for (uint64_t id : learners) reply.Integer(static_cast<int64_t>(id));
+}
+
+void ClusterNode::Nodes(protocol::ReplyWriter& reply) {
+  std::vector<replication::MemberInfo> members = raft_->Members();
+  auto status = raft_->GetStatus();
+  const uint64_t commit = status.ok() ? status.value().commit : 0;
+  reply.Array(members.size());
+  for (const replication::MemberInfo& m : members) {
+    const bool self = m.id == identity_.node_id;
+    const bool leader = m.id == raft_->leader_id();
+    std::string role = leader ? "leader" : (m.voter ? "follower" : "learner");
+    int64_t last_contact = self ? 0 : transport_->LastContactMs(m.id);
+    if (!self && last_contact >= 0) {
+      last_contact = static_cast<int64_t>(uv_now(loop_)) - last_contact;
+    }
+    // Followers hear from the leader only, so health is "a link is up", not recent contact.
+    const bool healthy = self || transport_->Connected(m.id);
+    // Raft's per-follower progress is not exposed by the engine wrapper yet: match index is
+    // known for this node only (its applied index), -1 for the others.
+    const int64_t match = self ? static_cast<int64_t>(raft_->applied_index()) : -1;
+    reply.Map(7);
+    reply.Bulk("id");
+    reply.Integer(static_cast<int64_t>(m.id));
+    reply.Bulk("address");
+    reply.Bulk(m.address);
+    reply.Bulk("role");
+    reply.Bulk(role);
+    reply.Bulk("match_index");
+    reply.Integer(match);
+    reply.Bulk("lag");
+    reply.Integer(match < 0 ? -1 : static_cast<int64_t>(commit) - match);
+    reply.Bulk("last_contact_ms");
+    reply.Integer(last_contact);
+    reply.Bulk("healthy");
+    reply.Boolean(healthy);
+  }
+}
+
+Status ClusterNode::Admin(uint8_t op, uint64_t id) {
+  if (!raft_->is_leader()) {
+    const uint64_t leader = raft_->leader_id();
+    if (leader == 0 || leader == identity_.node_id) {
+      return Status(Code::kBusy, "TRYAGAIN no leader is known; retry");
+    }
+    std::string frame(1, static_cast<char>(op));
+    base::AppendLe64(&frame, id);
+    if (!transport_->Send(leader, kFrameAdmin, frame)) {
+      return Status(Code::kBusy, "TRYAGAIN the leader is not reachable from this node");
+    }
+    return Status::Ok();
+  }
+  switch (op) {
+    case kAdminRemove:
+      LOG(INFO) << "cluster: removing node " << id;
+      return raft_->Remove(id);
+    case kAdminTransfer:
+      LOG(INFO) << "cluster: transferring leadership to node " << id;
+      return raft_->TransferLeader(id);
+  }
+  return Status::InvalidArgument("unknown cluster operation");
+}
+
+Status ClusterNode::Remove(uint64_t id) {
+  if (!raft_->IsVoter(id) && !raft_->IsLearner(id)) {
+    return Status::InvalidArgument("no node " + std::to_string(id) + " in this cluster");
+  }
+  return Admin(kAdminRemove, id);
+}
+
+Status ClusterNode::Leave() { return Remove(identity_.node_id); }
+
+Status ClusterNode::Transfer(uint64_t id) {
+  if (!raft_->IsVoter(id)) {
+    return Status::InvalidArgument("node " + std::to_string(id) + " is not a voter");
+  }
+  return Admin(kAdminTransfer, id);
+}
+
+Status ClusterNode::Join(std::string_view) {
+  return Status::InvalidArgument(
+      "CLUSTER.JOIN is not supported yet: start the new node with --join <any member's cluster "
+      "address>");
+}
+
+// ---------------------------------------------------------------------------
+// Server: the cluster side of starting, proposing and reading
+
+Status Server::StartCluster() {
+  const ClusterOptions& c = options_.cluster;
+  const commands::ServerSettings& s = options_.settings;
+  auto secret = cluster::LoadClusterSecret(c.secret_file);
+  if (!secret.ok()) return secret.status();
+  ClusterIdentity identity;
+  bool founding = false;
+  auto loaded = LoadClusterIdentity(s.data_dir);
+  if (loaded.ok()) {
+    identity = loaded.value();
+  } else if (loaded.status().code() == Code::kNotFound) {
+    identity.node_id = NewClusterId();
+    founding = c.join.empty();
+    identity.cluster_id = founding ? NewClusterId() : 0;
+    DISTRI_RETURN_IF_ERROR(SaveClusterIdentity(s.data_dir, identity));
+  } else {
+    return loaded.status();
+  }
+  const std::string advertise =
+      c.advertise.empty() ? s.bind + ":" + std::to_string(c.port) : c.advertise;
+
+  replication::RaftLogOptions ro;
+  ro.dir = s.data_dir + "/raft";
+  ro.fsync = s.fsync;
+  ro.segment_bytes = options_.segment_bytes;
+  ro.node_id = identity.node_id;
+  ro.address = advertise;
+  ro.bootstrap = founding;
+  ro.tick_ms = c.tick_ms;
+  ro.election_tick = c.election_ticks;
+  ro.heartbeat_tick = c.heartbeat_ticks;
+  ro.compact_bytes = options_.snapshot_bytes;
+  replication::RaftLogHooks hooks;
+  hooks.send = [this](uint64_t to, int32_t, std::string_view message) {
+    return cluster_ != nullptr && cluster_->SendRaft(to, message);
+  };
+  hooks.load_state = [this](uint64_t index, std::string_view state) {
+    return LoadState(index, state);
+  };
+  hooks.save_state = [this](const log::SnapshotWriteFn& write) {
+    return state_.SaveSnapshot(write);
+  };
+  hooks.state_index = [this] { return state_.applied_index(); };
+  hooks.on_members = [this] {
+    if (cluster_) cluster_->OnMembersChanged();
+  };
+  hooks.on_role = [this] {
+    LOG(INFO) << "cluster: " << (raft_->is_leader() ? "this node is the leader" : "leader is node ")
+              << (raft_->is_leader() ? "" : std::to_string(raft_->leader_id()));
+  };
+  hooks.on_read_index = [this](uint64_t ctx, uint64_t index) { OnReadIndex(ctx, index); };
+  auto opened = replication::RaftLog::Open(&loop_, ro, std::move(hooks));
+  if (!opened.ok()) return opened.status();
+  if (opened.value()->Members().empty() && c.join.empty()) {
+    return Status::InvalidArgument(
+        "this node has not finished joining its cluster: start it with --join <member address>");
+  }
+  raft_ = opened.value().get();
+  log_ = std::move(opened).value();
+  cluster_ = std::make_unique<ClusterNode>(this, &loop_, options_.cluster, secret.value(),
+                                           identity, s.bind, advertise);
+  return Status::Ok();
+}
+
+Status Server::ListenCluster() { return cluster_->Start(raft_); }
+
+void Server::CloseCluster() { cluster_->Close(); }
+
+commands::ClusterControl* Server::cluster() { return cluster_.get(); }
+
+Status Server::LoadState(uint64_t index, std::string_view state) {
+  if (state.empty()) {
+    // The empty state (a bootstrap snapshot carries no data).
+    state::StateMachine empty;
+    std::string bytes;
+    DISTRI_RETURN_IF_ERROR(empty.SaveSnapshot([&](std::string_view b) {
+      bytes.append(b);
+      return Status::Ok();
+    }));
+    DISTRI_RETURN_IF_ERROR(state_.LoadSnapshot(index, bytes));
+  } else {
+    DISTRI_RETURN_IF_ERROR(state_.LoadSnapshot(index, state));
+  }
+  if (mirrors_) {
+    // The state jumped: mirrors on this node cannot continue gap-free from here. Their
+    // clients are disconnected and resume (FROM their revision) on any node.
+    for (auto& [id, client] : clients_) {
+      if (client->mirrors > 0) client->conn().Close();
+    }
+    mirrors_ = std::make_unique<MirrorHub>(this, options_.mirror, state_.applied_index());
+    state_.set_observer(mirrors_.get());
+  }
+  return Status::Ok();
+}
+
+Result<uint64_t> Server::ProposeOrForward(std::string_view entry) {
+  if (raft_ == nullptr) return log_->Propose(entry);
+  if (raft_->removed()) {
+    return Status(Code::kBusy, "ERR this node was removed from the cluster");
+  }
+  if (raft_->is_leader()) {
+    auto proposal = raft_->Propose(entry);
+    if (proposal.ok() || proposal.status().code() != Code::kBusy) return proposal;
+  }
+  const uint64_t leader = raft_->leader_id();
+  if (leader == 0 || leader == raft_->id()) {
+    return Status(Code::kBusy,
+                  "TRYAGAIN no leader is known (an election is under way); the write was not "
+                  "applied");
+  }
+  const uint64_t proposal = raft_->NextProposalId();
+  if (!cluster_->Forward(leader, proposal, entry)) {
+    return Status(Code::kBusy,
+                  "TRYAGAIN the leader is not reachable from this node; the write was not applied");
+  }
+  return proposal;
+}
+
+bool Server::NeedsReadPoint(const commands::Session& session) const {
+  return raft_ != nullptr && !session.local_reads;
+}
+
+void Server::RequestReadBarrier(Client* client) { read_waiting_.push_back(client->session().id); }
+
+// Once per loop iteration: one ReadIndex for every client that asked since the last one.
+void Server::IssueReadIndex() {
+  if (read_waiting_.empty()) return;
+  const uint64_t ctx = next_read_ctx_++;
+  ReadBatch& batch = read_batches_[ctx];
+  batch.clients.swap(read_waiting_);
+  batch.started_ms = NowMs();
+  Status st = raft_->ReadIndex(ctx);
+  if (!st.ok()) {
+    for (uint64_t id : batch.clients) {
+      if (Client* c = FindClient(id)) {
+        c->FailRead("TRYAGAIN no linearizable read point (" + st.message() + ")");
+        resumable_.push_back(c);
+      }
+    }
+    read_batches_.erase(ctx);
+  }
+}
+
+void Server::OnReadIndex(uint64_t ctx, uint64_t index) {
+  auto it = read_batches_.find(ctx);
+  if (it == read_batches_.end()) return;
+  it->second.index = std::max<uint64_t>(index, 1);
+  uv_async_send(&log_async_);  // ReleaseReads runs once the index is applied
+}
+
+void Server::ReleaseReads() {
+  const uint64_t applied = raft_->applied_index();
+  for (auto it = read_batches_.begin(); it != read_batches_.end();) {
+    if (it->second.index == 0 || it->second.index > applied) {
+      ++it;
+      continue;
+    }
+    for (uint64_t id : it->second.clients) {
+      if (Client* c = FindClient(id)) {
+        c->GrantRead();
+        resumable_.push_back(c);
+      }
+    }
+    it = read_batches_.erase(it);
+  }
+}
+
+void Server::SweepClusterTimeouts() {
+  const int64_t now = NowMs();
+  const int64_t timeout = static_cast<int64_t>(options_.cluster.request_timeout_ms);
+  std::vector<uint64_t> expired;
+  for (const auto& [proposal, p] : pending_) {
+    if (now - p.proposed_ms > timeout) expired.push_back(proposal);
+  }
+  std::sort(expired.begin(), expired.end());
+  for (uint64_t proposal : expired) {
+    FailProposal(proposal, state::ApplyResult::Error(
+                               "UNKNOWN no answer from the cluster within " +
+                               std::to_string(timeout) + " ms; the write may or may not apply"));
+  }
+  for (auto it = read_batches_.begin(); it != read_batches_.end();) {
+    if (now - it->second.started_ms <= timeout) {
+      ++it;
+      continue;
+    }
+    for (uint64_t id : it->second.clients) {
+      if (Client* c = FindClient(id)) {
+        c->FailRead("TRYAGAIN no linearizable read point within " + std::to_string(timeout) +
+                    " ms (no quorum reachable?)");
+        c->ProcessInput();
+      }
+    }
+    it = read_batches_.erase(it);
+  }
+  if (!expired.empty()) {
+    std::vector<Client*> batch;
+    batch.swap(resumable_);
+    for (Client* c : batch) c->ProcessInput();
+  }
+}
+
+}  // namespace distri::server

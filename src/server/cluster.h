@@ -1,0 +1,127 @@
+// ClusterNode: what makes a server a cluster member. It owns the transport (src/cluster/,
+// authenticated links on the cluster port) and speaks the node-to-node frames around Raft:
+//
+//   RAFT         a raft message, stepped into the RaftLog
+//   FORWARD      a follower's write (proposal id, entry) for the leader to propose
+//   FORWARD_ACK  the leader's answer: the index it got, or why it was refused (not proposed)
+//   JOIN         a new node (id, address) asks to be added; any member passes it to the leader
+//   PROMOTE      a learner that has caught up asks the leader to make it a voter
+//   ADMIN        CLUSTER.REMOVE / TRANSFER / LEAVE given to a follower, passed to the leader
+//
+// It also implements the CLUSTER.* commands (commands::ClusterControl) and keeps the node's
+// identity (<data>/cluster.id: cluster id and node id, chosen once, never reused: a node whose
+// data directory was wiped comes back as a new node).
+//
+// Membership: a node started without --join founds a cluster of one (one voter, the same code
+// path as any cluster). A node started with --join dials the given members until one answers,
+// sends JOIN, is added as a learner, receives a snapshot and the log, then asks to be promoted
+// once its applied index has reached the commit index it knows. Restarted, it recovers from
+// its data directory; --join is then not needed.
+//
+// Threading: loop thread only.
+
+#ifndef DISTRI_SERVER_CLUSTER_H_
+#define DISTRI_SERVER_CLUSTER_H_
+
+#include <uv.h>
+
+#include <cstdint>
+#include <memory>
+#include <set>
+#include <string>
+
+#include "cluster/transport.h"
+#include "commands/command.h"
+#include "replication/raft_log.h"
+
+namespace distri::server {
+
+class Server;
+struct ClusterOptions;
+
+// <data>/cluster.id.
+struct ClusterIdentity {
+  uint64_t cluster_id = 0;  // 0: joining, not a member of any cluster yet
+  uint64_t node_id = 0;
+};
+// Reads the identity; NotFound if the file does not exist.
+Result<ClusterIdentity> LoadClusterIdentity(const std::string& data_dir);
+// Writes it durably (temp file, fsync, rename, directory fsync).
+Status SaveClusterIdentity(const std::string& data_dir, const ClusterIdentity& identity);
+// A random id in [1, 2^53): unique in practice, and exact as a JSON number.
+uint64_t NewClusterId();
+
+class ClusterNode final : public cluster::TransportHandler, public commands::ClusterControl {
+ public:
+  enum FrameType : uint8_t {
+    kFrameRaft = 1,
+    kFrameForward = 2,
+    kFrameForwardAck = 3,
+    kFrameJoin = 4,
+    kFramePromote = 5,
+    kFrameAdmin = 6,
+  };
+
+  ClusterNode(Server* server, uv_loop_t* loop, const ClusterOptions& options,
+              std::shared_ptr<const cluster::ClusterSecret> secret, ClusterIdentity identity,
+              std::string bind, std::string advertise);
+  ~ClusterNode() override;
+
+  // Opens the cluster port and starts dialing members (and --join addresses).
+  // REQUIRES: the server's RaftLog exists.
+  Status Start(replication::RaftLog* raft);
+  void Close();
+
+  // RaftLogHooks::send. False when the message could not be queued (no link, queue full).
+  bool SendRaft(uint64_t to, std::string_view message);
+  // Sends a write to the leader. False if there is no link to it.
+  bool Forward(uint64_t leader, uint64_t proposal, std::string_view entry);
+  // The membership changed: keep a link to every member.
+  void OnMembersChanged();
+
+  const ClusterIdentity& identity() const { return identity_; }
+  const std::string& advertise() const { return advertise_; }
+  const cluster::TransportStats& transport_stats() const { return transport_->stats(); }
+  bool PeerConnected(uint64_t id) const { return transport_->Connected(id); }
+
+  // cluster::TransportHandler
+  void OnLinkUp(uint64_t peer, uint64_t cluster_id) override;
+  void OnLinkDown(uint64_t peer) override;
+  void OnFrame(uint64_t peer, uint8_t type, std::string_view payload) override;
+
+  // commands::ClusterControl
+  void Info(protocol::ReplyWriter& reply) override;
+  void Nodes(protocol::ReplyWriter& reply) override;
+  Status Remove(uint64_t id) override;
+  Status Leave() override;
+  Status Transfer(uint64_t id) override;
+  Status Join(std::string_view address) override;
+
+  // "leader", "follower", "candidate", "learner" or "removed".
+  std::string_view RoleName() const;
+
+ private:
+  static void OnTimer(uv_timer_t* timer);
+  // Once a second: a joining node asks again; a caught-up learner asks to be promoted.
+  void Tick();
+  void SendJoin(uint64_t peer);
+  void HandleForward(uint64_t peer, std::string_view payload);
+  void HandleForwardAck(std::string_view payload);
+  void HandleJoin(uint64_t peer, std::string_view payload);
+  Status Admin(uint8_t op, uint64_t id);
+
+  Server* server_;
+  uv_loop_t* loop_;
+  const ClusterOptions& options_;
+  ClusterIdentity identity_;
+  std::string advertise_;
+  std::unique_ptr<cluster::Transport> transport_;
+  replication::RaftLog* raft_ = nullptr;
+  uv_timer_t* timer_ = nullptr;
+  std::set<uint64_t> peers_;  // ids given to transport_->SetPeer
+  bool closed_ = false;
+};
+
+}  // namespace distri::server
+
+#endif  // DISTRI_SERVER_CLUSTER_H_
