@@ -364,6 +364,15 @@ void Transport::Connect(Link** slot, const std::string& address, uint64_t expect
   links_.insert(link);
   stats_.handshaking++;
   *slot = link;
+  // Outbound links leave from the node's own address when it has one (not a wildcard): on
+  // a multi-homed host peers see the address they expect, and a test proxy can tell nodes
+  // that share a host apart by source address.
+  sockaddr_storage local;
+  if (options_.bind != "0.0.0.0" && options_.bind != "::" &&
+      (uv_ip4_addr(options_.bind.c_str(), 0, reinterpret_cast<sockaddr_in*>(&local)) == 0 ||
+       uv_ip6_addr(options_.bind.c_str(), 0, reinterpret_cast<sockaddr_in6*>(&local)) == 0)) {
+    (void)uv_tcp_bind(&link->tcp, reinterpret_cast<const sockaddr*>(&local), 0);
+  }
   const int rc = uv_tcp_connect(&link->connect_req, &link->tcp,
                                 reinterpret_cast<const sockaddr*>(&addr), OnConnect);
   if (rc != 0) {
