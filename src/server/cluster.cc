@@ -150,7 +150,23 @@ bool ClusterNode::Forward(uint64_t leader, uint64_t proposal, std::string_view e
   frame.reserve(8 + entry.size());
   base::AppendLe64(&frame, proposal);
   frame.append(entry);
-  return transport_->Send(leader, kFrameForward, frame);
+  if (!transport_->Send(leader, kFrameForward, frame)) return false;
+  unacked_[proposal] = leader;
+  return true;
+}
+
+void ClusterNode::OnLeaderChanged() {
+  const uint64_t leader = raft_->leader_id();
+  std::vector<uint64_t> orphaned;
+  for (const auto& [proposal, to] : unacked_) {
+    if (to != leader) orphaned.push_back(proposal);
+  }
+  for (uint64_t proposal : orphaned) {
+    unacked_.erase(proposal);
+    server_->FailProposal(proposal, state::ApplyResult::Error(
+        "UNKNOWN the leader changed before it acknowledged the forwarded write; it may or may "
+        "not apply"));
+  }
 }
 
 void ClusterNode::OnMembersChanged() {
@@ -265,6 +281,7 @@ void ClusterNode::HandleForwardAck(std::string_view payload) {
   if (payload.size() < 16) return;
   const uint64_t proposal = base::GetLe64(payload.data());
   const uint64_t index = base::GetLe64(payload.data() + 8);
+  if (unacked_.erase(proposal) == 0) return;  // already failed (leader change, timeout)
   if (index != 0) {
     raft_->ExpectAt(index, proposal);
   } else {
@@ -458,6 +475,7 @@ Status Server::StartCluster() {
     if (cluster_) cluster_->OnMembersChanged();
   };
   hooks.on_role = [this] {
+    if (cluster_) cluster_->OnLeaderChanged();
     LOG(INFO) << "cluster: " << (raft_->is_leader() ? "this node is the leader" : "leader is node ")
               << (raft_->is_leader() ? "" : std::to_string(raft_->leader_id()));
   };

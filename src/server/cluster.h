@@ -27,6 +27,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <map>
 #include <set>
 #include <string>
 
@@ -78,6 +79,11 @@ class ClusterNode final : public cluster::TransportHandler, public commands::Clu
   bool Forward(uint64_t leader, uint64_t proposal, std::string_view entry);
   // The membership changed: keep a link to every member.
   void OnMembersChanged();
+  // The leader changed: writes forwarded to the old one that it never acknowledged get
+  // UNKNOWN now (it may have proposed them before it went) instead of at the timeout.
+  void OnLeaderChanged();
+  // The proposal is answered (applied, failed or timed out).
+  void Forget(uint64_t proposal) { unacked_.erase(proposal); }
 
   const ClusterIdentity& identity() const { return identity_; }
   const std::string& advertise() const { return advertise_; }
@@ -119,6 +125,7 @@ class ClusterNode final : public cluster::TransportHandler, public commands::Clu
   replication::RaftLog* raft_ = nullptr;
   uv_timer_t* timer_ = nullptr;
   std::set<uint64_t> peers_;  // ids given to transport_->SetPeer
+  std::map<uint64_t, uint64_t> unacked_;  // forwarded proposal -> the leader it went to
   bool closed_ = false;
 };
 

@@ -421,6 +421,7 @@ void Server::OnCommit(uint64_t index, std::string_view entry, uint64_t proposal)
 }
 
 void Server::CompletePending(uint64_t proposal, const state::ApplyResult& result) {
+  if (cluster_) cluster_->Forget(proposal);
   auto found = pending_.find(proposal);
   if (found == pending_.end()) return;  // proposed before a restart, or already timed out
   PendingEntry p = std::move(found->second);
