@@ -29,8 +29,8 @@ from cluster_util import Cluster, Network, as_map, binary_supports_cluster, node
 from conftest import REPO, _STATE, distri_bin, wait_until
 from faults.mirror import MirrorFollower
 from faults.nemesis import Nemesis
-from faults.workload import (Client, History, count_lost_writes, count_stale_reads,
-                             counter_keys, final_reads, register_keys)
+from faults.workload import (Client, History, KeySpace, count_lost_writes, count_stale_reads,
+                             final_reads)
 
 pytestmark = pytest.mark.distri
 
@@ -83,7 +83,9 @@ def test_faults_keep_history_linearizable(cluster, checker, capsys):
     workdir = cluster.workdir
     history = History()
     stop_clients, stop_faults, stop_mirror = (threading.Event() for _ in range(3))
-    clients = [Client(i, cluster, history, stop_clients, SEED + i) for i in range(CLIENTS)]
+    keyspace = KeySpace()
+    clients = [Client(i, cluster, keyspace, history, stop_clients, SEED + i)
+               for i in range(CLIENTS)]
     mirror = MirrorFollower(cluster, stop_mirror)
     nemesis = Nemesis(cluster, stop_faults, SEED)
     report = {"seed": SEED, "nodes": len(cluster.nodes), "seconds": FAULT_SECONDS}
@@ -120,7 +122,7 @@ def test_faults_keep_history_linearizable(cluster, checker, capsys):
         dump_and_fail(f"clients hung {hung} or crashed {crashed}")
 
     # Final reads through every node: in the history too, so Porcupine checks them.
-    keys = register_keys() + counter_keys()
+    keys = keyspace.all_keys()
     finals = final_reads(cluster, history, CLIENTS, keys)
     if finals is None:
         dump_and_fail("no node answered the final reads")

@@ -1,7 +1,8 @@
 """The fault suite's clients and what is checked of their history, besides linearizability.
 
 Clients (threads, raw RESP sockets with timeouts, one outstanding request each) run
-SET/GET/CAS on a few shared register keys and INCR/GET on counter keys of their own kind,
+SET/GET/CAS on shared register keys and INCR/GET on counter keys of their own kind (about
+ten keys at a time, fresh ones every few seconds: KeySpace),
 with values unique in the whole run ("c<client>-<seq>"). A client talks to one node and
 moves to the next on a connection error, a timeout, or a reply saying the outcome is not
 known there (UNKNOWN, TRYAGAIN). Every operation is recorded with monotonic call and return
@@ -31,12 +32,35 @@ CERTAIN_FAILURES = ("IOERR", "OOM", "WRONGTYPE")   # documented as "not applied"
 MOVE_ON = ("UNKNOWN", "TRYAGAIN")                  # this node cannot tell / serve now
 
 
-def register_keys(n=8):
-    return [f"reg{i}" for i in range(n)]
+class KeySpace:
+    """The keys in use: 8 registers and 2 counters per epoch of `epoch_seconds`.
 
+    Clients move to fresh keys every epoch so that no key gathers more than a few thousand
+    operations: Porcupine's memory grows with the square of one key's operations (each
+    cached state carries a bitset of them), and a long run would not fit otherwise. About
+    ten keys are in use at any time, as the fault suite asks."""
 
-def counter_keys(n=2):
-    return [f"ctr{i}" for i in range(n)]
+    def __init__(self, epoch_seconds=5.0, registers=8, counters=2):
+        self.t0 = time.monotonic()
+        self.epoch_seconds = epoch_seconds
+        self.n_registers = registers
+        self.n_counters = counters
+
+    def epoch(self):
+        return int((time.monotonic() - self.t0) / self.epoch_seconds)
+
+    def registers(self, epoch):
+        return [f"reg{epoch}.{i}" for i in range(self.n_registers)]
+
+    def counters(self, epoch):
+        return [f"ctr{epoch}.{i}" for i in range(self.n_counters)]
+
+    def all_keys(self):
+        """Every key any client may have used so far."""
+        keys = []
+        for e in range(self.epoch() + 1):
+            keys += self.registers(e) + self.counters(e)
+        return keys
 
 
 class History:
@@ -69,9 +93,10 @@ def _text(v):
 class Client(threading.Thread):
     """One client: a loop of single operations until `stop` is set."""
 
-    def __init__(self, client_id, cluster, history, stop, seed, op_timeout=2.0):
+    def __init__(self, client_id, cluster, keyspace, history, stop, seed, op_timeout=2.0):
         super().__init__(daemon=True, name=f"client{client_id}")
         self.client_id = client_id
+        self.keyspace = keyspace
         self.cluster = cluster
         self.history = history
         self.stop = stop
@@ -112,10 +137,11 @@ class Client(threading.Thread):
     def _next_op(self):
         self.seq += 1
         value = f"c{self.client_id}-{self.seq}"
+        epoch = self.keyspace.epoch()
         if self.rng.random() < 0.25:
-            key = self.rng.choice(counter_keys())
+            key = self.rng.choice(self.keyspace.counters(epoch))
             return ("incr", key, []) if self.rng.random() < 0.5 else ("get", key, [])
-        key = self.rng.choice(register_keys())
+        key = self.rng.choice(self.keyspace.registers(epoch))
         r = self.rng.random()
         if r < 0.4:
             return "get", key, []
@@ -193,7 +219,7 @@ def final_reads(cluster, history, client_id, keys):
         except OSError:
             continue
         with conn:
-            client = Client(client_id, cluster, history, threading.Event(), 0, 10.0)
+            client = Client(client_id, cluster, None, history, threading.Event(), 0, 10.0)
             client.conn = conn
             got = {}
             for key in keys:

@@ -67,17 +67,14 @@ func CheckHistory(byKey map[string][]porcupine.Operation, timeout time.Duration,
 		}
 		s.Ops += kr.Ops
 		s.Unknown += kr.Unknown
-		var res porcupine.CheckResult
-		if htmlDir == "" {
-			res = porcupine.CheckOperationsTimeout(KeyModel, ops, timeout)
-		} else {
-			var info porcupine.LinearizationInfo
-			res, info = porcupine.CheckOperationsVerbose(KeyModel, ops, timeout)
-			if res == porcupine.Illegal {
-				kr.HTML = filepath.Join(htmlDir, unsafeFileChars.ReplaceAllString(k, "_")+".html")
-				if err := porcupine.VisualizePath(KeyModel, info, kr.HTML); err != nil {
-					return s, fmt.Errorf("writing %s: %v", kr.HTML, err)
-				}
+		// The verbose check keeps every partial linearization (gigabytes for a long run):
+		// only a key already known to fail is checked again with it, for the picture.
+		res := porcupine.CheckOperationsTimeout(KeyModel, ops, timeout)
+		if res == porcupine.Illegal && htmlDir != "" {
+			_, info := porcupine.CheckOperationsVerbose(KeyModel, ops, timeout)
+			kr.HTML = filepath.Join(htmlDir, unsafeFileChars.ReplaceAllString(k, "_")+".html")
+			if err := porcupine.VisualizePath(KeyModel, info, kr.HTML); err != nil {
+				return s, fmt.Errorf("writing %s: %v", kr.HTML, err)
 			}
 		}
 		kr.Result = string(res)
