@@ -581,11 +581,13 @@ class Cluster:
         return self.wait_for(self.leader_of, timeout, "a leader all nodes agree on")
 
     def all_voters(self):
+        """True when every node runs, answers, and each sees exactly the running nodes as
+        voters (no learner, no leftover of a removed node)."""
         infos = self.infos()
         if len(infos) != len(self.running()):
             return False
         ids = {int(i["node_id"]) for i in infos.values()}
-        return all({int(v) for v in i.get("voters", [])} >= ids and
+        return all({int(v) for v in i.get("voters", [])} == ids and
                    not i.get("learners") for i in infos.values())
 
     def wait_for(self, predicate, timeout=30, what="condition"):
