@@ -18,10 +18,12 @@ test's directory under /tmp/distri-tests-* when a test fails. See docs/replicati
 import json
 import os
 import random
+import resource
 import shutil
 import socket
 import subprocess
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -62,11 +64,19 @@ def checker(_base_tmp):
 
 
 def run_checker(checker, history_path, workdir):
-    proc = subprocess.run([str(checker), "-html-dir", str(workdir / "porcupine"),
-                           str(history_path)], capture_output=True, text=True, timeout=900)
-    if proc.returncode == 3 or not proc.stdout.strip():
-        raise AssertionError(f"checker failed ({proc.returncode}): {proc.stderr}")
-    return proc.returncode, json.loads(proc.stdout)
+    """Runs the Go checker; returns (exit code, its JSON summary with its wall seconds and
+    the peak RSS of the largest child process so far, the checker being the largest)."""
+    start = time.monotonic()
+    proc = subprocess.Popen([str(checker), "-html-dir", str(workdir / "porcupine"),
+                             str(history_path)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    out, err = proc.communicate(timeout=900)
+    if proc.returncode == 3 or not out.strip():
+        raise AssertionError(f"checker failed ({proc.returncode}): {err}")
+    verdict = json.loads(out)
+    verdict["seconds"] = round(time.monotonic() - start, 2)
+    verdict["max_child_rss_mb"] = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss // 1024
+    return proc.returncode, verdict
 
 
 @pytest.fixture
@@ -173,17 +183,21 @@ def test_faults_keep_history_linearizable(cluster, checker, capsys):
                   lost_writes=len(lost), mirror_sessions=mirror.sessions,
                   mirror_resumes=mirror.resumes, mirror_snapshots=mirror.snapshots,
                   mirror_changes=mirror.changes, mirror_revision=mirror_rev,
-                  room_revision=room_rev, mirror_violations=len(mirror.violations))
+                  room_revision=room_rev, mirror_violations=len(mirror.violations),
+                  checker_seconds=verdict["seconds"],
+                  checker_max_child_rss_mb=verdict["max_child_rss_mb"])
     (workdir / "summary.json").write_text(json.dumps(report, indent=1))
+    lin = "linearizable" if verdict["linearizable"] else "NOT LINEARIZABLE"
+    copy = "equal" if not mirror_diff else "DIFFERENT"
     summary = (f"Fault run ({report['nodes']} node(s), {FAULT_SECONDS:.0f} s, seed {SEED}): "
                f"{len(history.ops)} operations ({ok} ok, {unknown} unknown, {failed} failed; "
-               f"errors {errors}), faults {nemesis.counts}, clients moved {report['client_moves']}"
-               f" times; checker: {'linearizable' if verdict['linearizable'] else 'NOT LINEARIZABLE'}"
-               f" ({verdict['ops']} ops checked, {verdict['unknown']} pending); stale reads "
+               f"errors {errors}), faults {nemesis.counts}, clients moved "
+               f"{report['client_moves']} times; checker: {lin} ({verdict['ops']} ops checked, "
+               f"{verdict['unknown']} pending, {verdict['seconds']} s); stale reads "
                f"{len(stale)}, lost acknowledged writes {len(lost)}; mirror: {mirror.sessions} "
                f"sessions ({mirror.resumes} resumed, {mirror.snapshots} by snapshot), "
                f"{mirror.changes} changes, {len(mirror.violations)} violations, ends at revision "
-               f"{mirror_rev} = room {room_rev}, copy {'equal' if not mirror_diff else 'DIFFERENT'}.")
+               f"{mirror_rev} = room {room_rev}, copy {copy}.")
     with capsys.disabled():
         print("\n" + summary)
 
