@@ -9,7 +9,8 @@ known there (UNKNOWN, TRYAGAIN). Every operation is recorded with monotonic call
 times in the format tests/linearizability reads (see its model.go).
 
 An error reply to a write counts as "unknown" (it may have applied), except the ones the
-protocol documents as certainly not applied (IOERR, OOM, WRONGTYPE): treating a failed write
+protocol documents as certainly not applied (IOERR, OOM, WRONGTYPE, and any error whose text
+says "not applied", as a TRYAGAIN refused before proposing does): treating a failed write
 as unknown only weakens the check, never the other way round.
 
 Besides Porcupine's verdict, count_stale_reads() and count_lost_writes() count the two
@@ -184,7 +185,8 @@ class Client(threading.Thread):
         if isinstance(reply, RawError):
             code = reply.split(" ", 1)[0]
             rec["error"] = str(reply)[:200]
-            rec["unknown"] = op != "get" and code not in CERTAIN_FAILURES
+            certain = code in CERTAIN_FAILURES or "not applied" in reply
+            rec["unknown"] = op != "get" and not certain
             self._count(code)
             self.history.add(rec)
             if code in MOVE_ON:
