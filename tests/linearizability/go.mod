@@ -1,4 +1,4 @@
-module github.com/distri/distri/tests/linearizability
+module distri/tests/linearizability
 
 go 1.19
 
