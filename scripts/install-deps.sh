@@ -4,7 +4,8 @@
 #
 #   scripts/install-deps.sh          build dependencies (C++ toolchain, libuv, OpenSSL, xxHash,
 #                                    a Rust toolchain for src/replication/raft_capi)
-#   scripts/install-deps.sh --test   plus clang (fuzzing), GoogleTest, redis tools, Python test venv
+#   scripts/install-deps.sh --test   plus clang (fuzzing), GoogleTest, redis tools, Python test venv,
+#                                    Go (the fault suite's linearizability checker)
 set -euo pipefail
 
 want_test=0
@@ -16,6 +17,11 @@ packages=(build-essential cmake ninja-build pkg-config libuv1-dev libssl-dev lib
 if [[ $want_test == 1 ]]; then
   packages+=(clang libclang-rt-14-dev libgtest-dev libgmock-dev libbenchmark-dev
              redis-server redis-tools python3 python3-venv chromium)
+  # Go for the fault suite's linearizability checker (tests/linearizability, built with
+  # `go build`; its module, Porcupine, comes from the Go module proxy, pinned by go.sum).
+  # Any Go >= 1.19 builds it, so a toolchain already on PATH (these machines have Go 1.26)
+  # is kept: Debian's golang-go (1.19 on bookworm) is installed only when there is none.
+  command -v go >/dev/null || packages+=(golang-go)
   # Node.js for the browser tests (any packaging of it will do: keep one already there).
   command -v node >/dev/null || packages+=(nodejs)
   command -v npm >/dev/null || packages+=(npm)

@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # Builds Distri with AddressSanitizer + UndefinedBehaviorSanitizer (clang) and
-# runs every test: unit tests (ctest), integration tests against the real
-# binary (pytest), the dashboard in headless Chromium (Playwright), the Python
-# client's tests, and a short libFuzzer run of each fuzz target.
+# runs every test: unit tests (ctest), the linearizability checker's Go tests,
+# integration tests against the real binary (pytest, the fault suite included),
+# the dashboard in headless Chromium (Playwright), the Python client's tests,
+# and a short libFuzzer run of each fuzz target.
 #
 #   scripts/test.sh                 everything
 #   FUZZ_SECONDS=0 scripts/test.sh  skip fuzzing
+#   DISTRI_FAULT_SECONDS=600 scripts/test.sh   a long fault run (default 60 s)
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 build="$root/build/test"
@@ -24,8 +26,12 @@ export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1"
 echo "== unit tests =="
 ctest --test-dir "$build" --output-on-failure -j"$(nproc)"
 
-echo "== integration tests =="
-DISTRI_BIN="$build/distri" "$root/build/venv/bin/python" -m pytest "$root/tests" -q
+echo "== linearizability checker (tests/linearizability: go test, go build) =="
+(cd "$root/tests/linearizability" && go test ./... && go build -o "$build/linearizability" .)
+
+echo "== integration tests (the fault suite: DISTRI_FAULT_SECONDS, default 60) =="
+DISTRI_BIN="$build/distri" DISTRI_LINCHECK="$build/linearizability" \
+  "$root/build/venv/bin/python" -m pytest "$root/tests" -q
 
 echo "== browser tests (Playwright + chromium; screenshots in build/test-artifacts) =="
 (cd "$root/tests/browser" && DISTRI_BIN="$build/distri" PYTHON="$root/build/venv/bin/python" \

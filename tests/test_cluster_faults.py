@@ -1,0 +1,388 @@
+"""The fault suite: clients, a mirror and a nemesis against real nodes; the history is checked
+with Porcupine (tests/linearizability) and for lost writes, stale reads and mirror gaps.
+
+With a cluster-capable $DISTRI_BIN (it lists --cluster-port) this runs 3 nodes behind link
+proxies; with a single-node build it runs one node with kill -9 and SIGSTOP faults (a single
+node must not lose an acknowledged write either). The choice is the `cluster` fixture.
+
+  DISTRI_FAULT_SECONDS=600 pytest tests/test_cluster_faults.py -s     # the long run
+  DISTRI_FAULT_SEED=1234 ...                                           # replay a schedule
+  DISTRI_FAULT_NODES=5, DISTRI_FAULT_CLIENTS=10, DISTRI_FAULT_FAILPOINTS="raft.persist=sleep(50)"
+
+Defaults: 60 s of faults (the whole file takes about 2 minutes). The history, the checker's
+output (and its HTML for a failing key), the nemesis log and every node's log stay in the
+test's directory under /tmp/distri-tests-* when a test fails. See docs/replication.md,
+"Fault testing".
+"""
+
+import json
+import os
+import random
+import resource
+import shutil
+import socket
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from cluster_util import Cluster, Network, as_map, binary_supports_cluster, node_host
+from conftest import REPO, _STATE, distri_bin, wait_until
+from faults.mirror import MirrorFollower
+from faults.nemesis import Nemesis
+from faults.workload import (Client, History, KeySpace, count_lost_writes, count_stale_reads,
+                             final_reads)
+
+pytestmark = pytest.mark.distri
+
+FAULT_SECONDS = float(os.environ.get("DISTRI_FAULT_SECONDS", "60"))
+SEED = int(os.environ.get("DISTRI_FAULT_SEED", str(random.SystemRandom().randrange(1 << 30))))
+CLIENTS = int(os.environ.get("DISTRI_FAULT_CLIENTS", "6"))
+NODES = int(os.environ.get("DISTRI_FAULT_NODES", "3"))       # when the binary can cluster
+# Failpoints for the nodes (src/base/failpoint.h; effective in builds with DISTRI_FAILPOINTS,
+# ignored by others). By default a cluster loses 1% of its Raft messages on top of the
+# nemesis; DISTRI_FAULT_FAILPOINTS="" turns that off, any other value replaces it.
+FAILPOINTS = os.environ.get("DISTRI_FAULT_FAILPOINTS", "raft.send=drop(0.01)")
+CHECKER_SRC = REPO / "tests" / "linearizability"
+
+
+@pytest.fixture(scope="session")
+def checker(_base_tmp):
+    """The Go checker: $DISTRI_LINCHECK, the one scripts/test.sh built, or built here."""
+    for path in (os.environ.get("DISTRI_LINCHECK"), REPO / "build" / "test" / "linearizability"):
+        if path and Path(path).is_file() and os.access(path, os.X_OK):
+            return Path(path)
+    go = shutil.which("go")
+    if go is None:
+        pytest.fail("no Go toolchain to build tests/linearizability: "
+                    "run scripts/install-deps.sh --test or set DISTRI_LINCHECK")
+    out = _base_tmp / "linearizability"
+    subprocess.run([go, "build", "-o", str(out), "."], cwd=CHECKER_SRC, check=True, timeout=600)
+    return out
+
+
+def run_checker(checker, history_path, workdir):
+    """Runs the Go checker; returns (exit code, its JSON summary with its wall seconds and
+    the peak RSS of the largest child process so far, the checker being the largest)."""
+    start = time.monotonic()
+    proc = subprocess.Popen([str(checker), "-html-dir", str(workdir / "porcupine"),
+                             str(history_path)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    out, err = proc.communicate(timeout=900)
+    if proc.returncode == 3 or not out.strip():
+        raise AssertionError(f"checker failed ({proc.returncode}): {err}")
+    verdict = json.loads(out)
+    verdict["seconds"] = round(time.monotonic() - start, 2)
+    verdict["max_child_rss_mb"] = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss // 1024
+    return proc.returncode, verdict
+
+
+@pytest.fixture
+def cluster(request, _base_tmp):
+    """3 nodes when the binary can form a cluster, else 1; torn down whatever happens."""
+    workdir = _base_tmp / f"{request.node.name}-{os.getpid()}"
+    clustered = binary_supports_cluster(distri_bin())
+    env = {"DISTRI_FAILPOINTS": FAILPOINTS} if clustered and FAILPOINTS else {}
+    c = Cluster(workdir, size=NODES if clustered else 1, env=env)
+    try:
+        c.start()
+        yield c
+    finally:
+        problems = c.teardown()
+        if problems:
+            _STATE["failed"] = True
+            pytest.fail("\n".join(problems), pytrace=False)
+
+
+@pytest.mark.timeout(FAULT_SECONDS + 600)
+def test_faults_keep_history_linearizable(cluster, checker, capsys):
+    workdir = cluster.workdir
+    history = History()
+    stop_clients, stop_faults, stop_mirror = (threading.Event() for _ in range(3))
+    keyspace = KeySpace()
+    clients = [Client(i, cluster, keyspace, history, stop_clients, SEED + i)
+               for i in range(CLIENTS)]
+    mirror = MirrorFollower(cluster, stop_mirror)
+    nemesis = Nemesis(cluster, stop_faults, SEED)
+    report = {"seed": SEED, "nodes": len(cluster.nodes), "seconds": FAULT_SECONDS}
+
+    def dump_and_fail(text):
+        _STATE["failed"] = True
+        history.write(workdir / "history.jsonl")
+        (workdir / "nemesis.log").write_text("\n".join(f"{t:8.2f}s {e}" for t, e in nemesis.log))
+        raise AssertionError(f"{text}\nseed {SEED}; files in {workdir}\ncluster now:\n"
+                             f"{cluster.describe()}\nlast faults:\n" +
+                             "\n".join(f"{t:8.2f}s {e}" for t, e in nemesis.log[-15:]))
+
+    for t in clients + [mirror, nemesis]:
+        t.start()
+    stop_faults.wait(FAULT_SECONDS)
+    stop_faults.set()
+    nemesis.join(300)                 # a membership change in progress has 4 waits of 60 s
+    if nemesis.is_alive() or nemesis.exception:
+        dump_and_fail(f"the cluster did not recover from a fault: {nemesis.exception!r}")
+    nemesis.heal()                    # everything up and connected, a leader known
+    # Some traffic on the healed cluster, then stop: ends with every client idle.
+    healed_at = len(history.ops)
+    try:
+        wait_until(lambda: len(history.ops) >= healed_at + 20 * CLIENTS, timeout=60,
+                   what="operations to complete on the healed cluster")
+    except AssertionError as e:
+        dump_and_fail(str(e))
+    stop_clients.set()
+    for t in clients:
+        t.join(30)
+    hung = [t.name for t in clients if t.is_alive()]
+    crashed = [(t.name, t.exception) for t in clients if t.exception]
+    if hung or crashed:
+        dump_and_fail(f"clients hung {hung} or crashed {crashed}")
+
+    # Final reads through every node: in the history too, so Porcupine checks them.
+    keys = keyspace.all_keys()
+    finals = final_reads(cluster, history, CLIENTS, keys)
+    if finals is None:
+        dump_and_fail("no node answered the final reads")
+
+    # The mirror must catch up with the room's last write and then equal the final state.
+    leader = cluster.leader()
+    room_rev = int(as_map(leader.cmd("ROOM.INFO"))["revision"])
+    try:
+        wait_until(lambda: (mirror.snapshot()[1] or 0) >= room_rev, timeout=60,
+                   what=f"the mirror to reach revision {room_rev}")
+    except AssertionError as e:
+        dump_and_fail(f"{e}; mirror at {mirror.snapshot()[1]}")
+    stop_mirror.set()
+    mirror.join(30)
+    mirror_state, mirror_rev = mirror.snapshot()
+
+    history.write(workdir / "history.jsonl")
+    (workdir / "nemesis.log").write_text("\n".join(f"{t:8.2f}s {e}" for t, e in nemesis.log))
+    code, verdict = run_checker(checker, workdir / "history.jsonl", workdir)
+    stale = count_stale_reads(history.ops)
+    lost = count_lost_writes(history.ops, finals)
+    ok, unknown, failed = history.counts()
+    # A node that exits by itself is a finding, unless a crash failpoint did it (exit 137).
+    crash_failpoints = "crash" in cluster.env.get("DISTRI_FAILPOINTS", "")
+    died = [(n, code) for n in cluster.nodes for how, code in n.exit_codes
+            if how == "died" and not (crash_failpoints and code == 137)]
+    errors = {}
+    for c in clients:
+        for k, v in c.errors.items():
+            errors[k] = errors.get(k, 0) + v
+    mirror_expected = {k: v for k, v in finals.items() if v is not None}
+    mirror_diff = {k: (mirror_state.get(k), v) for k, v in mirror_expected.items()
+                   if mirror_state.get(k) != v}
+    mirror_diff.update({k: (v, None) for k, v in mirror_state.items()
+                        if k not in mirror_expected})
+
+    report.update(ops=len(history.ops), ok=ok, unknown=unknown, failed=failed, errors=errors,
+                  faults=nemesis.counts, client_moves=sum(c.moves for c in clients),
+                  linearizable=verdict["linearizable"], checker_exit=code, stale_reads=len(stale),
+                  lost_writes=len(lost), mirror_sessions=mirror.sessions,
+                  mirror_resumes=mirror.resumes, mirror_snapshots=mirror.snapshots,
+                  mirror_changes=mirror.changes, mirror_revision=mirror_rev,
+                  room_revision=room_rev, mirror_violations=len(mirror.violations),
+                  checker_seconds=verdict["seconds"],
+                  checker_max_child_rss_mb=verdict["max_child_rss_mb"])
+    (workdir / "summary.json").write_text(json.dumps(report, indent=1))
+    lin = "linearizable" if verdict["linearizable"] else "NOT LINEARIZABLE"
+    copy = "equal" if not mirror_diff else "DIFFERENT"
+    summary = (f"Fault run ({report['nodes']} node(s), {FAULT_SECONDS:.0f} s, seed {SEED}): "
+               f"{len(history.ops)} operations ({ok} ok, {unknown} unknown, {failed} failed; "
+               f"errors {errors}), faults {nemesis.counts}, clients moved "
+               f"{report['client_moves']} times; checker: {lin} ({verdict['ops']} ops checked, "
+               f"{verdict['unknown']} pending, {verdict['seconds']} s); stale reads "
+               f"{len(stale)}, lost acknowledged writes {len(lost)}; mirror: {mirror.sessions} "
+               f"sessions ({mirror.resumes} resumed, {mirror.snapshots} by snapshot), "
+               f"{mirror.changes} changes, {len(mirror.violations)} violations, ends at revision "
+               f"{mirror_rev} = room {room_rev}, copy {copy}.")
+    with capsys.disabled():
+        print("\n" + summary)
+
+    problems = []
+    if code != 0 or not verdict["linearizable"]:
+        bad = {k: v for k, v in verdict["keys"].items() if v["result"] != "Ok"}
+        problems.append(f"history not linearizable (exit {code}): {bad}")
+    if stale:
+        problems.append(f"{len(stale)} stale reads, first: {stale[:3]}")
+    if lost:
+        problems.append(f"{len(lost)} acknowledged writes lost: {lost[:5]}")
+    if mirror.violations:
+        problems.append(f"mirror violations: {mirror.violations[:5]}")
+    if mirror.exception:
+        problems.append(f"mirror client crashed: {mirror.exception!r}")
+    if mirror_diff:
+        problems.append(f"mirror copy differs from the final state (mirror, final): "
+                        f"{dict(list(mirror_diff.items())[:5])}")
+    if died:
+        problems.append(f"nodes exited on their own: {died}")
+    # The run must have exercised something, or the verdicts above mean little.
+    if ok < 200 * max(1, FAULT_SECONDS / 60) or sum(nemesis.counts.values()) < 3:
+        problems.append(f"too little happened: {ok} ok operations, faults {nemesis.counts}")
+    if mirror.changes == 0 or mirror.sessions < 2:
+        problems.append(f"the mirror did not follow: {mirror.sessions} sessions, "
+                        f"{mirror.changes} changes")
+    if problems:
+        dump_and_fail(summary + "\n" + "\n".join(problems))
+
+
+# ---------------------------------------------------------------------------
+# The tools, tested on their own (fast): a check that cannot fail proves nothing
+# ---------------------------------------------------------------------------
+
+def test_checker_rejects_a_stale_read_in_a_real_history(tmp_path, checker):
+    """A valid history with one read moved after an acknowledged overwrite must fail both
+    the Go checker and count_stale_reads."""
+    t = 1000
+    ops = []
+    for i in range(50):
+        ops.append({"client": i % 3, "op": "set", "key": "reg0", "args": [f"v{i}"],
+                    "output": "OK", "call": t, "return": t + 10, "unknown": False, "error": ""})
+        ops.append({"client": 3, "op": "get", "key": "reg0", "args": [], "output": f"v{i}",
+                    "call": t + 20, "return": t + 30, "unknown": False, "error": ""})
+        t += 100
+    path = tmp_path / "good.jsonl"
+    path.write_text("".join(json.dumps(o) + "\n" for o in ops))
+    code, verdict = run_checker(checker, path, tmp_path)
+    assert code == 0 and verdict["linearizable"] and verdict["ops"] == 100
+    assert count_stale_reads(ops) == [] and count_lost_writes(ops, {"reg0": "v49"}) == []
+
+    ops[61]["output"] = "v10"           # the read after v30's write sees v10
+    path.write_text("".join(json.dumps(o) + "\n" for o in ops))
+    code, verdict = run_checker(checker, path, tmp_path)
+    assert code == 1 and not verdict["linearizable"]
+    assert Path(verdict["keys"]["reg0"]["html"]).is_file()
+    assert [o["output"] for o in count_stale_reads(ops)] == ["v10"]
+    assert count_lost_writes(ops, {"reg0": "v48"}) == [("reg0", "v48")]
+
+
+def test_harness_kills_pauses_restarts_and_cleans_up(_base_tmp):
+    """cluster_util on one real node: kill -9 and SIGSTOP do what they say, a restart keeps
+    the data and the address, and teardown leaves no process behind (a paused one too)."""
+    c = Cluster(_base_tmp / "harness", size=1, clustered=False)
+    try:
+        c.start()
+        n = c.nodes[0]
+        assert n.cmd("SET", "k", "v1") == b"OK"
+        pid, port = n.pid, n.port
+        n.kill9()
+        assert n.exit_codes[-1] == ("SIGKILL", -9) and not n.alive()
+        n.start()
+        assert (n.port, n.cmd("GET", "k")) == (port, b"v1") and n.pid != pid
+        n.pause()
+        with pytest.raises(socket.timeout):
+            n.cmd("PING", timeout=0.5)
+        n.resume()
+        assert n.cmd("PING") == b"PONG"
+        assert c.leader() is n                      # a lone node is its own leader
+        n.pause()
+        pid = n.pid
+    finally:
+        assert c.teardown() == []
+    assert not Path(f"/proc/{pid}").exists()       # killed and reaped
+
+
+def test_cluster_harness_isolates_the_leader_and_heals(_base_tmp):
+    """With a cluster binary: 3 nodes through the proxies elect one leader; cutting every
+    link of the leader makes the other two elect a new one in a higher term; after healing
+    all three agree again and are voters. (Skipped with a single-node binary.)"""
+    if not binary_supports_cluster(distri_bin()):
+        pytest.skip(f"{distri_bin()} cannot form a cluster (no --cluster-port)")
+    c = Cluster(_base_tmp / "harness3", size=3)
+    try:
+        c.start()
+        old = c.leader()
+        old_term = int(old.cluster_info()["term"])
+        assert old.cmd("SET", "k", "before") == b"OK"
+        c.net.isolate(old)
+        rest = [n for n in c.nodes if n is not old]
+        new = c.wait_for(lambda: c.leader_of(rest), 30, "a leader among the other two")
+        assert new is not old and int(new.cluster_info()["term"]) > old_term
+        assert new.cmd("SET", "k", "during") == b"OK"
+        c.net.heal()
+        c.wait_for(lambda: c.leader_of() is not None and c.all_voters(), 30, "the healed cluster")
+        for n in c.nodes:                   # every node, the old leader too, reads the write
+            assert n.cmd("GET", "k") == b"during"
+    finally:
+        assert c.teardown() == []
+
+
+def _echo_server(host):
+    """A one-connection-at-a-time echo server (the 'node' behind a proxy)."""
+    srv = socket.create_server((host, 0))
+    srv.settimeout(30)
+
+    def serve():
+        while True:
+            try:
+                conn, _ = srv.accept()
+            except OSError:
+                return
+            threading.Thread(target=lambda c=conn: _echo(c), daemon=True).start()
+    threading.Thread(target=serve, daemon=True).start()
+    return srv
+
+
+def _echo(conn):
+    with conn:
+        try:
+            while data := conn.recv(65536):
+                conn.sendall(data)
+        except OSError:
+            pass
+
+
+def _roundtrip(sock, payload=b"ping"):
+    sock.sendall(payload)
+    got = b""
+    while len(got) < len(payload):
+        chunk = sock.recv(65536)
+        if not chunk:
+            raise ConnectionResetError("closed")
+        got += chunk
+    return got
+
+
+def test_link_proxy_cuts_and_heals_per_node_pair():
+    """The proxies tell nodes apart by source address: a cut (1, 2) resets 1's connection to
+    2 and hangs new ones, leaves 3 -> 2 alone, and heals."""
+    net = Network()
+    echo = _echo_server(node_host(2))
+    try:
+        for i in (1, 2, 3):
+            net.proxy(i)
+        net.proxy(2).set_target(node_host(2), echo.getsockname()[1])
+        target = (node_host(2), net.proxy(2).port)
+
+        def connect(src):
+            return socket.create_connection(target, timeout=1.0,
+                                            source_address=(node_host(src), 0))
+        a, b = connect(1), connect(3)
+        assert _roundtrip(a) == b"ping" and _roundtrip(b) == b"ping"
+        net.cut(1, 2)
+        with pytest.raises(OSError):
+            _roundtrip(a)                       # reset (or EOF) by the cut
+        assert _roundtrip(b) == b"ping"         # another pair is untouched
+        held = connect(1)                       # accepted but never answered
+        with pytest.raises(socket.timeout):
+            _roundtrip(held)
+        net.heal()
+        with pytest.raises(OSError):            # the held connection is closed at heal
+            held.settimeout(5.0)
+            _roundtrip(held)
+        assert _roundtrip(connect(1)) == b"ping"
+        net.isolate(2)
+        with pytest.raises(OSError):
+            _roundtrip(b)
+        net.partition([1, 2], [3])
+        assert _roundtrip(connect(1)) == b"ping"
+        with pytest.raises(socket.timeout):
+            _roundtrip(connect(3))
+        assert net.cuts_made == 3
+        for s in (a, b, held):
+            s.close()
+    finally:
+        net.close()
+        echo.close()
