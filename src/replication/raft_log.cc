@@ -6,6 +6,7 @@
 #include <algorithm>
 
 #include "base/endian.h"
+#include "base/failpoint.h"
 #include "base/logging.h"
 
 namespace distri::replication {
@@ -355,6 +356,7 @@ void RaftLog::HandleReady(Ready ready) {
     // there are gone (Poll finds another entry at their index and reports them unknown).
   }
   if (hs || snap || !entries.empty()) {
+    (void)DISTRI_FAILPOINT("raft.persist");  // sleep: a slow disk; crash: before this Ready persists
     std::string record;
     SnapshotMeta meta;
     if (snap) meta = SnapshotMeta{snap->index, snap->term, snap->voters, snap->learners};
@@ -386,6 +388,7 @@ void RaftLog::HandleReady(Ready ready) {
 }
 
 void RaftLog::Send(const RaftMessage& m) {
+  if (DISTRI_FAILPOINT("raft.send")) return;  // lost on the way, as a network may lose it
   const bool sent = hooks_.send(m.to, m.type, m.bytes);
   if (m.type == kMsgSnapshot) {
     // The transport cannot tell whether the follower got it; a queued snapshot counts as
@@ -501,6 +504,7 @@ void RaftLog::PollProposals(const ProposalCommitFn& on_commit, const FailFn& on_
       if (expected->second != proposal) lost_.push_back({expected->second, e.index});
       expected_.erase(expected);
     }
+    (void)DISTRI_FAILPOINT("raft.apply");  // crash: committed and persisted, not yet applied
     applied_ = e.index;
     applied_term_ = e.term;
     std::erase_if(tail_, [&](const StoredEntry& t) { return t.index <= applied_; });
@@ -527,6 +531,7 @@ void RaftLog::MaybeCompact() {
   auto requested = node_->TakeSnapshotRequest();
   if (!requested.ok()) return Fatal(requested.status());
   if (!requested.value() && bytes_since_compact_ < options_.compact_bytes) return;
+  if (DISTRI_FAILPOINT("raft.snapshot")) return;  // drop: no snapshot this time (raft asks again)
   // The state serialised must be the state at the compaction index.
   if (reported_applied_ == 0 || reported_applied_ != applied_) return;
   std::string payload = EncodePayloadHeader(members_, hooks_.state_index());

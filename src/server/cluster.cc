@@ -431,6 +431,8 @@ Status ClusterNode::Join(std::string_view) {
 Status Server::StartCluster() {
   const ClusterOptions& c = options_.cluster;
   const commands::ServerSettings& s = options_.settings;
+  // A mirror may resume FROM its revision on any node: every node keeps every room's history.
+  options_.mirror.retain_all_rooms = true;
   auto secret = cluster::LoadClusterSecret(c.secret_file);
   if (!secret.ok()) return secret.status();
   ClusterIdentity identity;

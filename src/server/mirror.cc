@@ -127,7 +127,12 @@ bool MirrorHub::Matches(const Mirror& m, std::string_view key, state::Change::Ki
 
 void MirrorHub::OnChange(const state::Change& c) {
   auto retained = retained_.find(c.room);
-  if (retained == retained_.end()) return;  // never mirrored: no mirror, no history
+  if (retained == retained_.end()) {
+    if (!options_.retain_all_rooms) return;  // never mirrored: no mirror, no history
+    // History for this room starts with this change: FROM any later point resumes.
+    retained = retained_.emplace(std::string(c.room), Retention{c.revision - 1, 0}).first;
+    MarkIdle(c.room, retained->second, server_->NowMs());
+  }
   Record r{c.revision, c.kind, c.expired, c.expire_at_ms, std::string(c.room), std::string(c.key),
            std::string(c.value)};
   auto it = by_room_.find(r.room);

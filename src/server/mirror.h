@@ -89,6 +89,9 @@ class MirrorSink {
 struct MirrorOptions {
   size_t history_entries = 100000;
   size_t history_bytes = 64ull << 20;
+  // Keep history for every room, mirrored here or not (a cluster node: a mirror may resume
+  // FROM its revision on any node after a failover). Within the same bounds.
+  bool retain_all_rooms = false;
 };
 
 // How a new mirror begins (the reply to MIRROR).
