@@ -333,6 +333,11 @@ const distri_raft_read_state* distri_raft_ready_read_states(const distri_raft_re
 int distri_raft_node_status(distri_raft_node* node, distri_raft_status* out);
 /* Copies up to `cap` ids of the current voters (learners = 0) or learners (learners = 1) to
  * out and sets *len to their total number. */
+/* The leader's view of replication: for each member (ascending id) the highest index known
+ * to be in its log. Copies up to `cap` pairs and sets *len to the number of members. Only the
+ * leader's figures are meaningful (a follower's tracker is stale). */
+int distri_raft_node_progress(distri_raft_node* node, uint64_t* ids, uint64_t* matched,
+                              size_t cap, size_t* len);
 int distri_raft_node_conf_state(distri_raft_node* node, int learners, uint64_t* out, size_t cap,
                                 size_t* len);
 

@@ -271,6 +271,12 @@ void RaftLog::ReportSnapshot(uint64_t id, bool delivered) {
   (void)node_->ReportSnapshot(id, delivered);
 }
 
+std::vector<std::pair<uint64_t, uint64_t>> RaftLog::Progress() const {
+  if (role_ != Role::kLeader) return {};
+  auto progress = node_->Progress();
+  return progress.ok() ? progress.value() : std::vector<std::pair<uint64_t, uint64_t>>{};
+}
+
 bool RaftLog::IsVoter(uint64_t id) const {
   auto voters = node_->Voters();
   return voters.ok() && std::ranges::find(voters.value(), id) != voters.value().end();

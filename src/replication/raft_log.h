@@ -156,7 +156,8 @@ class RaftLog final : public log::Log {
   const MemberAddresses& addresses() const { return members_; }
   bool IsVoter(uint64_t id) const;
   bool IsLearner(uint64_t id) const;
-  // Raft progress per peer as the leader sees it (id -> match index); empty on a follower.
+  // Raft progress per member as the leader sees it (id -> match index); empty on a follower.
+  std::vector<std::pair<uint64_t, uint64_t>> Progress() const;
   uint64_t elections() const { return elections_; }
   uint64_t proposals() const { return proposals_; }
   uint64_t snapshots_sent() const { return snapshots_sent_; }

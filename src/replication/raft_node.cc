@@ -302,6 +302,17 @@ Result<std::vector<uint64_t>> RaftNode::Members(bool learners) {
 
 Result<std::vector<uint64_t>> RaftNode::Voters() { return Members(false); }
 
+Result<std::vector<std::pair<uint64_t, uint64_t>>> RaftNode::Progress() {
+  size_t len = 0;
+  DISTRI_RETURN_IF_ERROR(Check(distri_raft_node_progress(node_, nullptr, nullptr, 0, &len)));
+  std::vector<uint64_t> ids(len), matched(len);
+  DISTRI_RETURN_IF_ERROR(
+      Check(distri_raft_node_progress(node_, ids.data(), matched.data(), len, &len)));
+  std::vector<std::pair<uint64_t, uint64_t>> out;
+  for (size_t i = 0; i < std::min(len, ids.size()); i++) out.emplace_back(ids[i], matched[i]);
+  return out;
+}
+
 Result<std::vector<uint64_t>> RaftNode::Learners() { return Members(true); }
 
 }  // namespace distri::replication

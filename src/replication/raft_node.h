@@ -31,6 +31,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "distri/status.h"
@@ -234,6 +235,9 @@ class RaftNode {
 
   // ---- introspection ----
   Result<RaftStatus> GetStatus();
+  // The leader's view: member id -> highest index known replicated to it (ascending ids).
+  // Meaningful on the leader only.
+  Result<std::vector<std::pair<uint64_t, uint64_t>>> Progress();
   // Current membership, ascending ids.
   Result<std::vector<uint64_t>> Voters();
   Result<std::vector<uint64_t>> Learners();

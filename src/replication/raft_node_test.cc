@@ -161,6 +161,24 @@ TEST_P(RaftClusterTest, ProposalsCommitEverywhereInOrder) {
   EXPECT_GT(c.member(leader).applied[0].index, kBootstrapIndex);
 }
 
+TEST_P(RaftClusterTest, LeaderProgressShowsWhatEachMemberHas) {
+  SimCluster c(Ids(GetParam()));
+  uint64_t leader = c.ElectLeader();
+  ASSERT_NE(leader, 0u);
+  std::set<uint64_t> all = AllBut(c, {});
+  for (int i = 0; i < 5; ++i) ASSERT_TRUE(c.node(leader).Propose("", "v").ok());
+  ASSERT_TRUE(c.RunUntil([&] { return AllApplied(c, all, 5); }));
+  auto status = c.node(leader).GetStatus();
+  ASSERT_TRUE(status.ok());
+  auto progress = c.node(leader).Progress();
+  ASSERT_TRUE(progress.ok());
+  ASSERT_EQ(progress.value().size(), GetParam());
+  for (auto [id, matched] : progress.value()) {
+    EXPECT_TRUE(all.contains(id));
+    EXPECT_EQ(matched, status.value().last_index) << id;
+  }
+}
+
 TEST_P(RaftClusterTest, LossyReorderingNetworkStillAgrees) {
   SimCluster c(Ids(GetParam()), /*seed=*/42);
   c.SetDropRate(0.1);

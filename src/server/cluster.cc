@@ -347,6 +347,7 @@ void ClusterNode::Nodes(protocol::ReplyWriter& reply) {
   std::vector<replication::MemberInfo> members = raft_->Members();
   auto status = raft_->GetStatus();
   const uint64_t commit = status.ok() ? status.value().commit : 0;
+  const std::vector<std::pair<uint64_t, uint64_t>> progress = raft_->Progress();
   reply.Array(members.size());
   for (const replication::MemberInfo& m : members) {
     const bool self = m.id == identity_.node_id;
@@ -358,9 +359,13 @@ void ClusterNode::Nodes(protocol::ReplyWriter& reply) {
     }
     // Followers hear from the leader only, so health is "a link is up", not recent contact.
     const bool healthy = self || transport_->Connected(m.id);
-    // Raft's per-follower progress is not exposed by the engine wrapper yet: match index is
-    // known for this node only (its applied index), -1 for the others.
-    const int64_t match = self ? static_cast<int64_t>(raft_->applied_index()) : -1;
+    // Match index: the leader knows every member's; a follower knows its own log only
+    // (its last index), and -1 for the others.
+    int64_t match = -1;
+    for (const auto& [id, matched] : progress) {
+      if (id == m.id) match = static_cast<int64_t>(matched);
+    }
+    if (match < 0 && self) match = static_cast<int64_t>(raft_->last_index());
     reply.Map(7);
     reply.Bulk("id");
     reply.Integer(static_cast<int64_t>(m.id));
@@ -371,7 +376,7 @@ void ClusterNode::Nodes(protocol::ReplyWriter& reply) {
     reply.Bulk("match_index");
     reply.Integer(match);
     reply.Bulk("lag");
-    reply.Integer(match < 0 ? -1 : static_cast<int64_t>(commit) - match);
+    reply.Integer(match < 0 ? -1 : std::max<int64_t>(0, static_cast<int64_t>(commit) - match));
     reply.Bulk("last_contact_ms");
     reply.Integer(last_contact);
     reply.Bulk("healthy");

@@ -834,6 +834,37 @@ pub unsafe extern "C" fn distri_raft_node_status(
 /// # Safety
 /// See raft_capi.h.
 #[no_mangle]
+pub unsafe extern "C" fn distri_raft_node_progress(
+    node: *mut DistriRaftNode,
+    ids: *mut u64,
+    matched: *mut u64,
+    cap: usize,
+    len: *mut usize,
+) -> i32 {
+    if len.is_null() || (cap != 0 && (ids.is_null() || matched.is_null())) {
+        return ERR_INVALID_ARGUMENT;
+    }
+    with_node(node, |n| {
+        let mut all: Vec<(u64, u64)> = n
+            .raw
+            .raft
+            .prs()
+            .iter()
+            .map(|(id, pr)| (*id, pr.matched))
+            .collect();
+        all.sort_unstable();
+        *len = all.len();
+        for (i, (id, m)) in all.iter().take(cap).enumerate() {
+            *ids.add(i) = *id;
+            *matched.add(i) = *m;
+        }
+        Ok(())
+    })
+}
+
+/// # Safety
+/// See raft_capi.h.
+#[no_mangle]
 pub unsafe extern "C" fn distri_raft_node_conf_state(
     node: *mut DistriRaftNode,
     learners: i32,
