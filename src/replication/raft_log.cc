@@ -238,7 +238,10 @@ Status RaftLog::Step(std::string_view message) {
 }
 
 Status RaftLog::ReadIndex(uint64_t ctx) {
+  // The leader keys pending reads by context, for every node's reads together: a context
+  // must be unique in the cluster, so it names this node.
   std::string bytes;
+  base::AppendLe64(&bytes, options_.node_id);
   base::AppendLe64(&bytes, ctx);
   return node_->ReadIndex(bytes);
 }
@@ -381,8 +384,9 @@ void RaftLog::HandleReady(Ready ready) {
     to_apply_.push_back(Own(e));
   }
   for (const ReadState& rs : ready.read_states()) {
-    if (rs.context.size() == 8 && hooks_.on_read_index) {
-      hooks_.on_read_index(base::GetLe64(rs.context.data()), rs.index);
+    if (rs.context.size() == 16 && base::GetLe64(rs.context.data()) == options_.node_id &&
+        hooks_.on_read_index) {
+      hooks_.on_read_index(base::GetLe64(rs.context.data() + 8), rs.index);
     }
   }
   slot.ready = std::move(ready);

@@ -566,7 +566,7 @@ void Server::IssueReadIndex() {
   const uint64_t ctx = next_read_ctx_++;
   ReadBatch& batch = read_batches_[ctx];
   batch.clients.swap(read_waiting_);
-  batch.started_ms = NowMs();
+  batch.started_ms = batch.asked_ms = NowMs();
   Status st = raft_->ReadIndex(ctx);
   if (!st.ok()) {
     for (uint64_t id : batch.clients) {
@@ -615,6 +615,25 @@ void Server::SweepClusterTimeouts() {
     FailProposal(proposal, state::ApplyResult::Error(
                                "UNKNOWN no answer from the cluster within " +
                                std::to_string(timeout) + " ms; the write may or may not apply"));
+  }
+  // A ReadIndex request or its answer can be lost on the way (raft does not resend it):
+  // one not answered within two heartbeats is asked again under a new context.
+  const int64_t retry_ms = static_cast<int64_t>(
+      std::max<uint64_t>(2 * options_.cluster.tick_ms * options_.cluster.heartbeat_ticks, 50));
+  std::vector<uint64_t> retry;
+  for (auto& [ctx, batch] : read_batches_) {
+    if (batch.index == 0 && now - batch.asked_ms >= retry_ms &&
+        now - batch.started_ms <= timeout) {
+      retry.push_back(ctx);
+    }
+  }
+  for (uint64_t ctx : retry) {
+    const uint64_t again = next_read_ctx_++;
+    ReadBatch batch = std::move(read_batches_[ctx]);
+    read_batches_.erase(ctx);
+    batch.asked_ms = now;
+    read_batches_.emplace(again, std::move(batch));
+    (void)raft_->ReadIndex(again);  // refused (no leader): the next sweep asks again
   }
   for (auto it = read_batches_.begin(); it != read_batches_.end();) {
     if (now - it->second.started_ms <= timeout) {

@@ -240,6 +240,7 @@ class Server final : public commands::Context {
     std::vector<uint64_t> clients;
     uint64_t index = 0;  // 0: not answered yet
     int64_t started_ms = 0;
+    int64_t asked_ms = 0;  // the last ReadIndex for it (a lost one is asked again)
   };
 
   static void OnConnection(uv_stream_t* server, int status);
