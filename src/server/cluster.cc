@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 
@@ -98,7 +99,8 @@ ClusterNode::ClusterNode(Server* server, uv_loop_t* loop, const ClusterOptions& 
       loop_(loop),
       options_(options),
       identity_(identity),
-      advertise_(std::move(advertise)) {
+      advertise_(std::move(advertise)),
+      join_(options.join) {
   cluster::TransportOptions t;
   t.bind = std::move(bind);
   t.port = static_cast<uint16_t>(options.port);
@@ -116,7 +118,7 @@ Status ClusterNode::Start(replication::RaftLog* raft) {
   OnMembersChanged();
   // A node that is not yet a member dials the --join addresses until one answers.
   if (raft_->Members().empty()) {
-    for (const std::string& address : options_.join) transport_->Dial(address);
+    for (const std::string& address : join_) transport_->Dial(address);
   }
   timer_ = new uv_timer_t;
   uv_timer_init(loop_, timer_);
@@ -183,7 +185,7 @@ void ClusterNode::OnMembersChanged() {
   peers_ = std::move(now);
   if (!raft_->Members().empty()) {
     // A member now: stop dialing the join addresses.
-    for (const std::string& address : options_.join) transport_->CancelDial(address);
+    for (const std::string& address : join_) transport_->CancelDial(address);
   }
 }
 
@@ -424,10 +426,38 @@ Status ClusterNode::Transfer(uint64_t id) {
   return Admin(kAdminTransfer, id);
 }
 
-Status ClusterNode::Join(std::string_view) {
-  return Status::InvalidArgument(
-      "CLUSTER.JOIN is not supported yet: start the new node with --join <any member's cluster "
-      "address>");
+Status ClusterNode::Join(std::string_view address) {
+  sockaddr_storage addr;
+  if (!cluster::Transport::ParseAddress(address, &addr)) {
+    return Status::InvalidArgument("CLUSTER.JOIN takes a member's cluster address as ip:port");
+  }
+  // Run on the new node, naming any member (as --join). Only a node that is still a fresh
+  // cluster of one may give up its own cluster: nothing in it may be lost.
+  std::vector<replication::MemberInfo> members = raft_->Members();
+  if (members.size() != 1 || members[0].id != identity_.node_id) {
+    return Status::InvalidArgument(
+        "this node already has other members; CLUSTER.JOIN is run on a new node (a cluster "
+        "of one with no data), naming any member of the cluster to join");
+  }
+  if (server_->state().key_count() != 0 || server_->state().user_room_count() != 0) {
+    return Status::InvalidArgument(
+        "this node holds data; only a node with none may join another cluster (its own "
+        "would be discarded)");
+  }
+  return server_->RejoinThrough(std::string(address));
+}
+
+void ClusterNode::JoinThrough(replication::RaftLog* raft, const std::string& address) {
+  raft_ = raft;
+  identity_.cluster_id = 0;
+  transport_->set_cluster_id(0);
+  for (uint64_t id : peers_) transport_->RemovePeer(id);
+  peers_.clear();
+  unacked_.clear();
+  join_ = {address};
+  transport_->Dial(address);
+  LOG(INFO) << "cluster: node " << identity_.node_id << " left its own cluster to join through "
+            << address;
 }
 
 // ---------------------------------------------------------------------------
@@ -456,13 +486,31 @@ Status Server::StartCluster() {
   const std::string advertise =
       c.advertise.empty() ? s.bind + ":" + std::to_string(c.port) : c.advertise;
 
+  auto opened = OpenRaftLog(identity, advertise, founding);
+  if (!opened.ok()) return opened.status();
+  if (opened.value()->Members().empty() && c.join.empty()) {
+    return Status::InvalidArgument(
+        "this node has not finished joining its cluster: start it with --join <member address>");
+  }
+  raft_ = opened.value().get();
+  log_ = std::move(opened).value();
+  cluster_ = std::make_unique<ClusterNode>(this, &loop_, options_.cluster, secret.value(),
+                                           identity, s.bind, advertise);
+  return Status::Ok();
+}
+
+Result<std::unique_ptr<replication::RaftLog>> Server::OpenRaftLog(const ClusterIdentity& identity,
+                                                                   const std::string& advertise,
+                                                                   bool bootstrap) {
+  const ClusterOptions& c = options_.cluster;
+  const commands::ServerSettings& s = options_.settings;
   replication::RaftLogOptions ro;
   ro.dir = s.data_dir + "/raft";
   ro.fsync = s.fsync;
   ro.segment_bytes = options_.segment_bytes;
   ro.node_id = identity.node_id;
   ro.address = advertise;
-  ro.bootstrap = founding;
+  ro.bootstrap = bootstrap;
   ro.tick_ms = c.tick_ms;
   ro.election_tick = c.election_ticks;
   ro.heartbeat_tick = c.heartbeat_ticks;
@@ -487,16 +535,28 @@ Status Server::StartCluster() {
               << (raft_->is_leader() ? "" : std::to_string(raft_->leader_id()));
   };
   hooks.on_read_index = [this](uint64_t ctx, uint64_t index) { OnReadIndex(ctx, index); };
-  auto opened = replication::RaftLog::Open(&loop_, ro, std::move(hooks));
-  if (!opened.ok()) return opened.status();
-  if (opened.value()->Members().empty() && c.join.empty()) {
-    return Status::InvalidArgument(
-        "this node has not finished joining its cluster: start it with --join <member address>");
+  return replication::RaftLog::Open(&loop_, ro, std::move(hooks));
+}
+
+Status Server::RejoinThrough(const std::string& address) {
+  ClusterIdentity identity = cluster_->identity();
+  identity.cluster_id = 0;
+  const std::string dir = options_.settings.data_dir + "/raft";
+  log_->Close();
+  raft_ = nullptr;
+  log_.reset();
+  std::error_code ec;
+  std::filesystem::remove_all(dir, ec);
+  if (ec) return Status::IOError("cannot remove " + dir + ": " + ec.message());
+  DISTRI_RETURN_IF_ERROR(SaveClusterIdentity(options_.settings.data_dir, identity));
+  auto opened = OpenRaftLog(identity, cluster_->advertise(), /*bootstrap=*/false);
+  if (!opened.ok()) {
+    LOG(FATAL) << "cluster: cannot reopen the raft log to join: " << opened.status().ToString();
   }
   raft_ = opened.value().get();
   log_ = std::move(opened).value();
-  cluster_ = std::make_unique<ClusterNode>(this, &loop_, options_.cluster, secret.value(),
-                                           identity, s.bind, advertise);
+  log_->SetWakeup([this] { uv_async_send(&log_async_); });
+  cluster_->JoinThrough(raft_, address);
   return Status::Ok();
 }
 

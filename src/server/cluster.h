@@ -30,6 +30,7 @@
 #include <map>
 #include <set>
 #include <string>
+#include <vector>
 
 #include "cluster/transport.h"
 #include "commands/command.h"
@@ -103,6 +104,10 @@ class ClusterNode final : public cluster::TransportHandler, public commands::Clu
   Status Transfer(uint64_t id) override;
   Status Join(std::string_view address) override;
 
+  // CLUSTER.JOIN: this node (a fresh cluster of one: no data, no other member) was reset
+  // into a joining node; dial `address` and ask to be added.
+  void JoinThrough(replication::RaftLog* raft, const std::string& address);
+
   // "leader", "follower", "candidate", "learner" or "removed".
   std::string_view RoleName() const;
 
@@ -121,6 +126,7 @@ class ClusterNode final : public cluster::TransportHandler, public commands::Clu
   const ClusterOptions& options_;
   ClusterIdentity identity_;
   std::string advertise_;
+  std::vector<std::string> join_;  // addresses dialed until this node is a member
   std::unique_ptr<cluster::Transport> transport_;
   replication::RaftLog* raft_ = nullptr;
   uv_timer_t* timer_ = nullptr;

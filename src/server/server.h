@@ -46,6 +46,7 @@ namespace distri::server {
 
 class Client;
 class ClusterNode;
+struct ClusterIdentity;
 class HttpBackend;
 
 // The cluster flags (docs/replication.md). Without a secret file the node runs alone on its
@@ -210,6 +211,9 @@ class Server final : public commands::Context {
   bool NeedsReadPoint(const commands::Session& session) const;
   void RequestReadBarrier(Client* client);
   void OnReadIndex(uint64_t ctx, uint64_t index);
+  // CLUSTER.JOIN on a fresh cluster of one: discard its Raft state and join through
+  // `address` (server/cluster.cc).
+  Status RejoinThrough(const std::string& address);
   // After a snapshot from the leader replaced the state machine.
   Status LoadState(uint64_t index, std::string_view state);
   // The client with this id, or nullptr if it has gone.
@@ -262,6 +266,9 @@ class Server final : public commands::Context {
   // Completes a pending proposal; the client's older ones first get UNKNOWN.
   void CompletePending(uint64_t proposal, const state::ApplyResult& result);
   Status StartCluster();   // server/cluster.cc
+  Result<std::unique_ptr<replication::RaftLog>> OpenRaftLog(const ClusterIdentity& identity,
+                                                            const std::string& advertise,
+                                                            bool bootstrap);
   Status ListenCluster();
   void CloseCluster();
   // Cluster mode: unanswered proposals and reads past the request timeout.
