@@ -25,6 +25,7 @@ ClusterStatus ReadClusterStatus(Server& server) {
   s.applied_index = raft->applied_index();
   for (const replication::MemberInfo& m : raft->Members()) {
     (m.voter ? s.voters : s.learners).push_back(m.id);
+    if (m.id != s.node_id && node->PeerConnected(m.id)) s.peers_connected++;
   }
   s.proposals = raft->proposals();
   s.elections = raft->elections();

@@ -36,6 +36,7 @@ struct ClusterStatus {
   uint64_t proposals = 0;       // entries this node proposed as leader (its own and forwarded)
   uint64_t elections = 0;       // times this node became leader
   uint64_t snapshots_sent = 0;  // snapshots this node sent to lagging followers
+  uint64_t peers_connected = 0;  // other members with at least one authenticated link up
   const cluster::TransportStats* transport = nullptr;
 };
 

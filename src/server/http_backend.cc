@@ -315,7 +315,10 @@ void HttpBackend::WriteClusterMetrics(http::MetricsWriter& w) {
             d(t.bytes_received));
   w.Counter("distri_cluster_send_refused_total",
             "Frames not queued: no link to the peer or its queue full", d(t.send_refused));
-  w.Gauge("distri_cluster_links_up", "Authenticated links to peers", d(t.links_up));
+  w.Gauge("distri_cluster_peers_connected",
+          "Other members this node has an authenticated link to", d(c.peers_connected));
+  w.Gauge("distri_cluster_links_up",
+          "Authenticated connections up (a peer may have one each way)", d(t.links_up));
   w.Counter("distri_cluster_links_opened_total", "Links authenticated since start",
             d(t.links_opened));
   w.Counter("distri_cluster_handshake_failures_total",
