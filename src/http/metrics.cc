@@ -9,12 +9,16 @@ namespace distri::http {
 
 namespace {
 
+constexpr double kMaxExactInteger = 9007199254740992.0;  // 2^53
+
 void AppendNumber(double v, std::string* out) {
   if (std::isnan(v)) {
     out->append("NaN");
   } else if (std::isinf(v)) {
     out->append(v > 0 ? "+Inf" : "-Inf");
-  } else if (v == std::floor(v) && std::fabs(v) < 1e15) {
+  } else if (v == std::floor(v) && std::fabs(v) <= kMaxExactInteger) {
+    // Every integer a double holds exactly prints in full: node ids (< 2^53) and large
+    // counters must not lose digits to %g.
     out->append(std::to_string(static_cast<int64_t>(v)));
   } else {
     char buf[32];

@@ -16,6 +16,16 @@ TEST(Metrics, RendersFamiliesAndEscapesLabels) {
             "# HELP y Why\n# TYPE y gauge\ny{route=\"a\\\"b\\\\c\\nd\"} 1.5\n");
 }
 
+TEST(Metrics, IntegersUpTo2To53PrintInFull) {
+  std::string out;
+  MetricsWriter w(&out);
+  w.Sample("id", 2917904229674485.0);       // a node id (ids are < 2^53)
+  w.Sample("max", 9007199254740992.0);      // 2^53
+  w.Sample("big", 1e17);                    // past it: %g
+  w.Sample("frac", 0.25);
+  EXPECT_EQ(out, "id 2917904229674485\nmax 9007199254740992\nbig 1e+17\nfrac 0.25\n");
+}
+
 TEST(Metrics, HistogramIsCumulative) {
   Histogram h;
   h.Observe(0.00005);

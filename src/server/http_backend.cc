@@ -9,6 +9,8 @@
 
 #include "commands/access.h"
 #include "http/metrics.h"
+#include "cluster/transport.h"
+#include "server/cluster_status.h"
 #include "server/mirror.h"
 #include "server/server.h"
 
@@ -272,7 +274,63 @@ bool HttpBackend::Ready(std::string* why) {
     *why = "the log failed to persist a write (see the server log); writes get IOERR";
     return false;
   }
-  return true;
+  // A cluster node without a leader can answer only local reads: not ready, so that a load
+  // balancer sends clients to a node in the majority.
+  return ClusterReady(ReadClusterStatus(*server_), why);
+}
+
+void HttpBackend::WriteClusterMetrics(http::MetricsWriter& w) {
+  const ClusterStatus c = ReadClusterStatus(*server_);
+  if (!c.enabled) return;
+  auto d = [](auto v) { return static_cast<double>(v); };
+  w.Gauge("distri_raft_node_id", "This node's Raft id", d(c.node_id));
+  w.Gauge("distri_raft_term", "Raft term this node is in", d(c.term));
+  w.Gauge("distri_raft_commit_index", "Highest log index this node knows to be committed",
+          d(c.commit_index));
+  w.Gauge("distri_raft_applied_index", "Highest log index this node has applied",
+          d(c.applied_index));
+  w.Gauge("distri_raft_leader_id", "Raft id of the leader this node knows (0: none)",
+          d(c.leader_id));
+  w.Gauge("distri_raft_is_leader", "1 on the leader, 0 elsewhere", c.role == "leader" ? 1 : 0);
+  w.Family("distri_raft_role", "gauge", "This node's role: 1 for the current one, 0 otherwise");
+  for (std::string_view role : kClusterRoles) {
+    w.Sample("distri_raft_role", role == c.role ? 1 : 0, {{"role", role}});
+  }
+  w.Gauge("distri_raft_voters", "Voting members in the configuration", d(c.voters.size()));
+  w.Gauge("distri_raft_learners", "Learners (non-voting members catching up)",
+          d(c.learners.size()));
+  w.Counter("distri_raft_proposals_total",
+            "Entries this node proposed as leader (its own and forwarded ones)", d(c.proposals));
+  w.Counter("distri_raft_leader_elections_total", "Times this node became leader",
+            d(c.elections));
+  w.Counter("distri_raft_snapshots_sent_total", "Snapshots sent to lagging followers",
+            d(c.snapshots_sent));
+  const cluster::TransportStats& t = *c.transport;
+  w.Counter("distri_cluster_frames_sent_total", "Frames queued to peers", d(t.frames_sent));
+  w.Counter("distri_cluster_sent_bytes_total", "Payload bytes of the frames queued to peers",
+            d(t.bytes_sent));
+  w.Counter("distri_cluster_frames_received_total", "Frames received from peers",
+            d(t.frames_received));
+  w.Counter("distri_cluster_received_bytes_total", "Payload bytes of the frames received",
+            d(t.bytes_received));
+  w.Counter("distri_cluster_send_refused_total",
+            "Frames not queued: no link to the peer or its queue full", d(t.send_refused));
+  w.Gauge("distri_cluster_peers_connected",
+          "Other members this node has an authenticated link to", d(c.peers_connected));
+  w.Gauge("distri_cluster_links_up",
+          "Authenticated connections up (a peer may have one each way)", d(t.links_up));
+  w.Counter("distri_cluster_links_opened_total", "Links authenticated since start",
+            d(t.links_opened));
+  w.Counter("distri_cluster_handshake_failures_total",
+            "Failed handshakes on the cluster port, both directions (timeouts included)",
+            d(t.handshake_failures));
+  w.Counter("distri_cluster_connections_refused_total",
+            "Inbound cluster connections refused at accept (rate limit, too many)",
+            d(t.connections_refused));
+  w.Counter("distri_cluster_bad_frames_total", "Links closed for a malformed frame",
+            d(t.bad_frames));
+  w.Gauge("distri_cluster_queued_bytes", "Output queued to peers, not yet written",
+          d(t.queued_bytes));
 }
 
 void HttpBackend::WriteMetrics(http::MetricsWriter& w) {
@@ -346,8 +404,10 @@ void HttpBackend::WriteMetrics(http::MetricsWriter& w) {
   w.Family("distri_write_duration_seconds", "histogram",
            "RESP writes from proposal to reply: group commit, fsync and apply");
   w.HistogramSamples("distri_write_duration_seconds", server_->write_latency());
-  w.Family("distri_log_fsync_duration_seconds", "histogram", "fdatasync calls of the log");
+  w.Family("distri_log_fsync_duration_seconds", "histogram",
+           "fdatasync calls of the log (a cluster node: its Raft write-ahead log)");
   w.HistogramSamples("distri_log_fsync_duration_seconds", server_->fsync_latency());
+  WriteClusterMetrics(w);
 }
 
 }  // namespace distri::server

@@ -49,6 +49,8 @@ class HttpBackend final : public http::Backend {
   bool Ready(std::string* why) override;
 
  private:
+  // The raft and transport series of a cluster node; nothing for a single node.
+  void WriteClusterMetrics(http::MetricsWriter& w);
   void Propose(std::string_view entry, bool adds_data, std::string text, http::WriteDone done);
 
   Server* server_;

@@ -12,6 +12,7 @@
 #include "base/strings.h"
 #include "commands/access.h"
 #include "server/client.h"
+#include "server/cluster_status.h"
 #include "server/server.h"
 
 namespace distri::server {
@@ -45,6 +46,15 @@ void Field(std::string* out, std::string_view name, const std::string& value) {
 }
 void Field(std::string* out, std::string_view name, uint64_t value) {
   Field(out, name, std::to_string(value));
+}
+
+std::string JoinIds(const std::vector<uint64_t>& ids) {
+  std::string out;
+  for (uint64_t id : ids) {
+    if (!out.empty()) out.push_back(',');
+    out.append(std::to_string(id));
+  }
+  return out;
 }
 
 }  // namespace
@@ -126,6 +136,26 @@ void Server::AppendInfoSection(std::string_view name, std::string* out) {
     Field(out, "used_cpu_user", secs(self.ru_utime));
     Field(out, "used_cpu_sys_children", secs(children.ru_stime));
     Field(out, "used_cpu_user_children", secs(children.ru_utime));
+  } else if (name == "cluster") {
+    // CLUSTER.INFO as INFO text. No "cluster_enabled" field: Redis clients and tools read
+    // cluster_enabled:1 as "Redis Cluster" and switch to its slot protocol (CLUSTER SLOTS),
+    // which a Distri cluster does not speak; to them every Distri node is a standalone server.
+    out->append("# Cluster\r\n");
+    const ClusterStatus c = ReadClusterStatus(*this);
+    Field(out, "distri_cluster_enabled", uint64_t{c.enabled ? 1u : 0u});
+    if (c.enabled) {
+      Field(out, "cluster_id", c.cluster_id);
+      Field(out, "node_id", c.node_id);
+      Field(out, "role", std::string(c.role));
+      Field(out, "leader_id", c.leader_id);
+      Field(out, "term", c.term);
+      Field(out, "commit_index", c.commit_index);
+      Field(out, "applied_index", c.applied_index);
+      Field(out, "voters", c.voters.size());
+      Field(out, "voter_ids", JoinIds(c.voters));
+      Field(out, "learners", c.learners.size());
+      Field(out, "learner_ids", JoinIds(c.learners));
+    }
   } else if (name == "keyspace") {
     out->append("# Keyspace\r\n");
     // Only the builtin rooms are Redis databases: look up those 16, never
@@ -167,7 +197,7 @@ struct InfoSection {
 constexpr InfoSection kInfoSections[] = {
     {"server", true}, {"clients", true},       {"memory", true},   {"persistence", true},
     {"stats", true},  {"cpu", true},           {"commandstats", false},
-    {"keyspace", true}, {"distri", true},
+    {"cluster", true}, {"keyspace", true},     {"distri", true},
 };
 
 // As Redis 7: any number of section names, case-insensitive, each written once
