@@ -281,3 +281,100 @@ def test_single_node_without_secret_has_no_cluster(server):
     with server.raw() as r:
         reply = r.cmd("CLUSTER.INFO")
         assert isinstance(reply, RawError) and "not in a cluster" in reply
+
+
+def test_cluster_join_command_adds_a_fresh_node(make_cluster):
+    c = make_cluster(1)
+    first = c.nodes[0]
+    ok(write_until_ok(first, "SET", "seed", "1"))
+    # A new node started without --join is a cluster of one; CLUSTER.JOIN on it, naming any
+    # member, makes it give that up and join (as --join would have).
+    newcomer = c.add_node()
+    newcomer.start()
+    wait_until(lambda: (newcomer.cluster_info() or {}).get("role") == "leader", timeout=15,
+               what="the newcomer to lead its own cluster of one")
+    own_cluster = newcomer.cluster_info()["cluster_id"]
+    # A member (one with data or other members) refuses to give up its cluster.
+    refused = first.cmd("CLUSTER.JOIN", newcomer.proxy_address)
+    assert isinstance(refused, RawError) and "holds data" in refused
+    assert isinstance(newcomer.cmd("CLUSTER.JOIN", "not-an-address"), RawError)
+    assert newcomer.cmd("CLUSTER.JOIN", first.proxy_address) == b"OK"
+    wait_until(c.all_voters, timeout=30, what="two voters")
+    info = newcomer.cluster_info()
+    assert info["cluster_id"] == first.cluster_info()["cluster_id"] != own_cluster
+    assert newcomer.cmd("GET", "seed") == b"1"
+    # It rejoins from its data directory after a restart (no flags needed).
+    newcomer.restart()
+    wait_until(c.all_voters, timeout=30, what="two voters after a restart")
+
+
+def test_the_issue_commands_form_a_cluster(tmp_path):
+    """The three commands of the issue, as given (only the ports differ: free ones)."""
+    import subprocess
+    from cluster_util import free_port_on
+    secret = tmp_path / "secret"
+    fd = os.open(secret, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write("s" * 48 + "\n")
+    # --port P implies the HTTP port P+1 and the cluster port P+2 unless given; pick bases
+    # whose three ports are free.
+    def base():
+        while True:
+            p = free_port_on("127.0.0.1")
+            if p + 2 < 65536 and all(_free(p + i) for i in (1, 2)):
+                return p
+    procs = []
+    try:
+        ports = []
+        for i in range(3):
+            p = base()
+            argv = [str(distri_bin()), "serve", "--data", str(tmp_path / f"d{i + 1}"),
+                    "--port", str(p), "--cluster-port", str(p + 2),
+                    "--cluster-secret-file", str(secret)]
+            if i:
+                argv += ["--join", f"127.0.0.1:{ports[-1] + 2}"]   # through ANY member
+            log = open(tmp_path / f"n{i + 1}.log", "wb")
+            procs.append(subprocess.Popen(argv, stdout=log, stderr=log))
+            ports.append(p)
+            wait_until(lambda: _accepts(p), timeout=20, what=f"node {i + 1}")
+
+        def voters(p):
+            with HostRaw("127.0.0.1", p, 5) as r:
+                return len(as_map(r.cmd("CLUSTER.INFO"))["voters"])
+        wait_until(lambda: all(voters(p) == 3 for p in ports), timeout=30, what="3 voters")
+        with HostRaw("127.0.0.1", ports[2], 5) as r:
+            assert write_until_ok_raw(r, "SET", "hello", "cluster") == b"OK"
+        with HostRaw("127.0.0.1", ports[0], 5) as r:
+            assert r.cmd("GET", "hello") == b"cluster"
+    finally:
+        for p in procs:
+            p.terminate()
+        for p in procs:
+            p.wait(timeout=20)
+
+
+def _free(port):
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+            return True
+        except OSError:
+            return False
+
+
+def _accepts(port):
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+def write_until_ok_raw(r, *args):
+    def attempt():
+        reply = r.cmd(*args)
+        if isinstance(reply, RawError):
+            assert reply.startswith(("TRYAGAIN", "UNKNOWN")), reply
+            return None
+        return reply
+    return wait_until(attempt, timeout=20, interval=0.05, what=str(args))

@@ -28,7 +28,7 @@ constexpr char kServeUsage[] =
     "\n"
     "Flags (each also accepted as --flag=value):\n"
     "  --port N             client port, RESP2/RESP3 (default 7379)\n"
-    "  --http-port N        HTTP/dashboard port (default 7380; reserved)\n"
+    "  --http-port N        HTTP/dashboard port (default: --port + 1, i.e. 7380)\n"
     "  --bind ADDR          address to listen on (default 127.0.0.1)\n"
     "  --data DIR           data directory: log and snapshots (default ./distri-data)\n"
     "  --fsync always|off   always: acknowledge a write only after fsync (default);\n"
@@ -94,7 +94,7 @@ constexpr char kServeUsage[] =
     "                       the cluster secret (mode 0600, >= 32 bytes; never given on\n"
     "                       the command line). With it the node is a Raft cluster member\n"
     "                       and opens the cluster port; without it the node runs alone\n"
-    "  --cluster-port N     node-to-node port (default 7381)\n"
+    "  --cluster-port N     node-to-node port (default: --port + 2, i.e. 7381)\n"
     "  --join HOST:PORT[,HOST:PORT...]\n"
     "                       cluster addresses of any members: a new node joins their\n"
     "                       cluster, retrying until one answers. Without it a new node\n"
@@ -157,6 +157,9 @@ int Serve(const std::vector<std::string_view>& args) {
   s.max_clients = 10000;
   s.max_bulk = 512ull << 20;
   s.max_rooms = 1000000;
+  // The HTTP and cluster ports follow --port (+1, +2) unless given, so nodes on one
+  // machine need only distinct --port values (7379, 7479, 7579: 7380/7381, 7480/7481, ...).
+  bool port_given = false, http_port_given = false, cluster_port_given = false;
   for (size_t i = 0; i < args.size(); i++) {
     std::string_view arg = args[i];
     if (arg == "--help" || arg == "-h") {
@@ -177,6 +180,7 @@ int Serve(const std::vector<std::string_view>& args) {
     if (name == "port" || name == "http-port") {
       if (!number(65535)) return Fail("--" + std::string(name) + " must be a port number (0-65535)");
       (name == "port" ? s.port : s.http_port) = static_cast<int>(n);
+      (name == "port" ? port_given : http_port_given) = true;
     } else if (name == "bind") {
       s.bind = std::string(value);
     } else if (name == "data") {
@@ -255,6 +259,7 @@ int Serve(const std::vector<std::string_view>& args) {
     } else if (name == "cluster-port") {
       if (!number(65535)) return Fail("--cluster-port must be a port number (0-65535)");
       options.cluster.port = static_cast<int>(n);
+      cluster_port_given = true;
     } else if (name == "join") {
       for (std::string_view rest = value; !rest.empty();) {
         size_t comma = rest.find(',');
@@ -291,6 +296,10 @@ int Serve(const std::vector<std::string_view>& args) {
     } else {
       return Fail("unknown flag --" + std::string(name));
     }
+  }
+  if (port_given && s.port != 0) {
+    if (!http_port_given) s.http_port = s.port + 1 <= 65535 ? s.port + 1 : 0;
+    if (!cluster_port_given) options.cluster.port = s.port + 2 <= 65535 ? s.port + 2 : 0;
   }
   if (options.cluster.heartbeat_ticks >= options.cluster.election_ticks) {
     return Fail("--raft-heartbeat-ticks must be less than --raft-election-ticks");
