@@ -157,6 +157,9 @@ class LocalLog final : public Log {
   // the next Open. Idempotent.
   void Close() override;
 
+  // Where the snapshot of `index` is (or would be) kept.
+  std::string SnapshotFilePath(uint64_t index) const { return SnapshotPath(index); }
+
   // Blocks until the writer and snapshotter have nothing left to do. For
   // tests; the server never needs to wait.
   void WaitForBackgroundWork();

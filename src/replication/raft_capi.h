@@ -225,6 +225,11 @@ int distri_raft_tick(distri_raft_node* node);
  * for an unknown peer or from an old term is not an error raft cares about; undecodable bytes
  * are DISTRI_RAFT_ERR_INVALID_ARGUMENT. */
 int distri_raft_step(distri_raft_node* node, const uint8_t* data, size_t len);
+/* Reads a serialised MsgSnapshot without a node: the snapshot's index and its data (copied to
+ * out, at most cap bytes; *out_len is set to the data's length even when it does not fit, which
+ * is then DISTRI_RAFT_ERR_INVALID_ARGUMENT, as are bytes that are not a MsgSnapshot). */
+int distri_raft_message_snapshot(const uint8_t* data, size_t len, uint64_t* index, uint8_t* out,
+                                 size_t cap, size_t* out_len);
 /* Proposes an entry. `context` travels with the entry (distri_raft_entry.context), so the
  * proposer can recognise its own entry when it commits. DISTRI_RAFT_ERR_PROPOSAL_DROPPED when
  * no leader is known or leadership is being transferred: nothing was proposed. Success does

@@ -3,7 +3,13 @@
 
 #include "replication/raft_log.h"
 
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
 
 #include "base/endian.h"
 #include "base/failpoint.h"
@@ -95,10 +101,11 @@ Status RaftLog::Recover() {
   wal_options.segment_bytes = options_.segment_bytes;
   auto opened = log::LocalLog::Open(
       wal_options,
-      [&](uint64_t, std::string_view data) {
+      [&](uint64_t seq, std::string_view data) {
         std::string_view payload;
         DISTRI_RETURN_IF_ERROR(durable.ApplyCheckpoint(data, &payload));
         checkpoint_payload.assign(payload);
+        last_checkpoint_seq_ = seq;
         return Status::Ok();
       },
       [&](uint64_t seq, std::string_view record) {
@@ -112,8 +119,19 @@ Status RaftLog::Recover() {
 
   // The state machine: from the newest snapshot (one received from a leader, or the
   // checkpoint's), with the membership addresses it carries.
-  std::string_view payload =
-      durable.snapshot_from_record ? std::string_view(durable.snapshot_data) : checkpoint_payload;
+  std::string received;
+  if (durable.snapshot_from_record) {
+    auto loaded = SnapshotPayload(durable.snapshot_data);
+    if (!loaded.ok()) return loaded.status();
+    received = std::move(loaded).value();
+    uint64_t ref = 0, size = 0;
+    if (DecodeSnapshotRef(durable.snapshot_data, &ref, &size)) {
+      received_in_use_ = ref;
+      received_record_ = wal_proposed_;  // conservatively: the newest record
+    }
+  }
+  std::string_view payload = durable.snapshot_from_record ? std::string_view(received)
+                                                          : std::string_view(checkpoint_payload);
   if (!payload.empty()) {
     auto decoded = DecodePayload(payload);
     if (!decoded.ok()) return decoded.status();
@@ -374,6 +392,7 @@ void RaftLog::HandleReady(Ready ready) {
     auto seq = wal_->Propose(record);
     if (!seq.ok()) return Fatal(seq.status());
     wal_proposed_ = seq.value();
+    if (snap && received_record_ == UINT64_MAX) received_record_ = wal_proposed_;
   }
   slot.wal_seq = wal_proposed_;  // nothing of its own: durable with everything before it
 
@@ -399,15 +418,17 @@ void RaftLog::HandleReady(Ready ready) {
 
 void RaftLog::Send(const RaftMessage& m) {
   if (DISTRI_FAILPOINT("raft.send")) return;  // lost on the way, as a network may lose it
-  const bool sent = hooks_.send(m.to, m.type, m.bytes);
   if (m.type == kMsgSnapshot) {
-    // The transport cannot tell whether the follower got it; a queued snapshot counts as
-    // delivered (if it was not, the follower rejects the next append and raft sends again).
-    if (sent) snapshots_sent_++;
-    reports_.push_back({m.to, sent ? 1 : 2});
-  } else if (!sent) {
-    reports_.push_back({m.to, 0});
+    // The transport streams the checkpoint file the message refers to, then the message,
+    // and reports the outcome itself (ReportSnapshot), outside the Ready window.
+    if (hooks_.send_snapshot && hooks_.send_snapshot(m.to, m.bytes)) {
+      snapshots_sent_++;
+    } else {
+      reports_.push_back({m.to, 2});
+    }
+    return;
   }
+  if (!hooks_.send(m.to, m.type, m.bytes)) reports_.push_back({m.to, 0});
 }
 
 void RaftLog::FlushReports() {
@@ -426,13 +447,24 @@ void RaftLog::FlushReports() {
 // after it); it is made durable by the Ready's record like everything else.
 Status RaftLog::InstallSnapshot(const SnapshotView& snap) {
   MemberAddresses members;
-  if (!snap.data.empty()) {
-    auto decoded = DecodePayload(snap.data);
+  auto payload = SnapshotPayload(snap.data);
+  if (!payload.ok()) return payload.status();
+  if (!payload.value().empty()) {
+    auto decoded = DecodePayload(payload.value());
     if (!decoded.ok()) return decoded.status();
     DISTRI_RETURN_IF_ERROR(hooks_.load_state(decoded.value().state_index, decoded.value().state));
     members = decoded.value().members;
   } else {
     DISTRI_RETURN_IF_ERROR(hooks_.load_state(snap.index, {}));
+  }
+  uint64_t ref = 0, ref_size = 0;
+  if (DecodeSnapshotRef(snap.data, &ref, &ref_size)) {
+    // Its file stays until a checkpoint of ours covers the record that installs it.
+    if (received_in_use_ != 0 && received_in_use_ != ref) {
+      (void)::unlink(ReceivedSnapshotPath(received_in_use_).c_str());
+    }
+    received_in_use_ = ref;
+    received_record_ = UINT64_MAX;  // set once the record is proposed
   }
   for (auto& [id, address] : members) members_[id] = address;
   if (!options_.address.empty()) members_[options_.node_id] = options_.address;
@@ -456,6 +488,7 @@ Status RaftLog::InstallSnapshot(const SnapshotView& snap) {
 void RaftLog::ApplyConfChange(const RaftEntry& entry) {
   Status st = node_->ApplyConfChange(entry);
   if (!st.ok()) return Fatal(st);
+  conf_epoch_++;
   // The address travels with the change that adds a node; every node learns it here.
   if (entry.context.size() > 9 && entry.context[0] == kMemberContext) {
     members_[base::GetLe64(entry.context.data() + 1)] = std::string(entry.context.substr(9));
@@ -535,49 +568,109 @@ void RaftLog::PollProposals(const ProposalCommitFn& on_commit, const FailFn& on_
 }
 
 // Raft keeps its log in memory until compacted, and serves lagging followers from the
-// snapshot it keeps: compact when the log has grown, or when raft asked for a newer snapshot.
-// The snapshot is serialised here, on the loop (see docs/replication.md, "What falls short").
+// snapshot it keeps. Both come from checkpoints: when the log has grown, or raft asked for a
+// newer snapshot than the one kept, a checkpoint starts (a forked child writes it: the loop
+// pauses only for the fork); once it is durable, raft compacts up to it and keeps a
+// *reference* to its file as the snapshot (raft_wal.h), which the transport streams to a
+// follower in chunks.
 void RaftLog::MaybeCompact() {
   auto requested = node_->TakeSnapshotRequest();
   if (!requested.ok()) return Fatal(requested.status());
-  if (!requested.value() && bytes_since_compact_ < options_.compact_bytes) return;
+  if (requested.value()) need_snapshot_ = true;
+  FinishCheckpoint();
+  if (!need_snapshot_ && bytes_since_compact_ < options_.compact_bytes) return;
   if (DISTRI_FAILPOINT("raft.snapshot")) return;  // drop: no snapshot this time (raft asks again)
-  // The state serialised must be the state at the compaction index.
-  if (reported_applied_ == 0 || reported_applied_ != applied_) return;
-  std::string payload = EncodePayloadHeader(members_, hooks_.state_index());
-  Status st = hooks_.save_state([&](std::string_view bytes) {
-    payload.append(bytes);
-    return Status::Ok();
-  });
-  if (!st.ok()) {
-    LOG(ERROR) << "raft: cannot serialise the state for a snapshot: " << st.ToString();
-    return;
-  }
-  st = node_->Compact(reported_applied_, payload);
-  if (!st.ok()) {
-    LOG(ERROR) << "raft: compaction at " << reported_applied_ << " failed: " << st.ToString();
-    return;
-  }
-  bytes_since_compact_ = 0;
+  Status st = StartCheckpoint(hooks_.save_state);
+  if (!st.ok()) LOG(ERROR) << "raft: cannot start a checkpoint: " << st.ToString();
 }
 
 // A checkpoint: the state machine and Raft's metadata at the applied index, written by the
 // WAL's forked child; the WAL records it covers are then deleted.
 Status RaftLog::SaveSnapshot(uint64_t, const log::SnapshotProducer& produce) {
-  if (wal_durable_ == 0 || reported_applied_ == 0) return Status::Ok();
+  return StartCheckpoint(produce);
+}
+
+Status RaftLog::StartCheckpoint(const log::SnapshotProducer& produce) {
+  if (checkpoint_ || wal_->SnapshotBusy()) return Status::Ok();  // one at a time
+  // The state written must be the state at the checkpoint's index, and durable.
+  if (wal_durable_ == 0 || reported_applied_ == 0 || reported_applied_ != applied_) {
+    return Status::Ok();
+  }
+  if (wal_durable_ <= last_checkpoint_seq_) return Status::Ok();  // nothing new since the last
   auto voters = node_->Voters();
   auto learners = node_->Learners();
   if (!voters.ok()) return voters.status();
   if (!learners.ok()) return learners.status();
   SnapshotMeta meta{reported_applied_, applied_term_, voters.value(), learners.value()};
-  if (reported_applied_ != applied_) return Status::Ok();  // a snapshot install is not durable yet
   std::string header = EncodeCheckpointHeader(hard_state_, meta, tail_);
   header += EncodePayloadHeader(members_, hooks_.state_index());
-  return wal_->SaveSnapshot(wal_durable_, [header = std::move(header), &produce](
-                                              const log::SnapshotWriteFn& write) {
-    DISTRI_RETURN_IF_ERROR(write(header));
-    return produce(write);
-  });
+  const uint64_t failures = wal_->snapshot_failures();
+  DISTRI_RETURN_IF_ERROR(wal_->SaveSnapshot(
+      wal_durable_, [header = std::move(header), &produce](const log::SnapshotWriteFn& write) {
+        DISTRI_RETURN_IF_ERROR(write(header));
+        return produce(write);
+      }));
+  checkpoint_ = Checkpoint{wal_durable_, reported_applied_, conf_epoch_, failures};
+  return Status::Ok();
+}
+
+void RaftLog::FinishCheckpoint() {
+  if (!checkpoint_ || wal_->snapshot_running()) return;
+  const Checkpoint c = *checkpoint_;
+  checkpoint_.reset();
+  if (wal_->snapshot_failures() != c.failures) return;  // the WAL logged why; retried later
+  last_checkpoint_seq_ = c.seq;
+  const std::string path = wal_->SnapshotFilePath(c.seq);
+  struct stat st;
+  if (::stat(path.c_str(), &st) != 0) return;
+  if (c.conf_epoch != conf_epoch_) {
+    // The membership changed while it was written: raft would describe it with the new one.
+    return;
+  }
+  Status s = node_->Compact(c.index, EncodeSnapshotRef(c.seq, static_cast<uint64_t>(st.st_size)));
+  if (!s.ok()) {
+    LOG(ERROR) << "raft: compaction at " << c.index << " failed: " << s.ToString();
+    return;
+  }
+  need_snapshot_ = false;
+  bytes_since_compact_ = 0;
+  // A snapshot received from a leader is covered by this checkpoint once its record is.
+  if (received_in_use_ != 0 && received_record_ <= c.seq) {
+    (void)::unlink(ReceivedSnapshotPath(received_in_use_).c_str());
+    received_in_use_ = 0;
+  }
+}
+
+std::string RaftLog::CheckpointPath(uint64_t id) const { return wal_->SnapshotFilePath(id); }
+
+std::string RaftLog::ReceivedSnapshotPath(uint64_t id) const {
+  char name[48];
+  std::snprintf(name, sizeof name, "/received-%020llu.snap", static_cast<unsigned long long>(id));
+  return options_.dir + name;
+}
+
+// The snapshot payload a snapshot's data stands for: empty (the bootstrap snapshot), a
+// reference to a checkpoint file received from the leader, or (from an older node) the
+// payload itself.
+Result<std::string> RaftLog::SnapshotPayload(std::string_view data) const {
+  uint64_t id = 0, size = 0;
+  if (data.empty()) return std::string();
+  if (!DecodeSnapshotRef(data, &id, &size)) return std::string(data);
+  const std::string path = ReceivedSnapshotPath(id);
+  std::string bytes;
+  {
+    FILE* f = std::fopen(path.c_str(), "rb");
+    if (f == nullptr) {
+      return Status::IOError("snapshot file " + path + " is missing: " + std::strerror(errno));
+    }
+    bytes.resize(size);
+    const size_t got = std::fread(bytes.data(), 1, size, f);
+    std::fclose(f);
+    if (got != size) return Status::Corruption(path + " is shorter than its snapshot says");
+  }
+  auto payload = CheckpointFilePayload(bytes, path, id);
+  if (!payload.ok()) return payload.status();
+  return std::string(payload.value());
 }
 
 }  // namespace distri::replication

@@ -84,6 +84,10 @@ struct RaftLogHooks {
   std::function<void()> on_members;
   // Leader or role changed.
   std::function<void()> on_role;
+  // Sends a MsgSnapshot: streams the checkpoint file its data refers to, then the message,
+  // and reports the outcome with RaftLog::ReportSnapshot later (never from inside this call).
+  // False: could not start (the snapshot is reported failed at once).
+  std::function<bool(uint64_t to, std::string_view message)> send_snapshot;
   // A read point for ReadIndex(ctx): reads may run once the applied index reaches `index`.
   std::function<void(uint64_t ctx, uint64_t index)> on_read_index;
 };
@@ -145,6 +149,11 @@ class RaftLog final : public log::Log {
   void ReportUnreachable(uint64_t id);
   void ReportSnapshot(uint64_t id, bool delivered);
 
+  // Where checkpoint `id` is kept (what a snapshot reference names), and where a snapshot
+  // received from the leader must be put before its MsgSnapshot is stepped.
+  std::string CheckpointPath(uint64_t id) const;
+  std::string ReceivedSnapshotPath(uint64_t id) const;
+
   uint64_t id() const { return options_.node_id; }
   uint64_t leader_id() const { return leader_id_; }
   bool is_leader() const { return role_ == Role::kLeader; }
@@ -188,6 +197,10 @@ class RaftLog final : public log::Log {
   void OnDurable(uint64_t wal_seq);
   void ApplyConfChange(const RaftEntry& entry);
   void MaybeCompact();
+  Status StartCheckpoint(const log::SnapshotProducer& produce);
+  // A checkpoint finished: raft compacts to it and keeps a reference to it.
+  void FinishCheckpoint();
+  Result<std::string> SnapshotPayload(std::string_view data) const;
   void Fatal(const Status& why);
   void Send(const RaftMessage& m);
   // Tells raft what Send found, outside the TakeReady..Advance window.
@@ -219,6 +232,18 @@ class RaftLog final : public log::Log {
   uint64_t reported_applied_ = 0;
   uint64_t hold_applied_at_ = 0;  // a snapshot not yet durable: report applied only below it
   uint64_t bytes_since_compact_ = 0;
+  struct Checkpoint {
+    uint64_t seq;         // its WAL record id (the file's name)
+    uint64_t index;       // the raft index it holds the state of
+    uint64_t conf_epoch;  // conf_epoch_ when it started
+    uint64_t failures;    // the WAL's snapshot failures when it started
+  };
+  std::optional<Checkpoint> checkpoint_;  // being written
+  uint64_t last_checkpoint_seq_ = 0;
+  bool need_snapshot_ = false;    // raft asked for a newer snapshot
+  uint64_t conf_epoch_ = 0;       // membership changes applied
+  uint64_t received_in_use_ = 0;  // the received snapshot file the durable state needs
+  uint64_t received_record_ = 0;  // the WAL record that installs it
   HardState hard_state_{0, 0, 0};
   uint64_t leader_id_ = 0;
   Role role_ = Role::kFollower;

@@ -302,6 +302,20 @@ Result<std::vector<uint64_t>> RaftNode::Members(bool learners) {
 
 Result<std::vector<uint64_t>> RaftNode::Voters() { return Members(false); }
 
+Result<std::pair<uint64_t, std::string>> RaftNode::SnapshotOf(std::string_view message,
+                                                              size_t max_data) {
+  uint64_t index = 0;
+  size_t len = 0;
+  std::string data(max_data, '\0');
+  const int rc = distri_raft_message_snapshot(reinterpret_cast<const uint8_t*>(message.data()),
+                                              message.size(), &index,
+                                              reinterpret_cast<uint8_t*>(data.data()),
+                                              data.size(), &len);
+  if (rc != 0) return Status::InvalidArgument("not a raft snapshot message of a known size");
+  data.resize(len);
+  return std::make_pair(index, std::move(data));
+}
+
 Result<std::vector<std::pair<uint64_t, uint64_t>>> RaftNode::Progress() {
   size_t len = 0;
   DISTRI_RETURN_IF_ERROR(Check(distri_raft_node_progress(node_, nullptr, nullptr, 0, &len)));

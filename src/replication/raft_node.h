@@ -186,6 +186,10 @@ class Ready {
 class RaftNode {
  public:
   static Result<std::unique_ptr<RaftNode>> Create(const RaftConfig& config);
+  // The index and data of a serialised MsgSnapshot (the transport looks before stepping it);
+  // kInvalidArgument for other bytes or data over max_data bytes.
+  static Result<std::pair<uint64_t, std::string>> SnapshotOf(std::string_view message,
+                                                             size_t max_data = 4096);
   // Rebuilds a member from durable state after a restart (distri_raft_node_restore).
   // config.applied is what the state machine has applied: the snapshot's data plus the entries
   // up to it; committed entries after it come out of the next Readies. The node holds no

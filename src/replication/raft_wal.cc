@@ -5,6 +5,7 @@
 #include <algorithm>
 
 #include "base/endian.h"
+#include "log/snapshot_file.h"
 
 namespace distri::replication {
 
@@ -15,6 +16,7 @@ constexpr uint8_t kHasHardState = 1;
 constexpr uint8_t kHasSnapshot = 2;
 constexpr std::string_view kCheckpointMagic = "DRCP";
 constexpr std::string_view kPayloadMagic = "DRSP";
+constexpr std::string_view kRefMagic = "DRSR";
 constexpr uint8_t kVersion = 1;
 
 void AppendIds(std::string* out, const std::vector<uint64_t>& ids) {
@@ -247,6 +249,32 @@ Result<DecodedPayload> DecodePayload(std::string_view bytes) {
   if (!r.ok()) return Status::Corruption("truncated snapshot payload");
   out.state = r.rest();
   return out;
+}
+
+std::string EncodeSnapshotRef(uint64_t checkpoint, uint64_t size) {
+  std::string out(kRefMagic);
+  out.push_back(static_cast<char>(kVersion));
+  base::AppendLe64(&out, checkpoint);
+  base::AppendLe64(&out, size);
+  return out;
+}
+
+bool DecodeSnapshotRef(std::string_view data, uint64_t* checkpoint, uint64_t* size) {
+  Reader r(data);
+  if (r.Bytes(4) != kRefMagic || r.U8() != kVersion) return false;
+  *checkpoint = r.U64();
+  *size = r.U64();
+  return r.ok() && r.done();
+}
+
+Result<std::string_view> CheckpointFilePayload(std::string_view file, const std::string& path,
+                                               uint64_t id) {
+  auto contents = log::ParseSnapshotFile(file, path, id);
+  if (!contents.ok()) return contents.status();
+  RaftDurableState scratch;
+  std::string_view payload;
+  DISTRI_RETURN_IF_ERROR(scratch.ApplyCheckpoint(contents.value().payload, &payload));
+  return payload;
 }
 
 }  // namespace distri::replication

@@ -96,6 +96,17 @@ struct DecodedPayload {
 };
 Result<DecodedPayload> DecodePayload(std::string_view bytes);
 
+// The data of the snapshots Raft keeps and sends is a *reference* to a checkpoint file, not
+// the state itself: the transport streams the file in chunks beside Raft (server/cluster.h),
+// so no giant message or buffer exists.
+//   reference = "DRSR" | version u8 (1) | checkpoint id u64 (its WAL record id) | size u64
+std::string EncodeSnapshotRef(uint64_t checkpoint, uint64_t size);
+bool DecodeSnapshotRef(std::string_view data, uint64_t* checkpoint, uint64_t* size);
+// The snapshot payload inside a checkpoint file's bytes (log/snapshot_file.h framing, then a
+// checkpoint); `id` is the checkpoint id its name carries. Corruption names `path`.
+Result<std::string_view> CheckpointFilePayload(std::string_view file, const std::string& path,
+                                               uint64_t id);
+
 }  // namespace distri::replication
 
 #endif  // DISTRI_REPLICATION_RAFT_WAL_H_

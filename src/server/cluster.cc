@@ -4,6 +4,7 @@
 #include "server/cluster.h"
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <openssl/rand.h>
 #include <unistd.h>
 
@@ -133,6 +134,17 @@ Status ClusterNode::Start(replication::RaftLog* raft) {
 void ClusterNode::Close() {
   if (closed_) return;
   closed_ = true;
+  for (auto& [to, t] : transfers_) ::close(t.fd);
+  transfers_.clear();
+  for (auto it = incoming_.begin(); it != incoming_.end(); it = incoming_.begin()) {
+    DropIncoming(it->first);
+  }
+  if (pump_timer_ != nullptr) {
+    uv_timer_stop(pump_timer_);
+    uv_close(reinterpret_cast<uv_handle_t*>(pump_timer_),
+             [](uv_handle_t* h) { delete reinterpret_cast<uv_timer_t*>(h); });
+    pump_timer_ = nullptr;
+  }
   if (timer_ != nullptr) {
     uv_timer_stop(timer_);
     uv_close(reinterpret_cast<uv_handle_t*>(timer_),
@@ -145,6 +157,177 @@ void ClusterNode::Close() {
 bool ClusterNode::SendRaft(uint64_t to, std::string_view message) {
   if (closed_) return false;
   return transport_->Send(to, kFrameRaft, message);
+}
+
+// ---------------------------------------------------------------------------
+// Snapshots beside Raft: the leader streams the checkpoint file a MsgSnapshot refers to in
+// chunks, at most kSnapshotWindow queued on the link at a time, then the message. The
+// follower writes the chunks to a temp file, makes it durable under its final name, and steps
+// the message only if that file is complete (otherwise it drops it and raft sends again).
+
+bool ClusterNode::SendSnapshot(uint64_t to, std::string_view message) {
+  if (closed_) return false;
+  auto snap = replication::RaftNode::SnapshotOf(message);
+  if (!snap.ok()) return false;
+  SnapshotOut t;
+  t.message = std::string(message);
+  if (!snap.value().second.empty()) {
+    uint64_t id = 0, size = 0;
+    if (!replication::DecodeSnapshotRef(snap.value().second, &id, &size)) return false;
+    const std::string path = raft_->CheckpointPath(id);
+    t.fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    struct stat st;
+    if (t.fd < 0 || ::fstat(t.fd, &st) != 0 || static_cast<uint64_t>(st.st_size) != size) {
+      LOG(WARNING) << "cluster: cannot send snapshot " << path << " to node " << to << ": "
+                   << (t.fd < 0 ? std::strerror(errno) : "size differs");
+      if (t.fd >= 0) ::close(t.fd);
+      return false;
+    }
+    t.id = id;
+    t.size = size;
+  }
+  if (auto old = transfers_.find(to); old != transfers_.end()) {
+    if (old->second.fd >= 0) ::close(old->second.fd);
+    transfers_.erase(old);
+  }
+  LOG(INFO) << "cluster: sending snapshot " << t.id << " (" << t.size << " bytes) to node "
+            << to;
+  transfers_.emplace(to, std::move(t));
+  if (pump_timer_ == nullptr) {
+    pump_timer_ = new uv_timer_t;
+    uv_timer_init(loop_, pump_timer_);
+    pump_timer_->data = this;
+  }
+  // The pump runs from the timer: never inside raft's Ready window, where this is called.
+  uv_timer_start(pump_timer_, OnPumpTimer, 0, 5);
+  return true;
+}
+
+void ClusterNode::OnPumpTimer(uv_timer_t* timer) {
+  static_cast<ClusterNode*>(timer->data)->PumpSnapshots();
+}
+
+void ClusterNode::PumpSnapshots() {
+  std::vector<std::pair<uint64_t, bool>> done;
+  std::string frame;
+  for (auto& [to, t] : transfers_) {
+    if (!transport_->Connected(to)) {
+      done.push_back({to, false});
+      continue;
+    }
+    bool failed = false;
+    while (t.offset < t.size && transport_->QueuedBytes(to) < kSnapshotWindow) {
+      const uint64_t n = std::min(kSnapshotChunk, t.size - t.offset);
+      frame.clear();
+      base::AppendLe64(&frame, t.id);
+      base::AppendLe64(&frame, t.size);
+      base::AppendLe64(&frame, t.offset);
+      const size_t head = frame.size();
+      frame.resize(head + n);
+      const ssize_t got = ::pread(t.fd, frame.data() + head, n, static_cast<off_t>(t.offset));
+      if (got != static_cast<ssize_t>(n) || !transport_->Send(to, kFrameSnapshotChunk, frame)) {
+        failed = true;
+        break;
+      }
+      t.offset += n;
+    }
+    if (failed) {
+      done.push_back({to, false});
+    } else if (t.offset == t.size) {
+      done.push_back({to, transport_->Send(to, kFrameSnapshot, t.message)});
+    }
+  }
+  for (auto [to, delivered] : done) EndTransfer(to, delivered);
+  if (transfers_.empty() && pump_timer_ != nullptr) uv_timer_stop(pump_timer_);
+}
+
+void ClusterNode::EndTransfer(uint64_t to, bool delivered) {
+  auto it = transfers_.find(to);
+  if (it == transfers_.end()) return;
+  if (it->second.fd >= 0) ::close(it->second.fd);
+  LOG(INFO) << "cluster: snapshot " << it->second.id << " to node " << to
+            << (delivered ? " sent" : " failed (raft will retry)");
+  transfers_.erase(it);
+  // Queued counts as delivered: if the follower did not get it, it rejects the next append
+  // and raft sends a snapshot again.
+  raft_->ReportSnapshot(to, delivered);
+}
+
+void ClusterNode::DropIncoming(uint64_t peer) {
+  auto it = incoming_.find(peer);
+  if (it == incoming_.end()) return;
+  ::close(it->second.fd);
+  (void)::unlink(it->second.temp_path.c_str());
+  incoming_.erase(it);
+}
+
+void ClusterNode::HandleSnapshotChunk(uint64_t peer, std::string_view payload) {
+  if (payload.size() < 24) return;
+  const uint64_t id = base::GetLe64(payload.data());
+  const uint64_t size = base::GetLe64(payload.data() + 8);
+  const uint64_t offset = base::GetLe64(payload.data() + 16);
+  std::string_view bytes = payload.substr(24);
+  if (size > kMaxSnapshotBytes || offset + bytes.size() > size) return DropIncoming(peer);
+  auto it = incoming_.find(peer);
+  if (offset == 0) {
+    DropIncoming(peer);  // a new transfer replaces an unfinished one
+    SnapshotIn in;
+    in.id = id;
+    in.size = size;
+    in.temp_path = raft_->ReceivedSnapshotPath(id) + "." + std::to_string(peer) + ".tmp";
+    in.fd = ::open(in.temp_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (in.fd < 0) {
+      LOG(ERROR) << "cluster: cannot write " << in.temp_path << ": " << std::strerror(errno);
+      return;
+    }
+    it = incoming_.emplace(peer, std::move(in)).first;
+  }
+  if (it == incoming_.end() || it->second.id != id || it->second.size != size ||
+      it->second.offset != offset) {
+    return DropIncoming(peer);  // out of order: the sender starts again
+  }
+  SnapshotIn& in = it->second;
+  if (::pwrite(in.fd, bytes.data(), bytes.size(), static_cast<off_t>(offset)) !=
+      static_cast<ssize_t>(bytes.size())) {
+    LOG(ERROR) << "cluster: cannot write " << in.temp_path << ": " << std::strerror(errno);
+    return DropIncoming(peer);
+  }
+  in.offset += bytes.size();
+  if (in.offset < in.size) return;
+  // Complete: durable under its final name before raft may rely on it.
+  const std::string path = raft_->ReceivedSnapshotPath(id);
+  const bool ok = ::fsync(in.fd) == 0 && ::rename(in.temp_path.c_str(), path.c_str()) == 0;
+  ::close(in.fd);
+  incoming_.erase(it);
+  if (!ok) {
+    LOG(ERROR) << "cluster: cannot keep received snapshot " << path << ": " << std::strerror(errno);
+    return;
+  }
+  const std::string dir = path.substr(0, path.rfind('/'));
+  if (int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC); dfd >= 0) {
+    (void)::fsync(dfd);
+    ::close(dfd);
+  }
+  LOG(INFO) << "cluster: received snapshot " << id << " (" << size << " bytes) from node "
+            << peer;
+}
+
+void ClusterNode::HandleSnapshotMessage(uint64_t peer, std::string_view message) {
+  auto snap = replication::RaftNode::SnapshotOf(message);
+  if (!snap.ok()) return;
+  uint64_t id = 0, size = 0;
+  if (!snap.value().second.empty()) {
+    if (!replication::DecodeSnapshotRef(snap.value().second, &id, &size)) return;
+    struct stat st;
+    const std::string path = raft_->ReceivedSnapshotPath(id);
+    if (::stat(path.c_str(), &st) != 0 || static_cast<uint64_t>(st.st_size) != size) {
+      LOG(WARNING) << "cluster: snapshot " << id << " from node " << peer
+                   << " is not complete here; dropped (raft will send it again)";
+      return;
+    }
+  }
+  Status st = raft_->Step(message);
+  if (!st.ok()) LOG(DEBUG) << "cluster: snapshot message from " << peer << ": " << st.ToString();
 }
 
 bool ClusterNode::Forward(uint64_t leader, uint64_t proposal, std::string_view entry) {
@@ -239,6 +422,10 @@ void ClusterNode::OnFrame(uint64_t peer, uint8_t type, std::string_view payload)
       if (!st.ok()) LOG(DEBUG) << "cluster: raft message from " << peer << ": " << st.ToString();
       return;
     }
+    case kFrameSnapshot:
+      return HandleSnapshotMessage(peer, payload);
+    case kFrameSnapshotChunk:
+      return HandleSnapshotChunk(peer, payload);
     case kFrameForward:
       return HandleForward(peer, payload);
     case kFrameForwardAck:
@@ -518,6 +705,9 @@ Result<std::unique_ptr<replication::RaftLog>> Server::OpenRaftLog(const ClusterI
   replication::RaftLogHooks hooks;
   hooks.send = [this](uint64_t to, int32_t, std::string_view message) {
     return cluster_ != nullptr && cluster_->SendRaft(to, message);
+  };
+  hooks.send_snapshot = [this](uint64_t to, std::string_view message) {
+    return cluster_ != nullptr && cluster_->SendSnapshot(to, message);
   };
   hooks.load_state = [this](uint64_t index, std::string_view state) {
     return LoadState(index, state);

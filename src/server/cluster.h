@@ -62,7 +62,14 @@ class ClusterNode final : public cluster::TransportHandler, public commands::Clu
     kFrameJoin = 4,
     kFramePromote = 5,
     kFrameAdmin = 6,
+    kFrameSnapshot = 7,       // a raft MsgSnapshot, stepped only once its file is complete
+    kFrameSnapshotChunk = 8,  // checkpoint id u64 | size u64 | offset u64 | bytes
   };
+  // A snapshot transfer keeps at most this much queued on the link (flow control).
+  static constexpr uint64_t kSnapshotWindow = 8ull << 20;
+  static constexpr uint64_t kSnapshotChunk = 1ull << 20;
+  // The largest snapshot file accepted from a peer.
+  static constexpr uint64_t kMaxSnapshotBytes = 64ull << 30;
 
   ClusterNode(Server* server, uv_loop_t* loop, const ClusterOptions& options,
               std::shared_ptr<const cluster::ClusterSecret> secret, ClusterIdentity identity,
@@ -76,6 +83,8 @@ class ClusterNode final : public cluster::TransportHandler, public commands::Clu
 
   // RaftLogHooks::send. False when the message could not be queued (no link, queue full).
   bool SendRaft(uint64_t to, std::string_view message);
+  // RaftLogHooks::send_snapshot: streams the checkpoint the message refers to, then sends it.
+  bool SendSnapshot(uint64_t to, std::string_view message);
   // Sends a write to the leader. False if there is no link to it.
   bool Forward(uint64_t leader, uint64_t proposal, std::string_view entry);
   // The membership changed: keep a link to every member.
@@ -112,7 +121,26 @@ class ClusterNode final : public cluster::TransportHandler, public commands::Clu
   std::string_view RoleName() const;
 
  private:
+  // An outgoing snapshot: its file is read and sent in chunks as the link drains.
+  struct SnapshotOut {
+    int fd = -1;
+    uint64_t id = 0, size = 0, offset = 0;
+    std::string message;  // the MsgSnapshot, sent after the last chunk
+  };
+  // An incoming one, written to a temp file until complete.
+  struct SnapshotIn {
+    int fd = -1;
+    uint64_t id = 0, size = 0, offset = 0;
+    std::string temp_path;
+  };
   static void OnTimer(uv_timer_t* timer);
+  static void OnPumpTimer(uv_timer_t* timer);
+  // Sends what the links can take of every transfer; reports finished ones to raft.
+  void PumpSnapshots();
+  void EndTransfer(uint64_t to, bool delivered);
+  void HandleSnapshotChunk(uint64_t peer, std::string_view payload);
+  void HandleSnapshotMessage(uint64_t peer, std::string_view message);
+  void DropIncoming(uint64_t peer);
   // Once a second: a joining node asks again; a caught-up learner asks to be promoted.
   void Tick();
   void SendJoin(uint64_t peer);
@@ -132,6 +160,9 @@ class ClusterNode final : public cluster::TransportHandler, public commands::Clu
   uv_timer_t* timer_ = nullptr;
   std::set<uint64_t> peers_;  // ids given to transport_->SetPeer
   std::map<uint64_t, uint64_t> unacked_;  // forwarded proposal -> the leader it went to
+  std::map<uint64_t, SnapshotOut> transfers_;  // by destination node
+  std::map<uint64_t, SnapshotIn> incoming_;   // by source node
+  uv_timer_t* pump_timer_ = nullptr;
   bool closed_ = false;
 };
 

@@ -34,7 +34,7 @@ use std::slice;
 use protobuf::Message as PbMessage;
 use raft::eraftpb::{
     ConfChange, ConfChangeSingle, ConfChangeType, ConfChangeV2, ConfState, EntryType, HardState,
-    Message, Snapshot,
+    Message, MessageType, Snapshot,
 };
 use raft::storage::MemStorage;
 use raft::{Config, RawNode, ReadOnlyOption, SnapshotStatus, StateRole, Storage};
@@ -393,6 +393,47 @@ pub unsafe extern "C" fn distri_raft_step(
         })?;
         n.raw.step(msg).map_err(raft_err)
     })
+}
+
+/// # Safety
+/// See raft_capi.h.
+#[no_mangle]
+pub unsafe extern "C" fn distri_raft_message_snapshot(
+    data: *const u8,
+    len: usize,
+    index: *mut u64,
+    out: *mut u8,
+    cap: usize,
+    out_len: *mut usize,
+) -> i32 {
+    if index.is_null() || out_len.is_null() || (cap != 0 && out.is_null()) {
+        return ERR_INVALID_ARGUMENT;
+    }
+    let outcome = catch_unwind(AssertUnwindSafe(|| -> i32 {
+        let bytes = match bytes_in(data, len) {
+            Ok(b) => b,
+            Err((code, _)) => return code,
+        };
+        let msg = match Message::parse_from_bytes(bytes) {
+            Ok(m) => m,
+            Err(_) => return ERR_INVALID_ARGUMENT,
+        };
+        if msg.get_msg_type() != MessageType::MsgSnapshot {
+            return ERR_INVALID_ARGUMENT;
+        }
+        let snap = msg.get_snapshot();
+        let snap_data = snap.get_data();
+        *index = snap.get_metadata().index;
+        *out_len = snap_data.len();
+        if snap_data.len() > cap {
+            return ERR_INVALID_ARGUMENT;
+        }
+        if !snap_data.is_empty() {
+            ptr::copy_nonoverlapping(snap_data.as_ptr(), out, snap_data.len());
+        }
+        OK
+    }));
+    outcome.unwrap_or(ERR_PANIC)
 }
 
 /// # Safety
