@@ -26,10 +26,10 @@ from pathlib import Path
 
 import pytest
 
-from cluster_util import Cluster, Network, binary_supports_cluster, node_host
+from cluster_util import Cluster, HostRaw, Network, binary_supports_cluster, node_host
 from conftest import REPO, _STATE, distri_bin
 from faults.run import FaultRun, run_checker
-from faults.workload import count_lost_writes, count_stale_reads
+from faults.workload import Client, History, count_lost_writes, count_stale_reads, final_reads
 
 pytestmark = pytest.mark.distri
 
@@ -216,6 +216,44 @@ def test_cluster_harness_isolates_the_leader_and_heals(_base_tmp):
             c.wait_for(read, 30, f"{n} to read the write made during the isolation")
     finally:
         assert c.teardown() == []
+
+
+def test_checks_catch_stale_local_reads_from_an_isolated_leader(_base_tmp, checker):
+    """With a cluster binary: reads that opted into CLIENT READMODE local on a leader cut off
+    from the others return the value a new leader has already replaced, and the checker and
+    the stale-read count must both say so (real nodes, real partition, recorded history)."""
+    if not binary_supports_cluster(distri_bin()):
+        pytest.skip(f"{distri_bin()} cannot form a cluster (no --cluster-port)")
+    c = Cluster(_base_tmp / "stale", size=3)
+    history = History()
+    try:
+        c.start()
+        old = c.leader()
+        local = Client(0, c, None, history, threading.Event(), 0, 10.0)
+        local.conn = HostRaw(old.host, old.port, 10.0)
+        if local.conn.cmd("CLIENT", "READMODE", "local") != b"OK":
+            pytest.skip("this build has no CLIENT READMODE local")
+        assert local.do("set", "k", ["v1"])["output"] == "OK"
+        c.net.isolate(old)
+        rest = [n for n in c.nodes if n is not old]
+        new = c.wait_for(lambda: c.leader_of(rest), 30, "a leader among the other two")
+        writer = Client(1, c, None, history, threading.Event(), 0, 10.0)
+        writer.conn = HostRaw(new.host, new.port, 10.0)
+        c.wait_for(lambda: writer.do("set", "k", ["v2"])["output"] == "OK", 30,
+                   "the new leader to acknowledge a write")
+        assert local.do("get", "k", [])["output"] == "v1"     # stale, as local mode allows
+        c.net.heal()
+        c.wait_for(lambda: c.leader_of() is not None and c.all_voters(), 30, "healed")
+        for client in (local, writer):
+            client.conn.close()
+        assert final_reads(c, history, 2, ["k"]) == {"k": "v2"}
+        path = c.workdir / "history.jsonl"
+        history.write(path)
+        code, verdict = run_checker(checker, path, c.workdir)
+    finally:
+        assert c.teardown() == []
+    assert code == 1 and not verdict["linearizable"], verdict
+    assert [r["output"] for r in count_stale_reads(history.ops)] == ["v1"]
 
 
 def _echo_server(host):
