@@ -17,8 +17,10 @@ which node they come from.
 Links: each node advertises (--advertise) the address of its own proxy, a userspace TCP
 relay in front of its cluster port, and nodes join through proxy addresses too, so every
 byte between two nodes goes through the proxy of the node that accepted the connection.
-The proxy knows the source node from the peer address and the destination from which proxy
-it is. Cutting the link (a, b) resets the connections between them and leaves new ones
+The proxy knows the destination from which proxy it is, and the source node from the peer
+address (a node dials from its --bind address) or, when a connection comes from elsewhere,
+from the node id in the first bytes of the link's handshake (HELLO), mapped to a node with
+CLUSTER.INFO. Cutting the link (a, b) resets the connections between them and leaves new ones
 hanging (accepted, never answered) until the link heals: the peers see both a reset and a
 silent network, as in a real partition.
 
@@ -44,6 +46,7 @@ import conftest
 from conftest import Raw, RawError, SANITIZER_MARKERS, wait_until
 
 START_TIMEOUT = float(os.environ.get("DISTRI_START_TIMEOUT", "20"))
+HELLO_NODE_ID_END = 24              # header (8) + cluster id (8) + node id (8)
 STOP_TIMEOUT = float(os.environ.get("DISTRI_STOP_TIMEOUT", "15"))
 
 
@@ -349,28 +352,52 @@ class LinkProxy:
                 down, addr = self.listener.accept()
             except OSError:
                 return
-            src = self.net.source_of(addr[0])
-            if self.net.blocked(src, self.index) or self.target is None:
-                self.refused += 1
-                self._hold(src, down)
-                continue
+            threading.Thread(target=self._setup, args=(down, addr[0]), daemon=True).start()
+
+    def _setup(self, down, peer_ip):
+        """Finds the source node of a new connection, then relays it or holds it."""
+        src = self.net.source_of(peer_ip)
+        first = b""
+        if src is None:
+            # Not from a node's own address: read the handshake's HELLO far enough to see
+            # the initiator's node id (docs/replication.md, "Messages": an 8-byte header,
+            # then cluster id and node id, u64 little-endian), and forward it afterwards.
             try:
-                up = socket.create_connection(self.target, timeout=2.0)
-                up.settimeout(None)
+                down.settimeout(5.0)
+                while len(first) < HELLO_NODE_ID_END:
+                    chunk = down.recv(HELLO_NODE_ID_END - len(first))
+                    if not chunk:
+                        break
+                    first += chunk
+                down.settimeout(None)
             except OSError:
-                _close(down)        # the node is down: the peer sees a reset, as it would
-                continue
-            for s in (up, down):
-                s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            entry = (src, down, up)
-            with self.lock:
-                if self.closed:
-                    _close(up), _close(down)
-                    return
-                self.conns.append(entry)
-            self.relayed += 1
-            threading.Thread(target=self._pump, args=(entry, down, up), daemon=True).start()
-            threading.Thread(target=self._pump, args=(entry, up, down), daemon=True).start()
+                _close(down)
+                return
+            if len(first) == HELLO_NODE_ID_END and first[:4] == b"DSCL":
+                src = self.net.resolve(int.from_bytes(first[16:24], "little"))
+        if self.net.blocked(src, self.index) or self.target is None:
+            self.refused += 1
+            self._hold(src, down)
+            return
+        try:
+            up = socket.create_connection(self.target, timeout=2.0)
+            up.settimeout(None)
+            if first:
+                up.sendall(first)
+        except OSError:
+            _close(down)            # the node is down: the peer sees a reset, as it would
+            return
+        for s in (up, down):
+            s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        entry = (src, down, up)
+        with self.lock:
+            if self.closed:
+                _close(up), _close(down)
+                return
+            self.conns.append(entry)
+        self.relayed += 1
+        threading.Thread(target=self._pump, args=(entry, down, up), daemon=True).start()
+        threading.Thread(target=self._pump, args=(entry, up, down), daemon=True).start()
 
     def _hold(self, src, down):
         """A connection over a cut link: accepted, never answered, closed when the link heals."""
@@ -428,6 +455,7 @@ class Network:
 
     def __init__(self):
         self.proxies = {}
+        self.resolver = None        # node id -> node index
         self.cut_links = set()
         self.lock = threading.Lock()
         self.cuts_made = 0
@@ -441,7 +469,12 @@ class Network:
         for index, p in self.proxies.items():
             if p.host == ip:
                 return index
-        return None                 # not a node (a test's own connection): never cut
+        return None                 # not a node's own address: see LinkProxy._setup
+
+    def resolve(self, node_id):
+        """The node index of a Raft node id (from its handshake); None if unknown, and a
+        connection from an unknown node is never cut. The Cluster sets the resolver."""
+        return self.resolver(node_id) if self.resolver is not None else None
 
     def blocked(self, src, dst):
         with self.lock:
@@ -516,6 +549,9 @@ class Cluster:
             with os.fdopen(fd, "w") as f:
                 f.write(secrets.token_hex(32) + "\n")   # 64 bytes, mode 0600
         self.nodes = []
+        self.ids = {}               # Raft node id -> ClusterNode, learnt from CLUSTER.INFO
+        self.ids_lock = threading.Lock()
+        self.net.resolver = self._index_of_node_id
         for i in range(1, size + 1):
             self.add_node()
 
@@ -544,14 +580,27 @@ class Cluster:
     def running(self):
         return [n for n in self.nodes if n.alive()]
 
-    def infos(self, nodes=None):
+    def infos(self, nodes=None, timeout=2.0):
+        """CLUSTER.INFO of each running, unpaused node that answers."""
         out = {}
         for n in nodes or self.running():
             if n.alive() and not n.paused:
-                info = n.cluster_info()
+                info = n.cluster_info(timeout)
                 if info is not None:
                     out[n] = info
+                    with self.ids_lock:
+                        self.ids[int(info["node_id"])] = n
         return out
+
+    def _index_of_node_id(self, node_id):
+        """For the proxies: which node a Raft id is (asks the nodes when it is new)."""
+        with self.ids_lock:
+            n = self.ids.get(node_id)
+        if n is None:
+            self.infos(timeout=1.0)
+            with self.ids_lock:
+                n = self.ids.get(node_id)
+        return n.index if n is not None else None
 
     def node_by_id(self, node_id, nodes=None):
         for n, info in self.infos(nodes).items():

@@ -18,22 +18,18 @@ test's directory under /tmp/distri-tests-* when a test fails. See docs/replicati
 import json
 import os
 import random
-import resource
 import shutil
 import socket
 import subprocess
 import threading
-import time
 from pathlib import Path
 
 import pytest
 
-from cluster_util import Cluster, Network, as_map, binary_supports_cluster, node_host
-from conftest import REPO, _STATE, distri_bin, wait_until
-from faults.mirror import MirrorFollower
-from faults.nemesis import Nemesis
-from faults.workload import (Client, History, KeySpace, count_lost_writes, count_stale_reads,
-                             final_reads)
+from cluster_util import Cluster, HostRaw, Network, binary_supports_cluster, node_host
+from conftest import REPO, _STATE, distri_bin
+from faults.run import FaultRun, run_checker
+from faults.workload import Client, History, count_lost_writes, count_stale_reads, final_reads
 
 pytestmark = pytest.mark.distri
 
@@ -63,22 +59,6 @@ def checker(_base_tmp):
     return out
 
 
-def run_checker(checker, history_path, workdir):
-    """Runs the Go checker; returns (exit code, its JSON summary with its wall seconds and
-    the peak RSS of the largest child process so far, the checker being the largest)."""
-    start = time.monotonic()
-    proc = subprocess.Popen([str(checker), "-html-dir", str(workdir / "porcupine"),
-                             str(history_path)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
-    out, err = proc.communicate(timeout=900)
-    if proc.returncode == 3 or not out.strip():
-        raise AssertionError(f"checker failed ({proc.returncode}): {err}")
-    verdict = json.loads(out)
-    verdict["seconds"] = round(time.monotonic() - start, 2)
-    verdict["max_child_rss_mb"] = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss // 1024
-    return proc.returncode, verdict
-
-
 @pytest.fixture
 def cluster(request, _base_tmp):
     """3 nodes when the binary can form a cluster, else 1; torn down whatever happens."""
@@ -98,134 +78,56 @@ def cluster(request, _base_tmp):
 
 @pytest.mark.timeout(FAULT_SECONDS + 600)
 def test_faults_keep_history_linearizable(cluster, checker, capsys):
-    workdir = cluster.workdir
-    history = History()
-    stop_clients, stop_faults, stop_mirror = (threading.Event() for _ in range(3))
-    keyspace = KeySpace()
-    clients = [Client(i, cluster, keyspace, history, stop_clients, SEED + i)
-               for i in range(CLIENTS)]
-    mirror = MirrorFollower(cluster, stop_mirror)
-    nemesis = Nemesis(cluster, stop_faults, SEED)
-    report = {"seed": SEED, "nodes": len(cluster.nodes), "seconds": FAULT_SECONDS}
-
-    def dump_and_fail(text):
-        _STATE["failed"] = True
-        history.write(workdir / "history.jsonl")
-        (workdir / "nemesis.log").write_text("\n".join(f"{t:8.2f}s {e}" for t, e in nemesis.log))
-        raise AssertionError(f"{text}\nseed {SEED}; files in {workdir}\ncluster now:\n"
-                             f"{cluster.describe()}\nlast faults:\n" +
-                             "\n".join(f"{t:8.2f}s {e}" for t, e in nemesis.log[-15:]))
-
-    for t in clients + [mirror, nemesis]:
-        t.start()
-    stop_faults.wait(FAULT_SECONDS)
-    stop_faults.set()
-    nemesis.join(300)                 # a membership change in progress has 4 waits of 60 s
-    if nemesis.is_alive() or nemesis.exception:
-        dump_and_fail(f"the cluster did not recover from a fault: {nemesis.exception!r}")
-    nemesis.heal()                    # everything up and connected, a leader known
-    # Some traffic on the healed cluster, then stop: ends with every client idle.
-    healed_at = len(history.ops)
-    try:
-        wait_until(lambda: len(history.ops) >= healed_at + 20 * CLIENTS, timeout=60,
-                   what="operations to complete on the healed cluster")
-    except AssertionError as e:
-        dump_and_fail(str(e))
-    stop_clients.set()
-    for t in clients:
-        t.join(30)
-    hung = [t.name for t in clients if t.is_alive()]
-    crashed = [(t.name, t.exception) for t in clients if t.exception]
-    if hung or crashed:
-        dump_and_fail(f"clients hung {hung} or crashed {crashed}")
-
-    # Final reads through every node: in the history too, so Porcupine checks them.
-    keys = keyspace.all_keys()
-    finals = final_reads(cluster, history, CLIENTS, keys)
-    if finals is None:
-        dump_and_fail("no node answered the final reads")
-
-    # The mirror must catch up with the room's last write and then equal the final state.
-    leader = cluster.leader()
-    room_rev = int(as_map(leader.cmd("ROOM.INFO"))["revision"])
-    try:
-        wait_until(lambda: (mirror.snapshot()[1] or 0) >= room_rev, timeout=60,
-                   what=f"the mirror to reach revision {room_rev}")
-    except AssertionError as e:
-        dump_and_fail(f"{e}; mirror at {mirror.snapshot()[1]}")
-    stop_mirror.set()
-    mirror.join(30)
-    mirror_state, mirror_rev = mirror.snapshot()
-
-    history.write(workdir / "history.jsonl")
-    (workdir / "nemesis.log").write_text("\n".join(f"{t:8.2f}s {e}" for t, e in nemesis.log))
-    code, verdict = run_checker(checker, workdir / "history.jsonl", workdir)
-    stale = count_stale_reads(history.ops)
-    lost = count_lost_writes(history.ops, finals)
-    ok, unknown, failed = history.counts()
-    # A node that exits by itself is a finding, unless a crash failpoint did it (exit 137).
-    crash_failpoints = "crash" in cluster.env.get("DISTRI_FAILPOINTS", "")
-    died = [(n, code) for n in cluster.nodes for how, code in n.exit_codes
-            if how == "died" and not (crash_failpoints and code == 137)]
-    errors = {}
-    for c in clients:
-        for k, v in c.errors.items():
-            errors[k] = errors.get(k, 0) + v
-    mirror_expected = {k: v for k, v in finals.items() if v is not None}
-    mirror_diff = {k: (mirror_state.get(k), v) for k, v in mirror_expected.items()
-                   if mirror_state.get(k) != v}
-    mirror_diff.update({k: (v, None) for k, v in mirror_state.items()
-                        if k not in mirror_expected})
-
-    report.update(ops=len(history.ops), ok=ok, unknown=unknown, failed=failed, errors=errors,
-                  faults=nemesis.counts, client_moves=sum(c.moves for c in clients),
-                  linearizable=verdict["linearizable"], checker_exit=code, stale_reads=len(stale),
-                  lost_writes=len(lost), mirror_sessions=mirror.sessions,
-                  mirror_resumes=mirror.resumes, mirror_snapshots=mirror.snapshots,
-                  mirror_changes=mirror.changes, mirror_revision=mirror_rev,
-                  room_revision=room_rev, mirror_violations=len(mirror.violations),
-                  checker_seconds=verdict["seconds"],
-                  checker_max_child_rss_mb=verdict["max_child_rss_mb"])
-    (workdir / "summary.json").write_text(json.dumps(report, indent=1))
-    lin = "linearizable" if verdict["linearizable"] else "NOT LINEARIZABLE"
-    copy = "equal" if not mirror_diff else "DIFFERENT"
-    summary = (f"Fault run ({report['nodes']} node(s), {FAULT_SECONDS:.0f} s, seed {SEED}): "
-               f"{len(history.ops)} operations ({ok} ok, {unknown} unknown, {failed} failed; "
-               f"errors {errors}), faults {nemesis.counts}, clients moved "
-               f"{report['client_moves']} times; checker: {lin} ({verdict['ops']} ops checked, "
-               f"{verdict['unknown']} pending, {verdict['seconds']} s); stale reads "
-               f"{len(stale)}, lost acknowledged writes {len(lost)}; mirror: {mirror.sessions} "
-               f"sessions ({mirror.resumes} resumed, {mirror.snapshots} by snapshot), "
-               f"{mirror.changes} changes, {len(mirror.violations)} violations, ends at revision "
-               f"{mirror_rev} = room {room_rev}, copy {copy}.")
+    run = FaultRun(cluster, checker, SEED, clients=CLIENTS)
+    run.start()
+    run.faults_stop.wait(FAULT_SECONDS)
+    run.stop_nemesis()                  # healed: every node up and connected, a leader known
+    run.wait_ops(20 * CLIENTS)          # some traffic on the healed cluster
+    run.stop_clients()
+    summary, problems, report = run.check()
     with capsys.disabled():
         print("\n" + summary)
-
-    problems = []
-    if code != 0 or not verdict["linearizable"]:
-        bad = {k: v for k, v in verdict["keys"].items() if v["result"] != "Ok"}
-        problems.append(f"history not linearizable (exit {code}): {bad}")
-    if stale:
-        problems.append(f"{len(stale)} stale reads, first: {stale[:3]}")
-    if lost:
-        problems.append(f"{len(lost)} acknowledged writes lost: {lost[:5]}")
-    if mirror.violations:
-        problems.append(f"mirror violations: {mirror.violations[:5]}")
-    if mirror.exception:
-        problems.append(f"mirror client crashed: {mirror.exception!r}")
-    if mirror_diff:
-        problems.append(f"mirror copy differs from the final state (mirror, final): "
-                        f"{dict(list(mirror_diff.items())[:5])}")
-    if died:
-        problems.append(f"nodes exited on their own: {died}")
-    # The run must have exercised something, or the verdicts above mean little.
-    if ok < 200 * max(1, FAULT_SECONDS / 60) or sum(nemesis.counts.values()) < 3:
-        problems.append(f"too little happened: {ok} ok operations, faults {nemesis.counts}")
-    if mirror.changes == 0 or mirror.sessions < 2:
-        problems.append(f"the mirror did not follow: {mirror.sessions} sessions, "
-                        f"{mirror.changes} changes")
+    # The run must have exercised something, or the verdicts mean little.
+    if report["ok"] < 200 * max(1, FAULT_SECONDS / 60) or sum(report["faults"].values()) < 3:
+        problems.append(f"too little happened: {report['ok']} ok operations, "
+                        f"faults {report['faults']}")
+    if report["mirror_changes"] == 0 or report["mirror_sessions"] < 2:
+        problems.append(f"the mirror did not follow: {report['mirror_sessions']} sessions, "
+                        f"{report['mirror_changes']} changes")
     if problems:
-        dump_and_fail(summary + "\n" + "\n".join(problems))
+        _STATE["failed"] = True
+        run.fail(summary + "\n" + "\n".join(problems))
+
+
+def test_checks_catch_a_node_that_forgets_acknowledged_writes(_base_tmp, checker):
+    """The whole pipeline against a real broken node: its data directory is copied while it
+    is stopped, writes go on and are acknowledged, then it is killed and restarted on the
+    old copy. The history must come out not linearizable, with lost writes and stale reads
+    counted, or the fault run's green verdict would prove nothing."""
+    c = Cluster(_base_tmp / "rollback", size=1, clustered=False)
+    try:
+        c.start()
+        node = c.nodes[0]
+        run = FaultRun(c, checker, SEED, clients=CLIENTS, mirror=False, nemesis=False)
+        run.start()
+        run.wait_ops(500)
+        node.pause()                    # a consistent copy: nothing moves while it is taken
+        shutil.copytree(node.data_dir, c.workdir / "old-data")
+        node.resume()
+        run.wait_ops(2000)              # acknowledged writes the old copy does not have
+        run.stop_clients()
+        node.kill9()
+        shutil.rmtree(node.data_dir)
+        shutil.move(c.workdir / "old-data", node.data_dir)
+        node.start()
+        summary, problems, report = run.check()
+    finally:
+        assert c.teardown() == []
+    print(summary)
+    assert not report["linearizable"] and report["checker_exit"] == 1, summary
+    assert report["lost_writes"] > 0 and report["stale_reads"] > 0, summary
+    assert any("not linearizable" in p for p in problems)
+    assert list((c.workdir / "porcupine").glob("*.html")), "no visualisation written"
 
 
 # ---------------------------------------------------------------------------
@@ -303,10 +205,55 @@ def test_cluster_harness_isolates_the_leader_and_heals(_base_tmp):
         assert new.cmd("SET", "k", "during") == b"OK"
         c.net.heal()
         c.wait_for(lambda: c.leader_of() is not None and c.all_voters(), 30, "the healed cluster")
-        for n in c.nodes:                   # every node, the old leader too, reads the write
-            assert n.cmd("GET", "k") == b"during"
+        # Every node, the old leader too, reads the write. A read forwarded over a link the
+        # heal just reset is answered TRYAGAIN after --cluster-request-timeout (5 s): ask
+        # again until the deadline.
+        for n in c.nodes:
+            def read(n=n):
+                reply = n.cmd("GET", "k", timeout=10)
+                assert reply in (b"during",) or str(reply).startswith("TRYAGAIN"), reply
+                return reply == b"during"
+            c.wait_for(read, 30, f"{n} to read the write made during the isolation")
     finally:
         assert c.teardown() == []
+
+
+def test_checks_catch_stale_local_reads_from_an_isolated_leader(_base_tmp, checker):
+    """With a cluster binary: reads that opted into CLIENT READMODE local on a leader cut off
+    from the others return the value a new leader has already replaced, and the checker and
+    the stale-read count must both say so (real nodes, real partition, recorded history)."""
+    if not binary_supports_cluster(distri_bin()):
+        pytest.skip(f"{distri_bin()} cannot form a cluster (no --cluster-port)")
+    c = Cluster(_base_tmp / "stale", size=3)
+    history = History()
+    try:
+        c.start()
+        old = c.leader()
+        local = Client(0, c, None, history, threading.Event(), 0, 10.0)
+        local.conn = HostRaw(old.host, old.port, 10.0)
+        if local.conn.cmd("CLIENT", "READMODE", "local") != b"OK":
+            pytest.skip("this build has no CLIENT READMODE local")
+        assert local.do("set", "k", ["v1"])["output"] == "OK"
+        c.net.isolate(old)
+        rest = [n for n in c.nodes if n is not old]
+        new = c.wait_for(lambda: c.leader_of(rest), 30, "a leader among the other two")
+        writer = Client(1, c, None, history, threading.Event(), 0, 10.0)
+        writer.conn = HostRaw(new.host, new.port, 10.0)
+        c.wait_for(lambda: writer.do("set", "k", ["v2"])["output"] == "OK", 30,
+                   "the new leader to acknowledge a write")
+        assert local.do("get", "k", [])["output"] == "v1"     # stale, as local mode allows
+        c.net.heal()
+        c.wait_for(lambda: c.leader_of() is not None and c.all_voters(), 30, "healed")
+        for client in (local, writer):
+            client.conn.close()
+        assert final_reads(c, history, 2, ["k"]) == {"k": "v2"}
+        path = c.workdir / "history.jsonl"
+        history.write(path)
+        code, verdict = run_checker(checker, path, c.workdir)
+    finally:
+        assert c.teardown() == []
+    assert code == 1 and not verdict["linearizable"], verdict
+    assert [r["output"] for r in count_stale_reads(history.ops)] == ["v1"]
 
 
 def _echo_server(host):
@@ -381,6 +328,22 @@ def test_link_proxy_cuts_and_heals_per_node_pair():
         with pytest.raises(socket.timeout):
             _roundtrip(connect(3))
         assert net.cuts_made == 3
+        # A connection from an address that is no node's is told apart by the node id in
+        # its first bytes (a handshake HELLO); an id nobody knows is never cut.
+        net.resolver = {1001: 1, 1003: 3}.get
+        net.partition([1, 2], [3])
+
+        def hello(node_id):
+            return (b"DSCL\x01\x01\x00\x30" + (7).to_bytes(8, "little") +
+                    node_id.to_bytes(8, "little") + bytes(32))
+        for node_id, cut in ((1001, False), (1003, True), (4242, False)):
+            s = socket.create_connection(target, timeout=1.0)
+            if cut:
+                with pytest.raises(socket.timeout):
+                    _roundtrip(s, hello(node_id))
+            else:
+                assert _roundtrip(s, hello(node_id)) == hello(node_id)
+            s.close()
         for s in (a, b, held):
             s.close()
     finally:
