@@ -15,6 +15,8 @@
 #include "base/failpoint.h"
 #include "base/logging.h"
 
+#include <openssl/rand.h>
+
 namespace distri::replication {
 
 namespace {
@@ -47,7 +49,15 @@ std::string MemberContext(uint64_t id, std::string_view address) {
 }  // namespace
 
 RaftLog::RaftLog(uv_loop_t* loop, const RaftLogOptions& options, RaftLogHooks hooks)
-    : loop_(loop), options_(options), hooks_(std::move(hooks)) {}
+    : loop_(loop), options_(options), hooks_(std::move(hooks)) {
+  // Proposal ids must not repeat across restarts: an entry proposed before a crash may still
+  // commit afterwards and would be taken for a new proposal with the same id. Each
+  // incarnation starts at a random point of the 64-bit space (ids are never 0).
+  uint64_t start = 0;
+  CHECK(RAND_bytes(reinterpret_cast<unsigned char*>(&start), sizeof start) == 1)
+      << "RAND_bytes failed";
+  next_seq_ = (start >> 1) | 1;  // leaves 2^63 ids before wrapping
+}
 
 RaftLog::~RaftLog() { Close(); }
 
@@ -172,6 +182,12 @@ Status RaftLog::Recover() {
   } else {
     RestoreState restore;
     restore.hard_state = durable.hard_state;
+    // A checkpoint may carry a commit index ahead of the entries that were durable with it
+    // (the commit index need not be durable: raft learns it again from the leader).
+    const uint64_t last = durable.entries.empty() ? durable.snapshot.index
+                                                  : durable.entries.back().index;
+    restore.hard_state.commit =
+        std::clamp(restore.hard_state.commit, durable.snapshot.index, last);
     restore.snapshot_index = durable.snapshot.index;
     restore.snapshot_term = durable.snapshot.term;
     restore.voters = durable.snapshot.voters;
@@ -192,7 +208,8 @@ Status RaftLog::Recover() {
     applied_ = durable.snapshot.index;
     applied_term_ = durable.snapshot.term;
     hard_state_ = durable.hard_state;
-    tail_ = std::move(durable.entries);
+    tail_.assign(std::make_move_iterator(durable.entries.begin()),
+                 std::make_move_iterator(durable.entries.end()));
   }
   reported_applied_ = applied_;
   last_index_ = tail_.empty() ? applied_ : tail_.back().index;
@@ -228,13 +245,24 @@ Result<uint64_t> RaftLog::Propose(std::string_view entry) {
 }
 
 Result<uint64_t> RaftLog::ProposeFor(uint64_t origin, uint64_t seq, std::string_view entry) {
-  if (role_ != Role::kLeader) return Status(Code::kBusy, "not the leader");
+  // role_ is as of the last Ready; a message stepped since may have demoted this node, and
+  // raft-rs would then pass the proposal on to the new leader (it has no switch to refuse),
+  // leaving us without its index. Ask raft itself.
+  auto before = node_->GetStatus();
+  if (!before.ok()) return before.status();
+  if (role_ != Role::kLeader || before.value().role != Role::kLeader) {
+    return Status(Code::kBusy, "not the leader");
+  }
   DISTRI_RETURN_IF_ERROR(node_->Propose(Context(origin, seq), entry));
-  auto status = node_->GetStatus();
-  if (!status.ok()) return status.status();
+  auto after = node_->GetStatus();
+  if (!after.ok()) return after.status();
   proposals_++;
-  bytes_since_compact_ += entry.size();
-  return status.value().last_index;
+  if (after.value().last_index != before.value().last_index + 1) {
+    return Status::Internal("raft appended " +
+                            std::to_string(after.value().last_index - before.value().last_index) +
+                            " entries for one proposal");
+  }
+  return after.value().last_index;
 }
 
 void RaftLog::ExpectAt(uint64_t index, uint64_t seq) {
@@ -376,8 +404,11 @@ void RaftLog::HandleReady(Ready ready) {
   if (hs) hard_state_ = *hs;
   if (!entries.empty()) {
     const uint64_t first = entries.front().index;
-    std::erase_if(tail_, [&](const StoredEntry& e) { return e.index >= first; });
-    for (const RaftEntry& e : entries) tail_.push_back(Own(e));
+    while (!tail_.empty() && tail_.back().index >= first) tail_.pop_back();
+    for (const RaftEntry& e : entries) {
+      tail_.push_back(Own(e));
+      bytes_since_compact_ += e.data.size() + e.context.size();
+    }
     last_index_ = entries.back().index;
     // A follower's uncommitted tail replaced by the new leader's: our proposals expected
     // there are gone (Poll finds another entry at their index and reports them unknown).
@@ -396,12 +427,7 @@ void RaftLog::HandleReady(Ready ready) {
   }
   slot.wal_seq = wal_proposed_;  // nothing of its own: durable with everything before it
 
-  for (const RaftEntry& e : ready.committed_entries()) {
-    if (e.type != EntryType::kNormal) {
-      ApplyConfChange(e);
-    }
-    to_apply_.push_back(Own(e));
-  }
+  for (const RaftEntry& e : ready.committed_entries()) to_apply_.push_back(Own(e));
   for (const ReadState& rs : ready.read_states()) {
     if (rs.context.size() == 16 && base::GetLe64(rs.context.data()) == options_.node_id &&
         hooks_.on_read_index) {
@@ -474,7 +500,7 @@ Status RaftLog::InstallSnapshot(const SnapshotView& snap) {
     it = expected_.erase(it);
   }
   to_apply_.clear();
-  std::erase_if(tail_, [&](const StoredEntry& e) { return e.index <= snap.index; });
+  while (!tail_.empty() && tail_.front().index <= snap.index) tail_.pop_front();
   applied_ = snap.index;
   applied_term_ = snap.term;
   hold_applied_at_ = snap.index;
@@ -548,9 +574,14 @@ void RaftLog::PollProposals(const ProposalCommitFn& on_commit, const FailFn& on_
       expected_.erase(expected);
     }
     (void)DISTRI_FAILPOINT("raft.apply");  // crash: committed and persisted, not yet applied
+    // Membership changes apply in index order with everything else, so the membership is
+    // always the one as of applied_ (what checkpoints and compaction record with it).
+    if (e.type != EntryType::kNormal) {
+      ApplyConfChange(RaftEntry{e.index, e.term, e.type, e.data, e.context});
+    }
     applied_ = e.index;
     applied_term_ = e.term;
-    std::erase_if(tail_, [&](const StoredEntry& t) { return t.index <= applied_; });
+    while (!tail_.empty() && tail_.front().index <= applied_) tail_.pop_front();
     if (e.type == EntryType::kNormal && !e.data.empty()) on_commit(e.index, e.data, proposal);
   }
   for (auto [proposal, index] : lost_) {
@@ -581,7 +612,9 @@ void RaftLog::MaybeCompact() {
   if (!need_snapshot_ && bytes_since_compact_ < options_.compact_bytes) return;
   if (DISTRI_FAILPOINT("raft.snapshot")) return;  // drop: no snapshot this time (raft asks again)
   Status st = StartCheckpoint(hooks_.save_state);
-  if (!st.ok()) LOG(ERROR) << "raft: cannot start a checkpoint: " << st.ToString();
+  if (!st.ok() && st.code() != Code::kBusy) {
+    LOG(ERROR) << "raft: cannot start a checkpoint: " << st.ToString();
+  }
 }
 
 // A checkpoint: the state machine and Raft's metadata at the applied index, written by the
@@ -591,18 +624,20 @@ Status RaftLog::SaveSnapshot(uint64_t, const log::SnapshotProducer& produce) {
 }
 
 Status RaftLog::StartCheckpoint(const log::SnapshotProducer& produce) {
-  if (checkpoint_ || wal_->SnapshotBusy()) return Status::Ok();  // one at a time
+  const Status skipped(Code::kBusy, "no checkpoint now");
+  if (checkpoint_ || wal_->SnapshotBusy()) return skipped;  // one at a time
   // The state written must be the state at the checkpoint's index, and durable.
   if (wal_durable_ == 0 || reported_applied_ == 0 || reported_applied_ != applied_) {
-    return Status::Ok();
+    return skipped;
   }
-  if (wal_durable_ <= last_checkpoint_seq_) return Status::Ok();  // nothing new since the last
+  if (wal_durable_ <= last_checkpoint_seq_) return skipped;  // nothing new since the last
   auto voters = node_->Voters();
   auto learners = node_->Learners();
   if (!voters.ok()) return voters.status();
   if (!learners.ok()) return learners.status();
   SnapshotMeta meta{reported_applied_, applied_term_, voters.value(), learners.value()};
-  std::string header = EncodeCheckpointHeader(hard_state_, meta, tail_);
+  std::string header = EncodeCheckpointHeader(
+      hard_state_, meta, std::vector<StoredEntry>(tail_.begin(), tail_.end()));
   header += EncodePayloadHeader(members_, hooks_.state_index());
   const uint64_t failures = wal_->snapshot_failures();
   DISTRI_RETURN_IF_ERROR(wal_->SaveSnapshot(

@@ -174,6 +174,8 @@ class RaftLog final : public log::Log {
   uint64_t last_fork_us() const override { return wal_->last_fork_us(); }
   bool snapshot_running() const override { return wal_->snapshot_running(); }
   uint64_t snapshot_failures() const override { return wal_->snapshot_failures(); }
+  // SaveSnapshot starts a checkpoint, or answers kBusy when none is due or possible now (one
+  // is running, nothing new, a snapshot install not yet durable).
   // Stops the tick timer and the WAL's threads (after the work handed to them).
   void Close() override;
 
@@ -222,7 +224,7 @@ class RaftLog final : public log::Log {
   std::deque<StoredEntry> to_apply_;
   std::vector<std::pair<uint64_t, uint64_t>> lost_;  // (proposal, index) to report as unknown
   std::vector<std::pair<uint64_t, int>> reports_;  // (peer, 0 unreachable / 1 snapshot ok / 2 failed)
-  std::vector<StoredEntry> tail_;  // persisted (or being persisted) entries after applied_
+  std::deque<StoredEntry> tail_;  // persisted (or being persisted) entries after applied_
   MemberAddresses members_;
   std::map<uint64_t, uint64_t> expected_;  // index -> our proposal id expected there
   uint64_t next_seq_ = 1;

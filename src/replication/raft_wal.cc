@@ -118,6 +118,10 @@ Status AppendReplacing(std::vector<StoredEntry>* log, uint64_t snapshot_index,
                               std::to_string(entry.index) + " after " + std::to_string(next - 1));
   }
   if (!log->empty() && entry.index <= log->back().index) {
+    // Raft's own rule: the same index and term is the same entry (a record older than a
+    // checkpoint that already holds it); only a different term replaces it and what follows.
+    StoredEntry& existing = (*log)[entry.index - log->front().index];
+    if (existing.term == entry.term) return Status::Ok();
     log->resize(entry.index - log->front().index);
   }
   log->push_back(std::move(entry));
@@ -150,7 +154,15 @@ Status RaftDurableState::ApplyRecord(std::string_view record) {
   if (r.U8() != kRecordKind) return Status::Corruption("raft log record of an unknown kind");
   const uint8_t flags = r.U8();
   if (flags & kHasHardState) {
-    hard_state = r.Hard();
+    // Never backwards: a record older than the checkpoint it is replayed over (one that was
+    // not yet durable when the checkpoint was taken) may carry an older hard state.
+    HardState hs = r.Hard();
+    if (!has_hard_state || hs.term > hard_state.term) {
+      hard_state = hs;
+    } else if (hs.term == hard_state.term) {
+      if (hard_state.vote == 0) hard_state.vote = hs.vote;
+      hard_state.commit = std::max(hard_state.commit, hs.commit);
+    }
     has_hard_state = true;
   }
   if (flags & kHasSnapshot) {

@@ -48,6 +48,32 @@ TEST(RaftWalTest, AnEntryReplacesItsIndexAndEverythingAfter) {
   EXPECT_EQ(s.entries[1].term, 2u);
 }
 
+TEST(RaftWalTest, AnOlderRecordReplayedOverACheckpointChangesNothing) {
+  // A checkpoint taken while records were still in flight holds more than they do: the
+  // tail up to 110 and commit 110. A record proposed before it (entries 101..105 and an older
+  // hard state), durable only afterwards, is replayed over it and must not roll it back.
+  std::vector<StoredEntry> tail;
+  for (uint64_t i = 101; i <= 110; i++) tail.push_back({i, 3, EntryType::kNormal, "", "x"});
+  std::string checkpoint =
+      EncodeCheckpointHeader(HardState{3, 2, 110}, SnapshotMeta{100, 3, {1, 2, 3}, {}}, tail);
+  RaftDurableState s;
+  std::string_view payload;
+  ASSERT_TRUE(s.ApplyCheckpoint(checkpoint, &payload).ok());
+  ASSERT_TRUE(s.ApplyRecord(Record(HardState{3, 2, 100},
+                                   {E(101, 3, "x"), E(102, 3, "x"), E(103, 3, "x"),
+                                    E(104, 3, "x"), E(105, 3, "x")}))
+                  .ok());
+  EXPECT_EQ(s.entries.size(), 10u);
+  EXPECT_EQ(s.entries.back().index, 110u);
+  EXPECT_EQ(s.hard_state.commit, 110u);
+  EXPECT_EQ(s.hard_state.term, 3u);
+  // A newer term still replaces the hard state, and a conflicting entry still truncates.
+  ASSERT_TRUE(s.ApplyRecord(Record(HardState{4, 0, 104}, {E(105, 4, "y")})).ok());
+  EXPECT_EQ(s.hard_state.term, 4u);
+  EXPECT_EQ(s.entries.back().index, 105u);
+  EXPECT_EQ(s.entries.back().data, "y");
+}
+
 TEST(RaftWalTest, AGapIsCorruption) {
   RaftDurableState s;
   ASSERT_TRUE(s.ApplyRecord(Record(std::nullopt, {E(1, 1, "a")})).ok());

@@ -58,12 +58,15 @@ Result<ClusterIdentity> LoadClusterIdentity(const std::string& data_dir) {
     if (errno == ENOENT) return Status::NotFound(path);
     return Status::IOError("cannot read " + path + ": " + std::strerror(errno));
   }
-  std::string magic, key1, key2;
+  std::string magic, key1, key2, key3;
   ClusterIdentity id;
-  if (!(in >> magic >> key1 >> id.cluster_id >> key2 >> id.node_id) || magic != "distri-cluster-v1" ||
-      key1 != "cluster_id" || key2 != "node_id" || id.node_id == 0) {
+  int founder = 0;
+  if (!(in >> magic >> key1 >> id.cluster_id >> key2 >> id.node_id >> key3 >> founder) ||
+      magic != "distri-cluster-v1" || key1 != "cluster_id" || key2 != "node_id" ||
+      key3 != "founder" || id.node_id == 0) {
     return Status::Corruption(path + " is not a Distri cluster identity file");
   }
+  id.founder = founder != 0;
   return id;
 }
 
@@ -72,7 +75,7 @@ Status SaveClusterIdentity(const std::string& data_dir, const ClusterIdentity& i
   const std::string temp = path + ".tmp";
   std::ostringstream text;
   text << "distri-cluster-v1\ncluster_id " << identity.cluster_id << "\nnode_id "
-       << identity.node_id << "\n";
+       << identity.node_id << "\nfounder " << (identity.founder ? 1 : 0) << "\n";
   const std::string bytes = text.str();
   int fd = ::open(temp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   if (fd < 0) return Status::IOError("cannot write " + temp + ": " + std::strerror(errno));
@@ -637,6 +640,7 @@ Status ClusterNode::Join(std::string_view address) {
 void ClusterNode::JoinThrough(replication::RaftLog* raft, const std::string& address) {
   raft_ = raft;
   identity_.cluster_id = 0;
+  identity_.founder = false;
   transport_->set_cluster_id(0);
   for (uint64_t id : peers_) transport_->RemovePeer(id);
   peers_.clear();
@@ -658,18 +662,19 @@ Status Server::StartCluster() {
   auto secret = cluster::LoadClusterSecret(c.secret_file);
   if (!secret.ok()) return secret.status();
   ClusterIdentity identity;
-  bool founding = false;
   auto loaded = LoadClusterIdentity(s.data_dir);
   if (loaded.ok()) {
     identity = loaded.value();
   } else if (loaded.status().code() == Code::kNotFound) {
     identity.node_id = NewClusterId();
-    founding = c.join.empty();
-    identity.cluster_id = founding ? NewClusterId() : 0;
+    identity.founder = c.join.empty();
+    identity.cluster_id = identity.founder ? NewClusterId() : 0;
     DISTRI_RETURN_IF_ERROR(SaveClusterIdentity(s.data_dir, identity));
   } else {
     return loaded.status();
   }
+  // Bootstraps only if the Raft log is empty (a founder that crashed before its first record).
+  const bool founding = identity.founder;
   const std::string advertise =
       c.advertise.empty() ? s.bind + ":" + std::to_string(c.port) : c.advertise;
 
@@ -731,14 +736,24 @@ Result<std::unique_ptr<replication::RaftLog>> Server::OpenRaftLog(const ClusterI
 Status Server::RejoinThrough(const std::string& address) {
   ClusterIdentity identity = cluster_->identity();
   identity.cluster_id = 0;
+  identity.founder = false;
   const std::string dir = options_.settings.data_dir + "/raft";
   log_->Close();
   raft_ = nullptr;
   log_.reset();
+  // Nothing may be pending on a node with no data, but a write in flight gets its answer.
+  std::vector<uint64_t> pending;
+  for (const auto& [proposal, p] : pending_) pending.push_back(proposal);
+  for (uint64_t proposal : pending) {
+    FailProposal(proposal, state::ApplyResult::Error(
+                               "UNKNOWN this node left its cluster to join another"));
+  }
   std::error_code ec;
   std::filesystem::remove_all(dir, ec);
-  if (ec) return Status::IOError("cannot remove " + dir + ": " + ec.message());
-  DISTRI_RETURN_IF_ERROR(SaveClusterIdentity(options_.settings.data_dir, identity));
+  // Half-way through (the old log closed), there is no way back: stop rather than serve.
+  if (ec) LOG(FATAL) << "cluster: cannot remove " << dir << " to join: " << ec.message();
+  Status saved = SaveClusterIdentity(options_.settings.data_dir, identity);
+  if (!saved.ok()) LOG(FATAL) << "cluster: " << saved.ToString();
   auto opened = OpenRaftLog(identity, cluster_->advertise(), /*bootstrap=*/false);
   if (!opened.ok()) {
     LOG(FATAL) << "cluster: cannot reopen the raft log to join: " << opened.status().ToString();
@@ -769,15 +784,9 @@ Status Server::LoadState(uint64_t index, std::string_view state) {
   } else {
     DISTRI_RETURN_IF_ERROR(state_.LoadSnapshot(index, state));
   }
-  if (mirrors_) {
-    // The state jumped: mirrors on this node cannot continue gap-free from here. Their
-    // clients are disconnected and resume (FROM their revision) on any node.
-    for (auto& [id, client] : clients_) {
-      if (client->mirrors > 0) client->conn().Close();
-    }
-    mirrors_ = std::make_unique<MirrorHub>(this, options_.mirror, state_.applied_index());
-    state_.set_observer(mirrors_.get());
-  }
+  // The state jumped: every mirror on this node (RESP and WebSocket) starts over from a
+  // snapshot of the new state (a reset frame, then snapshot frames), as MIRROR without FROM.
+  if (mirrors_) mirrors_->Rebase(state_.applied_index());
   return Status::Ok();
 }
 

@@ -45,6 +45,9 @@ struct ClusterOptions;
 struct ClusterIdentity {
   uint64_t cluster_id = 0;  // 0: joining, not a member of any cluster yet
   uint64_t node_id = 0;
+  // This node founded its cluster: if it crashed before its first Raft record was durable,
+  // it founds it again at the next start (a joining node never founds one).
+  bool founder = false;
 };
 // Reads the identity; NotFound if the file does not exist.
 Result<ClusterIdentity> LoadClusterIdentity(const std::string& data_dir);

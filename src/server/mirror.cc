@@ -194,6 +194,27 @@ void MirrorHub::Start(MirrorSink* sink, std::string_view room, std::string_view 
   }
 }
 
+void MirrorHub::Rebase(uint64_t revision) {
+  history_.clear();
+  history_bytes_ = 0;
+  floor_ = revision;
+  for (auto& [room, retention] : retained_) retention.floor = revision;
+  for (auto& [code, mirrors] : by_room_) {
+    for (auto& mp : mirrors) {
+      Mirror& m = *mp;
+      MirrorEvent control{};
+      control.kind = MirrorEvent::Kind::kReset;
+      control.room = m.room;
+      control.revision = revision;
+      m.sink->Deliver(control);
+      if (!m.snapshotting) snapshotting_++;
+      m.snapshotting = true;
+      m.cursor = 0;
+    }
+  }
+  if (snapshotting_ > 0) server_->WakePump();
+}
+
 void MirrorHub::FinishSnapshot(Mirror& m) {
   m.snapshotting = false;
   snapshotting_--;

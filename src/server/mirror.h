@@ -123,6 +123,10 @@ class MirrorHub final : public state::ChangeObserver {
   // Stops the sink's mirror of `room`, or all of them; returns how many.
   size_t Stop(MirrorSink* sink, std::optional<std::string_view> room);
 
+  // The state was replaced (a cluster node installed a snapshot from its leader): history
+  // is dropped, and every mirror starts over with a reset and a snapshot of the new state.
+  void Rebase(uint64_t revision);
+
   // Streams snapshot chunks to mirrors whose sinks have room. Returns true if
   // a mirror could take more right now (call again soon).
   bool Pump();

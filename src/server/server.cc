@@ -550,6 +550,7 @@ void Server::MaybeSnapshot() {
   Status st = log_->SaveSnapshot(index, [this](const log::SnapshotWriteFn& write) {
     return state_.SaveSnapshot(write);
   });
+  if (st.code() == Code::kBusy) return;  // RaftLog: none due now (raft_log.h)
   if (st.ok()) {
     stats_.snapshots++;
     snapshot_failure_log_.Reset();
