@@ -82,6 +82,29 @@ def test_nodes_join_through_any_member_and_all_answer(make_cluster):
     assert len(ids) == 3
 
 
+def test_five_nodes_survive_two_failures(make_cluster):
+    c = make_cluster(5)
+    leader = c.leader()
+    for i in range(50):
+        ok(write_until_ok(c.nodes[i % 5], "SET", f"f{i}", str(i)))
+    # The leader and one follower die: three of five are still a majority.
+    victims = [leader, next(n for n in c.nodes if n is not leader)]
+    for v in victims:
+        v.kill9()
+    rest = [n for n in c.nodes if n not in victims]
+    wait_until(lambda: c.leader_of(rest), timeout=15, what="a leader among the three")
+    ok(write_until_ok(rest[0], "SET", "after", "two-failures"))
+    for n in rest:
+        assert n.cmd("GET", "f49") == b"49"
+        assert n.cmd("GET", "after") == b"two-failures"
+    for v in victims:
+        v.join = None
+        v.start()
+    wait_until(c.all_voters, timeout=30, what="five voters again")
+    for n in c.nodes:
+        assert n.cmd("GET", "after") == b"two-failures"
+
+
 def test_writes_and_reads_from_every_node(make_cluster):
     c = make_cluster(3)
     for i, n in enumerate(c.nodes):

@@ -15,6 +15,7 @@
 
 #include "base/endian.h"
 #include "base/logging.h"
+#include "replication/groups.h"
 #include "server/client.h"
 #include "server/server.h"
 
@@ -792,6 +793,9 @@ Status Server::LoadState(uint64_t index, std::string_view state) {
 
 Result<uint64_t> Server::ProposeOrForward(std::string_view entry) {
   if (raft_ == nullptr) return log_->Propose(entry);
+  // The entry's room decides its Raft group; there is one group today (raft_).
+  const uint64_t group = replication::GroupOfRoom(state::EntryRoom(entry));
+  CHECK(group == replication::kDefaultGroup) << "no Raft group " << group << " on this node";
   if (raft_->removed()) {
     return Status(Code::kBusy, "ERR this node was removed from the cluster");
   }

@@ -128,4 +128,16 @@ Status DecodeEntry(std::string_view data, EntryView* out) {
   return Status::Ok();
 }
 
+std::string_view EntryRoom(std::string_view data) {
+  if (data.empty()) return {};
+  data.remove_prefix(1);
+  uint64_t skip;
+  std::string_view room;
+  if (!GetVarint(&data, &skip) || !GetVarint(&data, &skip) || !GetVarint(&data, &skip) ||
+      !GetBytes(&data, &room)) {
+    return {};
+  }
+  return room;
+}
+
 }  // namespace distri::state

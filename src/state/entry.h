@@ -85,6 +85,10 @@ struct EntryView {
 void EncodeEntry(std::string* out, Op op, uint32_t flags, int64_t now_ms, int64_t num,
                  std::string_view room, std::span<const std::string_view> args);
 
+// The room an encoded entry addresses, without decoding the rest (empty if malformed): how
+// the server picks the entry's Raft group (replication/groups.h).
+std::string_view EntryRoom(std::string_view data);
+
 // Decodes `data` into *out (args reuses its capacity). Corruption on any
 // malformed input: truncated fields, unknown op, trailing bytes.
 Status DecodeEntry(std::string_view data, EntryView* out);

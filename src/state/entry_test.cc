@@ -23,6 +23,15 @@ TEST(EntryTest, RoundTrip) {
   EXPECT_EQ(e.args[2], "");
 }
 
+TEST(EntryTest, RoomWithoutDecoding) {
+  std::string buf;
+  std::string_view args[] = {"k", "v"};
+  EncodeEntry(&buf, Op::kSet, 0, -5, INT64_MAX, "the-room", args);
+  EXPECT_EQ(EntryRoom(buf), "the-room");
+  EXPECT_EQ(EntryRoom(""), "");
+  EXPECT_EQ(EntryRoom(std::string_view(buf).substr(0, 3)), "");  // truncated before the room
+}
+
 TEST(EntryTest, ExtremeNumbers) {
   std::string buf;
   std::string_view key[] = {"k"};
