@@ -42,6 +42,8 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
+
 import conftest
 from conftest import Raw, RawError, SANITIZER_MARKERS, wait_until
 
@@ -671,3 +673,24 @@ class Cluster:
             if report:
                 problems.append(f"sanitizer report in {n.log_path}:\n{report}")
         return problems
+
+
+@pytest.fixture
+def make_cluster(tmp_path):
+    """make(size=3, start=True, **Cluster kwargs) -> a Cluster under the test's tmp_path;
+    every cluster made is torn down after the test, which fails on any problem teardown
+    finds (sanitizer reports, unclean exits). Import it into a test module to use it."""
+    made = []
+
+    def make(size=3, start=True, **kw):
+        c = Cluster(tmp_path / f"cluster{len(made)}", size=size, **kw)
+        made.append(c)
+        if start:
+            c.start()
+        return c
+
+    yield make
+    problems = []
+    for c in made:
+        problems += c.teardown()
+    assert not problems, "\n".join(problems)

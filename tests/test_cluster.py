@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from cluster_util import Cluster, HostRaw, as_map, binary_supports_cluster, decode
+from cluster_util import make_cluster, Cluster, HostRaw, as_map, binary_supports_cluster, decode  # noqa: F401 (fixture)
 from conftest import RawError, distri_bin, wait_until
 
 pytestmark = [
@@ -18,24 +18,6 @@ pytestmark = [
     pytest.mark.skipif(not binary_supports_cluster(distri_bin()),
                        reason="the binary has no --cluster-port"),
 ]
-
-
-@pytest.fixture
-def make_cluster(tmp_path):
-    made = []
-
-    def make(size=3, start=True, **kw):
-        c = Cluster(tmp_path / f"cluster{len(made)}", size=size, **kw)
-        made.append(c)
-        if start:
-            c.start()
-        return c
-
-    yield make
-    problems = []
-    for c in made:
-        problems += c.teardown()
-    assert not problems, "\n".join(problems)
 
 
 def ok(reply):

@@ -9,7 +9,7 @@ import re
 
 import pytest
 
-from cluster_util import Cluster, as_map, binary_supports_cluster
+from cluster_util import make_cluster, Cluster, as_map, binary_supports_cluster  # noqa: F401 (fixture)
 from conftest import RawError, distri_bin, wait_until
 
 pytestmark = [
@@ -17,23 +17,6 @@ pytestmark = [
     pytest.mark.skipif(not binary_supports_cluster(distri_bin()),
                        reason="the binary has no --cluster-port"),
 ]
-
-
-@pytest.fixture
-def make_cluster(tmp_path):
-    made = []
-
-    def make(size=3, **kw):
-        c = Cluster(tmp_path / f"cluster{len(made)}", size=size, **kw)
-        made.append(c)
-        c.start()
-        return c
-
-    yield make
-    problems = []
-    for c in made:
-        problems += c.teardown()
-    assert not problems, "\n".join(problems)
 
 
 def get(node, path):

@@ -17,6 +17,8 @@
 
 #include "cluster/transport.h"
 
+#include "net/connection.h"
+
 #include <arpa/inet.h>
 #include <openssl/crypto.h>
 
@@ -48,21 +50,6 @@ constexpr size_t kMaxBufs = 64;
 constexpr uint64_t kMaxFrameBytesLimit = 1ull << 30;
 
 constexpr size_t kFrameOverhead = kFrameHeaderBytes + kFrameTagBytes;
-
-std::string FormatAddress(const sockaddr_storage& addr) {
-  char host[INET6_ADDRSTRLEN] = "?";
-  int port = 0;
-  if (addr.ss_family == AF_INET) {
-    const auto* a = reinterpret_cast<const sockaddr_in*>(&addr);
-    uv_ip4_name(a, host, sizeof host);
-    port = ntohs(a->sin_port);
-  } else if (addr.ss_family == AF_INET6) {
-    const auto* a = reinterpret_cast<const sockaddr_in6*>(&addr);
-    uv_ip6_name(a, host, sizeof host);
-    port = ntohs(a->sin6_port);
-  }
-  return std::string(host) + ":" + std::to_string(port);
-}
 
 template <typename T>
 void CloseAndDelete(T* handle) {
@@ -419,7 +406,7 @@ void Transport::Accept() {
   sockaddr_storage addr;
   int len = sizeof addr;
   if (uv_tcp_getpeername(&link->tcp, reinterpret_cast<sockaddr*>(&addr), &len) == 0) {
-    link->address = FormatAddress(addr);
+    link->address = net::FormatAddress(addr);
   }
   // Refusals cost nothing but the accept: no handshake state, no read.
   const char* refusal = nullptr;

@@ -14,21 +14,6 @@ namespace {
 
 constexpr size_t kReadChunk = 64 * 1024;
 
-// "ip:port" of a socket address, "?" when unknown.
-std::string FormatAddress(const sockaddr_storage& addr) {
-  char host[INET6_ADDRSTRLEN] = "?";
-  int port = 0;
-  if (addr.ss_family == AF_INET) {
-    const auto* a = reinterpret_cast<const sockaddr_in*>(&addr);
-    uv_ip4_name(a, host, sizeof host);
-    port = ntohs(a->sin_port);
-  } else if (addr.ss_family == AF_INET6) {
-    const auto* a = reinterpret_cast<const sockaddr_in6*>(&addr);
-    uv_ip6_name(a, host, sizeof host);
-    port = ntohs(a->sin6_port);
-  }
-  return std::string(host) + ":" + std::to_string(port);
-}
 
 // Buffers per write call: fewer than IOV_MAX, enough that a queue of large
 // chunks goes out in one system call.
@@ -45,6 +30,21 @@ uv_buf_t BufOf(std::string_view v) {
 }
 
 }  // namespace
+
+std::string FormatAddress(const sockaddr_storage& addr) {
+  char host[INET6_ADDRSTRLEN] = "?";
+  int port = 0;
+  if (addr.ss_family == AF_INET) {
+    const auto* a = reinterpret_cast<const sockaddr_in*>(&addr);
+    uv_ip4_name(a, host, sizeof host);
+    port = ntohs(a->sin_port);
+  } else if (addr.ss_family == AF_INET6) {
+    const auto* a = reinterpret_cast<const sockaddr_in6*>(&addr);
+    uv_ip6_name(a, host, sizeof host);
+    port = ntohs(a->sin6_port);
+  }
+  return std::string(host) + ":" + std::to_string(port);
+}
 
 Connection::Connection(uv_loop_t* loop, Handler* handler) : handler_(handler) {
   uv_tcp_init(loop, &tcp_);

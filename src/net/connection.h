@@ -70,6 +70,9 @@ class SharedBytes {
   OutputGauge* gauge_ = nullptr;
 };
 
+// "ip:port" of a socket address, "?" when unknown.
+std::string FormatAddress(const sockaddr_storage& addr);
+
 class Connection {
  public:
   class Handler {

@@ -36,7 +36,7 @@ std::optional<ProposalId> ParseContext(std::string_view ctx) {
 }
 
 StoredEntry Own(const RaftEntry& e) {
-  return StoredEntry{e.index, e.term, e.type, std::string(e.context), std::string(e.data)};
+  return StoredEntry{e.index, e.term, e.type, std::string(e.data), std::string(e.context)};
 }
 
 std::string MemberContext(uint64_t id, std::string_view address) {
@@ -192,15 +192,7 @@ Status RaftLog::Recover() {
     restore.snapshot_term = durable.snapshot.term;
     restore.voters = durable.snapshot.voters;
     restore.learners = durable.snapshot.learners;
-    for (StoredEntry& e : durable.entries) {
-      OwnedEntry owned;
-      owned.index = e.index;
-      owned.term = e.term;
-      owned.type = e.type;
-      owned.data = std::move(e.data);
-      owned.context = std::move(e.context);
-      restore.entries.push_back(std::move(owned));
-    }
+    restore.entries = durable.entries;  // the same type
     config.applied = durable.snapshot.index;
     auto node = RaftNode::Restore(config, restore);
     if (!node.ok()) return node.status();
@@ -607,7 +599,11 @@ void RaftLog::PollProposals(const ProposalCommitFn& on_commit, const FailFn& on_
 void RaftLog::MaybeCompact() {
   auto requested = node_->TakeSnapshotRequest();
   if (!requested.ok()) return Fatal(requested.status());
-  if (requested.value()) need_snapshot_ = true;
+  if (requested.value() && !need_snapshot_) {
+    need_snapshot_ = true;
+    LOG(INFO) << "raft: a follower needs a newer snapshot than the one kept (index "
+              << served_index_ << "); taking a checkpoint";
+  }
   FinishCheckpoint();
   if (!need_snapshot_ && bytes_since_compact_ < options_.compact_bytes) return;
   if (DISTRI_FAILPOINT("raft.snapshot")) return;  // drop: no snapshot this time (raft asks again)
@@ -657,9 +653,13 @@ void RaftLog::FinishCheckpoint() {
   last_checkpoint_seq_ = c.seq;
   const std::string path = wal_->SnapshotFilePath(c.seq);
   struct stat st;
-  if (::stat(path.c_str(), &st) != 0) return;
+  if (::stat(path.c_str(), &st) != 0) {
+    LOG(ERROR) << "raft: checkpoint " << path << " vanished: " << std::strerror(errno);
+    return;
+  }
   if (c.conf_epoch != conf_epoch_) {
     // The membership changed while it was written: raft would describe it with the new one.
+    LOG(INFO) << "raft: checkpoint " << c.seq << " predates a membership change; not served";
     return;
   }
   Status s = node_->Compact(c.index, EncodeSnapshotRef(c.seq, static_cast<uint64_t>(st.st_size)));
@@ -669,6 +669,9 @@ void RaftLog::FinishCheckpoint() {
   }
   need_snapshot_ = false;
   bytes_since_compact_ = 0;
+  served_index_ = c.index;
+  LOG(INFO) << "raft: log compacted to index " << c.index << "; checkpoint " << c.seq
+            << " is the snapshot for followers";
   // A snapshot received from a leader is covered by this checkpoint once its record is.
   if (received_in_use_ != 0 && received_record_ <= c.seq) {
     (void)::unlink(ReceivedSnapshotPath(received_in_use_).c_str());

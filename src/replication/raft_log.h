@@ -242,6 +242,7 @@ class RaftLog final : public log::Log {
   };
   std::optional<Checkpoint> checkpoint_;  // being written
   uint64_t last_checkpoint_seq_ = 0;
+  uint64_t served_index_ = 0;    // the index of the snapshot raft keeps (0: bootstrap's)
   bool need_snapshot_ = false;    // raft asked for a newer snapshot
   uint64_t conf_epoch_ = 0;       // membership changes applied
   uint64_t received_in_use_ = 0;  // the received snapshot file the durable state needs

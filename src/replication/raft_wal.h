@@ -44,13 +44,7 @@
 namespace distri::replication {
 
 // An entry that owns its bytes (RaftEntry borrows from a Ready).
-struct StoredEntry {
-  uint64_t index = 0;
-  uint64_t term = 0;
-  EntryType type = EntryType::kNormal;
-  std::string context;
-  std::string data;
-};
+using StoredEntry = OwnedEntry;
 
 struct SnapshotMeta {
   uint64_t index = 0;

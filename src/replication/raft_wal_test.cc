@@ -53,7 +53,7 @@ TEST(RaftWalTest, AnOlderRecordReplayedOverACheckpointChangesNothing) {
   // tail up to 110 and commit 110. A record proposed before it (entries 101..105 and an older
   // hard state), durable only afterwards, is replayed over it and must not roll it back.
   std::vector<StoredEntry> tail;
-  for (uint64_t i = 101; i <= 110; i++) tail.push_back({i, 3, EntryType::kNormal, "", "x"});
+  for (uint64_t i = 101; i <= 110; i++) tail.push_back({i, 3, EntryType::kNormal, "x", ""});
   std::string checkpoint =
       EncodeCheckpointHeader(HardState{3, 2, 110}, SnapshotMeta{100, 3, {1, 2, 3}, {}}, tail);
   RaftDurableState s;
@@ -98,8 +98,8 @@ TEST(RaftWalTest, ASnapshotReplacesTheEntriesItCovers) {
 }
 
 TEST(RaftWalTest, CheckpointThenRecords) {
-  std::vector<StoredEntry> tail = {{11, 4, EntryType::kNormal, "c", "d11"},
-                                   {12, 4, EntryType::kConfChangeV2, "", "d12"}};
+  std::vector<StoredEntry> tail = {{11, 4, EntryType::kNormal, "d11", "c"},
+                                   {12, 4, EntryType::kConfChangeV2, "d12", ""}};
   std::string checkpoint =
       EncodeCheckpointHeader(HardState{4, 2, 11}, SnapshotMeta{10, 4, {1, 2}, {}}, tail);
   checkpoint += "PAYLOAD";
