@@ -581,7 +581,9 @@ void RaftLog::PollProposals(const ProposalCommitFn& on_commit, const FailFn& on_
                                       std::to_string(index) + " holds another entry)"));
   }
   lost_.clear();
-  const uint64_t reportable = hold_applied_at_ ? std::min(applied_, hold_applied_at_ - 1) : applied_;
+  // While an installed snapshot is not durable, raft's persisted index may be below anything
+  // we applied (a joining node has persisted nothing): report nothing new until it is.
+  const uint64_t reportable = hold_applied_at_ != 0 ? reported_applied_ : applied_;
   if (reportable > reported_applied_) {
     Status st = node_->AdvanceApplyTo(reportable);
     if (!st.ok()) return Fatal(st);
