@@ -5,8 +5,9 @@ What it measures (issue 10, "Benchmark")
   1. Durable puts of 100-byte values with 64 and 256 requests in flight: N workers, each
      with exactly one request outstanding (bench/loadgen, Go: Distri over RESP, one
      connection per worker; etcd through its official client, workers sharing
-     --etcd-conns gRPC connections per node). Throughput and p50/p99 latency of each, and
-     the ratio Distri/etcd, median of --repeat alternating runs.
+     --etcd-conns gRPC connections per node, which multiplex their requests). Throughput
+     and p50/p99 latency of each, and the ratio Distri/etcd, median of --repeat
+     alternating runs.
      --targets all: workers spread evenly over the three nodes (followers forward to the
      leader, in both systems); leader: every worker talks to the leader.
   2. Failover: kill -9 the leader, then time until the first write acknowledged through
@@ -339,8 +340,8 @@ def check_fsync(cluster, loadgen, seconds=3):
                                                   "msync"):
                 calls[parts[-1]] = int(parts[3])
         counts[n.name] = calls
-    # The load covers warm-up too: count every acknowledged write from loadgen's view is
-    # not possible, so report the measured window's ops and the whole-run syscall counts.
+    # strace counts over the whole load (warm-up included); loadgen counts the writes of
+    # the measured window only, so writes per fsync are slightly understated.
     return {"ops_in_window": r["ops"], "window_s": seconds, "warmup_s": 0.5,
             "ops_per_sec": r["ops_per_sec"], "calls": counts}
 
@@ -355,7 +356,8 @@ def med(rs, key):
 
 def render(results, fails, fsync, args, distri_label, versions, load_before, load_after):
     md = []
-    md.append(f"### etcd vs Distri, 3 nodes each — {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
+    when = time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())
+    md.append(f"### etcd vs Distri, 3 nodes each — {when}")
     md.append("")
     md.append(f"Machine: {cpu_model()}, {os.cpu_count()} CPUs (shared with other work: load "
               f"average {load_before} before, {load_after} after), Linux {platform.release()}. "
@@ -425,8 +427,9 @@ def main():
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--seconds", type=float, default=10.0, help="measured window per run")
     ap.add_argument("--warmup", type=float, default=2.0)
-    ap.add_argument("--etcd-conns", type=int, default=8,
-                    help="etcd gRPC connections per node shared by the workers (default 8)")
+    ap.add_argument("--etcd-conns", type=int, default=1,
+                    help="etcd gRPC connections per node shared by the workers (default 1: "
+                         "on 2 cores it beat 8 and 64, see docs/benchmarks.md)")
     ap.add_argument("--kills", type=int, default=20, help="Distri leader kills (0: skip)")
     ap.add_argument("--etcd-kills", type=int, default=0, help="etcd leader kills (0: skip)")
     ap.add_argument("--settle", type=float, default=0.5,
