@@ -149,12 +149,12 @@ class Cluster:
         if len(infos) == 1 and infos[0].get("single"):
             return infos
         leaders = {i["leader_id"] for i in infos}
-        if len(leaders) != 1 or "" in leaders or "0" in leaders or "None" in leaders:
+        if len(leaders) != 1 or leaders & {"", "0", "<nil>", "none", "None"}:
             return None
         lead = [i for i in infos if i["role"] == "leader"]
         if len(lead) != 1:
             return None
-        if voters and self.system == "distri" and len(lead[0].get("voters") or []) != voters:
+        if voters and self.system == "distri" and lead[0]["voter_count"] != voters:
             return None
         if any(i["applied_index"] < lead[0]["commit_index"] for i in infos):
             return None

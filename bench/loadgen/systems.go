@@ -143,6 +143,7 @@ type nodeInfo struct {
 	CommitIndex  int64    `json:"commit_index"`
 	AppliedIndex int64    `json:"applied_index"`
 	Voters       []string `json:"voters,omitempty"`
+	VoterCount   int      `json:"voter_count"` // len(voters), or the number if it is one
 	Learners     []string `json:"learners,omitempty"`
 }
 
@@ -179,7 +180,7 @@ func distriInfo(endpoint string, timeout time.Duration) nodeInfo {
 	var reply *ErrorReply
 	if errors.As(err, &reply) && strings.Contains(strings.ToLower(reply.Msg), "unknown command") {
 		// A build without the cluster: one node, which is its own leader.
-		info.OK, info.Single, info.Role = true, true, "leader"
+		info.OK, info.Single, info.Role, info.VoterCount = true, true, "leader", 1
 		return info
 	}
 	if err != nil {
@@ -192,13 +193,17 @@ func distriInfo(endpoint string, timeout time.Duration) nodeInfo {
 		return info
 	}
 	info.OK = true
-	info.Role = fmt.Sprint(m["role"])
+	info.Role = strings.ToLower(fmt.Sprint(m["role"]))
 	info.NodeID = fmt.Sprint(m["node_id"])
 	info.LeaderID = fmt.Sprint(m["leader_id"])
 	info.Term = toInt(m["term"])
 	info.CommitIndex = toInt(m["commit_index"])
 	info.AppliedIndex = toInt(m["applied_index"])
 	info.Voters = toStrings(m["voters"])
+	info.VoterCount = len(info.Voters)
+	if n, ok := m["voters"].(int64); ok {
+		info.VoterCount = int(n)
+	}
 	info.Learners = toStrings(m["learners"])
 	return info
 }
