@@ -251,6 +251,15 @@ def distri_cluster(distri_bin, owned, loadgen, base, cluster):
 # Measurements
 # ---------------------------------------------------------------------------
 
+def cpu_ticks(pid):
+    """utime + stime of a process, in clock ticks (0 if it is gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return int(fields[11]) + int(fields[12])
+    except (OSError, IndexError, ValueError):
+        return 0
+
+
 def run_puts(clusters, loadgen, args):
     """{(system, inflight, target): [result, ...]}, alternating which system goes first."""
     results = {}
@@ -261,13 +270,21 @@ def run_puts(clusters, loadgen, args):
                 for name in order:
                     c = clusters[name]
                     c.wait_healthy()
+                    pids = [n.proc.pid for n in c.nodes]
+                    ticks0, t0 = [cpu_ticks(p) for p in pids], time.monotonic()
                     r = loadgen.put(name, c.endpoints, inflight, target, args.seconds,
                                     args.warmup, args.etcd_conns)
+                    # Cores the servers kept busy over the whole run (warm-up included).
+                    wall = time.monotonic() - t0
+                    hz = os.sysconf("SC_CLK_TCK")
+                    r["server_cores"] = [round((cpu_ticks(p) - t) / hz / wall, 2)
+                                         for p, t in zip(pids, ticks0)]
                     results.setdefault((name, inflight, target), []).append(r)
                     log(f"run {rep + 1}/{args.repeat} {c.label:22} inflight {inflight:4} "
                         f"target {target:6} {r['ops_per_sec']:10,.0f}/s p50 {r['p50_ms']:.2f} "
                         f"p99 {r['p99_ms']:.2f} ms errors {r['errors']} "
-                        f"loadgen {r['loadgen_cores']:.2f} cores")
+                        f"loadgen {r['loadgen_cores']:.2f} cores, servers "
+                        f"{r['server_cores']} cores")
                     if r["errors"]:
                         log(f"  first error: {r['first_error']}")
     return results
@@ -387,7 +404,11 @@ def render(results, fails, fsync, args, distri_label, versions, load_before, loa
             f"{k[0]} {k[1]}/{k[2]}: {v}" for k, v in sorted(errs.items())) + ". Load generator "
                   "CPU (median cores): " + ", ".join(
             f"{k[0]} {k[1]}/{k[2]}: {med(v, 'loadgen_cores'):.2f}"
-            for k, v in sorted(results.items())) + ".")
+            for k, v in sorted(results.items())) + ". Server CPU over the run (median; all "
+                  "nodes together, and the busiest node): " + ", ".join(
+            f"{k[0]} {k[1]}/{k[2]}: {statistics.median(sum(r['server_cores']) for r in v):.2f}"
+            f" ({statistics.median(max(r['server_cores']) for r in v):.2f})"
+            for k, v in sorted(results.items())) + " cores.")
         md.append("")
     for name, times in fails.items():
         if times:
