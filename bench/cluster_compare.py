@@ -104,6 +104,10 @@ class Loadgen:
 # Clusters we own (stopped by PID, never by name)
 # ---------------------------------------------------------------------------
 
+class NotHealthy(Exception):
+    """A cluster did not become healthy in time (see Cluster.healthy)."""
+
+
 class Node:
     def __init__(self, name, argv, workdir, client_port):
         self.name = name
@@ -167,7 +171,7 @@ class Cluster:
             for n in nodes or self.nodes:
                 if n.proc.poll() is not None:
                     tail = (n.workdir / "server.log").read_text(errors="replace")[-3000:]
-                    raise SystemExit(f"{self.label} node {n.name} exited with "
+                    raise NotHealthy(f"{self.label} node {n.name} exited with "
                                      f"{n.proc.returncode}; log tail:\n{tail}")
             try:
                 infos = self.healthy(nodes, voters)
@@ -181,15 +185,19 @@ class Cluster:
             infos = self.infos(nodes)
         except RuntimeError as e:
             last_error = e
-        raise SystemExit(f"{self.label}: not healthy after {timeout}s; last view: {infos}; "
+        raise NotHealthy(f"{self.label}: not healthy after {timeout}s; last view: {infos}; "
                          f"last error: {last_error}")
+
+    def stop(self):
+        for n in self.nodes:
+            self.owned.stop(n.proc)
 
     def leader(self):
         infos = self.wait_healthy()
         for node, info in zip(self.nodes, infos):
             if info["role"] == "leader":
                 return node
-        raise SystemExit(f"{self.label}: no leader in {infos}")
+        raise NotHealthy(f"{self.label}: no leader in {infos}")
 
 
 def etcd_cluster(etcd_bin, owned, loadgen, base):
@@ -292,15 +300,22 @@ def run_puts(clusters, loadgen, args):
 
 def failover(cluster, loadgen_path, kills, settle):
     """kill -9 the leader `kills` times; ms from the kill to the first acknowledged write
-    through a surviving node. The probe process keeps its connections across kills."""
+    through a surviving node. The probe process keeps its connections across kills.
+    Returns (times, failure): failure says why it stopped early (None if it did not)."""
     probe = subprocess.Popen([loadgen_path, "probe", "--system", cluster.system,
                               "--endpoints", ",".join(cluster.endpoints)],
                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
                              start_new_session=True)
     times = []
+    failure = None
     try:
         for k in range(kills):
-            victim = cluster.leader()
+            try:
+                victim = cluster.leader()
+            except NotHealthy as e:
+                failure = f"before kill {k + 1}: {str(e)[:1500]}"
+                log(failure)
+                break
             others = [n for n in cluster.nodes if n is not victim]
             via = others[k % len(others)]
             time.sleep(settle)  # a quiet cluster, as a real leader loss would find it
@@ -314,14 +329,23 @@ def failover(cluster, loadgen_path, kills, settle):
             r = json.loads(line)
             victim.proc.wait(10)
             if r["ms"] < 0:
-                raise SystemExit(f"{cluster.label}: no write acknowledged through {via.name} "
-                                 f"after killing {victim.name}: {r}")
+                failure = (f"kill {k + 1}: no write acknowledged through {via.name} within "
+                           f"60 s after killing {victim.name}: {r}")
+                log(failure)
+                cluster.start_node(victim)
+                break
             times.append(r["ms"])
             log(f"{cluster.label} kill {k + 1}/{kills}: leader {victim.name} killed, first "
                 f"write acknowledged through {via.name} after {r['ms']:.0f} ms "
                 f"({r['attempts']} attempts; errors: {r.get('errors') or []})")
             cluster.start_node(victim)
-            cluster.wait_healthy(timeout=120, voters=3)
+            try:
+                cluster.wait_healthy(timeout=120, voters=3)
+            except NotHealthy as e:
+                failure = (f"after kill {k + 1} the restarted node {victim.name} did not "
+                           f"rejoin within 120 s: {str(e)[:1500]}")
+                log(failure)
+                break
     finally:
         probe.stdin.close()
         try:
@@ -329,7 +353,7 @@ def failover(cluster, loadgen_path, kills, settle):
         except subprocess.TimeoutExpired:
             probe.kill()
             probe.wait()
-    return times
+    return times, failure
 
 
 def check_fsync(cluster, loadgen, seconds=3):
@@ -410,7 +434,10 @@ def render(results, fails, fsync, args, distri_label, versions, load_before, loa
             f" ({statistics.median(max(r['server_cores']) for r in v):.2f})"
             for k, v in sorted(results.items())) + " cores.")
         md.append("")
-    for name, times in fails.items():
+    for name, (times, failure) in fails.items():
+        if failure:
+            md.append(f"Failover, {name}: STOPPED EARLY: {failure.splitlines()[0][:600]}")
+            md.append("")
         if times:
             md.append(f"Failover, {name}: leader `kill -9` to the first write acknowledged "
                       f"through another node, {len(times)} kills: p50 "
@@ -459,6 +486,7 @@ def main():
     ap.add_argument("--skip-put", action="store_true", help="only failover / fsync check")
     ap.add_argument("--workdir", help="keep data and logs here (default: a temp dir, removed)")
     ap.add_argument("--markdown", help="also write the markdown report to this file")
+    ap.add_argument("--json", help="write every put run's loadgen result to this file")
     args = ap.parse_args()
     args.distri = str(Path(args.distri).resolve())
     args.inflight = [int(x) for x in args.inflight.split(",") if x]
@@ -496,21 +524,38 @@ def main():
         clusters = {"etcd": etcd, "distri": distri}
 
         results = {} if args.skip_put else run_puts(clusters, loadgen, args)
+        if args.json:
+            Path(args.json).write_text(json.dumps(
+                [{"system": k[0], "inflight": k[1], "target": k[2], "runs": v}
+                 for k, v in results.items()], indent=1) + "\n")
         fsync = None
         if args.check_fsync:
             fsync = {name: check_fsync(c, loadgen) for name, c in clusters.items()}
             log(f"fsync check: {fsync}")
         fails = {}
-        if args.kills and cluster_mode:
-            fails["distri"] = failover(distri, loadgen.path, args.kills, args.settle)
-        if args.etcd_kills:
-            fails["etcd"] = failover(etcd, loadgen.path, args.etcd_kills, args.settle)
+        if (args.kills and cluster_mode) or args.etcd_kills:
+            # Fresh clusters: the failover figures should not depend on how much the put
+            # runs left in the logs (each restart replays its node's log).
+            etcd.stop()
+            distri.stop()
+            fbase = base / "failover"
+            fbase.mkdir()
+            if args.kills and cluster_mode:
+                distri = distri_cluster(args.distri, owned, loadgen, fbase, cluster_mode)
+                fails["distri"] = failover(distri, loadgen.path, args.kills, args.settle)
+                distri.stop()
+            if args.etcd_kills:
+                etcd = etcd_cluster(args.etcd, owned, loadgen, fbase)
+                fails["etcd"] = failover(etcd, loadgen.path, args.etcd_kills, args.settle)
 
         versions = {"etcd": version_of([args.etcd, "--version"])}
         md = render(results, fails, fsync, args, distri_label, versions, load_before, loadavg())
         print(md)
         if args.markdown:
             Path(args.markdown).write_text(md + "\n")
+    except NotHealthy as e:
+        log(f"giving up: {e}")
+        return 1
     except KeyboardInterrupt:
         log("interrupted; stopping servers")
         return 130
