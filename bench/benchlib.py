@@ -20,8 +20,8 @@ class Owned:
         self.procs = []
         self.dirs = []
 
-    def spawn(self, argv, log_path, cwd=None):
-        with open(log_path, "wb") as log:
+    def spawn(self, argv, log_path, cwd=None, append=False):
+        with open(log_path, "ab" if append else "wb") as log:
             # Own session: a terminal Ctrl-C reaches only us; we stop the children ourselves.
             p = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT,
                                  stdin=subprocess.DEVNULL, cwd=cwd, start_new_session=True)

@@ -15,7 +15,11 @@ So distri does strictly more work per write; the table says so.
 
 Usage
   bench/redis_compare.py [--distri build/release/distri] [--quick] [--repeat 3]
-                         [--keys 1000000] [--markdown out.md]
+                         [--keys 1000000] [--markdown out.md] [--baseline OTHER_DISTRI]
+
+--baseline runs a second distri binary (e.g. the build before a change) as a third server
+in the same rotation, and adds its figures and the ratio distri/baseline to the tables: an
+A/B of two builds on the same machine in the same minutes.
 
 Every process it starts is stopped by PID on exit, including on Ctrl-C; temp dirs are
 removed. Needs redis-server, redis-cli and redis-benchmark (Debian: redis-server, redis-tools).
@@ -170,32 +174,43 @@ def fmt_ops(x):
 
 def render(results, mem, args, requests, redis_version):
     rows = []
+    has_base = bool(args.baseline)
     for pipeline in PIPELINES:
         for test in TESTS:
             r = statistics.median(results[("redis", pipeline, test)])
             d = statistics.median(results[("distri", pipeline, test)])
-            rows.append((test, pipeline, r, d, d / r if r else float("nan")))
+            b = statistics.median(results[("baseline", pipeline, test)]) if has_base else None
+            rows.append((test, pipeline, r, d, d / r if r else float("nan"), b))
 
     plain = [f"{'test':6} {'pipeline':>8} {'redis ops/s':>14} {'distri ops/s':>14} "
-             f"{'distri/redis':>12}"]
-    for test, pipeline, r, d, ratio in rows:
-        plain.append(f"{test:6} {pipeline:>8} {fmt_ops(r):>14} {fmt_ops(d):>14} {ratio:>12.2f}")
+             f"{'distri/redis':>12}" + (f" {'base ops/s':>14} {'base/redis':>10} "
+                                        f"{'distri/base':>11}" if has_base else "")]
+    for test, pipeline, r, d, ratio, b in rows:
+        plain.append(f"{test:6} {pipeline:>8} {fmt_ops(r):>14} {fmt_ops(d):>14} {ratio:>12.2f}" +
+                     (f" {fmt_ops(b):>14} {b / r:>10.2f} {d / b:>11.2f}" if has_base else ""))
 
     md = []
     md.append(f"### redis-server vs distri — {time.strftime('%Y-%m-%d')}")
     md.append("")
     md.append(f"Machine: {cpu_model()}, {os.cpu_count()} CPUs, Linux {platform.release()}. "
-              f"{redis_version}. distri: `{args.distri}`.")
+              f"{redis_version}. distri: `{args.distri}`." +
+              (f" baseline: `{args.baseline}`." if has_base else ""))
     md.append("")
     md.append(f"Load: `redis-benchmark -c {CLIENTS} -d {VALUE_SIZE} -t set,get,incr` at -P 1 "
               f"(-n {requests[1]:,}) and -P 16 (-n {requests[16]:,}); median of {args.repeat} "
               f"alternating run(s). redis: `--appendonly yes --appendfsync everysec --save \"\"`; "
               f"distri: `--fsync always` (each write fsynced before it is acknowledged).")
     md.append("")
-    md.append("| test | pipeline | redis ops/s | distri ops/s | distri/redis |")
-    md.append("|---|---:|---:|---:|---:|")
-    for test, pipeline, r, d, ratio in rows:
-        md.append(f"| {test} | {pipeline} | {fmt_ops(r)} | {fmt_ops(d)} | {ratio:.2f} |")
+    if has_base:
+        md.append("| test | pipeline | redis ops/s | distri ops/s | distri/redis | "
+                  "baseline ops/s | baseline/redis | distri/baseline |")
+        md.append("|---|---:|---:|---:|---:|---:|---:|---:|")
+    else:
+        md.append("| test | pipeline | redis ops/s | distri ops/s | distri/redis |")
+        md.append("|---|---:|---:|---:|---:|")
+    for test, pipeline, r, d, ratio, b in rows:
+        md.append(f"| {test} | {pipeline} | {fmt_ops(r)} | {fmt_ops(d)} | {ratio:.2f} |" +
+                  (f" {fmt_ops(b)} | {b / r:.2f} | {d / b:.2f} |" if has_base else ""))
     if mem:
         rk, dk = mem["redis"], mem["distri"]
         md.append("")
@@ -217,6 +232,14 @@ def render(results, mem, args, requests, redis_version):
                      f"ratio distri/redis {dk['rss_kb'] / rk['rss_kb']:.2f} "
                      f"(empty: {rk['rss_before_kb'] / 1024:.1f} / "
                      f"{dk['rss_before_kb'] / 1024:.1f} MiB)")
+        if "baseline" in mem:
+            bk = mem["baseline"]
+            line = (f"Baseline VmRSS after {args.keys:,} keys: {bk['rss_kb'] / 1024:.1f} MiB "
+                    f"(distri/baseline {dk['rss_kb'] / bk['rss_kb']:.2f}), load time "
+                    f"{bk['load_s']:.1f} s.")
+            md.append("")
+            md.append(line)
+            plain.append(line)
     return "\n".join(plain), "\n".join(md)
 
 
@@ -240,8 +263,13 @@ def main():
                     help="keys for the memory test (default 1,000,000; --quick: 100,000)")
     ap.add_argument("--no-memory", action="store_true", help="skip the memory test")
     ap.add_argument("--markdown", help="also write the markdown report to this file")
+    ap.add_argument("--baseline", help="a second distri binary measured in the same rotation")
     args = ap.parse_args()
     args.distri = str(Path(args.distri).resolve())
+    if args.baseline:
+        args.baseline = str(Path(args.baseline).resolve())
+        if not os.access(args.baseline, os.X_OK):
+            raise SystemExit(f"baseline binary not found at {args.baseline}")
     if args.keys is None:
         args.keys = 100_000 if args.quick else 1_000_000
     for tool in ("redis-benchmark", "redis-cli"):
@@ -268,6 +296,12 @@ def main():
             "--bind", "127.0.0.1", "--data", str(ddir / "data"), "--fsync", "always"],
             owned, ddir).start()
         servers = {"redis": redis, "distri": distri}
+        if args.baseline:
+            bdir = owned.tempdir("bench-baseline-")
+            servers["baseline"] = Server("baseline", lambda port: [
+                args.baseline, "serve", "--port", str(port), "--http-port", str(free_port()),
+                "--bind", "127.0.0.1", "--data", str(bdir / "data"), "--fsync", "always"],
+                owned, bdir).start()
         print(f"redis-server pid {redis.proc.pid} port {redis.port}; "
               f"distri pid {distri.proc.pid} port {distri.port}", file=sys.stderr)
 
@@ -277,7 +311,7 @@ def main():
             make_load_file(load_file, args.keys)
             mem = {}
             # First, on fresh processes, so 'empty' is the RSS right after start.
-            for name in ("redis", "distri"):
+            for name in servers:
                 mem[name] = load_and_measure(servers[name], load_file, args.keys)
                 print(f"{name}: loaded {args.keys} keys in {mem[name]['load_s']:.1f}s, "
                       f"VmRSS {mem[name]['rss_kb']} kB", file=sys.stderr)
@@ -297,7 +331,9 @@ def main():
 
         results = {}
         for rep in range(args.repeat):
-            order = ["redis", "distri"] if rep % 2 == 0 else ["distri", "redis"]
+            # Rotate which server goes first, so no one always runs on a warmer machine.
+            names = list(servers)
+            order = names[rep % len(names):] + names[:rep % len(names)]
             for pipeline in PIPELINES:
                 for name in order:
                     got = benchmark(servers[name], pipeline, requests[pipeline])

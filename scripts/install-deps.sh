@@ -6,10 +6,20 @@
 #                                    a Rust toolchain for src/replication/raft_capi)
 #   scripts/install-deps.sh --test   plus clang (fuzzing), GoogleTest, redis tools, Python test venv,
 #                                    Go (the fault suite's linearizability checker)
+#   scripts/install-deps.sh --bench  plus what bench/cluster_compare.py runs: Debian's etcd
+#                                    (etcd-server, 3.4), strace; it needs Go too (bench/loadgen)
+#   (--test and --bench may be given together)
 set -euo pipefail
 
 want_test=0
-[[ "${1:-}" == "--test" ]] && want_test=1
+want_bench=0
+for arg in "$@"; do
+  case "$arg" in
+    --test) want_test=1 ;;
+    --bench) want_bench=1 ;;
+    *) echo "usage: $0 [--test] [--bench]" >&2; exit 2 ;;
+  esac
+done
 root="$(cd "$(dirname "$0")/.." && pwd)"
 
 packages=(build-essential cmake ninja-build pkg-config libuv1-dev libssl-dev libxxhash-dev
@@ -25,6 +35,11 @@ if [[ $want_test == 1 ]]; then
   # Node.js for the browser tests (any packaging of it will do: keep one already there).
   command -v node >/dev/null || packages+=(nodejs)
   command -v npm >/dev/null || packages+=(npm)
+fi
+if [[ $want_bench == 1 ]]; then
+  # etcd-server's post-install script would start the Debian service where systemd runs;
+  # the benchmark starts its own three etcd processes on free ports and never uses it.
+  packages+=(etcd-server strace redis-tools)
 fi
 
 missing=()
@@ -62,6 +77,12 @@ if ! { command -v cargo >/dev/null && cargo_ok cargo; } && ! cargo_ok "$HOME/.ca
   }
   curl --proto '=https' --tlsv1.2 -sSf https://sh.rustup.rs |
     sh -s -- -y --profile minimal --default-toolchain stable --no-modify-path
+fi
+
+if [[ $want_bench == 1 ]] && ! command -v go >/dev/null; then
+  # bench/loadgen's go.mod needs a recent Go (Debian bookworm's golang-go 1.19 is too old);
+  # the project's machines carry one on PATH.
+  echo "warning: no 'go' on PATH; bench/cluster_compare.py builds bench/loadgen with Go" >&2
 fi
 
 if [[ $want_test == 1 ]]; then
