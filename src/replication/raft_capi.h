@@ -262,7 +262,9 @@ int distri_raft_report_unreachable(distri_raft_node* node, uint64_t id);
 /* The snapshot sent to `id` was delivered (failed = 0) or not (failed = 1). */
 int distri_raft_report_snapshot(distri_raft_node* node, uint64_t id, uint8_t failed);
 /* The state machine snapshot `data` covers every entry up to `index`: keep it as the snapshot
- * to send to lagging followers and drop the in-memory log before `index`.
+ * to send to lagging followers and drop the in-memory log before `index`. At the index of the
+ * snapshot already kept, `data` replaces its data (the same state, written again); older
+ * indexes change nothing.
  * REQUIRES: index is applied (distri_raft_advance_apply_to) and the membership given to
  * distri_raft_apply_conf_change is the one as of `index`. */
 int distri_raft_compact(distri_raft_node* node, uint64_t index, const uint8_t* data, size_t len);

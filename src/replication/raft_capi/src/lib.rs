@@ -608,7 +608,14 @@ pub unsafe extern "C" fn distri_raft_compact(
         // knows only the metadata of that one): nothing to do. The same index as a restored
         // snapshot is not older: it gives that snapshot the data the node can serve.
         let log_start = store.mem.first_index().map_err(raft_err)? - 1;
-        if index <= store.snapshot.get_metadata().index || index < log_start {
+        let kept = store.snapshot.get_metadata().index;
+        if index == kept && !store.snapshot.is_empty() {
+            // The same state written again (a newer checkpoint at the same applied index
+            // replaced the old file): the kept snapshot takes the new data.
+            store.snapshot.set_data(bytes.to_vec().into());
+            return Ok(());
+        }
+        if index <= kept || index < log_start {
             return Ok(());
         }
         let term = store.mem.term(index).map_err(raft_err)?;
