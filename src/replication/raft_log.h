@@ -121,9 +121,10 @@ class RaftLog final : public log::Log {
   uint64_t last_index() const override { return last_index_; }
   uint64_t bytes_since_snapshot() const override { return wal_->bytes_since_snapshot(); }
 
-  // Poll, with each committed entry's proposal id when this node proposed it (0 otherwise:
-  // another node's entry, or one proposed before a restart). FailFn gets a proposal id and
-  // kUnknown for a proposal whose index another entry took.
+  // Poll, with each committed entry's proposal id when this node proposed it (0 for another
+  // node's entry). An entry proposed by an earlier incarnation of this node comes back with
+  // its old id, which no waiting proposal has (ids start at a random point per incarnation).
+  // FailFn gets a proposal id and kUnknown for a proposal whose index another entry took.
   using ProposalCommitFn =
       std::function<void(uint64_t index, std::string_view entry, uint64_t proposal)>;
   void PollProposals(const ProposalCommitFn& on_commit, const FailFn& on_fail);
