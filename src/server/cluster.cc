@@ -744,7 +744,7 @@ Status Server::RejoinThrough(const std::string& address) {
   log_.reset();
   // Nothing may be pending on a node with no data, but a write in flight gets its answer.
   std::vector<uint64_t> pending;
-  for (const auto& [proposal, p] : pending_) pending.push_back(proposal);
+  for (const PendingEntry& p : pending_) pending.push_back(p.proposal);
   for (uint64_t proposal : pending) {
     FailProposal(proposal, state::ApplyResult::Error(
                                "UNKNOWN this node left its cluster to join another"));
@@ -870,10 +870,9 @@ void Server::SweepClusterTimeouts() {
   const int64_t now = NowMs();
   const int64_t timeout = static_cast<int64_t>(options_.cluster.request_timeout_ms);
   std::vector<uint64_t> expired;
-  for (const auto& [proposal, p] : pending_) {
-    if (now - p.proposed_ms > timeout) expired.push_back(proposal);
+  for (const PendingEntry& p : pending_) {
+    if (now - p.proposed_ms > timeout) expired.push_back(p.proposal);
   }
-  std::sort(expired.begin(), expired.end());
   for (uint64_t proposal : expired) {
     FailProposal(proposal, state::ApplyResult::Error(
                                "UNKNOWN no answer from the cluster within " +

@@ -344,7 +344,8 @@ uint64_t Server::used_memory() const {
 
 void Server::AddPending(uint64_t proposal, uint64_t client_id, uint64_t bytes,
                         std::function<void(const state::ApplyResult&)> done) {
-  pending_.emplace(proposal, PendingEntry{client_id, std::move(done), bytes, NowMs()});
+  CHECK(pending_.empty() || pending_.back().proposal < proposal) << "proposal ids must grow";
+  pending_.push_back(PendingEntry{proposal, client_id, std::move(done), bytes, NowMs()});
   in_flight_bytes_ += bytes;
 }
 
@@ -422,11 +423,8 @@ void Server::OnCommit(uint64_t index, std::string_view entry, uint64_t proposal)
 
 void Server::CompletePending(uint64_t proposal, const state::ApplyResult& result) {
   if (cluster_) cluster_->Forget(proposal);
-  auto found = pending_.find(proposal);
-  if (found == pending_.end()) return;  // proposed before a restart, or already timed out
-  PendingEntry p = std::move(found->second);
-  pending_.erase(found);
-  in_flight_bytes_ -= p.bytes;
+  PendingEntry p;
+  if (!TakePending(proposal, &p)) return;  // proposed before a restart, or already answered
   if (p.done) p.done(result);
   if (p.client_id == 0) return;
   auto it = clients_.find(p.client_id);
@@ -439,16 +437,30 @@ void Server::CompletePending(uint64_t proposal, const state::ApplyResult& result
       "UNKNOWN a later write of this connection applied first; this one may or may not apply");
   bool resume = false;
   while (client->front_pending_write() != proposal) {
-    const uint64_t older = client->front_pending_write();
-    auto o = pending_.find(older);
-    if (o != pending_.end()) {
-      in_flight_bytes_ -= o->second.bytes;
-      pending_.erase(o);
-    }
+    PendingEntry older;
+    (void)TakePending(client->front_pending_write(), &older);
     client->CompletePendingWrite(kOvertaken);
   }
   resume = client->CompletePendingWrite(result);
   if (resume) resumable_.push_back(client);
+}
+
+bool Server::TakePending(uint64_t proposal, PendingEntry* out) {
+  if (pending_.empty()) return false;
+  auto it = pending_.begin();
+  if (it->proposal != proposal) {
+    it = std::lower_bound(pending_.begin(), pending_.end(), proposal,
+                          [](const PendingEntry& p, uint64_t id) { return p.proposal < id; });
+    if (it == pending_.end() || it->proposal != proposal) return false;
+  }
+  *out = std::move(*it);
+  in_flight_bytes_ -= out->bytes;
+  if (it == pending_.begin()) {
+    pending_.pop_front();
+  } else {
+    pending_.erase(it);  // out of order (a cluster's leader change): rare
+  }
+  return true;
 }
 
 void Server::FailProposal(uint64_t proposal, const state::ApplyResult& error) {
@@ -464,7 +476,7 @@ void Server::OnLogFailure(uint64_t first_index, const Status& why) {
   log_failing_ = true;
   // Poll delivers every durable entry before reporting a failure, so every
   // write still pending is one of the failed ones.
-  std::unordered_map<uint64_t, PendingEntry> failed;
+  std::deque<PendingEntry> failed;
   failed.swap(pending_);
   refused_entries_ += failed.size();
   uint64_t suppressed = 0;
@@ -477,8 +489,8 @@ void Server::OnLogFailure(uint64_t first_index, const Status& why) {
       "IOERR write not applied: the server could not persist it (" + why.message() +
       "); nothing changed, retry later");
   in_flight_bytes_ = 0;
-  for (auto& [index, p] : failed) {
-    CHECK(index >= first_index);
+  for (PendingEntry& p : failed) {
+    CHECK(p.proposal >= first_index);
     if (p.done) p.done(error);
   }
   for (auto& [id, client] : clients_) {

@@ -234,6 +234,7 @@ class Server final : public commands::Context {
   // A proposal waiting to apply, by proposal id (LocalLog: its index; RaftLog: an id that
   // comes back with the committed entry, whatever index it got).
   struct PendingEntry {
+    uint64_t proposal;
     uint64_t client_id;  // 0: no client waits (expiry entries, callbacks)
     std::function<void(const state::ApplyResult&)> done;  // for ProposeEntry
     uint64_t bytes = 0;  // the entry's size, counted in in_flight_bytes_ until it applies
@@ -263,6 +264,9 @@ class Server final : public commands::Context {
   // Proposes locally (LocalLog, or the Raft leader) or forwards to the leader.
   Result<uint64_t> ProposeOrForward(std::string_view entry);
   void OnCommit(uint64_t index, std::string_view entry, uint64_t proposal);
+  // Removes the pending proposal into *out; false if there is none (proposed before a
+  // restart, or already answered).
+  bool TakePending(uint64_t proposal, PendingEntry* out);
   // Completes a pending proposal; the client's older ones first get UNKNOWN.
   void CompletePending(uint64_t proposal, const state::ApplyResult& result);
   Status StartCluster();   // server/cluster.cc
@@ -317,7 +321,9 @@ class Server final : public commands::Context {
   std::unique_ptr<log::Log> log_;
   replication::RaftLog* raft_ = nullptr;  // log_, when it is a RaftLog
   std::unique_ptr<ClusterNode> cluster_;
-  std::unordered_map<uint64_t, PendingEntry> pending_;  // by proposal id
+  // By ascending proposal id (ids only grow: LocalLog's indexes, RaftLog's sequence). They
+  // almost always complete in that order, so finding one is a look at the front.
+  std::deque<PendingEntry> pending_;
   std::vector<uint64_t> read_waiting_;         // clients wanting a read point this iteration
   std::map<uint64_t, ReadBatch> read_batches_;  // by ReadIndex context
   uint64_t next_read_ctx_ = 1;
