@@ -45,7 +45,7 @@ from pathlib import Path
 import pytest
 
 import conftest
-from conftest import Raw, RawError, SANITIZER_MARKERS, wait_until
+from conftest import Raw, RawError, ServerLog, wait_until
 
 START_TIMEOUT = float(os.environ.get("DISTRI_START_TIMEOUT", "20"))
 HELLO_NODE_ID_END = 24              # header (8) + cluster id (8) + node id (8)
@@ -112,7 +112,7 @@ def as_map(v):
 # One node
 # ---------------------------------------------------------------------------
 
-class ClusterNode:
+class ClusterNode(ServerLog):
     """One distri process: start, kill9, pause/resume, restart on the same data directory."""
 
     def __init__(self, cluster, index):
@@ -286,24 +286,6 @@ class ClusterNode:
             return None
         return as_map(reply)
 
-    # -- diagnostics -----------------------------------------------------------
-
-    def log_text(self):
-        try:
-            return self.log_path.read_bytes().decode("utf-8", "replace")
-        except FileNotFoundError:
-            return ""
-
-    def log_tail(self, n=8000):
-        return self.log_text()[-n:]
-
-    def sanitizer_report(self):
-        text = self.log_text()
-        for m in SANITIZER_MARKERS:
-            i = text.find(m)
-            if i >= 0:
-                return text[max(0, i - 200): i + 3000]
-        return None
 
 
 # ---------------------------------------------------------------------------

@@ -269,7 +269,29 @@ class ServerStartError(Exception):
     pass
 
 
-class Server:
+class ServerLog:
+    """What a test reads from a server process's log file (`self.log_path`): its text, its
+    tail, and the first sanitizer report in it. Shared by Server and cluster_util's nodes."""
+
+    def log_text(self):
+        try:
+            return self.log_path.read_bytes().decode("utf-8", "replace")
+        except FileNotFoundError:
+            return ""
+
+    def log_tail(self, n=8000):
+        return self.log_text()[-n:]
+
+    def sanitizer_report(self):
+        text = self.log_text()
+        for m in SANITIZER_MARKERS:
+            i = text.find(m)
+            if i >= 0:
+                return text[max(0, i - 200): i + 3000]
+        return None
+
+
+class Server(ServerLog):
     """One server process (distri or redis-server) with its own data dir.
 
     opts: max_memory, max_clients, max_bulk, requirepass, fsync ("always"/"off"),
@@ -471,25 +493,6 @@ class Server:
 
     def raw(self, timeout=SOCKET_TIMEOUT):
         return Raw(self.port, timeout)
-
-    # -- diagnostics ---------------------------------------------------------
-
-    def log_text(self):
-        try:
-            return self.log_path.read_bytes().decode("utf-8", "replace")
-        except FileNotFoundError:
-            return ""
-
-    def log_tail(self, n=8000):
-        return self.log_text()[-n:]
-
-    def sanitizer_report(self):
-        text = self.log_text()
-        for m in SANITIZER_MARKERS:
-            i = text.find(m)
-            if i >= 0:
-                return text[max(0, i - 200): i + 3000]
-        return None
 
     def teardown_problems(self):
         """Stops the server; returns a list of problems (unclean exit, sanitizer output)."""
