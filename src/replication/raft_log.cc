@@ -8,12 +8,12 @@
 
 #include <algorithm>
 #include <cerrno>
-#include <cstdio>
 #include <cstring>
 
 #include "base/endian.h"
 #include "base/failpoint.h"
 #include "base/logging.h"
+#include "log/segment.h"
 
 #include <openssl/rand.h>
 
@@ -684,9 +684,7 @@ void RaftLog::FinishCheckpoint() {
 std::string RaftLog::CheckpointPath(uint64_t id) const { return wal_->SnapshotFilePath(id); }
 
 std::string RaftLog::ReceivedSnapshotPath(uint64_t id) const {
-  char name[48];
-  std::snprintf(name, sizeof name, "/received-%020llu.snap", static_cast<unsigned long long>(id));
-  return options_.dir + name;
+  return options_.dir + "/received-" + log::IndexedFileName(id, ".snap");
 }
 
 // The snapshot payload a snapshot's data stands for: empty (the bootstrap snapshot), a
@@ -697,17 +695,10 @@ Result<std::string> RaftLog::SnapshotPayload(std::string_view data) const {
   if (data.empty()) return std::string();
   if (!DecodeSnapshotRef(data, &id, &size)) return std::string(data);
   const std::string path = ReceivedSnapshotPath(id);
-  std::string bytes;
-  {
-    FILE* f = std::fopen(path.c_str(), "rb");
-    if (f == nullptr) {
-      return Status::IOError("snapshot file " + path + " is missing: " + std::strerror(errno));
-    }
-    bytes.resize(size);
-    const size_t got = std::fread(bytes.data(), 1, size, f);
-    std::fclose(f);
-    if (got != size) return Status::Corruption(path + " is shorter than its snapshot says");
-  }
+  auto file = log::DefaultFileSystem()->OpenReadOnly(path);
+  if (!file.ok()) return file.status();
+  std::string_view bytes = file.value()->data();
+  if (bytes.size() != size) return Status::Corruption(path + " is not the size its snapshot says");
   auto payload = CheckpointFilePayload(bytes, path, id);
   if (!payload.ok()) return payload.status();
   return std::string(payload.value());

@@ -77,21 +77,15 @@ Status SaveClusterIdentity(const std::string& data_dir, const ClusterIdentity& i
   std::ostringstream text;
   text << "distri-cluster-v1\ncluster_id " << identity.cluster_id << "\nnode_id "
        << identity.node_id << "\nfounder " << (identity.founder ? 1 : 0) << "\n";
-  const std::string bytes = text.str();
-  int fd = ::open(temp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0) return Status::IOError("cannot write " + temp + ": " + std::strerror(errno));
-  bool ok = ::write(fd, bytes.data(), bytes.size()) == static_cast<ssize_t>(bytes.size()) &&
-            ::fsync(fd) == 0;
-  ::close(fd);
-  if (!ok || ::rename(temp.c_str(), path.c_str()) != 0) {
-    return Status::IOError("cannot write " + path + ": " + std::strerror(errno));
+  log::FileSystem* fs = log::DefaultFileSystem();
+  {
+    auto file = fs->OpenWritable(temp, /*truncate=*/true);
+    if (!file.ok()) return file.status();
+    DISTRI_RETURN_IF_ERROR(file.value()->WriteAt(0, text.str()));
+    DISTRI_RETURN_IF_ERROR(file.value()->Sync());
   }
-  int dir = ::open(data_dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (dir >= 0) {
-    (void)::fsync(dir);
-    ::close(dir);
-  }
-  return Status::Ok();
+  DISTRI_RETURN_IF_ERROR(fs->Rename(temp, path));
+  return fs->SyncDir(data_dir);
 }
 
 // ---------------------------------------------------------------------------
@@ -138,7 +132,6 @@ Status ClusterNode::Start(replication::RaftLog* raft) {
 void ClusterNode::Close() {
   if (closed_) return;
   closed_ = true;
-  for (auto& [to, t] : transfers_) ::close(t.fd);
   transfers_.clear();
   for (auto it = incoming_.begin(); it != incoming_.end(); it = incoming_.begin()) {
     DropIncoming(it->first);
@@ -178,22 +171,19 @@ bool ClusterNode::SendSnapshot(uint64_t to, std::string_view message) {
   if (!snap.value().second.empty()) {
     uint64_t id = 0, size = 0;
     if (!replication::DecodeSnapshotRef(snap.value().second, &id, &size)) return false;
+    // Mapped now: a newer checkpoint may delete the file meanwhile; the mapping stays.
     const std::string path = raft_->CheckpointPath(id);
-    t.fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-    struct stat st;
-    if (t.fd < 0 || ::fstat(t.fd, &st) != 0 || static_cast<uint64_t>(st.st_size) != size) {
+    auto file = log::DefaultFileSystem()->OpenReadOnly(path);
+    if (!file.ok() || file.value()->data().size() != size) {
       LOG(WARNING) << "cluster: cannot send snapshot " << path << " to node " << to << ": "
-                   << (t.fd < 0 ? std::strerror(errno) : "size differs");
-      if (t.fd >= 0) ::close(t.fd);
+                   << (file.ok() ? "size differs" : file.status().ToString());
       return false;
     }
+    t.file = std::move(file).value();
     t.id = id;
     t.size = size;
   }
-  if (auto old = transfers_.find(to); old != transfers_.end()) {
-    if (old->second.fd >= 0) ::close(old->second.fd);
-    transfers_.erase(old);
-  }
+  transfers_.erase(to);
   LOG(INFO) << "cluster: sending snapshot " << t.id << " (" << t.size << " bytes) to node "
             << to;
   transfers_.emplace(to, std::move(t));
@@ -226,10 +216,8 @@ void ClusterNode::PumpSnapshots() {
       base::AppendLe64(&frame, t.id);
       base::AppendLe64(&frame, t.size);
       base::AppendLe64(&frame, t.offset);
-      const size_t head = frame.size();
-      frame.resize(head + n);
-      const ssize_t got = ::pread(t.fd, frame.data() + head, n, static_cast<off_t>(t.offset));
-      if (got != static_cast<ssize_t>(n) || !transport_->Send(to, kFrameSnapshotChunk, frame)) {
+      frame.append(t.file->data().substr(t.offset, n));
+      if (!transport_->Send(to, kFrameSnapshotChunk, frame)) {
         failed = true;
         break;
       }
@@ -248,7 +236,6 @@ void ClusterNode::PumpSnapshots() {
 void ClusterNode::EndTransfer(uint64_t to, bool delivered) {
   auto it = transfers_.find(to);
   if (it == transfers_.end()) return;
-  if (it->second.fd >= 0) ::close(it->second.fd);
   LOG(INFO) << "cluster: snapshot " << it->second.id << " to node " << to
             << (delivered ? " sent" : " failed (raft will retry)");
   transfers_.erase(it);
@@ -260,9 +247,9 @@ void ClusterNode::EndTransfer(uint64_t to, bool delivered) {
 void ClusterNode::DropIncoming(uint64_t peer) {
   auto it = incoming_.find(peer);
   if (it == incoming_.end()) return;
-  ::close(it->second.fd);
-  (void)::unlink(it->second.temp_path.c_str());
-  incoming_.erase(it);
+  const std::string temp_path = std::move(it->second.temp_path);
+  incoming_.erase(it);  // closes the file
+  (void)log::DefaultFileSystem()->Unlink(temp_path);
 }
 
 void ClusterNode::HandleSnapshotChunk(uint64_t peer, std::string_view payload) {
@@ -279,11 +266,12 @@ void ClusterNode::HandleSnapshotChunk(uint64_t peer, std::string_view payload) {
     in.id = id;
     in.size = size;
     in.temp_path = raft_->ReceivedSnapshotPath(id) + "." + std::to_string(peer) + ".tmp";
-    in.fd = ::open(in.temp_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (in.fd < 0) {
-      LOG(ERROR) << "cluster: cannot write " << in.temp_path << ": " << std::strerror(errno);
+    auto file = log::DefaultFileSystem()->OpenWritable(in.temp_path, /*truncate=*/true);
+    if (!file.ok()) {
+      LOG(ERROR) << "cluster: " << file.status().ToString();
       return;
     }
+    in.file = std::move(file).value();
     it = incoming_.emplace(peer, std::move(in)).first;
   }
   if (it == incoming_.end() || it->second.id != id || it->second.size != size ||
@@ -291,27 +279,23 @@ void ClusterNode::HandleSnapshotChunk(uint64_t peer, std::string_view payload) {
     return DropIncoming(peer);  // out of order: the sender starts again
   }
   SnapshotIn& in = it->second;
-  if (::pwrite(in.fd, bytes.data(), bytes.size(), static_cast<off_t>(offset)) !=
-      static_cast<ssize_t>(bytes.size())) {
-    LOG(ERROR) << "cluster: cannot write " << in.temp_path << ": " << std::strerror(errno);
+  if (Status st = in.file->WriteAt(offset, bytes); !st.ok()) {
+    LOG(ERROR) << "cluster: " << st.ToString();
     return DropIncoming(peer);
   }
   in.offset += bytes.size();
   if (in.offset < in.size) return;
   // Complete: durable under its final name before raft may rely on it.
+  log::FileSystem* fs = log::DefaultFileSystem();
   const std::string path = raft_->ReceivedSnapshotPath(id);
-  const bool ok = ::fsync(in.fd) == 0 && ::rename(in.temp_path.c_str(), path.c_str()) == 0;
-  ::close(in.fd);
+  Status st = in.file->Sync();
+  if (st.ok()) st = fs->Rename(in.temp_path, path);
+  if (st.ok()) st = fs->SyncDir(path.substr(0, path.rfind('/')));
+  if (!st.ok()) {
+    LOG(ERROR) << "cluster: cannot keep received snapshot " << path << ": " << st.ToString();
+    return DropIncoming(peer);
+  }
   incoming_.erase(it);
-  if (!ok) {
-    LOG(ERROR) << "cluster: cannot keep received snapshot " << path << ": " << std::strerror(errno);
-    return;
-  }
-  const std::string dir = path.substr(0, path.rfind('/'));
-  if (int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC); dfd >= 0) {
-    (void)::fsync(dfd);
-    ::close(dfd);
-  }
   LOG(INFO) << "cluster: received snapshot " << id << " (" << size << " bytes) from node "
             << peer;
 }

@@ -34,6 +34,7 @@
 
 #include "cluster/transport.h"
 #include "commands/command.h"
+#include "log/file_system.h"
 #include "replication/raft_log.h"
 
 namespace distri::server {
@@ -126,13 +127,13 @@ class ClusterNode final : public cluster::TransportHandler, public commands::Clu
  private:
   // An outgoing snapshot: its file is read and sent in chunks as the link drains.
   struct SnapshotOut {
-    int fd = -1;
+    std::unique_ptr<log::ReadOnlyFile> file;  // the checkpoint (null: a snapshot with no data)
     uint64_t id = 0, size = 0, offset = 0;
     std::string message;  // the MsgSnapshot, sent after the last chunk
   };
   // An incoming one, written to a temp file until complete.
   struct SnapshotIn {
-    int fd = -1;
+    std::unique_ptr<log::WritableFile> file;
     uint64_t id = 0, size = 0, offset = 0;
     std::string temp_path;
   };
