@@ -55,9 +55,14 @@ def test_nodes_join_through_any_member_and_all_answer(make_cluster):
         assert len(nodes) == 3
         by_id = {int(as_map(m)["id"]): as_map(m) for m in nodes}
         assert set(by_id) == ids
-        for m in by_id.values():
+        node_of = {int(i["node_id"]): node for node, i in infos.items()}
+        for node_id, m in by_id.items():
             assert m["address"].startswith("127.0.0.")
             assert m["role"] in ("leader", "follower")
+            # Where a client reaches each node: what a failover client dials.
+            assert m["client_address"] == f"{node_of[node_id].host}:{node_of[node_id].port}"
+            assert m["http_address"] == (
+                f"{node_of[node_id].host}:{node_of[node_id].http_port}")
         stats = as_map(n.cmd("STATS"))
         assert "keys" in stats or stats, stats
     # The founder's cluster id is everyone's, and node ids are distinct.

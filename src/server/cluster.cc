@@ -8,6 +8,7 @@
 #include <openssl/rand.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -114,6 +115,11 @@ ClusterNode::~ClusterNode() { Close(); }
 Status ClusterNode::Start(replication::RaftLog* raft) {
   raft_ = raft;
   DISTRI_RETURN_IF_ERROR(transport_->Listen());
+  // Peers learn where clients reach this node from HELLO: the advertised host, our ports.
+  const std::string host = advertise_.substr(0, advertise_.rfind(':'));
+  const auto& settings = server_->settings();
+  own_addresses_.client = host + ":" + std::to_string(settings.port);
+  if (settings.http_port > 0) own_addresses_.http = host + ":" + std::to_string(settings.http_port);
   OnMembersChanged();
   // A node that is not yet a member dials the --join addresses until one answers.
   if (raft_->Members().empty()) {
@@ -351,7 +357,18 @@ void ClusterNode::OnMembersChanged() {
     transport_->SetPeer(id, address);
   }
   for (uint64_t id : peers_) {
-    if (!now.contains(id)) transport_->RemovePeer(id);
+    if (now.contains(id)) continue;
+    transport_->RemovePeer(id);
+    peer_addresses_.erase(id);
+    if (linked_.erase(id) != 0) {
+      for (const PeerLinkHandler& handler : peer_link_handlers_) handler(id, false);
+    }
+  }
+  // A link that came up before its node was a member (a joiner's) counts from now.
+  for (uint64_t id : now) {
+    if (transport_->Connected(id) && linked_.insert(id).second) {
+      for (const PeerLinkHandler& handler : peer_link_handlers_) handler(id, true);
+    }
   }
   peers_ = std::move(now);
   if (!raft_->Members().empty()) {
@@ -370,9 +387,64 @@ void ClusterNode::OnLinkUp(uint64_t peer, uint64_t cluster_id) {
     LOG(INFO) << "cluster: joining cluster " << cluster_id << " through node " << peer;
   }
   if (raft_ != nullptr && raft_->Members().empty()) SendJoin(peer);
+  SendHello(peer);
+  if (IsMember(peer) && linked_.insert(peer).second) {
+    for (const PeerLinkHandler& handler : peer_link_handlers_) handler(peer, true);
+  }
 }
 
-void ClusterNode::OnLinkDown(uint64_t) {}
+void ClusterNode::OnLinkDown(uint64_t peer) {
+  if (linked_.erase(peer) == 0) return;
+  for (const PeerLinkHandler& handler : peer_link_handlers_) handler(peer, false);
+}
+
+// ---------------------------------------------------------------------------
+// Ephemeral traffic between members
+
+void ClusterNode::SendHello(uint64_t peer) {
+  std::string frame = own_addresses_.client;
+  frame.push_back('\n');
+  frame.append(own_addresses_.http);
+  transport_->Send(peer, kFrameHello, frame);
+}
+
+bool ClusterNode::IsMember(uint64_t id) const {
+  return raft_ != nullptr && id != identity_.node_id && raft_->addresses().contains(id);
+}
+
+void ClusterNode::SetPeerFrameHandler(uint8_t type, PeerFrameHandler handler) {
+  CHECK(type >= kFirstPeerFrame);
+  peer_frame_handlers_[type] = std::move(handler);
+}
+
+void ClusterNode::AddPeerLinkHandler(PeerLinkHandler handler) {
+  peer_link_handlers_.push_back(std::move(handler));
+}
+
+bool ClusterNode::SendToPeer(uint64_t peer, uint8_t type, std::string_view payload) {
+  if (closed_ || !IsMember(peer)) return false;
+  return transport_->Send(peer, type, payload);
+}
+
+std::vector<uint64_t> ClusterNode::LinkedMembers() const {
+  return std::vector<uint64_t>(linked_.begin(), linked_.end());
+}
+
+std::vector<uint64_t> ClusterNode::OtherMembers() const {
+  std::vector<uint64_t> out;
+  if (raft_ == nullptr) return out;
+  for (const auto& [id, address] : raft_->addresses()) {
+    if (id != identity_.node_id) out.push_back(id);
+  }
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+ClusterNode::NodeAddresses ClusterNode::AddressesOf(uint64_t id) const {
+  if (id == identity_.node_id) return own_addresses_;
+  auto it = peer_addresses_.find(id);
+  return it == peer_addresses_.end() ? NodeAddresses{} : it->second;
+}
 
 void ClusterNode::SendJoin(uint64_t peer) {
   std::string frame;
@@ -433,9 +505,22 @@ void ClusterNode::OnFrame(uint64_t peer, uint8_t type, std::string_view payload)
       if (payload.size() == 9) (void)Admin(static_cast<uint8_t>(payload[0]),
                                            base::GetLe64(payload.data() + 1));
       return;
+    case kFrameHello: {
+      const size_t nl = payload.find('\n');
+      if (nl == std::string_view::npos || payload.size() > 1024) return;
+      peer_addresses_[peer] = {std::string(payload.substr(0, nl)),
+                               std::string(payload.substr(nl + 1))};
+      return;
+    }
     default:
-      LOG(DEBUG) << "cluster: unknown frame type " << int{type} << " from " << peer;
+      break;
   }
+  if (type >= kFirstPeerFrame) {
+    auto it = peer_frame_handlers_.find(type);
+    // Ephemeral traffic only from members: a removed node's stale link delivers nothing.
+    if (it != peer_frame_handlers_.end() && IsMember(peer)) return it->second(peer, payload);
+  }
+  LOG(DEBUG) << "cluster: unknown frame type " << int{type} << " from " << peer;
 }
 
 void ClusterNode::HandleForward(uint64_t peer, std::string_view payload) {
@@ -543,11 +628,16 @@ void ClusterNode::Nodes(protocol::ReplyWriter& reply) {
       if (id == m.id) match = static_cast<int64_t>(matched);
     }
     if (match < 0 && self) match = static_cast<int64_t>(raft_->last_index());
-    reply.Map(7);
+    const NodeAddresses addresses = AddressesOf(m.id);
+    reply.Map(9);
     reply.Bulk("id");
     reply.Integer(static_cast<int64_t>(m.id));
     reply.Bulk("address");
     reply.Bulk(m.address);
+    reply.Bulk("client_address");
+    reply.Bulk(addresses.client);
+    reply.Bulk("http_address");
+    reply.Bulk(addresses.http);
     reply.Bulk("role");
     reply.Bulk(role);
     reply.Bulk("match_index");

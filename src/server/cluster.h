@@ -7,6 +7,13 @@
 //   JOIN         a new node (id, address) asks to be added; any member passes it to the leader
 //   PROMOTE      a learner that has caught up asks the leader to make it a voter
 //   ADMIN        CLUSTER.REMOVE / TRANSFER / LEAVE given to a follower, passed to the leader
+//   HELLO        sent on every link up: this node's client (RESP) and HTTP addresses
+//
+// Ephemeral traffic between nodes (pub/sub, service calls, statistics) never enters the log:
+// frames of type kFirstPeerFrame and up go to the handler registered for their type
+// (SetPeerFrameHandler), and only from current members. Types in use:
+//   16-23 pub/sub (server/pubsub.cc), 24-39 services (server/services.cc),
+//   40-47 statistics.
 //
 // It also implements the CLUSTER.* commands (commands::ClusterControl) and keeps the node's
 // identity (<data>/cluster.id: cluster id and node id, chosen once, never reused: a node whose
@@ -26,6 +33,7 @@
 #include <uv.h>
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <map>
 #include <set>
@@ -68,6 +76,8 @@ class ClusterNode final : public cluster::TransportHandler, public commands::Clu
     kFrameAdmin = 6,
     kFrameSnapshot = 7,       // a raft MsgSnapshot, stepped only once its file is complete
     kFrameSnapshotChunk = 8,  // checkpoint id u64 | size u64 | offset u64 | bytes
+    kFrameHello = 9,          // client address '\n' http address
+    kFirstPeerFrame = 16,     // from here: ephemeral traffic, to the registered handlers
   };
   // A snapshot transfer keeps at most this much queued on the link (flow control).
   static constexpr uint64_t kSnapshotWindow = 8ull << 20;
@@ -98,6 +108,29 @@ class ClusterNode final : public cluster::TransportHandler, public commands::Clu
   void OnLeaderChanged();
   // The proposal is answered (applied, failed or timed out).
   void Forget(uint64_t proposal) { unacked_.erase(proposal); }
+
+  // ---- Ephemeral traffic between members (pub/sub, services, statistics) ----
+  // Frames of `type` (>= kFirstPeerFrame) from a member go to `handler`. One per type.
+  using PeerFrameHandler = std::function<void(uint64_t peer, std::string_view payload)>;
+  void SetPeerFrameHandler(uint8_t type, PeerFrameHandler handler);
+  // Called when a member's first link comes up (up) or its last link goes down (!up), and
+  // when a member is removed (!up).
+  using PeerLinkHandler = std::function<void(uint64_t peer, bool up)>;
+  void AddPeerLinkHandler(PeerLinkHandler handler);
+  // Queues a frame to a member. False: no link, or its queue is full (the frame is dropped:
+  // ephemeral traffic is at most once). Frames to one peer keep their order while its link
+  // stays up.
+  bool SendToPeer(uint64_t peer, uint8_t type, std::string_view payload);
+  // The other members with a link up now, in ascending id order.
+  std::vector<uint64_t> LinkedMembers() const;
+  // The other members (up or not), in ascending id order.
+  std::vector<uint64_t> OtherMembers() const;
+  // A member's client (RESP) and HTTP addresses as its HELLO said ("" until it has);
+  // this node's own for its id.
+  struct NodeAddresses {
+    std::string client, http;
+  };
+  NodeAddresses AddressesOf(uint64_t id) const;
 
   const ClusterIdentity& identity() const { return identity_; }
   const std::string& advertise() const { return advertise_; }
@@ -152,6 +185,8 @@ class ClusterNode final : public cluster::TransportHandler, public commands::Clu
   void HandleForwardAck(std::string_view payload);
   void HandleJoin(uint64_t peer, std::string_view payload);
   Status Admin(uint8_t op, uint64_t id);
+  void SendHello(uint64_t peer);
+  bool IsMember(uint64_t id) const;
 
   Server* server_;
   uv_loop_t* loop_;
@@ -168,6 +203,11 @@ class ClusterNode final : public cluster::TransportHandler, public commands::Clu
   std::map<uint64_t, SnapshotIn> incoming_;   // by source node
   uv_timer_t* pump_timer_ = nullptr;
   bool closed_ = false;
+  NodeAddresses own_addresses_;
+  std::map<uint64_t, NodeAddresses> peer_addresses_;  // from HELLO frames
+  std::map<uint8_t, PeerFrameHandler> peer_frame_handlers_;
+  std::vector<PeerLinkHandler> peer_link_handlers_;
+  std::set<uint64_t> linked_;  // members with a link up, as told to peer_link_handlers_
 };
 
 }  // namespace distri::server
