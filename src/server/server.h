@@ -112,9 +112,6 @@ struct StatField {
   std::variant<int64_t, double, std::string> value;
 };
 using StatFields = std::vector<StatField>;
-// As a RESP map; `extra_pairs` more pairs follow (written by the caller).
-void WriteStatFields(const StatFields& fields, protocol::ReplyWriter& reply,
-                     size_t extra_pairs = 0);
 
 // Per-room activity, kept by the server (not replicated state).
 struct RoomCounters {

@@ -303,20 +303,6 @@ StatFields Server::SiteStatsFields() {
   };
 }
 
-void WriteStatFields(const StatFields& fields, protocol::ReplyWriter& reply, size_t extra_pairs) {
-  reply.Map(fields.size() + extra_pairs);
-  for (const StatField& f : fields) {
-    reply.Bulk(f.name);
-    if (const int64_t* i = std::get_if<int64_t>(&f.value)) {
-      reply.Integer(*i);
-    } else if (const double* d = std::get_if<double>(&f.value)) {
-      reply.Double(*d);
-    } else {
-      reply.Bulk(std::get<std::string>(f.value));
-    }
-  }
-}
-
 // ---------------------------------------------------------------------------
 // Statistics of the whole cluster (server/cluster_stats.h)
 

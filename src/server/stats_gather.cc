@@ -296,6 +296,21 @@ StatFields Combine(const StatFields& local, std::span<const NodeReport> nodes,
   return out;
 }
 
+void WriteStatFields(const StatFields& fields, protocol::ReplyWriter& reply,
+                     size_t extra_pairs) {
+  reply.Map(fields.size() + extra_pairs);
+  for (const StatField& f : fields) {
+    reply.Bulk(f.name);
+    if (const int64_t* i = std::get_if<int64_t>(&f.value)) {
+      reply.Integer(*i);
+    } else if (const double* d = std::get_if<double>(&f.value)) {
+      reply.Double(*d);
+    } else {
+      reply.Bulk(std::get<std::string>(f.value));
+    }
+  }
+}
+
 void WriteFigures(const Figures& figures, protocol::ReplyWriter& reply) {
   reply.Map(figures.size());
   for (const Figure& f : figures) {

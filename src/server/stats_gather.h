@@ -159,6 +159,9 @@ inline constexpr std::string_view kSummedRoomFields[] = {
     "reads_per_sec_1m", "writes_per_sec_1m",
 };
 
+// As a RESP map; `extra_pairs` more pairs follow (written by the caller).
+void WriteStatFields(const StatFields& fields, protocol::ReplyWriter& reply,
+                     size_t extra_pairs = 0);
 // One node's figures as a RESP map (null: RESP3 '_', RESP2 nil).
 void WriteFigures(const Figures& figures, protocol::ReplyWriter& reply);
 // The combined map plus "nodes": an array with one map per member.
