@@ -221,6 +221,13 @@ def test_a_stopped_node_is_reported_unreachable_within_the_timeout(cluster3):
             assert all(n["reachable"] for n in nodes if n["id"] != ids[victim])
             if command == "STATS":
                 check_sums(reply)  # the stopped node's clients are not counted
+        started = time.monotonic()
+        room = stats(asker, "ROOM.STATS")
+        assert time.monotonic() - started <= 2.5
+        entry = next(n for n in room["nodes"] if n["id"] == ids[victim])
+        assert entry["reachable"] is False and entry["clients"] is None
+        assert room["clients"] == sum(n["clients"] for n in room["nodes"] if n["reachable"])
+        assert room["clients"] >= 1  # the asker itself, in the default room
         # Other clients of the asking node are served while a STATS waits.
         other = resp3(asker_node)
         asker.send(b"*1\r\n$5\r\nSTATS\r\n")

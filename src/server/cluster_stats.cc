@@ -158,7 +158,9 @@ NodeReport StatsGatherer::Unreachable(uint64_t id, StatsKind kind) const {
                {"client_address", node_->AddressesOf(id).client},
                {"reachable", false}};
   if (kind == StatsKind::kRoom) {
-    r.figures.push_back({"clients", std::monostate{}});
+    for (std::string_view name : kSummedRoomFields) {
+      r.figures.push_back({std::string(name), std::monostate{}});
+    }
     return r;
   }
   // Its role as this node's membership shows it (as CLUSTER.NODES does); its own state unknown.
