@@ -309,3 +309,46 @@ def test_single_node_stats_has_one_node_entry(make_cluster):
         assert isinstance(err, RawError) and "not in a cluster" in err
     status, body = http_get(node, "/api/stats")
     assert status == 200 and len(body["nodes"]) == 1
+
+
+def info_cluster(conn):
+    text = conn.cmd("INFO", "cluster").decode()
+    return dict(line.split(":", 1) for line in text.splitlines() if ":" in line)
+
+
+def test_requests_in_flight_are_bounded(cluster3):
+    """256 gathers at once per node; more get TRYAGAIN (503 over HTTP), never a queue."""
+    bound, extra = 256, 4
+    c = cluster3
+    leader = c.leader()
+    asker_node = next(n for n in c.nodes if n is not leader)
+    victim = next(n for n in c.nodes if n is not leader and n is not asker_node)
+    conns = [resp3(asker_node) for _ in range(bound + extra)]
+    probe = resp3(asker_node)
+    wait_all_reachable(probe)
+    victim.pause()  # every gather now waits for its 1 s timeout
+    try:
+        for conn in conns:
+            conn.send(b"*1\r\n$5\r\nSTATS\r\n")
+        wait_until(lambda: info_cluster(probe)["stats_gathers_in_flight"] == str(bound),
+                   timeout=0.8, interval=0.01, what=f"{bound} gathers in flight")
+        status, body = http_get(asker_node, "/api/stats")
+        assert status == 503 and body["error"]["code"] == "TRYAGAIN", body
+        replies = [decode(conn.read_reply()) for conn in conns]
+    finally:
+        victim.resume()
+    refused = [r for r in replies if isinstance(r, RawError)]
+    assert len(refused) == extra, refused
+    assert all(r.startswith("TRYAGAIN") for r in refused)
+    answered = [r for r in replies if isinstance(r, dict)]
+    assert len(answered) == bound
+    assert all(sum(not n["reachable"] for n in r["nodes"]) == 1 for r in answered)
+    info = info_cluster(probe)
+    assert info["stats_gathers_in_flight"] == "0"
+    assert int(info["stats_gathers_refused"]) == extra + 1
+    # The stopped member answers the stale requests once resumed: they are dropped.
+    wait_until(lambda: int(info_cluster(probe)["stats_replies_dropped"]) >= bound,
+               timeout=10, interval=0.05, what="late replies dropped")
+    wait_all_reachable(probe)
+    for conn in conns + [probe]:
+        conn.close()
