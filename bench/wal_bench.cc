@@ -2,7 +2,7 @@
 // segment-code side of bench/wal_compare.py (bench/raft_engine_bench is the raft-engine side;
 // issue 10: "choose by measurement").
 //
-//   wal_bench append  --dir D --batch B --concurrency C --seconds S
+//   wal_bench append  --dir D --batch B --concurrency C --seconds S [--preallocate 1]
 //   wal_bench fill    --dir D --entries N --batch B
 //   wal_bench recover --dir D
 //
@@ -18,12 +18,20 @@
 //   next as soon as Poll reports it durable, for S seconds (then the ones in flight finish).
 //   C = 1 is a leader that waits for each fsync; C > 1 is what group commit merges, the same
 //   closed loop as raft_engine_bench's C writer threads. Latency: encode to durable.
+// --preallocate 1 (append only, an experiment, not what the server does): segment files get
+//   their space ahead of the writes, 4 MiB at a time, with fallocate(2) extending the file
+//   size, as raft-engine does with its log files; the question is whether our fdatasyncs
+//   get cheaper when a write no longer extends the file. The log could not be reopened
+//   as is (recovery would read the zeroed tail as a torn one and cut it).
 // fill: N entries in records of B, fsynced in a few large groups: the directory for recover.
 // recover: LocalLog::Open replaying every record through RaftDurableState::ApplyRecord, as a
 //   restarting node does, and checks the entry count.
 //
 // Each mode prints one JSON object on stdout, with the keys raft_engine_bench prints.
 // Results: docs/benchmarks.md ("Issue 10: WAL storage, segment code vs raft-engine").
+
+#include <fcntl.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
@@ -35,6 +43,7 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <span>
 #include <string_view>
 #include <vector>
 
@@ -47,6 +56,8 @@ namespace {
 
 using distri::Status;
 using distri::bench::Die;
+using distri::Result;
+using distri::log::FileSystem;
 using distri::log::LocalLog;
 using distri::log::LocalLogOptions;
 using distri::replication::EncodeRecord;
@@ -82,6 +93,7 @@ struct Args {
   uint64_t concurrency = 1;
   double seconds = 2;
   uint64_t entries = 300'000;
+  bool preallocate = false;
 };
 
 uint64_t Number(const char* flag, const char* value) {
@@ -111,6 +123,8 @@ Args ParseArgs(int argc, char** argv) {
       a.concurrency = Number("--concurrency", value);
     } else if (flag == "--entries") {
       a.entries = Number("--entries", value);
+    } else if (flag == "--preallocate") {
+      a.preallocate = Number("--preallocate", value) != 0;
     } else if (flag == "--seconds") {
       a.seconds = std::atof(value);
     } else {
@@ -126,6 +140,63 @@ Args ParseArgs(int argc, char** argv) {
   }
   return a;
 }
+
+// A segment file whose space is reserved ahead of the writes (see --preallocate).
+class PreallocatedFile final : public distri::log::WritableFile {
+ public:
+  static constexpr uint64_t kChunk = 4 << 20;
+  PreallocatedFile(std::unique_ptr<distri::log::WritableFile> inner, int fd)
+      : inner_(std::move(inner)), fd_(fd) {}
+  ~PreallocatedFile() override { close(fd_); }
+  Status WriteAt(uint64_t offset, std::span<const std::string_view> pieces) override {
+    uint64_t end = offset;
+    for (std::string_view p : pieces) end += p.size();
+    if (end > capacity_) {
+      const uint64_t grow = std::max(kChunk, end - capacity_);
+      if (fallocate(fd_, 0, static_cast<off_t>(capacity_), static_cast<off_t>(grow)) != 0) {
+        return distri::log::PosixError("fallocate", "segment", errno);
+      }
+      capacity_ += grow;
+    }
+    return inner_->WriteAt(offset, pieces);
+  }
+  Status Sync() override { return inner_->Sync(); }
+  Status Truncate(uint64_t size) override { return inner_->Truncate(size); }
+
+ private:
+  std::unique_ptr<distri::log::WritableFile> inner_;
+  const int fd_;  // a second descriptor of the same file, for fallocate
+  uint64_t capacity_ = 0;
+};
+
+class PreallocatingFileSystem final : public FileSystem {
+ public:
+  Status CreateDir(const std::string& path) override { return base_->CreateDir(path); }
+  Result<std::vector<std::string>> ListDir(const std::string& path) override {
+    return base_->ListDir(path);
+  }
+  Result<std::unique_ptr<distri::log::WritableFile>> OpenWritable(const std::string& path,
+                                                                  bool truncate) override {
+    auto file = base_->OpenWritable(path, truncate);
+    if (!file.ok() || !path.ends_with(".seg")) return file;
+    const int fd = open(path.c_str(), O_WRONLY | O_CLOEXEC);
+    if (fd < 0) return distri::log::PosixError("open", path, errno);
+    return std::unique_ptr<distri::log::WritableFile>(
+        std::make_unique<PreallocatedFile>(std::move(file).value(), fd));
+  }
+  Result<std::unique_ptr<distri::log::ReadOnlyFile>> OpenReadOnly(
+      const std::string& path) override {
+    return base_->OpenReadOnly(path);
+  }
+  Status Rename(const std::string& from, const std::string& to) override {
+    return base_->Rename(from, to);
+  }
+  Status Unlink(const std::string& path) override { return base_->Unlink(path); }
+  Status SyncDir(const std::string& path) override { return base_->SyncDir(path); }
+
+ private:
+  FileSystem* const base_ = distri::log::DefaultFileSystem();
+};
 
 // One group's writer: what HandleReady encodes for a Ready of `n` entries from `next` on (the
 // hard state's commit trails by one batch, as a leader's does).
@@ -178,10 +249,12 @@ struct Wakeup {
   }
 };
 
-std::unique_ptr<LocalLog> OpenLog(const std::string& dir, bool fsync, RaftDurableState* state) {
+std::unique_ptr<LocalLog> OpenLog(const std::string& dir, bool fsync, RaftDurableState* state,
+                                  FileSystem* fs = nullptr) {
   LocalLogOptions options;
   options.dir = dir;
   options.fsync = fsync;
+  options.file_system = fs;
   auto opened = LocalLog::Open(
       options,
       [&](uint64_t, std::string_view data) {
@@ -200,7 +273,8 @@ uint64_t Percentile(const std::vector<uint32_t>& sorted, double p) {
 
 void Append(const Args& a) {
   RaftDurableState state;
-  auto log = OpenLog(a.dir, /*fsync=*/true, &state);
+  PreallocatingFileSystem preallocating;
+  auto log = OpenLog(a.dir, /*fsync=*/true, &state, a.preallocate ? &preallocating : nullptr);
   Wakeup wakeup;
   log->SetWakeup([&] { wakeup.Wake(); });
   std::vector<Group> groups;
@@ -255,11 +329,11 @@ void Append(const Args& a) {
   std::sort(latencies_us.begin(), latencies_us.end());
   const uint64_t batches = latencies_us.size();
   std::printf(
-      "{\"engine\": \"segment\", \"mode\": \"append\", \"batch\": %llu, \"concurrency\": %llu, "
+      "{\"engine\": \"%s\", \"mode\": \"append\", \"batch\": %llu, \"concurrency\": %llu, "
       "\"seconds\": %.3f, \"batches\": %llu, \"entries\": %llu, \"p50_us\": %llu, "
       "\"p99_us\": %llu, \"max_us\": %llu}\n",
-      static_cast<unsigned long long>(a.batch), static_cast<unsigned long long>(a.concurrency),
-      elapsed, static_cast<unsigned long long>(batches),
+      a.preallocate ? "segment+prealloc" : "segment", static_cast<unsigned long long>(a.batch),
+      static_cast<unsigned long long>(a.concurrency), elapsed, static_cast<unsigned long long>(batches),
       static_cast<unsigned long long>(batches * a.batch),
       static_cast<unsigned long long>(Percentile(latencies_us, 0.5)),
       static_cast<unsigned long long>(Percentile(latencies_us, 0.99)),

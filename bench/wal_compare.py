@@ -78,7 +78,8 @@ class Runner:
     def __init__(self, args, base):
         self.args = args
         self.base = base
-        self.bins = {"segment": args.segment, "raft-engine": args.raft_engine}
+        self.bins = {"segment": args.segment, "raft-engine": args.raft_engine,
+                     "segment+prealloc": args.segment}
         self.count = 0
 
     def run(self, engine, mode, dirpath, timeout, **flags):
@@ -96,13 +97,13 @@ class Runner:
 
     def fresh_dir(self, engine):
         self.count += 1
-        d = self.base / f"{engine}-{self.count}"
-        return d
+        return self.base / f"{engine}-{self.count}"
 
     def append(self, engine, batch, writers):
         d = self.fresh_dir(engine)
+        extra = {"preallocate": 1} if engine == "segment+prealloc" else {}
         r = self.run(engine, "append", d, self.args.seconds + 120, batch=batch,
-                     concurrency=writers, seconds=self.args.seconds)
+                     concurrency=writers, seconds=self.args.seconds, **extra)
         apparent, allocated = dir_bytes(d)
         shutil.rmtree(d, ignore_errors=True)
         r["entries_per_sec"] = r["entries"] / r["seconds"]
@@ -110,6 +111,38 @@ class Runner:
         r["apparent_per_entry"] = apparent / max(1, r["entries"])
         r["allocated_per_entry"] = allocated / max(1, r["entries"])
         return r
+
+
+PROBE_SYNCS = 200
+PROBE_WRITE = 8192
+
+
+def fsync_probe(base, mode):
+    """p50 and p99 (us) of pwrite(8 KiB) + fdatasync, PROBE_SYNCS times, into a file that
+    grows by each write (append: what the segment code does), whose space posix_fallocate
+    reserved first (raft-engine preallocates its files), or whose blocks were written and
+    synced before (overwrite: raft-engine's recycled files). Tags each round with the disk's
+    mood of that moment, and shows what preallocation alone would change."""
+    path = base / f"probe-{mode}"
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        if mode == "fallocate":
+            os.posix_fallocate(fd, 0, PROBE_SYNCS * PROBE_WRITE)
+        elif mode == "overwrite":
+            os.pwrite(fd, bytes(PROBE_SYNCS * PROBE_WRITE), 0)
+            os.fsync(fd)
+        buf = os.urandom(PROBE_WRITE)
+        lat = []
+        for k in range(PROBE_SYNCS):
+            t = time.perf_counter()
+            os.pwrite(fd, buf, k * PROBE_WRITE)
+            os.fdatasync(fd)
+            lat.append((time.perf_counter() - t) * 1e6)
+    finally:
+        os.close(fd)
+        os.unlink(path)
+    lat.sort()
+    return {"mode": mode, "p50_us": lat[len(lat) // 2], "p99_us": lat[int(len(lat) * 0.99)]}
 
 
 def med(rs, key):
@@ -124,7 +157,8 @@ def spread(rs, key, fmt="{:,.0f}"):
     return f"{fmt.format(m)} [{fmt.format(min(vals))}–{fmt.format(max(vals))}]"
 
 
-def render(appends, recovers, fills, args, load_before, load_after, versions):
+def render(appends, recovers, fills, probes, args, load_before, load_after, versions):
+    engines = args.engines
     md = []
     when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     md.append(f"### Segment code vs raft-engine — {when}")
@@ -134,37 +168,60 @@ def render(appends, recovers, fills, args, load_before, load_after, versions):
               f"{platform.release()}; directories under `{args.dir_base_label}` "
               f"({args.fs_label}). {versions}. Each program under "
               f"{'no nice' if args.no_nice else '`nice -n 10`'}; {args.seconds} s per run; "
-              f"median [min–max] of {args.repeat} run(s), engines alternating first.")
+              f"median [min–max] of {args.repeat} round(s), the engines' order rotating "
+              f"from round to round.")
     md.append("")
     md.append("Appends (every batch durable before it counts; entries of 100 bytes + 16-byte "
-              "context):")
+              "context). The last column divides each round's entries/s by raft-engine's in "
+              "the same round (runs back to back share the disk's mood of the moment, so "
+              "these ratios are steadier than the absolute figures):")
     md.append("")
-    md.append("| B | in flight | segment entries/s | segment batches/s | segment p50 / p99 ms "
-              "| raft-engine entries/s | raft-engine batches/s | raft-engine p50 / p99 ms "
-              "| segment / raft-engine |")
-    md.append("|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    md.append("| B | in flight | engine | entries/s | batches/s | p50 / p99 ms "
+              "| ÷ raft-engine, per round |")
+    md.append("|---:|---:|---|---:|---:|---:|---:|")
     for b in args.batch:
         for w in args.writers:
-            s, e = appends[("segment", b, w)], appends[("raft-engine", b, w)]
-            ratio = med(s, "entries_per_sec") / med(e, "entries_per_sec")
-            md.append(
-                f"| {b} | {w} | {spread(s, 'entries_per_sec')} | {med(s, 'batches_per_sec'):,.0f}"
-                f" | {med(s, 'p50_us') / 1000:.2f} / {med(s, 'p99_us') / 1000:.2f} "
-                f"| {spread(e, 'entries_per_sec')} | {med(e, 'batches_per_sec'):,.0f} "
-                f"| {med(e, 'p50_us') / 1000:.2f} / {med(e, 'p99_us') / 1000:.2f} "
-                f"| {ratio:.2f} |")
+            ref = appends[("raft-engine", b, w)]
+            for eng in engines:
+                rs = appends[(eng, b, w)]
+                if eng == "raft-engine":
+                    ratio = ""
+                else:
+                    ratios = [x["entries_per_sec"] / y["entries_per_sec"]
+                              for x, y in zip(rs, ref)]
+                    ratio = spread([{"r": r} for r in ratios], "r", "{:.2f}")
+                md.append(f"| {b} | {w} | {eng} | {spread(rs, 'entries_per_sec')} "
+                          f"| {med(rs, 'batches_per_sec'):,.0f} | {med(rs, 'p50_us') / 1000:.2f}"
+                          f" / {med(rs, 'p99_us') / 1000:.2f} | {ratio} |")
+    md.append("")
+    md.append("Per round, entries/s in thousands (" + " / ".join(engines) + "), beside that "
+              "round's fsync probe (p50 of pwrite 8 KiB + fdatasync, us: appending / into "
+              "fallocated space / overwriting written blocks):")
+    md.append("")
+    md.append("| round | fsync probe | " + " | ".join(
+        f"B={b} W={w}" for b in args.batch for w in args.writers) + " |")
+    md.append("|---:|---:|" + "---:|" * (len(args.batch) * len(args.writers)))
+    for rep, probe in enumerate(probes):
+        cells = [" / ".join(f"{appends[(eng, b, w)][rep]['entries_per_sec'] / 1000:,.0f}"
+                            for eng in engines)
+                 for b in args.batch for w in args.writers]
+        md.append(f"| {rep + 1} | {probe['append']['p50_us']:.0f} / "
+                  f"{probe['fallocate']['p50_us']:.0f} / {probe['overwrite']['p50_us']:.0f} | "
+                  + " | ".join(cells) + " |")
     md.append("")
     md.append("Disk bytes per entry after the append runs (apparent size / allocated blocks "
-              "of the directory, divided by the entries written; median over runs):")
+              "of the directory, divided by the entries written; median over runs; "
+              "segment+prealloc writes the same bytes as segment plus an unused preallocated "
+              "tail, so it is left out):")
     md.append("")
-    md.append("| B | in flight | segment | raft-engine |")
-    md.append("|---:|---:|---:|---:|")
+    md.append("| B | in flight | " + " | ".join(ENGINES) + " |")
+    md.append("|---:|---:|" + "---:|" * len(ENGINES))
     for b in args.batch:
         for w in args.writers:
-            s, e = appends[("segment", b, w)], appends[("raft-engine", b, w)]
-            md.append(f"| {b} | {w} | {med(s, 'apparent_per_entry'):.1f} / "
-                      f"{med(s, 'allocated_per_entry'):.1f} | {med(e, 'apparent_per_entry'):.1f}"
-                      f" / {med(e, 'allocated_per_entry'):.1f} |")
+            md.append(f"| {b} | {w} | " + " | ".join(
+                f"{med(appends[(eng, b, w)], 'apparent_per_entry'):.1f} / "
+                f"{med(appends[(eng, b, w)], 'allocated_per_entry'):.1f}" for eng in ENGINES)
+                + " |")
     md.append("")
     if recovers:
         md.append(f"Recovery: open from scratch a directory of {args.recover_entries:,} entries "
@@ -215,11 +272,14 @@ def main():
     ap.add_argument("--recover-batch", type=int, default=64)
     ap.add_argument("--dir-base", help="parent of the temp dir (default: /tmp)")
     ap.add_argument("--no-nice", action="store_true")
+    ap.add_argument("--no-prealloc", action="store_true",
+                    help="skip the segment+prealloc variant (wal_bench --preallocate 1)")
     ap.add_argument("--markdown", help="also write the markdown report to this file")
     ap.add_argument("--json", help="write every run's result to this file")
     args = ap.parse_args()
     args.batch = [int(x) for x in args.batch.split(",") if x]
     args.writers = [int(x) for x in args.writers.split(",") if x]
+    args.engines = list(ENGINES) + ([] if args.no_prealloc else ["segment+prealloc"])
     if args.repeat < 1 or not args.batch or not args.writers:
         raise SystemExit("--repeat >= 1, and at least one --batch and --writers")
     if not 0 < args.seconds <= 60:
@@ -244,11 +304,17 @@ def main():
         log(f"directories under {base} ({args.fs_label})")
 
         appends = {}
+        probes = []
         for rep in range(args.repeat):
+            modes = ("append", "fallocate", "overwrite")
+            probe = {m: fsync_probe(base, m) for m in (modes if rep % 2 == 0 else modes[::-1])}
+            probes.append(probe)
+            log(f"rep {rep + 1} fsync probe p50: " + ", ".join(
+                f"{m} {probe[m]['p50_us']:.0f} us" for m in modes))
             for i, b in enumerate(args.batch):
                 for j, w in enumerate(args.writers):
-                    order = ENGINES if (rep + i + j) % 2 == 0 else ENGINES[::-1]
-                    for eng in order:
+                    k = (rep + i + j) % len(args.engines)
+                    for eng in args.engines[k:] + args.engines[:k]:
                         r = runner.append(eng, b, w)
                         appends.setdefault((eng, b, w), []).append(r)
                         log(f"rep {rep + 1} B={b} W={w} {eng}: {r['entries_per_sec']:,.0f} "
@@ -277,7 +343,7 @@ def main():
                 f["dir"] = str(f["dir"])
 
         versions = "raft-engine 0.4.2 (bench/raft_engine_bench/Cargo.lock)"
-        md = render(appends, recovers, fills, args, load_before, loadavg(), versions)
+        md = render(appends, recovers, fills, probes, args, load_before, loadavg(), versions)
         print(md)
         if args.markdown:
             Path(args.markdown).write_text(md + "\n")
@@ -285,7 +351,7 @@ def main():
             Path(args.json).write_text(json.dumps(
                 {"appends": [{"engine": k[0], "batch": k[1], "writers": k[2], "runs": v}
                              for k, v in appends.items()],
-                 "fills": fills, "recovers": recovers}, indent=1) + "\n")
+                 "fills": fills, "recovers": recovers, "probes": probes}, indent=1) + "\n")
     except KeyboardInterrupt:
         log("interrupted")
         return 1
