@@ -8,13 +8,20 @@ This runs both programs, which it does not build:
   segment      bench/wal_bench.cc: raft_wal records (RaftLog's HandleReady encoding) in a
                LocalLog, group commit on its writer thread, fdatasync per group.
   raft-engine  bench/raft_engine_bench (a cargo crate, raft-engine 0.4.2 with its default
-               Config): one LogBatch per Ready, write(sync = true).
+               Config): one LogBatch per Ready, write(sync = true) from W writer threads.
+  raft-engine+writer  the same engine as RaftLog would have to drive it (its loop thread must
+               not block on an fsync): one thread keeps W Readies in flight and hands them to
+               one writer thread, which merges what is queued into one LogBatch per write.
+  segment+prealloc  an experiment, not the server's code: wal_bench --preallocate 1, segment
+               files fallocated 4 MiB ahead of the writes as raft-engine does with its files.
+               (--no-writer, --no-prealloc leave the variants out.)
 
 What it measures
   1. Appends: Readies of B entries (100-byte incompressible data, 16-byte context, term,
      index) plus a hard state, each durable before it counts, with W in flight (segment: W
      Readies outstanding on one loop thread, as RaftLog pipelines them; raft-engine: W writer
-     threads, one Raft group each, meeting in its write group). Entries/s, batches/s, p50/p99
+     threads, one Raft group each, meeting in its write group; raft-engine+writer: W
+     Readies outstanding, merged by its writer thread). Entries/s, batches/s, p50/p99
      of a batch from encoding to durable, and disk bytes per entry (apparent size and
      allocated blocks of the directory, over the entries written).
   2. Recovery: a directory of --recover-entries entries (records of --recover-batch) opened
@@ -23,7 +30,7 @@ What it measures
      RaftDurableState (entries in memory, as a restarting node holds them); raft-engine:
      Engine::open (memtables of entry locations; entries stay on disk).
 
-Every case runs --repeat times, the two engines alternating which goes first; the report
+Every case runs --repeat times, the engines' order rotating from round to round; the report
 gives medians with the [min-max] spread. Each run gets a fresh directory under --dir-base
 (default: a temp dir in /tmp, which is the same ext4 filesystem as /work on this machine).
 The programs run under `nice` (a shared machine) unless --no-nice.
@@ -33,7 +40,7 @@ Usage
                        [--raft-engine build/raft_engine_bench/release/raft_engine_bench]
                        [--batch 1,16,64,256] [--writers 1,8] [--seconds 2] [--repeat 3]
                        [--recover-entries 300000] [--recover-batch 64] [--dir-base DIR]
-                       [--markdown out.md] [--json out.json]
+                       [--no-writer] [--no-prealloc] [--markdown out.md] [--json out.json]
 
 Build first:
   cmake -S . -B build/release -G Ninja -DCMAKE_BUILD_TYPE=Release -DDISTRI_TESTS=OFF \\
@@ -79,7 +86,7 @@ class Runner:
         self.args = args
         self.base = base
         self.bins = {"segment": args.segment, "raft-engine": args.raft_engine,
-                     "segment+prealloc": args.segment}
+                     "raft-engine+writer": args.raft_engine, "segment+prealloc": args.segment}
         self.count = 0
 
     def run(self, engine, mode, dirpath, timeout, **flags):
@@ -101,7 +108,8 @@ class Runner:
 
     def append(self, engine, batch, writers):
         d = self.fresh_dir(engine)
-        extra = {"preallocate": 1} if engine == "segment+prealloc" else {}
+        extra = {"segment+prealloc": {"preallocate": 1},
+                 "raft-engine+writer": {"writer-thread": 1}}.get(engine, {})
         r = self.run(engine, "append", d, self.args.seconds + 120, batch=batch,
                      concurrency=writers, seconds=self.args.seconds, **extra)
         apparent, allocated = dir_bytes(d)
@@ -176,23 +184,25 @@ def render(appends, recovers, fills, probes, args, load_before, load_after, vers
               "the same round (runs back to back share the disk's mood of the moment, so "
               "these ratios are steadier than the absolute figures):")
     md.append("")
-    md.append("| B | in flight | engine | entries/s | batches/s | p50 / p99 ms "
-              "| ÷ raft-engine, per round |")
-    md.append("|---:|---:|---|---:|---:|---:|---:|")
+    refs = [e for e in ("raft-engine", "raft-engine+writer") if e in engines]
+    md.append("| B | in flight | engine | entries/s | batches/s | p50 / p99 ms | "
+              + " | ".join(f"÷ {r}, per round" for r in refs) + " |")
+    md.append("|---:|---:|---|---:|---:|---:|" + "---:|" * len(refs))
     for b in args.batch:
         for w in args.writers:
-            ref = appends[("raft-engine", b, w)]
             for eng in engines:
                 rs = appends[(eng, b, w)]
-                if eng == "raft-engine":
-                    ratio = ""
-                else:
+                cells = []
+                for ref in refs:
+                    if eng.startswith("raft-engine"):
+                        cells.append("")
+                        continue
                     ratios = [x["entries_per_sec"] / y["entries_per_sec"]
-                              for x, y in zip(rs, ref)]
-                    ratio = spread([{"r": r} for r in ratios], "r", "{:.2f}")
+                              for x, y in zip(rs, appends[(ref, b, w)])]
+                    cells.append(spread([{"r": r} for r in ratios], "r", "{:.2f}"))
                 md.append(f"| {b} | {w} | {eng} | {spread(rs, 'entries_per_sec')} "
                           f"| {med(rs, 'batches_per_sec'):,.0f} | {med(rs, 'p50_us') / 1000:.2f}"
-                          f" / {med(rs, 'p99_us') / 1000:.2f} | {ratio} |")
+                          f" / {med(rs, 'p99_us') / 1000:.2f} | " + " | ".join(cells) + " |")
     md.append("")
     md.append("Per round, entries/s in thousands (" + " / ".join(engines) + "), beside that "
               "round's fsync probe (p50 of pwrite 8 KiB + fdatasync, us: appending / into "
@@ -272,6 +282,8 @@ def main():
     ap.add_argument("--recover-batch", type=int, default=64)
     ap.add_argument("--dir-base", help="parent of the temp dir (default: /tmp)")
     ap.add_argument("--no-nice", action="store_true")
+    ap.add_argument("--no-writer", action="store_true",
+                    help="skip raft-engine+writer (raft_engine_bench --writer-thread 1)")
     ap.add_argument("--no-prealloc", action="store_true",
                     help="skip the segment+prealloc variant (wal_bench --preallocate 1)")
     ap.add_argument("--markdown", help="also write the markdown report to this file")
@@ -279,7 +291,8 @@ def main():
     args = ap.parse_args()
     args.batch = [int(x) for x in args.batch.split(",") if x]
     args.writers = [int(x) for x in args.writers.split(",") if x]
-    args.engines = list(ENGINES) + ([] if args.no_prealloc else ["segment+prealloc"])
+    args.engines = (list(ENGINES) + ([] if args.no_writer else ["raft-engine+writer"])
+                    + ([] if args.no_prealloc else ["segment+prealloc"]))
     if args.repeat < 1 or not args.batch or not args.writers:
         raise SystemExit("--repeat >= 1, and at least one --batch and --writers")
     if not 0 < args.seconds <= 60:

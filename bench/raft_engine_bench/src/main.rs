@@ -2,7 +2,7 @@
 //! write-ahead log, so bench/wal_compare.py can set it beside bench/wal_bench.cc (our segment
 //! code, the real RaftLog record path) on the same disk in the same run.
 //!
-//!   raft_engine_bench append  --dir D --batch B --concurrency C --seconds S
+//!   raft_engine_bench append  --dir D --batch B --concurrency C --seconds S [--writer-thread 1]
 //!   raft_engine_bench fill    --dir D --entries N --batch B
 //!   raft_engine_bench recover --dir D
 //!
@@ -11,6 +11,11 @@
 //!   ids, 100 bytes of incompressible data) plus a hard-state message under one key, with
 //!   `sync = true`, for S seconds. Concurrent writers meet in raft-engine's own write group
 //!   (one leader appends everyone's batches and fdatasyncs once), which is its group commit.
+//! --writer-thread 1: raft-engine as RaftLog would have to drive it. The loop thread must not
+//!   block on an fsync, so one thread (the "loop") keeps C Readies in flight and hands each
+//!   LogBatch to one writer thread, which merges everything queued meanwhile into one LogBatch
+//!   and writes it with `sync = true` (the same group commit LocalLog's writer does), then
+//!   reports back. Prints engine "raft-engine+writer".
 //! fill: writes N entries into region 1 the same way with `sync = false`, then one sync: the
 //!   directory for `recover`.
 //! recover: opens the directory from scratch (Engine::open replays every file into the
@@ -65,6 +70,7 @@ struct Args {
     concurrency: u64,
     seconds: f64,
     entries: u64,
+    writer_thread: bool,
 }
 
 fn die(msg: &str) -> ! {
@@ -81,7 +87,7 @@ fn parse_args() -> Args {
         die(usage);
     }
     let mut a = Args { mode, dir: String::new(), batch: 1, concurrency: 1, seconds: 2.0,
-                       entries: 300_000 };
+                       entries: 300_000, writer_thread: false };
     let mut i = 1;
     while i < argv.len() {
         let Some(value) = argv.get(i + 1) else { die(usage) };
@@ -93,6 +99,7 @@ fn parse_args() -> Args {
             "--batch" => a.batch = num("--batch"),
             "--concurrency" => a.concurrency = num("--concurrency"),
             "--entries" => a.entries = num("--entries"),
+            "--writer-thread" => a.writer_thread = num("--writer-thread") != 0,
             "--seconds" => {
                 a.seconds = value.parse().unwrap_or_else(|_| die("--seconds: not a number"))
             }
@@ -192,6 +199,79 @@ fn append(a: &Args) {
     );
 }
 
+fn append_through_writer(a: &Args) {
+    use std::sync::mpsc;
+    let engine = Arc::new(open(&a.dir));
+    let (to_writer, writer_rx) = mpsc::channel::<(u64, LogBatch, Instant)>();
+    let (to_loop, loop_rx) = mpsc::channel::<Vec<(u64, Instant)>>();
+    let writer = {
+        let engine = engine.clone();
+        std::thread::spawn(move || {
+            // Blocks for the first Ready, then takes every one queued meanwhile: one group.
+            while let Ok((group, mut merged, t0)) = writer_rx.recv() {
+                let mut done = vec![(group, t0)];
+                while let Ok((group, mut batch, t0)) = writer_rx.try_recv() {
+                    if merged.merge(&mut batch).is_err() {
+                        // Over raft-engine's size limit for one batch: write what we have.
+                        engine.write(&mut merged, true).unwrap_or_else(|e| die(&e.to_string()));
+                        merged = batch;
+                    }
+                    done.push((group, t0));
+                }
+                engine.write(&mut merged, true).unwrap_or_else(|e| die(&e.to_string()));
+                if to_loop.send(done).is_err() {
+                    return;
+                }
+            }
+        })
+    };
+    let mut payloads: Vec<Payload> =
+        (0..a.concurrency).map(|g| Payload(0x9E37_79B9_7F4A_7C15 ^ (g + 1))).collect();
+    let mut next = vec![1u64; a.concurrency as usize];
+    let max_batches = MAX_ENTRIES / a.batch;
+    let mut started = 0u64;
+    let mut submit = |g: u64, started: &mut u64| {
+        let t0 = Instant::now();
+        let mut batch = LogBatch::with_capacity(a.batch as usize);
+        fill_batch(&mut batch, g + 1, next[g as usize], a.batch, &mut payloads[g as usize]);
+        next[g as usize] += a.batch;
+        *started += 1;
+        to_writer.send((g, batch, t0)).unwrap_or_else(|_| die("the writer thread stopped"));
+    };
+    let start = Instant::now();
+    let deadline = start + Duration::from_secs_f64(a.seconds);
+    for g in 0..a.concurrency {
+        submit(g, &mut started);
+    }
+    let mut in_flight = a.concurrency;
+    let mut latencies_us: Vec<u32> = Vec::new();
+    while in_flight > 0 {
+        let done = loop_rx.recv().unwrap_or_else(|_| die("the writer thread stopped"));
+        for (g, t0) in done {
+            latencies_us.push(t0.elapsed().as_micros().min(u32::MAX as u128) as u32);
+            in_flight -= 1;
+            if Instant::now() < deadline && started < max_batches {
+                submit(g, &mut started);
+                in_flight += 1;
+            }
+        }
+    }
+    let elapsed = start.elapsed().as_secs_f64();
+    drop(submit);
+    drop(to_writer);
+    writer.join().unwrap_or_else(|_| die("the writer thread panicked"));
+    let batches = latencies_us.len() as u64;
+    latencies_us.sort_unstable();
+    println!(
+        "{{\"engine\": \"raft-engine+writer\", \"mode\": \"append\", \"batch\": {}, \
+         \"concurrency\": {}, \"seconds\": {:.3}, \"batches\": {}, \"entries\": {}, \
+         \"p50_us\": {}, \"p99_us\": {}, \"max_us\": {}}}",
+        a.batch, a.concurrency, elapsed, batches, batches * a.batch,
+        percentile(&latencies_us, 0.5), percentile(&latencies_us, 0.99),
+        latencies_us.last().copied().unwrap_or(0)
+    );
+}
+
 fn fill(a: &Args) {
     let engine = open(&a.dir);
     let mut payload = Payload(0x9E37_79B9_7F4A_7C15 ^ 1);
@@ -240,6 +320,7 @@ fn recover(a: &Args) {
 fn main() {
     let a = parse_args();
     match a.mode.as_str() {
+        "append" if a.writer_thread => append_through_writer(&a),
         "append" => append(&a),
         "fill" => fill(&a),
         _ => recover(&a),
