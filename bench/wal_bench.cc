@@ -25,7 +25,7 @@
 //   as is (recovery would read the zeroed tail as a torn one and cut it).
 // fill: N entries in records of B, fsynced in a few large groups: the directory for recover.
 // recover: LocalLog::Open replaying every record through RaftDurableState::ApplyRecord, as a
-//   restarting node does, and checks the entry count.
+//   restarting node does, and reports how many entries it holds (wal_compare.py checks).
 //
 // Each mode prints one JSON object on stdout, with the keys raft_engine_bench prints.
 // Results: docs/benchmarks.md ("Issue 10: WAL storage, segment code vs raft-engine").
@@ -34,16 +34,18 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <optional>
-#include <string>
 #include <span>
+#include <string>
 #include <string_view>
 #include <vector>
 
@@ -333,7 +335,8 @@ void Append(const Args& a) {
       "\"seconds\": %.3f, \"batches\": %llu, \"entries\": %llu, \"p50_us\": %llu, "
       "\"p99_us\": %llu, \"max_us\": %llu}\n",
       a.preallocate ? "segment+prealloc" : "segment", static_cast<unsigned long long>(a.batch),
-      static_cast<unsigned long long>(a.concurrency), elapsed, static_cast<unsigned long long>(batches),
+      static_cast<unsigned long long>(a.concurrency), elapsed,
+      static_cast<unsigned long long>(batches),
       static_cast<unsigned long long>(batches * a.batch),
       static_cast<unsigned long long>(Percentile(latencies_us, 0.5)),
       static_cast<unsigned long long>(Percentile(latencies_us, 0.99)),
