@@ -108,7 +108,7 @@ uint64_t Number(const char* flag, const char* value) {
 Args ParseArgs(int argc, char** argv) {
   const char* usage =
       "usage: wal_bench append|fill|recover --dir D [--batch B] [--concurrency C] "
-      "[--seconds S] [--entries N]";
+      "[--seconds S] [--entries N] [--preallocate 0|1]";
   if (argc < 2) Die(usage, 2);
   Args a;
   a.mode = argv[1];

@@ -57,6 +57,7 @@ import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -305,7 +306,6 @@ def main():
     try:
         if args.dir_base:
             Path(args.dir_base).mkdir(parents=True, exist_ok=True)
-            import tempfile
             base = Path(tempfile.mkdtemp(prefix="wal-compare-", dir=args.dir_base))
             owned.dirs.append(base)
         else:

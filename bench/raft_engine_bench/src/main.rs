@@ -81,18 +81,31 @@ fn die(msg: &str) -> ! {
 fn parse_args() -> Args {
     let argv: Vec<String> = std::env::args().skip(1).collect();
     let usage = "usage: raft_engine_bench append|fill|recover --dir D [--batch B] \
-                 [--concurrency C] [--seconds S] [--entries N]";
-    let Some(mode) = argv.first().cloned() else { die(usage) };
+                 [--concurrency C] [--seconds S] [--entries N] [--writer-thread 0|1]";
+    let Some(mode) = argv.first().cloned() else {
+        die(usage)
+    };
     if !matches!(mode.as_str(), "append" | "fill" | "recover") {
         die(usage);
     }
-    let mut a = Args { mode, dir: String::new(), batch: 1, concurrency: 1, seconds: 2.0,
-                       entries: 300_000, writer_thread: false };
+    let mut a = Args {
+        mode,
+        dir: String::new(),
+        batch: 1,
+        concurrency: 1,
+        seconds: 2.0,
+        entries: 300_000,
+        writer_thread: false,
+    };
     let mut i = 1;
     while i < argv.len() {
-        let Some(value) = argv.get(i + 1) else { die(usage) };
+        let Some(value) = argv.get(i + 1) else {
+            die(usage)
+        };
         let num = |what: &str| -> u64 {
-            value.parse().unwrap_or_else(|_| die(&format!("{what}: not a number: {value}")))
+            value
+                .parse()
+                .unwrap_or_else(|_| die(&format!("{what}: not a number: {value}")))
         };
         match argv[i].as_str() {
             "--dir" => a.dir = value.clone(),
@@ -101,7 +114,9 @@ fn parse_args() -> Args {
             "--entries" => a.entries = num("--entries"),
             "--writer-thread" => a.writer_thread = num("--writer-thread") != 0,
             "--seconds" => {
-                a.seconds = value.parse().unwrap_or_else(|_| die("--seconds: not a number"))
+                a.seconds = value
+                    .parse()
+                    .unwrap_or_else(|_| die("--seconds: not a number"))
             }
             other => die(&format!("unknown flag {other}\n{usage}")),
         }
@@ -120,7 +135,10 @@ fn parse_args() -> Args {
 }
 
 fn open(dir: &str) -> Engine {
-    let cfg = Config { dir: dir.to_owned(), ..Default::default() };
+    let cfg = Config {
+        dir: dir.to_owned(),
+        ..Default::default()
+    };
     Engine::open(cfg).unwrap_or_else(|e| die(&format!("open {dir}: {e}")))
 }
 
@@ -141,12 +159,16 @@ fn fill_batch(batch: &mut LogBatch, region: u64, first: u64, n: u64, payload: &m
         e.set_context(context.to_vec().into());
         entries.push(e);
     }
-    batch.add_entries::<EntryExt>(region, &entries).unwrap_or_else(|e| die(&e.to_string()));
+    batch
+        .add_entries::<EntryExt>(region, &entries)
+        .unwrap_or_else(|e| die(&e.to_string()));
     let mut hs = HardState::default();
     hs.term = 1;
     hs.vote = region;
     hs.commit = first.saturating_sub(1);
-    batch.put_message(region, HARD_STATE_KEY.to_vec(), &hs).unwrap_or_else(|e| die(&e.to_string()));
+    batch
+        .put_message(region, HARD_STATE_KEY.to_vec(), &hs)
+        .unwrap_or_else(|e| die(&e.to_string()));
 }
 
 fn percentile(sorted: &[u32], p: f64) -> u32 {
@@ -174,7 +196,9 @@ fn append(a: &Args) {
                 while Instant::now() < deadline && (latencies_us.len() as u64) < max_batches {
                     let t0 = Instant::now();
                     fill_batch(&mut batch, region, next, b, &mut payload);
-                    engine.write(&mut batch, true).unwrap_or_else(|e| die(&e.to_string()));
+                    engine
+                        .write(&mut batch, true)
+                        .unwrap_or_else(|e| die(&e.to_string()));
                     latencies_us.push(t0.elapsed().as_micros().min(u32::MAX as u128) as u32);
                     next += b;
                 }
@@ -194,8 +218,14 @@ fn append(a: &Args) {
         "{{\"engine\": \"raft-engine\", \"mode\": \"append\", \"batch\": {}, \"concurrency\": {}, \
          \"seconds\": {:.3}, \"batches\": {}, \"entries\": {}, \"p50_us\": {}, \"p99_us\": {}, \
          \"max_us\": {}}}",
-        a.batch, a.concurrency, elapsed, batches, batches * a.batch, percentile(&all, 0.5),
-        percentile(&all, 0.99), all.last().copied().unwrap_or(0)
+        a.batch,
+        a.concurrency,
+        elapsed,
+        batches,
+        batches * a.batch,
+        percentile(&all, 0.5),
+        percentile(&all, 0.99),
+        all.last().copied().unwrap_or(0)
     );
 }
 
@@ -213,30 +243,43 @@ fn append_through_writer(a: &Args) {
                 while let Ok((group, mut batch, t0)) = writer_rx.try_recv() {
                     if merged.merge(&mut batch).is_err() {
                         // Over raft-engine's size limit for one batch: write what we have.
-                        engine.write(&mut merged, true).unwrap_or_else(|e| die(&e.to_string()));
+                        engine
+                            .write(&mut merged, true)
+                            .unwrap_or_else(|e| die(&e.to_string()));
                         merged = batch;
                     }
                     done.push((group, t0));
                 }
-                engine.write(&mut merged, true).unwrap_or_else(|e| die(&e.to_string()));
+                engine
+                    .write(&mut merged, true)
+                    .unwrap_or_else(|e| die(&e.to_string()));
                 if to_loop.send(done).is_err() {
                     return;
                 }
             }
         })
     };
-    let mut payloads: Vec<Payload> =
-        (0..a.concurrency).map(|g| Payload(0x9E37_79B9_7F4A_7C15 ^ (g + 1))).collect();
+    let mut payloads: Vec<Payload> = (0..a.concurrency)
+        .map(|g| Payload(0x9E37_79B9_7F4A_7C15 ^ (g + 1)))
+        .collect();
     let mut next = vec![1u64; a.concurrency as usize];
     let max_batches = MAX_ENTRIES / a.batch;
     let mut started = 0u64;
     let mut submit = |g: u64, started: &mut u64| {
         let t0 = Instant::now();
         let mut batch = LogBatch::with_capacity(a.batch as usize);
-        fill_batch(&mut batch, g + 1, next[g as usize], a.batch, &mut payloads[g as usize]);
+        fill_batch(
+            &mut batch,
+            g + 1,
+            next[g as usize],
+            a.batch,
+            &mut payloads[g as usize],
+        );
         next[g as usize] += a.batch;
         *started += 1;
-        to_writer.send((g, batch, t0)).unwrap_or_else(|_| die("the writer thread stopped"));
+        to_writer
+            .send((g, batch, t0))
+            .unwrap_or_else(|_| die("the writer thread stopped"));
     };
     let start = Instant::now();
     let deadline = start + Duration::from_secs_f64(a.seconds);
@@ -246,7 +289,9 @@ fn append_through_writer(a: &Args) {
     let mut in_flight = a.concurrency;
     let mut latencies_us: Vec<u32> = Vec::new();
     while in_flight > 0 {
-        let done = loop_rx.recv().unwrap_or_else(|_| die("the writer thread stopped"));
+        let done = loop_rx
+            .recv()
+            .unwrap_or_else(|_| die("the writer thread stopped"));
         for (g, t0) in done {
             latencies_us.push(t0.elapsed().as_micros().min(u32::MAX as u128) as u32);
             in_flight -= 1;
@@ -259,15 +304,22 @@ fn append_through_writer(a: &Args) {
     let elapsed = start.elapsed().as_secs_f64();
     drop(submit);
     drop(to_writer);
-    writer.join().unwrap_or_else(|_| die("the writer thread panicked"));
+    writer
+        .join()
+        .unwrap_or_else(|_| die("the writer thread panicked"));
     let batches = latencies_us.len() as u64;
     latencies_us.sort_unstable();
     println!(
         "{{\"engine\": \"raft-engine+writer\", \"mode\": \"append\", \"batch\": {}, \
          \"concurrency\": {}, \"seconds\": {:.3}, \"batches\": {}, \"entries\": {}, \
          \"p50_us\": {}, \"p99_us\": {}, \"max_us\": {}}}",
-        a.batch, a.concurrency, elapsed, batches, batches * a.batch,
-        percentile(&latencies_us, 0.5), percentile(&latencies_us, 0.99),
+        a.batch,
+        a.concurrency,
+        elapsed,
+        batches,
+        batches * a.batch,
+        percentile(&latencies_us, 0.5),
+        percentile(&latencies_us, 0.99),
         latencies_us.last().copied().unwrap_or(0)
     );
 }
@@ -281,14 +333,18 @@ fn fill(a: &Args) {
     while next <= a.entries {
         let n = a.batch.min(a.entries - next + 1);
         fill_batch(&mut batch, 1, next, n, &mut payload);
-        engine.write(&mut batch, false).unwrap_or_else(|e| die(&e.to_string()));
+        engine
+            .write(&mut batch, false)
+            .unwrap_or_else(|e| die(&e.to_string()));
         next += n;
     }
     engine.sync().unwrap_or_else(|e| die(&e.to_string()));
     println!(
         "{{\"engine\": \"raft-engine\", \"mode\": \"fill\", \"batch\": {}, \"entries\": {}, \
          \"seconds\": {:.3}}}",
-        a.batch, a.entries, start.elapsed().as_secs_f64()
+        a.batch,
+        a.entries,
+        start.elapsed().as_secs_f64()
     );
 }
 
@@ -298,8 +354,7 @@ fn recover(a: &Args) {
     let open_s = start.elapsed().as_secs_f64();
     let mut entries = 0;
     for region in engine.raft_groups() {
-        if let (Some(first), Some(last)) = (engine.first_index(region), engine.last_index(region))
-        {
+        if let (Some(first), Some(last)) = (engine.first_index(region), engine.last_index(region)) {
             entries += last - first + 1;
         }
         // The hard state must be there too (what a restarting node reads first).
