@@ -181,9 +181,9 @@ def render(appends, recovers, fills, probes, args, load_before, load_after, vers
               f"from round to round.")
     md.append("")
     md.append("Appends (every batch durable before it counts; entries of 100 bytes + 16-byte "
-              "context). The last column divides each round's entries/s by raft-engine's in "
-              "the same round (runs back to back share the disk's mood of the moment, so "
-              "these ratios are steadier than the absolute figures):")
+              "context). The ÷ columns divide each round's entries/s by that of the engine "
+              "named, in the same round (runs back to back share the disk's mood of the "
+              "moment, so these ratios are steadier than the absolute figures):")
     md.append("")
     refs = [e for e in ("raft-engine", "raft-engine+writer") if e in engines]
     md.append("| B | in flight | engine | entries/s | batches/s | p50 / p99 ms | "
