@@ -151,6 +151,7 @@ class Server final : public commands::Context {
   void RoomStats(std::string_view code, protocol::ReplyWriter& reply) override;
   void SiteStats(protocol::ReplyWriter& reply) override;
   commands::Messaging& messaging() override { return *router_; }
+  MessageRouter& router() { return *router_; }
   void RunInSteps(commands::Session& session, commands::Step step) override;
   StatFields RoomStatsFields(std::string_view code);
   // The same with the room's client count given: listing every room counts
