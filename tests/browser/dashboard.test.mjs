@@ -361,7 +361,8 @@ test("services page: a worker with its concurrency, and an outstanding call", as
     assert.equal(await worker.command("SVC.REPLY", String(id), "done"), 1);
     assert.equal(await reply, "done");
     await row.locator(".load-text", { hasText: "0 / 3" }).waitFor({ timeout: 2000 });
-    assert.equal(await service.locator("td").nth(6).textContent(), "1");  // calls answered
+    assert.equal(await service.locator("td").nth(6).textContent(), "1");  // calls made
+    assert.match(await service.locator("td").nth(9).textContent(), /ms$/);  // p50 of the answered call
 
     // The worker leaves: so does the service.
     worker.close();
@@ -382,6 +383,24 @@ test("cluster page on a server without a cluster: itself, standalone", async () 
   assert.equal(await row.getAttribute("data-health"), "up");
   await page.locator("#cluster-note", { hasText: "not in a cluster" }).waitFor();
   assert.match(await row.textContent(), new RegExp(`127\\.0\\.0\\.1:${port}`));
+
+  // Per-node figures come from /api/stats's "nodes" when the server gives them (a cluster-wide
+  // /api/stats): here injected into the real answer, to pin down how the page merges them.
+  await page.route("**/api/stats", async (route) => {
+    const real = await (await route.fetch()).json();
+    real.nodes = [{ id: 0, client_address: `127.0.0.1:${port}`, reachable: true, role: "standalone", term: 7,
+      commit_index: 1234, applied_index: 1233, leader_id: 0, clients: 42 }];
+    await route.fulfill({ json: real });
+  });
+  try {
+    await page.goto(`${base}/#/`);
+    await page.goto(`${base}/#/cluster`);
+    const cells = row.locator("td");
+    await cells.nth(9).filter({ hasText: "42" }).waitFor();  // clients
+    assert.deepEqual(await Promise.all([3, 4, 5].map((i) => cells.nth(i).textContent())), ["7", "1,234", "1,233"]);
+  } finally {
+    await page.unroute("**/api/stats");
+  }
 });
 
 // ---------------------------------------------------------------------------
@@ -467,7 +486,7 @@ test("cluster page: three nodes and one leader, live; a killed node shows as dow
     assert.equal(await page.locator('#cluster-nodes tbody tr[data-role="leader"]').count(), 1);
     assert.equal(await rowOf(leader).getAttribute("data-role"), "leader");
     await page.locator('#cluster-summary [data-field="up"]', { hasText: "3 / 3" }).waitFor();
-    await page.locator('#cluster-summary [data-field="leader"]', { hasText: `node ${leaderId}` }).waitFor();
+    await page.locator('#cluster-summary [data-field="leader"]', { hasText: String(leaderId) }).waitFor();
     assert.match(await rowOf(viewer).textContent(), /this node/);
     assert.match(await rowOf(follower).locator("td").nth(10).textContent(), new RegExp(`:${follower.port}$`));
     await page.screenshot({ path: path.join(artifacts, "dashboard-cluster.png"), fullPage: true });

@@ -32,11 +32,11 @@ function dashboardLink(address) {
 }
 
 export function mountCluster(root) {
-  const summaryFields = [["leader", "leader"], ["term", "term"], ["up", "nodes up"], ["self", "this node"],
-    ["commit", "commit index"], ["cluster", "cluster id"]];
+  const summaryFields = [["up", "nodes up"], ["leader", "leader's id"], ["term", "term"], ["role", "this node's role"],
+    ["commit", "commit index"], ["self", "this node's id"], ["cluster", "cluster id"]];
   const summary = new Map();
   const cards = el("section", { class: "stats small", id: "cluster-summary" }, summaryFields.map(([f, label]) => {
-    const v = el("div", { class: "stat-value", "data-field": f }, "–");
+    const v = el("div", { class: `stat-value${["leader", "self", "cluster"].includes(f) ? " id" : ""}`, "data-field": f }, "–");
     summary.set(f, v);
     return el("div", { class: "card stat" }, v, el("div", { class: "stat-label" }, label));
   }));
@@ -53,11 +53,8 @@ export function mountCluster(root) {
   root.append(
     el("h1", {}, "Cluster"),
     cards,
-    el("div", { class: "columns" },
-      el("section", { class: "card grow" }, el("h2", {}, "Nodes"), note, el("div", { class: "scroll-x" }, table),
-        status),
-      el("aside", { class: "side" },
-        el("section", { class: "card" }, el("h2", {}, "Changes"), feedList))));
+    el("section", { class: "card" }, el("h2", {}, "Nodes"), note, el("div", { class: "scroll-x" }, table), status),
+    el("section", { class: "card cluster-changes" }, el("h2", {}, "Changes seen on this page"), feedList));
 
   let stopped = false;
   let timers = [];
@@ -164,11 +161,12 @@ export function mountCluster(root) {
     const rows = c.nodes.map((m) => view(c, m)).sort((a, b) => a.id - b.id);
     syncRows(tbody, rows, (v) => v.id, makeRow, updateRow);
     const up = rows.filter((v) => !v.down).length;
-    setText(summary.get("leader"), c.cluster ? (c.leader_id ? `node ${c.leader_id}` : "none") : "this node");
+    setText(summary.get("leader"), c.cluster ? (c.leader_id ? String(c.leader_id) : "none known") : "this node");
     setText(summary.get("term"), c.cluster ? formatNumber(c.term) : "–");
     setText(summary.get("up"), `${up} / ${rows.length}`);
     summary.get("up").classList.toggle("warn", up < rows.length);
-    setText(summary.get("self"), c.cluster ? `${c.node_id} · ${c.role}` : "standalone");
+    setText(summary.get("role"), c.role);
+    setText(summary.get("self"), c.cluster ? String(c.node_id) : "–");
     setText(summary.get("commit"), formatNumber(c.commit_index));
     setText(summary.get("cluster"), c.cluster ? String(c.cluster_id) : "–");
     note.hidden = c.cluster && c.leader_id !== 0;

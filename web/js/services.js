@@ -16,7 +16,7 @@ const isRoomId = (room) => /^r-[0-9a-f]{16}$/.test(room);
 
 export function mountServices(root) {
   const summaryFields = [["services", "services"], ["workers", "workers"], ["in_flight", "calls in flight"],
-    ["waiting", "calls waiting"], ["calls", "calls answered"], ["errors", "errors + timeouts"]];
+    ["waiting", "calls waiting"], ["calls", "calls made"], ["errors", "errors + timeouts"]];
   const summary = new Map();
   const cards = el("section", { class: "stats small", id: "services-summary" }, summaryFields.map(([f, label]) => {
     const v = el("div", { class: "stat-value", "data-field": f }, "–");
@@ -80,8 +80,10 @@ export function mountServices(root) {
     setText(p.calls, formatNumber(s.calls));
     setText(p.errors, formatNumber(s.errors));
     setText(p.timeouts, formatNumber(s.timeouts));
-    setText(p.p50, s.calls ? ms(s.p50_ms) : "–");
-    setText(p.p99, s.calls ? ms(s.p99_ms) : "–");
+    // No latency yet (no call answered since the service appeared): a dash, not "0 ms".
+    const answered = s.p50_ms > 0 || s.p99_ms > 0 || s.calls > s.in_flight + s.waiting + s.errors + s.timeouts;
+    setText(p.p50, answered ? ms(s.p50_ms) : "–");
+    setText(p.p99, answered ? ms(s.p99_ms) : "–");
   }
 
   function updateWorker(tr, { worker: w }) {
@@ -90,7 +92,8 @@ export function mountServices(root) {
     tr.dataset.nodeId = String(w.node_id);
     setText(p.name.firstChild, `↳ ${w.label}`);
     p.name.title = `worker ${w.worker_id}`;
-    setText(p.node, w.node_id ? String(w.node_id) : "this");
+    setText(p.node, w.node_id ? String(w.node_id) : "local");
+    p.node.title = w.node_id ? `node ${w.node_id}` : "this server (not in a cluster)";
     setText(p.concurrency, formatNumber(w.concurrency));
     const full = w.concurrency > 0 ? Math.min(1, w.in_flight / w.concurrency) : 0;
     if (!p.in_flight.firstChild || p.in_flight.firstChild.nodeType !== Node.ELEMENT_NODE) {
