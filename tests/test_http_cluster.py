@@ -9,7 +9,8 @@ import json
 
 import pytest
 
-from cluster_util import make_cluster, as_map, binary_supports_cluster, decode  # noqa: F401 (fixture)
+from cluster_util import (make_cluster, as_map,  # noqa: F401 (make_cluster: a fixture)
+                          binary_supports_cluster, decode)
 from conftest import distri_bin, encode_command
 
 pytestmark = [
@@ -84,7 +85,8 @@ def test_cut_and_killed_members_show_as_unhealthy(make_cluster):
     c.wait_for(lambda: health(leader, a_id) and health(b, a_id), 15, "a seen as up again")
     # SIGKILL: the same from the survivors.
     a.kill9()
-    c.wait_for(lambda: not health(leader, a_id) and not health(b, a_id), 5, "a killed, seen as down")
+    c.wait_for(lambda: not health(leader, a_id) and not health(b, a_id), 5,
+               "a killed, seen as down")
 
 
 def test_services_name_the_node_of_each_worker(make_cluster):
@@ -104,7 +106,8 @@ def test_services_name_the_node_of_each_worker(make_cluster):
         [svc] = get_json(node, "/api/services")["services"]
         assert (svc["room"], svc["name"], svc["in_flight"]) == ("default", "echo", 1)
         [w] = svc["workers"]
-        assert (w["node_id"], w["label"], w["concurrency"], w["in_flight"]) == (node_id, "w-on-2", 4, 1)
+        assert (w["node_id"], w["label"], w["concurrency"], w["in_flight"]) == \
+            (node_id, "w-on-2", 4, 1)
         assert worker.cmd("SVC.REPLY", frame[1], "hi back") == 1
         assert caller.read_reply() == b"hi back"
         caller.close()

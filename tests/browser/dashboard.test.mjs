@@ -336,7 +336,20 @@ test("without admin rights the rooms page lists ids, and a code still opens its 
   }
 });
 
-test("services page: a worker with its concurrency, and an outstanding call", async () => {
+// Console errors on the main page while `fn` runs (a failed request, a CSP refusal).
+async function withoutConsoleErrors(fn) {
+  const errors = [];
+  const onConsole = (m) => { if (m.type() === "error") errors.push(m.text()); };
+  page.on("console", onConsole);
+  try {
+    await fn();
+  } finally {
+    page.off("console", onConsole);
+  }
+  assert.deepEqual(errors, []);
+}
+
+test("services page: a worker with its concurrency, and an outstanding call", () => withoutConsoleErrors(async () => {
   const worker = await Resp.connect(port);
   const caller = await Resp.connect(port);
   try {
@@ -372,7 +385,7 @@ test("services page: a worker with its concurrency, and an outstanding call", as
     worker.close();
     caller.close();
   }
-});
+}));
 
 test("cluster page on a server without a cluster: itself, standalone", async () => {
   await page.goto(`${base}/#/cluster`);
@@ -451,7 +464,7 @@ async function formed(nodes) {
   return true;
 }
 
-test("cluster page: three nodes and one leader, live; a killed node shows as down; a new leader", async () => {
+test("cluster page: three nodes and one leader, live; a killed node shows as down; a new leader", () => withoutConsoleErrors(async () => {
   const dir = fs.mkdtempSync(path.join(workdir, "cluster-"));
   const secretFile = path.join(dir, "cluster.secret");
   fs.writeFileSync(secretFile, crypto.randomBytes(32).toString("hex") + "\n", { mode: 0o600 });
@@ -515,7 +528,7 @@ test("cluster page: three nodes and one leader, live; a killed node shows as dow
     const survivors = nodes.filter((n) => n.proc && n.proc.exitCode === null && n.proc.signalCode === null);
     for (const n of survivors) await stopServer(n.proc, n.logPath);
   }
-});
+}));
 
 test("no page errors", () => {
   assert.deepEqual(pageErrors, []);

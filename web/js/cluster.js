@@ -42,7 +42,8 @@ export function mountCluster(root) {
   }));
   const note = el("p", { id: "cluster-note", class: "muted", hidden: true });
   const tbody = el("tbody");
-  const table = el("table", { class: "grid nodes", id: "cluster-nodes" },
+  // Not read out on every refresh (main is a live region): the feed announces the changes.
+  const table = el("table", { class: "grid nodes", id: "cluster-nodes", "aria-live": "off" },
     el("caption", { class: "visually-hidden" }, "Cluster members"),
     el("thead", {}, el("tr", {}, ["node", "role", "status", "term", "commit", "applied", "match", "lag",
       "last contact", "clients", "client address", "dashboard"]

@@ -33,7 +33,7 @@ export function mountServices(root) {
   } }, el("label", { for: "services-room", class: "muted" }, "Room"), roomInput,
   el("button", { type: "submit", id: "services-filter" }, "Show"));
   const tbody = el("tbody");
-  const table = el("table", { class: "grid services", id: "services" },
+  const table = el("table", { class: "grid services", id: "services", "aria-live": "off" },
     el("caption", { class: "visually-hidden" }, "Services and their workers"),
     el("thead", {}, el("tr", {}, ["service / worker", "room", "node", "concurrency", "in flight", "waiting",
       "calls", "errors", "timeouts", "p50", "p99"]
