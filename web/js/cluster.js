@@ -80,7 +80,7 @@ export function mountCluster(root) {
     const down = !m.healthy || (s !== null && s.reachable === false);
     return {
       id: m.id, self, down, role: m.role,
-      term: s && typeof s.term === "number" ? s.term : (self ? c.term : null),
+      term: s && typeof s.term === "number" ? s.term : (self && c.cluster ? c.term : null),
       commit: s && typeof s.commit_index === "number" ? s.commit_index : (self ? c.commit_index : null),
       applied: s && typeof s.applied_index === "number" ? s.applied_index : (self ? c.applied_index : null),
       clients: s && typeof s.clients === "number" ? s.clients : (self && stats ? stats.clients : null),
@@ -176,7 +176,7 @@ export function mountCluster(root) {
         + "(docs/replication.md)."
       : "No leader is known: writes wait until one is elected.");
     table.classList.remove("stale");
-    setText(status, `Seen from node ${c.cluster ? c.node_id : "(standalone)"} · updated ${new Date().toLocaleTimeString()}`);
+    setText(status, `Seen from ${c.cluster ? `node ${c.node_id}` : "this server"} · updated ${new Date().toLocaleTimeString()}`);
   }
 
   function schedule(fn, ms) {
