@@ -505,9 +505,12 @@ test("cluster page: three nodes and one leader, live; a killed node shows as dow
     await page.screenshot({ path: path.join(artifacts, "dashboard-cluster.png"), fullPage: true });
 
     // SIGKILL a follower: down, in words, within a few seconds; back up when it restarts.
+    // Timed in the page (every animation frame), not by the locator's own backing-off polls.
+    const shown = (fn, arg, timeout) => page.waitForFunction(fn, arg, { polling: "raf", timeout });
     await follower.kill();
     let t0 = Date.now();
-    await rowOf(follower).and(page.locator('[data-health="down"]')).waitFor({ timeout: 5000 });
+    await shown((id) => document.querySelector(`#cluster-nodes tr[data-node-id="${id}"]`)?.dataset.health === "down",
+      follower.id, 5000);
     console.log(`a killed follower showed as down after ${Date.now() - t0} ms`);
     assert.match(await rowOf(follower).locator("td.health").textContent(), /down/);
     await page.locator('#cluster-summary [data-field="up"]', { hasText: "2 / 3" }).waitFor();
@@ -519,8 +522,8 @@ test("cluster page: three nodes and one leader, live; a killed node shows as dow
     // SIGKILL the leader: a new one is elected and shown; the old one is down.
     await leader.kill();
     t0 = Date.now();
-    await page.locator(`#cluster-nodes tbody tr[data-role="leader"]:not([data-node-id="${leader.id}"])`)
-      .waitFor({ timeout: 15000 });
+    await shown((id) => document.querySelector(`#cluster-nodes tr[data-role="leader"]:not([data-node-id="${id}"])`),
+      leader.id, 15000);
     console.log(`a new leader showed ${Date.now() - t0} ms after the leader was killed`);
     assert.equal(await rowOf(leader).getAttribute("data-health"), "down");
     await page.locator("#cluster-feed li", { hasText: "is the leader" }).first().waitFor();
