@@ -12,6 +12,7 @@ import { el, formatNumber, setText, syncRows } from "./dom.js";
 
 const CLUSTER_EVERY_MS = 500;
 const STATS_EVERY_MS = 1000;
+const STATS_STALE_MS = 3000;  // older per-node figures are not shown (nor trusted for "down")
 const FEED_SIZE = 30;
 
 const num = (v) => (typeof v === "number" && v >= 0 ? formatNumber(v) : "–");
@@ -60,6 +61,7 @@ export function mountCluster(root) {
   let stopped = false;
   let timers = [];
   let stats = null;      // the last /api/stats answer
+  let statsAt = 0;       // when it came
   let previous = null;   // the last /api/cluster answer, for the feed
 
   function addFeed(text, kind) {
@@ -69,7 +71,8 @@ export function mountCluster(root) {
   }
 
   function statsNode(id) {
-    const nodes = stats && Array.isArray(stats.nodes) ? stats.nodes : [];
+    const fresh = stats && Date.now() - statsAt < STATS_STALE_MS;
+    const nodes = fresh && Array.isArray(stats.nodes) ? stats.nodes : [];
     return nodes.find((n) => String(n.id) === String(id)) || null;
   }
 
@@ -206,6 +209,7 @@ export function mountCluster(root) {
       const s = await api("GET", "/api/stats");
       if (stopped) return;
       stats = s;
+      statsAt = Date.now();
       if (previous) render(previous);
     } catch { /* refreshCluster reports an unreachable node */ }
     schedule(refreshStats, Math.max(0, STATS_EVERY_MS - (Date.now() - started)));
