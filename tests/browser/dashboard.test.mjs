@@ -397,6 +397,19 @@ test("cluster page on a server without a cluster: itself, standalone", async () 
   await page.locator("#cluster-note", { hasText: "not in a cluster" }).waitFor();
   assert.match(await row.textContent(), new RegExp(`127\\.0\\.0\\.1:${port}`));
 
+  // Keyboard: the node's dashboard link takes focus by Tab and keeps it across refreshes (rows
+  // are updated in place, not rebuilt).
+  const link = row.locator("a");
+  await link.focus();
+  await page.keyboard.press("Shift+Tab");
+  await page.keyboard.press("Tab");
+  assert.equal(await link.evaluate((a) => a === document.activeElement), true);
+  for (let i = 0; i < 2; i++) {  // two refreshes of the table
+    const before = await page.locator("#cluster-status").textContent();
+    await page.locator("#cluster-status").filter({ hasNotText: before }).waitFor();
+  }
+  assert.equal(await link.evaluate((a) => a === document.activeElement), true);
+
   // Per-node figures come from /api/stats's "nodes" when the server gives them (a cluster-wide
   // /api/stats): here injected into the real answer, to pin down how the page merges them.
   await page.route("**/api/stats", async (route) => {
