@@ -132,6 +132,22 @@ class ClusterNode final : public cluster::TransportHandler, public commands::Clu
   };
   NodeAddresses AddressesOf(uint64_t id) const;
 
+  // One member as this node sees it now: CLUSTER.NODES and GET /api/cluster render these, so
+  // the two always agree.
+  struct MemberView {
+    uint64_t id = 0;
+    std::string address;        // its cluster address
+    NodeAddresses addresses;    // client and HTTP, from its HELLO ("" until it has said)
+    std::string_view role;      // "leader", "follower" or "learner" (from the membership)
+    int64_t match_index = -1;   // -1: unknown here (only the leader knows the others')
+    int64_t lag = -1;           // commit index - match index; -1 with match_index
+    int64_t last_contact_ms = -1;  // ms since a frame from it; 0 for this node; -1: never
+    // A link to it is up (followers hear only from the leader, so not "recent contact").
+    bool healthy = false;
+    bool self = false;
+  };
+  std::vector<MemberView> MemberViews();
+
   const ClusterIdentity& identity() const { return identity_; }
   const std::string& advertise() const { return advertise_; }
   const cluster::TransportStats& transport_stats() const { return transport_->stats(); }

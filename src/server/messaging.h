@@ -35,6 +35,7 @@
 #include <deque>
 #include <map>
 #include <memory>
+#include <optional>
 #include <set>
 #include <string>
 #include <unordered_map>
@@ -48,6 +49,24 @@ namespace distri::server {
 
 class Client;
 class Server;
+
+// One service as GET /api/services shows it: its statistics and its workers with the calls
+// each holds now.
+struct ServiceView {
+  struct Worker {
+    uint64_t node_id = 0;    // the node it is connected to (0 on a node without a cluster)
+    uint64_t worker_id = 0;  // its client id
+    std::string label;       // CLIENT SETNAME, else "client-<id>"
+    uint32_t concurrency = 0;
+    uint32_t in_flight = 0;  // calls of this service it holds
+  };
+  std::string room, name;
+  uint64_t calls = 0, errors = 0, timeouts = 0;
+  double p50_ms = 0, p99_ms = 0;
+  uint64_t waiting = 0;    // calls queued for a free worker
+  uint64_t in_flight = 0;  // calls at a worker
+  std::vector<Worker> workers;
+};
 
 class MessageRouter final : public commands::Messaging {
  public:
@@ -73,6 +92,9 @@ class MessageRouter final : public commands::Messaging {
             int64_t timeout_ms, bool all) override;
   void ListServices(std::string_view room, protocol::ReplyWriter& reply) override;
   bool ServiceStats(std::string_view room, std::string_view service, protocol::ReplyWriter& reply) override;
+  // Every service record (with a worker or a call), sorted by room and name; only `room`'s
+  // when given.
+  std::vector<ServiceView> ServiceViews(std::optional<std::string_view> room) const;
 
   // The client is going away: drop its subscriptions, re-route or fail the
   // requests it was serving, abandon the calls it was waiting for.
