@@ -131,6 +131,8 @@ class ClusterNode final : public cluster::TransportHandler, public commands::Clu
     std::string client, http;
   };
   NodeAddresses AddressesOf(uint64_t id) const;
+  // Bytes queued to a member and not yet written, on all its links (a sender's backlog).
+  uint64_t QueuedBytesTo(uint64_t peer) const { return transport_->QueuedBytes(peer); }
 
   const ClusterIdentity& identity() const { return identity_; }
   const std::string& advertise() const { return advertise_; }
