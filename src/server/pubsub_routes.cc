@@ -85,12 +85,28 @@ bool PubsubRoutes::SendFrame(uint64_t peer, Peer& p, uint8_t type, std::string* 
 void PubsubRoutes::LocalChanged(std::string_view room, bool pattern, std::string_view name,
                                 uint32_t count) {
   pending_[PendingKey{std::string(room), pattern, std::string(name)}] = count;
+  ScheduleFlush();
+}
+
+// At the start of the next iteration (an active idle handle also keeps the loop from
+// blocking in poll meanwhile): one frame for a SUBSCRIBE of many channels, or for every
+// subscription of a client that went away, or for the messages of a pipelined burst.
+void PubsubRoutes::ScheduleFlush() {
   if (open_ && !idle_active_) {
-    // At the start of the next iteration: one frame for a SUBSCRIBE of many channels, or
-    // for every subscription of a client that went away.
     uv_idle_start(&idle_, OnIdle);
     idle_active_ = true;
   }
+}
+
+void PubsubRoutes::FlushBatch(uint64_t peer, Peer& p) {
+  if (p.batch.empty()) return;
+  if (SendFrame(peer, p, wire::kMessage, &p.batch)) {
+    stats_.messages_sent += p.batch_messages;
+  } else {
+    stats_.messages_dropped += p.batch_messages;
+  }
+  p.batch.clear();
+  p.batch_messages = 0;
 }
 
 void PubsubRoutes::OnIdle(uv_idle_t* idle) {
@@ -101,6 +117,10 @@ void PubsubRoutes::OnIdle(uv_idle_t* idle) {
 }
 
 void PubsubRoutes::Flush() {
+  if (batches_open_) {
+    batches_open_ = false;
+    for (auto& [id, p] : peers_) FlushBatch(id, p);
+  }
   if (pending_.empty()) return;
   std::map<PendingKey, uint32_t> pending;
   pending.swap(pending_);
@@ -168,7 +188,7 @@ uint64_t PubsubRoutes::Matching(const RemoteRoom& room, std::string_view channel
 int64_t PubsubRoutes::Forward(std::string_view room, std::string_view channel,
                               std::string_view message) {
   int64_t receivers = 0;
-  std::string frame;  // encoded once, for the first peer that wants it
+  const size_t record = wire::kMessageOverhead + room.size() + channel.size() + message.size();
   for (auto& [id, p] : peers_) {
     if (!p.known) continue;
     auto rit = p.rooms.find(room);
@@ -177,7 +197,7 @@ int64_t PubsubRoutes::Forward(std::string_view room, std::string_view channel,
     if (n == 0) continue;
     // Raft shares the link: pub/sub stops short of filling it (the transport would refuse
     // at max_queued_bytes, Raft messages included).
-    if (links_->QueuedBytes(id) > kMaxPeerBacklog) {
+    if (links_->QueuedBytes(id) + p.batch.size() > kMaxPeerBacklog) {
       stats_.messages_dropped++;
       uint64_t suppressed = 0;
       if (drop_log_.Allow(NowMs(), &suppressed)) {
@@ -186,13 +206,18 @@ int64_t PubsubRoutes::Forward(std::string_view room, std::string_view channel,
       }
       continue;
     }
-    if (frame.empty()) frame = wire::EncodeMessage({epoch_, 0}, room, channel, message);
-    if (!SendFrame(id, p, wire::kMessage, &frame)) {
-      stats_.messages_dropped++;
-      continue;
-    }
-    stats_.messages_sent++;
+    // Order: what is batched goes first; a large message then goes alone.
+    if (!p.batch.empty() && p.batch.size() + record > kBatchBytes) FlushBatch(id, p);
+    if (p.batch.empty()) wire::AppendHeader(&p.batch, {epoch_, 0});
+    wire::AppendMessage(&p.batch, room, channel, message);
+    p.batch_messages++;
     receivers += static_cast<int64_t>(n);
+    if (p.batch.size() >= kBatchBytes) {
+      FlushBatch(id, p);
+    } else {
+      batches_open_ = true;
+      ScheduleFlush();
+    }
   }
   return receivers;
 }
@@ -234,6 +259,11 @@ void PubsubRoutes::BadFrame(uint64_t peer, std::string_view what) {
 }
 
 void PubsubRoutes::Forget(Peer& p) {
+  // A batch for a link that went down would be refused; one for a link that came up again
+  // was meant for the peer's previous report of its interest. Either way it is dropped.
+  stats_.messages_dropped += p.batch_messages;
+  p.batch.clear();
+  p.batch_messages = 0;
   stats_.remote_entries -= p.entries;
   p.rooms.clear();
   p.entries = 0;
@@ -345,15 +375,20 @@ void PubsubRoutes::ApplyInterest(uint64_t peer, Peer& p, std::string_view body) 
 }
 
 void PubsubRoutes::Deliver(uint64_t peer, std::string_view body) {
-  wire::Message m;
-  if (Status st = wire::DecodeMessage(body, &m); !st.ok()) return BadFrame(peer, st.message());
-  if (limits_.max_message_bytes != 0 && (m.payload.size() > limits_.max_message_bytes ||
-                                         m.channel.size() > limits_.max_message_bytes)) {
-    // A peer with a larger --max-bulk: this node's clients could not have published it.
-    return BadFrame(peer, "a message over --max-bulk");
+  std::vector<wire::Message> messages;
+  if (Status st = wire::DecodeMessages(body, &messages); !st.ok()) {
+    return BadFrame(peer, st.message());
   }
-  stats_.messages_received++;
-  deliver_(m.room, m.channel, m.payload);
+  for (const wire::Message& m : messages) {
+    if (limits_.max_message_bytes != 0 && (m.payload.size() > limits_.max_message_bytes ||
+                                           m.channel.size() > limits_.max_message_bytes)) {
+      // A peer with a larger --max-bulk: this node's clients could not have published it.
+      BadFrame(peer, "a message over --max-bulk");
+      continue;
+    }
+    stats_.messages_received++;
+    deliver_(m.room, m.channel, m.payload);
+  }
 }
 
 // ---------------------------------------------------------------------------

@@ -9,6 +9,9 @@
 //  * Messages. A PUBLISH is sent once to each peer whose interest matches (a channel it
 //    counts, or a pattern of it that matches the channel); the receiver delivers it to its
 //    own subscribers only and never forwards it: one hop, so no loops and no duplicates.
+//    The messages for one peer in one loop iteration travel in one frame (up to
+//    kBatchBytes; a larger message goes alone), so the link's per-frame costs (header,
+//    HMAC, a write) are paid once per batch, not per message.
 //  * Order. Frames to one peer carry a sequence number (per destination, over all types)
 //    and the sender's epoch. The transport keeps a link's frames in order; when a peer's
 //    frames move to another link (a second link, a reconnect), a frame that arrives after a
@@ -95,6 +98,8 @@ class PubsubRoutes {
   // Interest frames are split at about this size (a full report of many subscriptions).
   static constexpr size_t kInterestFrameBytes = 256 << 10;
   static constexpr uint64_t kTickMs = 1000;
+  // Messages to one peer are gathered into frames of about this size.
+  static constexpr size_t kBatchBytes = 64 << 10;
 
   // REQUIRES: loop and links outlive this; epoch != 0 and new at each start.
   PubsubRoutes(uv_loop_t* loop, PubsubLinks* links, uint64_t epoch, Limits limits,
@@ -127,7 +132,8 @@ class PubsubRoutes {
   int64_t RemoteNumSub(std::string_view room, std::string_view channel) const;
   void RemotePatterns(std::string_view room, std::set<std::string>* out) const;
 
-  // Sends the pending deltas now (normally done by an idle handle).
+  // Sends the pending deltas and message batches now (normally done by an idle handle at
+  // the start of the next loop iteration).
   void Flush();
   // Heartbeats, and retries of full reports and resync requests (normally once a second).
   void Tick();
@@ -160,6 +166,8 @@ class PubsubRoutes {
     // Sending (kept across link changes: a peer drops what is older than it has seen).
     uint64_t next_seq = 1;
     bool needs_full = false;  // a report or delta to it was refused: send a full one
+    std::string batch;        // a message frame being filled (empty: none)
+    uint64_t batch_messages = 0;
   };
   struct PendingKey {
     std::string room;
@@ -172,6 +180,9 @@ class PubsubRoutes {
   bool SendFrame(uint64_t peer, Peer& p, uint8_t type, std::string* frame);
   // Sends every local subscription to the peer: a full frame, then deltas if it is large.
   void SendFull(uint64_t peer);
+  // Queues the peer's message batch (counted as sent, or as dropped if refused).
+  void FlushBatch(uint64_t peer, Peer& p);
+  void ScheduleFlush();
   void ApplyInterest(uint64_t peer, Peer& p, std::string_view body);
   void Deliver(uint64_t peer, std::string_view body);
   void Forget(Peer& p);
@@ -192,6 +203,7 @@ class PubsubRoutes {
   // Closed by Close(), or by the server's final walk over the loop's handles.
   uv_idle_t idle_;
   uv_timer_t timer_;
+  bool batches_open_ = false;  // some peer's batch is not empty
   bool idle_active_ = false;
   bool open_ = true;
   base::LogLimiter bad_frame_log_{1000};

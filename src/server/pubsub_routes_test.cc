@@ -188,6 +188,7 @@ TEST_F(PubsubRoutesTest, ForwardsOnceOnlyToPeersWithMatchingInterest) {
   Link(2, 3);
   Pump();
   EXPECT_EQ(a.routes->Forward("", "news", "hello"), 4);
+  a.routes->Flush();
   EXPECT_EQ(Queued(wire::kMessage), 2u);
   Pump();
   EXPECT_EQ(b.delivered, std::vector<std::string>{"/news=hello"});
@@ -196,9 +197,11 @@ TEST_F(PubsubRoutesTest, ForwardsOnceOnlyToPeersWithMatchingInterest) {
   // No interest: no frame at all.
   EXPECT_EQ(a.routes->Forward("", "sport", "x"), 0);
   EXPECT_EQ(a.routes->Forward("OTHER", "news", "x"), 0);
+  a.routes->Flush();
   EXPECT_EQ(Queued(wire::kMessage), 0u);
   // Only the pattern matches at C.
   EXPECT_EQ(a.routes->Forward("", "nope", "y"), 1);
+  a.routes->Flush();
   Pump();
   EXPECT_EQ(c.delivered.back(), "/nope=y");
   EXPECT_EQ(a.routes->stats().messages_sent, 3u);
@@ -207,13 +210,45 @@ TEST_F(PubsubRoutesTest, ForwardsOnceOnlyToPeersWithMatchingInterest) {
   EXPECT_EQ(b.routes->stats().messages_sent + c.routes->stats().messages_sent, 0u);
 }
 
+TEST_F(PubsubRoutesTest, MessagesOfOneIterationShareAFrameInOrder) {
+  Node& a = Add(1);
+  Node& b = Add(2);
+  b.Sub("", false, "ch", 1);
+  Link(1, 2);
+  Pump();
+  for (int i = 0; i < 100; ++i) EXPECT_EQ(a.routes->Forward("", "ch", std::to_string(i)), 1);
+  EXPECT_EQ(Queued(wire::kMessage), 0u) << "batched until the flush";
+  // A message over kBatchBytes goes alone, after what was batched before it.
+  const std::string big(PubsubRoutes::kBatchBytes + 1, 'x');
+  a.routes->Forward("", "ch", big);
+  a.routes->Forward("", "ch", "after");
+  a.routes->Flush();
+  EXPECT_EQ(Queued(wire::kMessage), 3u);
+  Pump();
+  ASSERT_EQ(b.delivered.size(), 102u);
+  for (int i = 0; i < 100; ++i) EXPECT_EQ(b.delivered[i], "/ch=" + std::to_string(i));
+  EXPECT_EQ(b.delivered[100], "/ch=" + big);
+  EXPECT_EQ(b.delivered[101], "/ch=after");
+  EXPECT_EQ(a.routes->stats().messages_sent, 102u);
+  EXPECT_EQ(b.routes->stats().messages_received, 102u);
+  // Many small ones: frames of about kBatchBytes, never one per message.
+  const std::string kb(1000, 'k');
+  for (int i = 0; i < 1000; ++i) a.routes->Forward("", "ch", kb);
+  a.routes->Flush();
+  EXPECT_LE(Queued(wire::kMessage), 1000 * 1012 / PubsubRoutes::kBatchBytes + 1);
+  EXPECT_GE(Queued(wire::kMessage), 1000 * 1012 / PubsubRoutes::kBatchBytes);
+}
+
 TEST_F(PubsubRoutesTest, StaleFrameDroppedNeverDeliveredOutOfOrder) {
   Node& a = Add(1);
   Node& b = Add(2);
   b.Sub("", false, "ch", 1);
   Link(1, 2);
   Pump();
-  for (const char* m : {"1", "2", "3"}) a.routes->Forward("", "ch", m);
+  for (const char* m : {"1", "2", "3"}) {
+    a.routes->Forward("", "ch", m);
+    a.routes->Flush();  // one frame each (as in three loop iterations)
+  }
   Frame one = Take(), two = Take(), three = Take();
   Deliver(one);
   Deliver(three);  // "2" is late (it took another link)
@@ -304,10 +339,12 @@ TEST_F(PubsubRoutesTest, BacklogOverTheBoundDropsAndCounts) {
   Pump();
   net_.queued_bytes[2] = PubsubRoutes::kMaxPeerBacklog + 1;
   EXPECT_EQ(a.routes->Forward("", "ch", "x"), 0);
+  a.routes->Flush();
   EXPECT_EQ(a.routes->stats().messages_dropped, 1u);
   EXPECT_EQ(Queued(wire::kMessage), 0u);
   net_.queued_bytes[2] = 0;
   EXPECT_EQ(a.routes->Forward("", "ch", "y"), 1);
+  a.routes->Flush();
   Pump();
   EXPECT_EQ(b.delivered, std::vector<std::string>{"/ch=y"});
   EXPECT_EQ(b.routes->stats().frames_lost, 0u);  // a dropped message uses no seq
@@ -319,6 +356,7 @@ TEST_F(PubsubRoutesTest, LimitsOnWhatAPeerSends) {
   b.Sub("", false, "ch", 1);
   a.Sub("", true, "long*", 1);  // over B's pattern limit: ignored there
   a.Sub("", true, "a*", 1);
+  a.routes->Flush();  // no peer yet: the deltas go nowhere (the full report carries them)
   Link(1, 2);
   Pump();
   std::set<std::string> patterns;
@@ -326,6 +364,7 @@ TEST_F(PubsubRoutesTest, LimitsOnWhatAPeerSends) {
   EXPECT_EQ(patterns, std::set<std::string>{"a*"});
   a.routes->Forward("", "ch", "12345");  // over B's max bulk
   a.routes->Forward("", "ch", "1234");
+  a.routes->Flush();
   Pump();
   EXPECT_EQ(b.delivered, std::vector<std::string>{"/ch=1234"});
   EXPECT_EQ(b.routes->stats().bad_frames, 2u);

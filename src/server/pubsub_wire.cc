@@ -114,23 +114,25 @@ Status DecodeInterest(std::string_view body, Interest* out) {
   return Status::Ok();
 }
 
-std::string EncodeMessage(Header header, std::string_view room, std::string_view channel,
-                          std::string_view message) {
-  std::string out;
-  out.reserve(kHeaderBytes + 8 + room.size() + channel.size() + message.size());
-  AppendHeader(&out, header);
-  AppendString(&out, room);
-  AppendString(&out, channel);
-  out.append(message);
-  return out;
+void AppendMessage(std::string* frame, std::string_view room, std::string_view channel,
+                   std::string_view message) {
+  AppendString(frame, room);
+  AppendString(frame, channel);
+  AppendString(frame, message);
 }
 
-Status DecodeMessage(std::string_view body, Message* out) {
+Status DecodeMessages(std::string_view body, std::vector<Message>* out) {
+  out->clear();
+  if (body.empty()) return Status::Corruption("message frame holds no message");
   Reader r(body);
-  if (!r.ReadString(&out->room) || !r.ReadString(&out->channel)) {
-    return Status::Corruption("message frame truncated");
+  while (!r.rest().empty()) {
+    Message m;
+    if (!r.ReadString(&m.room) || !r.ReadString(&m.channel) || !r.ReadString(&m.payload)) {
+      out->clear();
+      return Status::Corruption("message frame truncated");
+    }
+    out->push_back(m);
   }
-  out->payload = r.rest();
   return Status::Ok();
 }
 

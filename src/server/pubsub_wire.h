@@ -13,7 +13,10 @@
 //               n u32, then n entries of:
 //                 kind u8 (0 channel, 1 pattern) | count u32 (local subscribers; 0: none)
 //                 room_len u32 | room | name_len u32 | name
-//   kMessage    room_len u32 | room | channel_len u32 | channel | message (the rest)
+//   kMessage    one or more messages, each:
+//                 room_len u32 | room | channel_len u32 | channel | len u32 | message
+//               (the messages published to one peer in one loop iteration: one frame,
+//               one MAC, one sequence number for all of them)
 //   kResync     nothing: "send me your full interest" (the receiver saw a gap)
 //   kHeartbeat  nothing: sent every second, so a gap at the tail is seen too
 //
@@ -90,10 +93,13 @@ class InterestWriter {
 // the end, more entries than could fit, an unknown kind, or trailing bytes.
 Status DecodeInterest(std::string_view body, Interest* out);
 
-// A message frame. ~size: kHeaderBytes + 8 + room + channel + message.
-std::string EncodeMessage(Header header, std::string_view room, std::string_view channel,
-                          std::string_view message);
-Status DecodeMessage(std::string_view body, Message* out);
+// A message frame is AppendHeader, then AppendMessage once per message.
+constexpr size_t kMessageOverhead = 12;  // the three lengths
+void AppendMessage(std::string* frame, std::string_view room, std::string_view channel,
+                   std::string_view message);
+// Every message of a message body, or Corruption (then none: a frame is taken whole or not
+// at all) if one is truncated or the body holds none.
+Status DecodeMessages(std::string_view body, std::vector<Message>* out);
 
 }  // namespace distri::server::pubsub_wire
 

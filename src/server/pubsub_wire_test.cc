@@ -5,6 +5,8 @@
 
 #include <gtest/gtest.h>
 
+#include <array>
+
 #include "base/endian.h"
 
 namespace distri::server::pubsub_wire {
@@ -16,25 +18,34 @@ std::string_view Body(const std::string& frame, Header* h) {
   return body;
 }
 
-TEST(PubsubWireTest, MessageRoundTrip) {
-  std::string frame = EncodeMessage({7, 0}, "ROOM1", "news", std::string("a\0b\r\n", 5));
-  SetSeq(&frame, 42);
-  Header h;
-  Message m;
-  ASSERT_TRUE(DecodeMessage(Body(frame, &h), &m).ok());
-  EXPECT_EQ(h.epoch, 7u);
-  EXPECT_EQ(h.seq, 42u);
-  EXPECT_EQ(m.room, "ROOM1");
-  EXPECT_EQ(m.channel, "news");
-  EXPECT_EQ(m.payload, std::string_view("a\0b\r\n", 5));
+std::string MessageFrame(Header h, std::vector<std::array<std::string_view, 3>> messages) {
+  std::string frame;
+  AppendHeader(&frame, h);
+  for (const auto& [room, channel, message] : messages) AppendMessage(&frame, room, channel, message);
+  return frame;
 }
 
-TEST(PubsubWireTest, EmptyNamesAndMessage) {
-  std::string frame = EncodeMessage({1, 1}, "", "", "");
+TEST(PubsubWireTest, MessagesRoundTrip) {
+  std::string frame = MessageFrame({7, 0}, {{"ROOM1", "news", std::string_view("a\0b\r\n", 5)},
+                                            {"", "", ""},
+                                            {"R", "c", "last"}});
+  SetSeq(&frame, 42);
   Header h;
-  Message m;
-  ASSERT_TRUE(DecodeMessage(Body(frame, &h), &m).ok());
-  EXPECT_TRUE(m.room.empty() && m.channel.empty() && m.payload.empty());
+  std::vector<Message> m;
+  ASSERT_TRUE(DecodeMessages(Body(frame, &h), &m).ok());
+  EXPECT_EQ(h.epoch, 7u);
+  EXPECT_EQ(h.seq, 42u);
+  ASSERT_EQ(m.size(), 3u);
+  EXPECT_EQ(m[0].room, "ROOM1");
+  EXPECT_EQ(m[0].channel, "news");
+  EXPECT_EQ(m[0].payload, std::string_view("a\0b\r\n", 5));
+  EXPECT_TRUE(m[1].room.empty() && m[1].channel.empty() && m[1].payload.empty());
+  EXPECT_EQ(m[2].payload, "last");
+}
+
+TEST(PubsubWireTest, EmptyMessageBodyRefused) {
+  std::vector<Message> m;
+  EXPECT_FALSE(DecodeMessages("", &m).ok());
 }
 
 TEST(PubsubWireTest, InterestRoundTrip) {
@@ -92,13 +103,15 @@ TEST(PubsubWireTest, EveryTruncatedInterestRefused) {
 }
 
 TEST(PubsubWireTest, EveryTruncatedMessageRefused) {
-  std::string frame = EncodeMessage({1, 1}, "ROOM", "chan", "");
-  // Up to the end of the channel name, every prefix is short of a length or its bytes.
-  for (size_t n = kHeaderBytes; n < frame.size(); ++n) {
-    Message m;
-    EXPECT_FALSE(DecodeMessage(std::string_view(frame).substr(kHeaderBytes, n - kHeaderBytes),
-                               &m).ok())
+  std::string frame = MessageFrame({1, 1}, {{"ROOM", "chan", "one"}, {"R", "c", "two"}});
+  const size_t first_end = kHeaderBytes + kMessageOverhead + 4 + 4 + 3;
+  for (size_t n = kHeaderBytes + 1; n < frame.size(); ++n) {
+    if (n == first_end) continue;  // a whole first message alone is a valid frame
+    std::vector<Message> m;
+    EXPECT_FALSE(DecodeMessages(std::string_view(frame).substr(kHeaderBytes, n - kHeaderBytes),
+                                &m).ok())
         << "prefix of " << n << " bytes";
+    EXPECT_TRUE(m.empty()) << "a bad frame yields no message at all";
   }
 }
 
@@ -107,8 +120,8 @@ TEST(PubsubWireTest, AbsurdLengthsRefused) {
   std::string body;
   base::AppendLe32(&body, 0xffffffffu);
   body += "abc";
-  Message m;
-  EXPECT_FALSE(DecodeMessage(body, &m).ok());
+  std::vector<Message> m;
+  EXPECT_FALSE(DecodeMessages(body, &m).ok());
   // An entry count that could not fit: refused before anything is reserved.
   std::string interest;
   interest.push_back(0);
