@@ -131,7 +131,7 @@ class MessageRouter final : public commands::Messaging {
 
   std::unordered_map<std::string, RoomSubs, base::StringHash, std::equal_to<>> rooms_;
   std::unordered_map<Client*, ClientSubs> client_subs_;
-  // In a cluster only (declared after rooms_: it may call back into them).
+  // In a cluster only. Declared after rooms_, so destroyed first: its callbacks read them.
   std::unique_ptr<PubsubLinks> route_links_;
   std::unique_ptr<PubsubRoutes> routes_;
 

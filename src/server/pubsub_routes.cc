@@ -105,7 +105,11 @@ void PubsubRoutes::FlushBatch(uint64_t peer, Peer& p) {
   } else {
     stats_.messages_dropped += p.batch_messages;
   }
-  p.batch.clear();
+  if (p.batch.capacity() > 2 * kBatchBytes) {
+    std::string().swap(p.batch);  // a large message went alone: do not keep its buffer
+  } else {
+    p.batch.clear();
+  }
   p.batch_messages = 0;
 }
 
