@@ -264,3 +264,40 @@ def test_python_client_subscribes_on_one_node_and_publishes_on_another(make_clus
     finally:
         publisher.close()
         listener.close()
+
+
+def test_a_paused_node_does_not_hold_up_the_others(make_cluster):
+    """SIGSTOP keeps the node's links open but reads nothing: messages for it wait in the
+    publisher's link queue (bounded, see PubsubRoutes::kMaxPeerBacklog) while the other
+    subscribers get theirs at once; after SIGCONT it gets what was queued, in order."""
+    c = make_cluster(3)
+    a, b, c_node = c.nodes
+    on_b, on_c = resp3(b), resp3(c_node)
+    for s in (on_b, on_c):
+        subscribe(s, "p")
+    wait_numsub(a, "p", 2)
+    c_node.pause()
+    payloads = [b"%d" % i for i in range(1000)] + [b"end"]
+    assert publish_many(a, "p", payloads) == [2] * len(payloads)
+    assert read_messages(on_b, b"end") == payloads
+    c_node.resume()
+    assert read_messages(on_c, b"end") == payloads
+    for s in (on_b, on_c):
+        s.close()
+
+
+def test_a_removed_member_loses_its_interest(make_cluster):
+    c = make_cluster(3)
+    leader = c.leader()
+    victim = next(n for n in c.nodes if n is not leader)
+    other = next(n for n in c.nodes if n is not leader and n is not victim)
+    sub = resp3(victim)
+    subscribe(sub, "gone")
+    wait_numsub(leader, "gone", 1)
+    victim_id = int(victim.cluster_info()["node_id"])
+    assert other.cmd("CLUSTER.REMOVE", str(victim_id)) == b"OK"
+    # Out of the membership: its subscriptions no longer count, nothing is sent to it.
+    wait_numsub(leader, "gone", 0)
+    wait_numsub(other, "gone", 0)
+    assert publish_many(leader, "gone", [b"x"]) == [0]
+    sub.close()
