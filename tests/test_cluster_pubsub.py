@@ -301,3 +301,23 @@ def test_a_removed_member_loses_its_interest(make_cluster):
     wait_numsub(other, "gone", 0)
     assert publish_many(leader, "gone", [b"x"]) == [0]
     sub.close()
+
+
+def test_a_write_after_subscribe_reaches_the_leader_behind_the_interest(make_cluster):
+    """No waiting on NUMSUB here: the subscriber on a follower writes a key once SUBSCRIBE is
+    confirmed, and the publisher on the leader publishes as soon as it reads that key. The
+    follower queued its interest before the confirmation, on the link its forwarded write
+    then took, so the leader knows the subscriber before the write commits."""
+    c = make_cluster(3)
+    leader = c.leader()
+    follower = next(n for n in c.nodes if n is not leader)
+    sub = resp3(follower)
+    with leader.raw(timeout=10) as pub:
+        for i in range(20):
+            subscribe(sub, f"go{i}")
+            reply = sub.cmd("SET", f"ready{i}", "1")
+            assert reply == b"OK", reply
+            assert pub.cmd("GET", f"ready{i}") == b"1"
+            assert pub.cmd("PUBLISH", f"go{i}", f"m{i}") == 1
+            assert sub.read_reply() == [b"message", f"go{i}".encode(), f"m{i}".encode()]
+    sub.close()

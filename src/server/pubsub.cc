@@ -98,6 +98,9 @@ void MessageRouter::Subscribe(commands::Session& session, std::span<const std::s
     AddSub(c, session.room, name, pattern);
     WriteConfirm(reply, pattern ? "psubscribe" : "subscribe", name, false, session);
   }
+  // Queued to the other nodes before the confirmation leaves (it is written to the socket
+  // after this handler returns): see PubsubRoutes::FlushInterest.
+  if (routes_) routes_->FlushInterest();
 }
 
 void MessageRouter::Unsubscribe(commands::Session& session, std::span<const std::string_view> names,

@@ -125,6 +125,10 @@ void PubsubRoutes::Flush() {
     batches_open_ = false;
     for (auto& [id, p] : peers_) FlushBatch(id, p);
   }
+  FlushInterest();
+}
+
+void PubsubRoutes::FlushInterest() {
   if (pending_.empty()) return;
   std::map<PendingKey, uint32_t> pending;
   pending.swap(pending_);

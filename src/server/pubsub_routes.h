@@ -135,6 +135,10 @@ class PubsubRoutes {
   // Sends the pending deltas and message batches now (normally done by an idle handle at
   // the start of the next loop iteration).
   void Flush();
+  // Sends the pending deltas now. SUBSCRIBE calls it before its confirmation is written, so
+  // anything the node sends a peer afterwards (a write the subscriber then makes, forwarded
+  // to the leader) follows the interest on the link.
+  void FlushInterest();
   // Heartbeats, and retries of full reports and resync requests (normally once a second).
   void Tick();
   // Closes the handles; the object may be destroyed once the loop has run their callbacks.
