@@ -44,7 +44,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     }
     std::string again;
     wire::AppendHeader(&again, header);
-    for (const wire::Message& m : messages) wire::AppendMessage(&again, m.room, m.channel, m.payload);
+    for (const wire::Message& m : messages) {
+      wire::AppendMessage(&again, m.room, m.channel, m.payload);
+    }
     Check(again == frame, "message frame does not round-trip");
   } else {
     wire::Interest interest;

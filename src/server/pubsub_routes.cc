@@ -210,7 +210,8 @@ int64_t PubsubRoutes::Forward(std::string_view room, std::string_view channel,
       uint64_t suppressed = 0;
       if (drop_log_.Allow(NowMs(), &suppressed)) {
         LOG(WARNING) << "pubsub: link to node " << id << " has over " << (kMaxPeerBacklog >> 20)
-                     << " MiB unsent; messages to it are dropped" << base::SuppressedNote(suppressed);
+                     << " MiB unsent; messages to it are dropped"
+                     << base::SuppressedNote(suppressed);
       }
       continue;
     }

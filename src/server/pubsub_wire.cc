@@ -59,7 +59,9 @@ void AppendHeader(std::string* out, Header header) {
 void SetSeq(std::string* frame, uint64_t seq) { base::PutLe64(frame->data() + 8, seq); }
 
 Status DecodeHeader(std::string_view frame, Header* header, std::string_view* body) {
-  if (frame.size() < kHeaderBytes) return Status::Corruption("pub/sub frame shorter than its header");
+  if (frame.size() < kHeaderBytes) {
+    return Status::Corruption("pub/sub frame shorter than its header");
+  }
   header->epoch = base::GetLe64(frame.data());
   header->seq = base::GetLe64(frame.data() + 8);
   *body = frame.substr(kHeaderBytes);

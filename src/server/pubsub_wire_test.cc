@@ -21,7 +21,9 @@ std::string_view Body(const std::string& frame, Header* h) {
 std::string MessageFrame(Header h, std::vector<std::array<std::string_view, 3>> messages) {
   std::string frame;
   AppendHeader(&frame, h);
-  for (const auto& [room, channel, message] : messages) AppendMessage(&frame, room, channel, message);
+  for (const auto& [room, channel, message] : messages) {
+    AppendMessage(&frame, room, channel, message);
+  }
   return frame;
 }
 
