@@ -12,7 +12,7 @@
 // Ephemeral traffic between nodes (pub/sub, service calls, statistics) never enters the log:
 // frames of type kFirstPeerFrame and up go to the handler registered for their type
 // (SetPeerFrameHandler), and only from current members. Types in use:
-//   16-23 pub/sub (server/pubsub.cc), 24-39 services (server/services.cc),
+//   16-23 pub/sub (server/pubsub_routes.cc), 24-39 services (server/services.cc),
 //   40-47 statistics.
 //
 // It also implements the CLUSTER.* commands (commands::ClusterControl) and keeps the node's
@@ -131,6 +131,8 @@ class ClusterNode final : public cluster::TransportHandler, public commands::Clu
     std::string client, http;
   };
   NodeAddresses AddressesOf(uint64_t id) const;
+  // Bytes queued to a member and not yet written, on all its links (a sender's backlog).
+  uint64_t QueuedBytesTo(uint64_t peer) const { return transport_->QueuedBytes(peer); }
 
   // One member as this node sees it now: CLUSTER.NODES and GET /api/cluster render these, so
   // the two always agree.

@@ -3,7 +3,9 @@
 //
 // Pub/sub (pubsub.cc): channels and patterns per room; a message is encoded
 // once per protocol version and appended to every subscriber's output; a
-// large one is stored once and shared by their output queues.
+// large one is stored once and shared by their output queues. In a cluster,
+// PubsubRoutes (pubsub_routes.h) carries interest and messages to the other
+// nodes; PUBLISH and PUBSUB count their subscribers too.
 //
 // Services (services.cc): a worker connection serves named services with a
 // concurrency limit. CALL goes to exactly one worker: the one with the fewest
@@ -44,10 +46,12 @@
 #include "base/glob.h"
 #include "base/strings.h"
 #include "commands/messaging.h"
+#include "server/pubsub_routes.h"
 
 namespace distri::server {
 
 class Client;
+class ClusterNode;
 class Server;
 
 // One service as GET /api/services shows it: its statistics and its workers with the calls
@@ -102,7 +106,15 @@ class MessageRouter final : public commands::Messaging {
   // Closes the timer handle (server shutdown).
   void Close();
 
-  // Counts for ROOM.STATS.
+  // The server is a cluster member: pub/sub reaches subscribers on every node.
+  // REQUIRES: called once, before the cluster starts; node outlives this.
+  void ConnectCluster(ClusterNode* node);
+  // Pub/sub between nodes (all zero on a single node), for STATS and /metrics.
+  PubsubRouteStats pubsub_route_stats() const {
+    return routes_ ? routes_->stats() : PubsubRouteStats{};
+  }
+
+  // Counts for ROOM.STATS (this node's subscribers).
   size_t SubscriptionsInRoom(std::string_view room) const;
   // One client's channels and patterns (CLIENT LIST's sub= and psub=).
   struct SubCounts {
@@ -136,9 +148,14 @@ class MessageRouter final : public commands::Messaging {
   bool RemoveSub(Client* c, const std::string& room, std::string_view name, bool pattern);
   void WriteConfirm(protocol::ReplyWriter& reply, std::string_view kind, std::string_view name,
                     bool nil_name, const commands::Session& session);
+  // To this node's subscribers only; the number of them that got it.
+  int64_t DeliverLocal(std::string_view room, std::string_view channel, std::string_view message);
 
   std::unordered_map<std::string, RoomSubs, base::StringHash, std::equal_to<>> rooms_;
   std::unordered_map<Client*, ClientSubs> client_subs_;
+  // In a cluster only. Declared after rooms_, so destroyed first: its callbacks read them.
+  std::unique_ptr<PubsubLinks> route_links_;
+  std::unique_ptr<PubsubRoutes> routes_;
 
   // ---- services ----
   struct Worker;
