@@ -12,6 +12,9 @@ Fixtures:
   url             distri://127.0.0.1:PORT of `server`
   room            a fresh room on `server` (closed after the test)
   redis_client    a redis-py client on `server` (RESP3, bytes replies)
+  cluster_factory make(size=3) -> Cluster: real nodes of one Raft cluster on
+                  127.0.0.1 (needs a cluster-capable $DISTRI_BIN; tests skip
+                  otherwise), torn down after the test
 """
 
 import importlib.util
@@ -156,6 +159,151 @@ class Server:
             return ""
 
 
+def command(port: int, *args, timeout: float = 2.0):
+    """One command on a fresh connection to 127.0.0.1:port (RESP3); the reply, with
+    an error reply as its distri exception instance (not raised)."""
+    from distri._resp import NEED_MORE, new_reader, pack
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
+        reader = new_reader()
+        sock.sendall(pack(("HELLO", "3")) + pack(args))
+        replies = []
+        while len(replies) < 2:
+            r = reader.gets()
+            if r is NEED_MORE:
+                chunk = sock.recv(65536)
+                if not chunk:
+                    raise ConnectionError("closed")
+                reader.feed(chunk)
+                continue
+            replies.append(r)
+        return replies[1]
+
+
+_CLUSTER_CAPABLE = {}
+
+
+def cluster_capable() -> bool:
+    """True when $DISTRI_BIN lists --cluster-port (a cluster-capable build)."""
+    path = str(distri_bin())
+    if path not in _CLUSTER_CAPABLE:
+        out = subprocess.run([path, "serve", "--help"], capture_output=True, timeout=30)
+        _CLUSTER_CAPABLE[path] = b"--cluster-port" in out.stdout + out.stderr
+    return _CLUSTER_CAPABLE[path]
+
+
+class ClusterServer(Server):
+    """One node of a Cluster: a Server with a cluster port, the shared secret and
+    --join; Raft's tick is 50 ms so that elections (and so these tests) take
+    about half a second rather than one or two."""
+
+    def __init__(self, workdir: Path, secret_file: Path, **opts):
+        super().__init__(workdir, **opts)
+        self.secret_file = secret_file
+        self.cluster_port = None
+        self.join = None
+
+    def argv(self):
+        if self.cluster_port is None or self.proc is None and not port_free(self.cluster_port):
+            self.cluster_port = free_port()
+        argv = super().argv() + ["--cluster-port", str(self.cluster_port),
+                                 "--cluster-secret-file", str(self.secret_file),
+                                 "--raft-tick-ms", "50"]
+        if self.join:
+            argv += ["--join", self.join]
+        return argv
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def info(self):
+        """CLUSTER.INFO as a dict of str -> value, or None if it does not answer."""
+        if self.proc is None:
+            return None
+        try:
+            reply = command(self.port, "CLUSTER.INFO", timeout=1.0)
+        except OSError:
+            return None
+        if not isinstance(reply, dict):
+            return None
+        return {k.decode(): v for k, v in reply.items()}
+
+
+def port_free(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+            return True
+        except OSError:
+            return False
+
+
+class Cluster:
+    """size nodes of one Raft cluster: node 1 founds it, the others join through
+    the node before them; start() returns once every node is a voter."""
+
+    def __init__(self, base: Path, size: int):
+        self.workdir = Path(tempfile.mkdtemp(prefix="cluster-", dir=base))
+        self.secret_file = self.workdir / "cluster.secret"
+        fd = os.open(self.secret_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(os.urandom(32).hex() + "\n")
+        self.nodes = []
+        for i in range(size):
+            d = self.workdir / f"node{i + 1}"
+            d.mkdir()
+            n = ClusterServer(d, self.secret_file)
+            _ALL.append(n)
+            self.nodes.append(n)
+
+    def start(self, timeout: float = 30.0) -> "Cluster":
+        first = self.nodes[0].start()
+        wait_until(lambda: (first.info() or {}).get("role") == b"leader", timeout,
+                   what="node 1 to lead its cluster")
+        for prev, n in zip(self.nodes, self.nodes[1:]):
+            n.join = f"127.0.0.1:{prev.cluster_port}"
+            n.start()
+        wait_until(self._all_voters, timeout, what="every node to be a voter")
+        # Every node knows every other's client address (learnt from the links' HELLO).
+        wait_until(lambda: all(self._knows_all(n) for n in self.nodes), timeout,
+                   what="CLUSTER.NODES to show every client address")
+        return self
+
+    def _all_voters(self):
+        infos = [n.info() for n in self.nodes]
+        return all(i is not None and len(i.get("voters", [])) == len(self.nodes)
+                   and i.get("leader_id") for i in infos)
+
+    def _knows_all(self, node):
+        try:
+            reply = command(node.port, "CLUSTER.NODES")
+        except OSError:
+            return False
+        if not isinstance(reply, list):
+            return False
+        return sum(1 for m in reply if isinstance(m, dict) and m.get(b"client_address")) \
+            == len(self.nodes)
+
+    def leader(self, among=None, timeout: float = 15.0) -> ClusterServer:
+        """The node all running nodes (or `among`) agree leads."""
+        def find():
+            nodes = [n for n in (among or self.nodes) if n.proc is not None]
+            infos = {n: n.info() for n in nodes}
+            if any(i is None for i in infos.values()):
+                return None
+            leaders = [n for n, i in infos.items() if i.get("role") == b"leader"]
+            if len(leaders) != 1:
+                return None
+            lid = infos[leaders[0]].get("node_id")
+            if any(i.get("leader_id") != lid for i in infos.values()):
+                return None
+            return leaders[0]
+        return wait_until(find, timeout, interval=0.05, what="a leader all nodes agree on")
+
+    def node_at(self, address: str) -> ClusterServer:
+        return next(n for n in self.nodes if n.address == address)
+
+
 _ALL = []
 _FAILED = {"any": False}
 
@@ -196,6 +344,21 @@ def server_factory(_base_tmp, request):
 
     yield make
     _finish(made)
+
+
+@pytest.fixture
+def cluster_factory(_base_tmp, request):
+    if not cluster_capable():
+        pytest.skip(f"{distri_bin()} has no --cluster-port (a single-node build)")
+    made = []
+
+    def make(size: int = 3) -> Cluster:
+        c = Cluster(_base_tmp, size)
+        made.append(c)
+        return c.start()
+
+    yield make
+    _finish([n for c in made for n in c.nodes])
 
 
 def _finish(servers):
