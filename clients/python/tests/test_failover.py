@@ -131,19 +131,21 @@ def test_mirror_and_on_change_see_every_change_once_across_a_failover(cluster_fa
     assert room._mirror.address == (follower.address.split(":")[0],
                                     int(follower.address.split(":")[1]))
     total, kill_at = 400, 150
-    wrote = threading.Event()
+    wrote, killed_ev = threading.Event(), threading.Event()
 
     def write():
         for i in range(total):
             writer[f"seq:{i:04d}"] = i
-            if i == kill_at:
+            if i == kill_at:                   # the rest is written after the kill
                 wrote.set()
+                killed_ev.wait(30)
     t = threading.Thread(target=write)
     t.start()
     try:
         assert wrote.wait(30)
         follower.kill9()                       # the mirror's node, mid-sequence
         killed = time.monotonic()
+        killed_ev.set()
         t.join(60)
         assert not t.is_alive()
         room.wait_for(f"seq:{total - 1:04d}", timeout=FAILOVER_BUDGET + 10)
