@@ -36,6 +36,16 @@ def inbound_queued(port):
     return total
 
 
+def exists_calls(port):
+    """How many EXISTS the node at port ran (INFO commandstats)."""
+    info = command(port, "INFO", "commandstats")
+    text = info.decode() if isinstance(info, bytes) else str(info)
+    for line in text.splitlines():
+        if line.startswith("cmdstat_exists:"):
+            return int(line.split("calls=")[1].split(",")[0])
+    return 0
+
+
 def test_one_address_is_enough_the_others_are_learnt(cluster_factory):
     c = cluster_factory(3)
     room = distri.connect(f"distri://{c.nodes[2].address}", quiet=True)
@@ -200,13 +210,21 @@ def test_silent_node_is_left_after_node_timeout(cluster_factory):
     room = distri.connect(f"distri://{follower.address}", quiet=True, node_timeout=1.0)
     try:
         room["k"] = 1
+        room.start_mirror()
+        assert room._mirror.address[1] == follower.port
+        # An idle mirror probes its node every node_timeout / 2 with a linearizable
+        # read (a node cut off from the quorum could not answer it); a healthy node
+        # answers, and the mirror stays.
+        wait_until(lambda: exists_calls(follower.port) >= 3, 10, what="idle probes")
+        assert room._mirror.error is None and room._mirror.address[1] == follower.port
         follower.proc.send_signal(19)          # SIGSTOP: connected, silent (a partition)
         t = time.monotonic()
         assert room["k"] == 1                  # a read: sent again to another node
         assert 0.9 < time.monotonic() - t < 1.0 + FAILOVER_BUDGET
         assert room.address != follower.address
         room["k"] = 2                          # writes go on on the new node
-        assert room["k"] == 2
+        assert room.wait_for("k", lambda v: v == 2, timeout=FAILOVER_BUDGET) == 2
+        assert room._mirror.address[1] != follower.port
     finally:
         follower.proc.send_signal(18)
         room.close()

@@ -33,7 +33,7 @@ from typing import (Any, Callable, Deque, Dict, FrozenSet, Iterable, List, Mappi
 from . import _msg, _ops
 from ._codec import Codec
 from ._mirror import Change, MirrorState, MirrorView
-from ._nodes import NodeSet, Opening
+from ._nodes import BARRIER, NodeSet, Opening
 from ._resp import NEED_MORE, PushFrame, first_error, new_reader, pack
 from ._url import Address, Endpoint, format_address, parse_targets
 from .errors import (ClosedError, ConnectionError, Error, ProtocolError, ServerError, TimeoutError,
@@ -189,6 +189,13 @@ class _Link:
     def ep(self) -> Endpoint:
         """The node connected to (else the preferred one) with the password and room."""
         return self.nodes.endpoint(self.address or self.nodes.preferred, self.room)
+
+    def idle_probe(self) -> Tuple[Any, ...]:
+        """What an idle mirror sends to check its node: PING, or in a cluster the
+        barrier read, which a node cut off from the quorum cannot answer in time
+        (it answers TRYAGAIN after the cluster's request timeout): a mirror on such
+        a node would see no change and not know it, so it moves instead."""
+        return BARRIER if self.nodes.clustered else ("PING",)
 
     def idle_ping(self) -> float:
         """How long a listening connection (mirror, subscription, worker) stays silent
@@ -462,6 +469,9 @@ class _MirrorWorker:
                         break
                     if isinstance(r, PushFrame):
                         state.apply(r, changes)
+                    elif isinstance(r, TryAgain):      # the idle probe: cut off
+                        link.nodes.failed(d.address)
+                        raise _ConnectionLost(f"node cannot serve now: {r}")
                     elif isinstance(r, ServerError):
                         raise r
                     else:
@@ -483,7 +493,7 @@ class _MirrorWorker:
                 if ping_out:
                     link.nodes.failed(d.address)
                     raise _ConnectionLost("server did not answer a PING")
-                sock.sendall(pack(("PING",)))
+                sock.sendall(pack(link.idle_probe()))
                 ping_out = True
                 chunk = b""
                 continue
