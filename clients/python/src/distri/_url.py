@@ -91,9 +91,10 @@ def _parse_one(url: str) -> Targets:
         userinfo, _, netloc = netloc.rpartition("@")
         _, _, secret = userinfo.partition(":")
         password = unquote(secret) if secret else None
-    hosts = netloc.split(",") if netloc else [""]
-    addresses = tuple(parse_address(h, url) if h else (DEFAULT_HOST, DEFAULT_PORT)
-                      for h in hosts)
+    if netloc:
+        addresses = tuple(parse_address(h, url) for h in netloc.split(","))
+    else:
+        addresses = ((DEFAULT_HOST, DEFAULT_PORT),)
     room = unquote(parts.path.strip("/")) or None
     if room is not None and "/" in room:
         raise ValueError(f"bad room in URL {url!r}: one path segment expected")
