@@ -378,6 +378,7 @@ class _MirrorWorker:
         self._stop = False
         self._sock: Optional[socket.socket] = None
         self.address: Optional[Address] = None        # the node mirrored from
+        self.reached = False                          # the current session got `ready`
         self.error: Optional[BaseException] = None    # the last failure
         self.fatal: Optional[BaseException] = None    # a server error that stopped it
         self.thread = threading.Thread(target=self._run, daemon=True,
@@ -426,6 +427,9 @@ class _MirrorWorker:
                     room._cond.notify_all()
             if self._stop or self.fatal is not None:
                 return
+            if self.reached:     # a session that worked: the next loss starts afresh
+                self.reached = False
+                delay = _BACKOFF_FIRST
             delay = _sleep_backoff(delay)
 
     def _session(self) -> bool:
@@ -480,6 +484,7 @@ class _MirrorWorker:
                             confirm_out = False
                             state.confirmed(int(r))
                 reached_ready = reached_ready or state.ready
+                self.reached = self.reached or reached_ready
                 unconfirmed = None if confirm_out else state.unconfirmed()
                 room._cond.notify_all()
             if unconfirmed is not None:

@@ -926,6 +926,7 @@ class Room:
         self._mirror_error: Optional[BaseException] = None
         self._mirror_fatal: Optional[BaseException] = None
         self.mirror_address: Optional[Address] = None    # the node mirrored from
+        self._mirror_reached = False                      # the session got `ready`
         self._changed = asyncio.Event()
         self._callbacks: List[Tuple[Optional[str], Callable[[Change], Any]]] = []
         self._tasks: Set["asyncio.Task[Any]"] = set()
@@ -1154,6 +1155,9 @@ class Room:
                 self._notify()
                 if self._closing or self._mirror_fatal is not None:
                     return
+                if self._mirror_reached:   # a session that worked: start afresh
+                    self._mirror_reached = False
+                    delay = _BACKOFF_FIRST
                 delay = await _backoff(delay)
         except asyncio.CancelledError:
             self._state.disconnected()
@@ -1201,6 +1205,7 @@ class Room:
                             confirm_out = False
                             self._state.confirmed(int(r))
                 reached_ready = reached_ready or self._state.ready
+                self._mirror_reached = self._mirror_reached or reached_ready
                 if not confirm_out:
                     unconfirmed = self._state.unconfirmed()
                     if unconfirmed is not None:
