@@ -5,6 +5,7 @@ subscriptions and workers carry on on the new node. The asyncio face's versions
 are in test_failover_aio.py. Skipped with a single-node binary.
 """
 
+import socket
 import threading
 import time
 
@@ -268,3 +269,36 @@ def test_subscriber_and_worker_move_to_another_node(cluster_factory):
         sub.close()
         worker.stop()
         room.close()
+
+
+def test_reconnecting_backs_off_and_does_not_spin(server_factory):
+    """A node that accepts and hangs up at once (the worst case: every attempt fails
+    fast) sees a few attempts per second from a room's mirror and worker, not a storm."""
+    s = server_factory()
+    room = distri.connect(s.url, quiet=True)
+
+    @room.service
+    def echo(x):
+        return x
+    room.start_mirror()
+    worker = room.serve(background=True)
+    s.kill9()
+    accepted = []
+    with socket.socket() as listener:
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(("127.0.0.1", s.port))
+        listener.listen(64)
+        listener.settimeout(0.1)
+        start = time.monotonic()
+        while time.monotonic() - start < 3.0:
+            try:
+                conn, _ = listener.accept()
+            except socket.timeout:
+                continue
+            accepted.append(time.monotonic() - start)
+            conn.close()
+    worker.stop(timeout=0.1)
+    room.close()
+    # Two connections, each backing off 50 ms doubling to 1 s (jittered): about six
+    # attempts each in 3 s. Without backoff it would be thousands.
+    assert 2 <= len(accepted) <= 24, accepted
