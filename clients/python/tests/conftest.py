@@ -203,7 +203,7 @@ class ClusterServer(Server):
         self.join = None
 
     def argv(self):
-        if self.cluster_port is None or self.proc is None and not port_free(self.cluster_port):
+        if self.cluster_port is None:        # kept across restarts: peers dial it
             self.cluster_port = free_port()
         argv = super().argv() + ["--cluster-port", str(self.cluster_port),
                                  "--cluster-secret-file", str(self.secret_file),
@@ -227,15 +227,6 @@ class ClusterServer(Server):
         if not isinstance(reply, dict):
             return None
         return {k.decode(): v for k, v in reply.items()}
-
-
-def port_free(port: int) -> bool:
-    with socket.socket() as s:
-        try:
-            s.bind(("127.0.0.1", port))
-            return True
-        except OSError:
-            return False
 
 
 class Cluster:

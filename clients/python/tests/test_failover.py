@@ -2,7 +2,8 @@
 from one address, takes several, moves to another node when its node dies, never
 resends a write whose outcome is unknown, and its mirror, on_change callbacks,
 subscriptions and workers carry on on the new node. The asyncio face's versions
-are in test_failover_aio.py. Skipped with a single-node binary.
+are in test_failover_aio.py. The cluster tests skip with a single-node binary; the
+last one (reconnecting backs off) runs on any.
 """
 
 import socket
