@@ -24,23 +24,24 @@ def follower_and_leader(cluster):
     return follower, leader
 
 
-def inbound_queued(port):
-    """Bytes that arrived for the server listening on `port` and that it has not read
-    (the Recv-Q of its accepted sockets, from /proc/net/tcp)."""
+def inbound_queued(node):
+    """Bytes that arrived at the node's client port and that it has not read (the
+    Recv-Q of its accepted sockets, from /proc/net/tcp)."""
+    local_hex = f"{socket.inet_aton(node.host)[::-1].hex().upper()}:{node.port:04X}"
     total = 0
     with open("/proc/net/tcp") as f:
         next(f)
         for line in f:
             fields = line.split()
             local, state, queues = fields[1], fields[3], fields[4]
-            if state == "01" and int(local.split(":")[1], 16) == port:
+            if state == "01" and local == local_hex:        # established, to the node
                 total += int(queues.split(":")[1], 16)
     return total
 
 
-def exists_calls(port):
-    """How many EXISTS the node at port ran (INFO commandstats)."""
-    info = command(port, "INFO", "commandstats")
+def exists_calls(node):
+    """How many EXISTS the node ran (INFO commandstats)."""
+    info = command(node.port, "INFO", "commandstats", host=node.host)
     text = info.decode() if isinstance(info, bytes) else str(info)
     for line in text.splitlines():
         if line.startswith("cmdstat_exists:"):
@@ -140,8 +141,7 @@ def test_mirror_and_on_change_see_every_change_once_across_a_failover(cluster_fa
     seen = []
     room.on_change(lambda ch: seen.append((ch.key, ch.value, ch.revision)), prefix="seq:")
     room.start_mirror()
-    assert room._mirror.address == (follower.address.split(":")[0],
-                                    int(follower.address.split(":")[1]))
+    assert room._mirror.address == follower.at
     total, kill_at = 400, 150
     wrote, killed_ev = threading.Event(), threading.Event()
 
@@ -191,7 +191,7 @@ def test_incr_whose_connection_dies_in_flight_raises_and_is_not_resent(cluster_f
                 result.append(e)
         t = threading.Thread(target=incr)
         t.start()
-        wait_until(lambda: inbound_queued(follower.port) > 0, 10,
+        wait_until(lambda: inbound_queued(follower) > 0, 10,
                    what="the INCR to reach the stopped node")
         follower.kill9()                       # the connection dies before any reply
         t.join(20)
@@ -213,12 +213,12 @@ def test_silent_node_is_left_after_node_timeout(cluster_factory):
     try:
         room["k"] = 1
         room.start_mirror()
-        assert room._mirror.address[1] == follower.port
+        assert room._mirror.address == follower.at
         # An idle mirror probes its node every node_timeout / 2 with a linearizable
         # read (a node cut off from the quorum could not answer it); a healthy node
         # answers, and the mirror stays.
-        wait_until(lambda: exists_calls(follower.port) >= 3, 10, what="idle probes")
-        assert room._mirror.error is None and room._mirror.address[1] == follower.port
+        wait_until(lambda: exists_calls(follower) >= 3, 10, what="idle probes")
+        assert room._mirror.error is None and room._mirror.address == follower.at
         follower.proc.send_signal(19)          # SIGSTOP: connected, silent (a partition)
         t = time.monotonic()
         assert room["k"] == 1                  # a read: sent again to another node
@@ -226,7 +226,7 @@ def test_silent_node_is_left_after_node_timeout(cluster_factory):
         assert room.address != follower.address
         room["k"] = 2                          # writes go on on the new node
         assert room.wait_for("k", lambda v: v == 2, timeout=FAILOVER_BUDGET) == 2
-        assert room._mirror.address[1] != follower.port
+        assert room._mirror.address != follower.at
     finally:
         follower.proc.send_signal(18)
         room.close()
@@ -244,7 +244,7 @@ def test_subscriber_and_worker_move_to_another_node(cluster_factory):
     sub = room.subscribe("news")
     worker = room.serve(background=True)
     try:
-        assert sub.address[1] == follower.port and worker.address[1] == follower.port
+        assert sub.address == follower.at and worker.address == follower.at
         follower.kill9()
         t = time.monotonic()
         # The subscription reconnects when read; the worker by itself.
@@ -253,16 +253,16 @@ def test_subscriber_and_worker_move_to_another_node(cluster_factory):
         wait_until(lambda: worker.address is not None, 15, what="the worker to reconnect")
         assert time.monotonic() - t < FAILOVER_BUDGET
         for thing in (sub, worker):
-            assert thing.address[1] != follower.port
+            assert thing.address != follower.at
         # A client on the node each one moved to reaches it.
-        sub_node = f"127.0.0.1:{sub.address[1]}"
+        sub_node = f"{sub.address[0]}:{sub.address[1]}"
         pub = distri.connect(f"distri://{sub_node}/{room.code}", quiet=True)
         wait_until(lambda: pub.subscribers("news") >= 1, 10, what="the resubscription")
         assert pub.publish("news", {"n": 1}) >= 1
         msg = sub.get(timeout=5)
         assert msg is not None and msg.value == {"n": 1}
         pub.close()
-        worker_node = f"127.0.0.1:{worker.address[1]}"
+        worker_node = f"{worker.address[0]}:{worker.address[1]}"
         caller = distri.connect(f"distri://{worker_node}/{room.code}", quiet=True)
         assert caller.call("double", 21, timeout=10) == 42
         caller.close()

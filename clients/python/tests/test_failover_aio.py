@@ -74,7 +74,7 @@ def test_aio_mirror_exactly_once_and_incr_never_resent(cluster_factory):
         seen = []
         room.on_change(lambda ch: seen.append((ch.key, ch.value, ch.revision)), prefix="seq:")
         await room.start_mirror()
-        assert room.mirror_address[1] == follower.port
+        assert room.mirror_address == follower.at
         total, kill_at = 300, 100
         for i in range(kill_at):
             await writer.set(f"seq:{i:04d}", i)
@@ -82,7 +82,7 @@ def test_aio_mirror_exactly_once_and_incr_never_resent(cluster_factory):
         assert await room.incr("n") == 1
         follower.proc.send_signal(19)             # SIGSTOP: the INCR reaches it, unread
         incr = asyncio.ensure_future(room.incr("n"))
-        await until(lambda: inbound_queued(follower.port) > 0, 10, "the INCR to arrive")
+        await until(lambda: inbound_queued(follower) > 0, 10, "the INCR to arrive")
         follower.kill9()
         killed = time.monotonic()
         for i in range(kill_at, total):
@@ -99,7 +99,7 @@ def test_aio_mirror_exactly_once_and_incr_never_resent(cluster_factory):
         assert [v for _, v, _ in seen] == list(range(total))
         revisions = [r for _, _, r in seen]
         assert revisions == sorted(revisions) and len(set(revisions)) == total
-        assert room.mirror_address is not None and room.mirror_address[1] != follower.port
+        assert room.mirror_address is not None and room.mirror_address != follower.at
         assert room._state.resyncs == 0
         await writer.close()
         await room.close()
@@ -118,7 +118,7 @@ def test_aio_subscriber_and_worker_move_to_another_node(cluster_factory):
             return 2 * x
         worker = await room.serve(background=True, name="mover")
         sub = await room.subscribe("news")
-        assert sub.address[1] == follower.port and worker.address[1] == follower.port
+        assert sub.address == follower.at and worker.address == follower.at
         follower.kill9()
         t = time.monotonic()
 
@@ -127,9 +127,9 @@ def test_aio_subscriber_and_worker_move_to_another_node(cluster_factory):
         await until(sub_moved, 15, "the subscription to reconnect")
         await until(lambda: worker.address is not None, 15, "the worker to reconnect")
         assert time.monotonic() - t < FAILOVER_BUDGET
-        assert sub.address[1] != follower.port and worker.address[1] != follower.port
-        pub = await distri.aio.connect(f"distri://127.0.0.1:{sub.address[1]}/{room.code}",
-                                       quiet=True)
+        assert sub.address != follower.at and worker.address != follower.at
+        sub_node = f"{sub.address[0]}:{sub.address[1]}"
+        pub = await distri.aio.connect(f"distri://{sub_node}/{room.code}", quiet=True)
 
         async def resubscribed():
             return await pub.subscribers("news") >= 1
@@ -138,7 +138,7 @@ def test_aio_subscriber_and_worker_move_to_another_node(cluster_factory):
         msg = await sub.get(5)
         assert msg is not None and msg.value == {"n": 1}
         caller = await distri.aio.connect(
-            f"distri://127.0.0.1:{worker.address[1]}/{room.code}", quiet=True)
+            f"distri://{worker.address[0]}:{worker.address[1]}/{room.code}", quiet=True)
         assert await caller.call("double", 21, timeout=10) == 42
         await caller.close()
         await pub.close()
