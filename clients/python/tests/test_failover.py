@@ -232,6 +232,43 @@ def test_silent_node_is_left_after_node_timeout(cluster_factory):
         room.close()
 
 
+def test_node_partitioned_away_is_left_and_the_mirror_misses_nothing(cluster_factory):
+    """The client's node is cut off from the other two (its process runs and
+    answers PING, but it has no quorum and gets no changes): reads, writes and the
+    mirror move to a node of the majority; the mirror sees every change once."""
+    c = cluster_factory(3)
+    follower, leader = follower_and_leader(c)
+    room = distri.connect(f"distri://{follower.address}", quiet=True, node_timeout=1.5)
+    writer = distri.connect(f"distri://{leader.address}/{room.code}", quiet=True)
+    seen = []
+    try:
+        room.on_change(lambda ch: seen.append((ch.key, ch.value)), prefix="seq:")
+        room["k"] = 1
+        room.start_mirror()
+        for i in range(50):
+            writer[f"seq:{i:03d}"] = i
+        room.wait_for("seq:049", timeout=10)
+        c.isolate(follower)
+        t = time.monotonic()
+        for i in range(50, 100):               # written by the majority only
+            writer[f"seq:{i:03d}"] = i
+        assert room["k"] == 1                  # the read moves to the majority
+        assert room.address != follower.address
+        room["k"] = 2
+        room.wait_for("seq:099", timeout=FAILOVER_BUDGET + 5)
+        assert time.monotonic() - t < FAILOVER_BUDGET + 2
+        assert room._mirror.address != follower.at
+        assert seen == [(f"seq:{i:03d}", i) for i in range(100)]
+        assert room.wait_for("k", lambda v: v == 2, timeout=5) == 2
+        # The cut was real: the node lost its leader, and still answers clients.
+        wait_until(lambda: (follower.info() or {}).get("leader_id") == 0, 10,
+                   what="the isolated node to lose its leader")
+    finally:
+        c.heal()
+        writer.close()
+        room.close()
+
+
 def test_subscriber_and_worker_move_to_another_node(cluster_factory):
     c = cluster_factory(3)
     follower, leader = follower_and_leader(c)

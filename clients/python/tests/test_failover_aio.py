@@ -1,7 +1,8 @@
 """The asyncio face (distri.aio) across a real 3-node cluster: the same failover as
 test_failover.py (learning the nodes, several addresses, a leader kill and the kill
 of its own node, the mirror exactly once, an in-flight INCR never resent, a
-subscriber and a worker moving). Skipped with a single-node binary."""
+subscriber and a worker moving, a node partitioned away). Skipped with a
+single-node binary."""
 
 import asyncio
 import time
@@ -145,3 +146,36 @@ def test_aio_subscriber_and_worker_move_to_another_node(cluster_factory):
         await sub.close()
         await room.close()
     run(main())
+
+
+def test_aio_node_partitioned_away_is_left(cluster_factory):
+    c = cluster_factory(3)
+    follower, leader = follower_and_leader(c)
+
+    async def main():
+        room = await distri.aio.connect(f"distri://{follower.address}", quiet=True,
+                                        node_timeout=1.5)
+        writer = await distri.aio.connect(f"distri://{leader.address}/{room.code}", quiet=True)
+        seen = []
+        room.on_change(lambda ch: seen.append((ch.key, ch.value)), prefix="seq:")
+        await room.set("k", 1)
+        await room.start_mirror()
+        for i in range(30):
+            await writer.set(f"seq:{i:03d}", i)
+        await room.wait_for("seq:029", timeout=10)
+        c.isolate(follower)
+        t = time.monotonic()
+        for i in range(30, 60):
+            await writer.set(f"seq:{i:03d}", i)
+        assert await room.get("k") == 1
+        assert room.address != follower.address
+        await room.wait_for("seq:059", timeout=FAILOVER_BUDGET + 5)
+        assert time.monotonic() - t < FAILOVER_BUDGET + 2
+        assert room.mirror_address != follower.at
+        assert seen == [(f"seq:{i:03d}", i) for i in range(60)]
+        await writer.close()
+        await room.close()
+    try:
+        run(main())
+    finally:
+        c.heal()
