@@ -14,8 +14,8 @@ from typing import Any, List, Optional, Tuple
 from ._nodes import BARRIER, NodeSet, Opening
 from ._resp import NEED_MORE, PushFrame, new_reader, pack
 from ._url import Address, Endpoint, format_address
-from .errors import (ClosedError, ConnectionError, ProtocolError, ServerError, TimeoutError,
-                     TryAgain, UnknownOutcome)
+from .errors import (AuthError, ClosedError, ConnectionError, ProtocolError,
+                     ProtocolVersionError, ServerError, TimeoutError, TryAgain, UnknownOutcome)
 
 _BACKOFF_FIRST = 0.05
 _BACKOFF_MAX = 1.0
@@ -122,6 +122,14 @@ async def _dial(nodes: NodeSet, room: Optional[str], extra: List[Tuple[Any, ...]
         except OSError as e:
             s.close()
             nodes.failed(address)
+            last = e
+            continue
+        except (AuthError, ProtocolVersionError):
+            s.close()
+            raise                  # the same answer from every node
+        except ServerError as e:
+            s.close()              # this node refuses (e.g. removed from its cluster):
+            nodes.failed(address)  # another may not; raised if it is the last one
             last = e
             continue
         except BaseException:

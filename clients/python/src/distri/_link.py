@@ -18,8 +18,8 @@ from typing import Any, List, NamedTuple, Optional, Tuple
 from ._nodes import BARRIER, NodeSet, Opening
 from ._resp import NEED_MORE, PushFrame, new_reader, pack
 from ._url import Address, Endpoint, format_address
-from .errors import (ClosedError, ConnectionError, ProtocolError, ServerError, TimeoutError,
-                     TryAgain, UnknownOutcome)
+from .errors import (AuthError, ClosedError, ConnectionError, ProtocolError,
+                     ProtocolVersionError, ServerError, TimeoutError, TryAgain, UnknownOutcome)
 
 _POLLIN = getattr(select, "POLLIN", 1)
 _BACKOFF_FIRST = 0.05
@@ -97,9 +97,11 @@ def _dial(nodes: NodeSet, room: Optional[str], extra: List[Tuple[Any, ...]], *,
     """Opens a connection in `room` to the first node that takes it, in the node
     set's order (the preferred node first): connect, the opening rounds (Opening),
     then the socket's timeout is idle_timeout. A node that refuses, stays silent
-    for connect_timeout, or answers TRYAGAIN (cut off from its cluster) is marked
-    failed and the next one is tried; each node once. Raises the last failure as
-    an OSError (_ConnectionLost for TRYAGAIN), or another server error as is."""
+    for connect_timeout, answers TRYAGAIN (cut off from its cluster) or another
+    error (NOTFOUND, a removed node's ERR) is marked failed and the next one is
+    tried; each node once. Raises the last failure: an OSError (_ConnectionLost
+    for TRYAGAIN), which callers retry, or the server's error, which they do not.
+    Auth and protocol errors are raised at once (every node would say the same)."""
     last: Optional[BaseException] = None
     for address in nodes.order():
         ep = nodes.endpoint(address, room)
@@ -122,6 +124,14 @@ def _dial(nodes: NodeSet, room: Optional[str], extra: List[Tuple[Any, ...]], *,
         except OSError as e:
             sock.close()
             nodes.failed(address)
+            last = e
+            continue
+        except (AuthError, ProtocolVersionError):
+            sock.close()
+            raise                  # the same answer from every node
+        except ServerError as e:
+            sock.close()           # this node refuses (e.g. removed from its cluster):
+            nodes.failed(address)  # another may not; raised if it is the last one
             last = e
             continue
         except BaseException:
