@@ -171,6 +171,7 @@ class _Link:
         self.address: Optional[Address] = None   # the node connected to, None when not
         self._lock = threading.Lock()
         self._sock: Optional[socket.socket] = None
+        self._sock_wait: Optional[float] = None   # the socket's timeout now
         self._reader: Any = None
         self._poll: Any = None
 
@@ -203,6 +204,7 @@ class _Link:
         if self.room is None:
             self.room = d.replies[0].decode()
         self._sock, self._reader, self.address = d.sock, d.reader, d.address
+        self._sock_wait = self.timeout       # what _dial set (idle_timeout)
         if hasattr(select, "poll"):
             self._poll = select.poll()
             self._poll.register(d.sock, _POLLIN)
@@ -305,7 +307,9 @@ class _Link:
                     continue                       # not delivered whole: safe to send again
                 wait, gone_if_silent = self._reply_wait()
                 try:
-                    sock.settimeout(wait)
+                    if wait != self._sock_wait:      # (settimeout is a system call)
+                        sock.settimeout(wait)
+                        self._sock_wait = wait
                     replies = [_read_reply(sock, self._reader) for _ in range(n)]
                 except socket.timeout:
                     where = format_address(*self.ep[:2])
