@@ -264,7 +264,10 @@ def test_node_partitioned_away_is_left_and_the_mirror_misses_nothing(cluster_fac
         t = time.monotonic()
         for i in range(50, 100):               # written by the majority only
             writer[f"seq:{i:03d}"] = i
-        assert room["k"] == 1                  # the read moves to the majority
+        room.wait_for("seq:050", timeout=FAILOVER_BUDGET)    # the mirror moved first,
+        t_read = time.monotonic()
+        assert room["k"] == 1                  # so the link moves before sending the read
+        assert time.monotonic() - t_read < 1.0
         assert room.address != follower.address
         room["k"] = 2
         room.wait_for("seq:099", timeout=FAILOVER_BUDGET + 5)

@@ -2,6 +2,8 @@
 (what is learnt from CLUSTER.NODES, the dial order after a failure) and the opening
 rounds of a connection (one round on a plain node, the barrier read in a cluster)."""
 
+import time
+
 import pytest
 
 from distri._nodes import BARRIER, NodeSet, Opening, client_addresses
@@ -51,6 +53,12 @@ def test_node_set_learns_members_and_moves_past_failed_nodes():
     assert nodes.preferred == ("h2", 2)
     nodes.reached(("h3", 3))
     assert nodes.preferred == ("h3", 3)
+    # The link asks whether another connection found its node gone since it connected.
+    connected = time.monotonic()
+    assert not nodes.failed_since(("h3", 3), connected)
+    nodes.failed(("h3", 3))
+    assert nodes.failed_since(("h3", 3), connected)
+    assert not nodes.failed_since(("h3", 3), time.monotonic() + 1)   # connected after it
     # A member that left is forgotten; the seed never is.
     nodes.learn(nodes_reply("h2:2", "h3:3"))
     assert sorted(nodes.addresses) == [("h1", 1), ("h2", 2), ("h3", 3)]

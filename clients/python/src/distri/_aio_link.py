@@ -159,6 +159,7 @@ class _Link:
         self.address: Optional[Address] = None
         self._lock = asyncio.Lock()
         self._stream: Optional[_Stream] = None
+        self._connected_at = 0.0
 
     @property
     def ep(self) -> Endpoint:
@@ -183,6 +184,7 @@ class _Link:
         if self.room is None:
             self.room = replies[0].decode()
         self._stream, self.address = s, address
+        self._connected_at = time.monotonic()
 
     async def _connect(self, deadline: float) -> None:
         delay = _BACKOFF_FIRST
@@ -238,7 +240,8 @@ class _Link:
                     raise ConnectionError(f"no reply from {self.nodes.describe()} "
                                           f"within {self.retry_timeout}s of retries")
                 s = self._stream
-                if s is None or s.reader.at_eof() or s.writer.is_closing():
+                if s is None or s.reader.at_eof() or s.writer.is_closing() or \
+                        self.nodes.failed_since(self.address or ("", 0), self._connected_at):
                     self._drop(failed=s is not None)
                     if not deadline:
                         deadline = time.monotonic() + self.retry_timeout

@@ -172,6 +172,7 @@ class _Link:
         self._lock = threading.Lock()
         self._sock: Optional[socket.socket] = None
         self._sock_wait: Optional[float] = None   # the socket's timeout now
+        self._connected_at = 0.0
         self._reader: Any = None
         self._poll: Any = None
 
@@ -205,6 +206,7 @@ class _Link:
             self.room = d.replies[0].decode()
         self._sock, self._reader, self.address = d.sock, d.reader, d.address
         self._sock_wait = self.timeout       # what _dial set (idle_timeout)
+        self._connected_at = time.monotonic()
         if hasattr(select, "poll"):
             self._poll = select.poll()
             self._poll.register(d.sock, _POLLIN)
@@ -240,8 +242,12 @@ class _Link:
 
     def _stale(self) -> bool:
         """True when the idle socket has something to read: EOF (the server went
-        away) or bytes nobody asked for. Checked before each send so that a
-        request is not written into a dead connection."""
+        away) or bytes nobody asked for, or when another connection of the room
+        found this node gone since this one connected. Checked before each send
+        so that a request is not written into a dead connection."""
+        if self.address is not None and self.nodes.failed_since(self.address,
+                                                                 self._connected_at):
+            return True
         if self._poll is not None:
             return bool(self._poll.poll(0))
         return bool(select.select([self._sock], [], [], 0)[0])  # type: ignore[type-var]

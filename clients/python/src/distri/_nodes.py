@@ -13,7 +13,11 @@ Failover policy (docs/python.md, "Clusters and failover"):
     node timeout, TRYAGAIN) calls `failed(address)`, which moves the preference
     to the next node, so the other connections of the room follow without each
     discovering the dead node themselves;
-  - a connection that reached a node calls `reached(address)`.
+  - a connection that reached a node calls `reached(address)`;
+  - the command link, before each request, asks `failed_since(its node, when it
+    connected)`: when another connection of the room (the mirror, say) found
+    that node gone meanwhile, the link moves before sending rather than wait
+    for its own timeout.
 
 Invariants:
   1. `addresses` holds no duplicate and at most MAX_ADDRESSES entries; seeds
@@ -26,7 +30,8 @@ the set between threads; the asyncio face uses it from one loop).
 """
 
 import threading
-from typing import Any, List, Optional, Tuple
+import time
+from typing import Any, Dict, List, Optional, Tuple
 
 from ._url import MAX_ADDRESSES, Address, Endpoint, Targets, format_address, parse_address
 
@@ -66,6 +71,7 @@ class NodeSet:
         self._seeds: Tuple[Address, ...] = targets.addresses
         self._addresses: List[Address] = list(targets.addresses)
         self._preferred: Address = targets.addresses[0]
+        self._failed_at: Dict[Address, float] = {}   # the last failure seen (monotonic)
         self.clustered: Optional[bool] = None   # None until a node was asked
 
     # -- reading ---------------------------------------------------------------
@@ -99,9 +105,15 @@ class NodeSet:
             if address in self._addresses:
                 self._preferred = address
 
+    def failed_since(self, address: Address, since: float) -> bool:
+        """Whether a connection found the node at address gone after `since`."""
+        with self._lock:
+            return self._failed_at.get(address, -1.0) > since
+
     def failed(self, address: Address) -> None:
         """The node at address is gone or unusable: prefer the next one."""
         with self._lock:
+            self._failed_at[address] = time.monotonic()
             if self._preferred == address and len(self._addresses) > 1:
                 i = self._addresses.index(address)
                 self._preferred = self._addresses[(i + 1) % len(self._addresses)]
