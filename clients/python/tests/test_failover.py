@@ -356,3 +356,29 @@ def test_reconnecting_backs_off_and_does_not_spin(server_factory):
     # Two connections, each backing off 50 ms doubling to 1 s (jittered): about six
     # attempts each in 3 s. Without backoff it would be thousands.
     assert 2 <= len(accepted) <= 24, accepted
+
+
+def test_set_whose_connection_dies_in_flight_raises_and_is_not_resent(server_factory):
+    """On one server too: a SET whose reply was lost is not sent again (it could undo
+    a later write of another client); a GET is."""
+    s = server_factory()
+    room = distri.connect(s.url, quiet=True, retry_timeout=20)
+    room["k"] = "first"
+    s.proc.send_signal(19)                     # SIGSTOP: the SET reaches it, unread
+    result = []
+
+    def write():
+        try:
+            room["k"] = "second"
+            result.append(None)
+        except BaseException as e:             # noqa: B902 - the test inspects it
+            result.append(e)
+    t = threading.Thread(target=write)
+    t.start()
+    wait_until(lambda: inbound_queued(s) > 0, 10, what="the SET to reach the stopped server")
+    s.kill9()
+    t.join(20)
+    assert isinstance(result[0], distri.UnknownOutcome), result
+    s.start()                                  # same data: the stopped server never ran it
+    assert room["k"] == "first"                # a read: reconnects and is answered
+    room.close()
