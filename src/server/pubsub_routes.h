@@ -21,8 +21,8 @@
 //  * Bounds. A message is sent to a peer only while that peer's link holds less than
 //    kMaxPeerBacklog unsent bytes (Raft shares the link and must not be starved); otherwise
 //    it is dropped for that peer and counted. A peer's interest table holds at most
-//    kMaxRemoteEntries entries and kMaxRemoteBytes of names. Frames that do not decode are counted and logged at most
-//    once a second, never trusted.
+//    kMaxRemoteEntries entries and kMaxRemoteBytes of names. Frames that do not decode are
+//    counted and logged at most once a second, never trusted.
 //
 // Wire format: pubsub_wire.h. Docs: docs/messaging.md, "Across the cluster".
 // Thread-safety: loop thread only.
