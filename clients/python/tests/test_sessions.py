@@ -18,9 +18,10 @@ import pytest
 
 import distri
 import distri.aio
-from conftest import Relay, free_port, wait_until
+from conftest import Relay, command, free_port, wait_until
 from distri import _aio_link, _link
 from distri._nodes import NodeSet, tryagain_moves
+from distri._resp import pack
 from distri._url import parse_targets
 from distri.errors import ServerError, TryAgain
 
@@ -336,3 +337,61 @@ def test_dial_refused_by_one_node_while_the_other_is_unreachable_is_retried(serv
 def test_which_tryagain_moves_to_another_node(text, moves):
     assert tryagain_moves(TryAgain(text)) is moves
     assert not tryagain_moves(ServerError(text))
+
+
+def test_stats_busy_tryagain_retries_the_same_node(cluster_factory):
+    """A node whose statistics requests are all in flight (a stopped member makes
+    each wait its 1 s) answers TRYAGAIN: the node is healthy, so the room waits and
+    asks it again rather than move every connection to another node."""
+    cluster = cluster_factory(3)
+    leader = cluster.leader()
+    node, stopped = [n for n in cluster.nodes if n is not leader]
+    room = distri.connect(f"distri://{node.address}", quiet=True)
+    assert room.address == node.address
+    since = time.monotonic()
+    stopped.proc.send_signal(signal.SIGSTOP)
+    fillers = []
+    try:
+        for _ in range(256):                   # the node's limit (cluster_stats.h)
+            sock = socket.create_connection(node.at, timeout=5)
+            sock.sendall(pack(("STATS",)))
+            fillers.append(sock)
+        if not isinstance(command(node.port, "STATS", host=node.host), TryAgain):
+            pytest.skip("this server does not gather statistics across its cluster")
+        assert isinstance(room.stats(), dict)  # answered once the node has room again
+        assert room.address == node.address
+        assert not room._link.nodes.failed_since(node.at, since)
+    finally:
+        for sock in fillers:
+            sock.close()
+        stopped.proc.send_signal(signal.SIGCONT)
+        room.close()
+
+
+def test_stats_busy_tryagain_retries_the_same_node_aio(cluster_factory):
+    cluster = cluster_factory(3)
+    leader = cluster.leader()
+    node, stopped = [n for n in cluster.nodes if n is not leader]
+
+    async def main():
+        room = await distri.aio.connect(f"distri://{node.address}", quiet=True)
+        assert room.address == node.address
+        since = time.monotonic()
+        stopped.proc.send_signal(signal.SIGSTOP)
+        fillers = []
+        try:
+            for _ in range(256):
+                sock = socket.create_connection(node.at, timeout=5)
+                sock.sendall(pack(("STATS",)))
+                fillers.append(sock)
+            if not isinstance(command(node.port, "STATS", host=node.host), TryAgain):
+                pytest.skip("this server does not gather statistics across its cluster")
+            assert isinstance(await room.stats(), dict)
+            assert room.address == node.address
+            assert not room._link.nodes.failed_since(node.at, since)
+        finally:
+            for sock in fillers:
+                sock.close()
+            stopped.proc.send_signal(signal.SIGCONT)
+            await room.close()
+    run(main())
