@@ -107,10 +107,12 @@ class _MirrorWorker:
                     room._cond.notify_all()
             if self._stop or self.fatal is not None:
                 return
+            # A session that worked a while: the next loss starts afresh. One that
+            # ended soon after `ready` (a node in a crash loop, or cutting us off
+            # after the snapshot) keeps backing off.
             if self.reached_at and time.monotonic() - self.reached_at >= _STABLE_SESSION:
-                delay = _BACKOFF_FIRST   # a session that worked a while: start afresh
-            self.reached_at = 0.0        # (one that dies at once, a node in a crash loop
-                                         # or cutting us off, keeps backing off)
+                delay = _BACKOFF_FIRST
+            self.reached_at = 0.0
             delay = _sleep_backoff(delay)
 
     def _session(self) -> bool:
