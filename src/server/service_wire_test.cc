@@ -81,8 +81,9 @@ TEST(ServiceWire, HugeCountsAreRefusedBeforeAllocating) {
 }
 
 TEST(ServiceWire, RequestAndResult) {
+  const std::string payload("p\0q", 3);
   Request r{.call_id = 5, .worker_id = 9, .timeout_ms = 1500, .room = "r", .service = "s",
-            .payload = std::string("p\0q", 3)};
+            .payload = payload};
   std::string frame = EncodeRequest(r);
   Request out;
   ExpectPrefixesRefused(frame, [&](std::string_view f) { return DecodeRequest(f, &out); });
@@ -108,7 +109,8 @@ TEST(ServiceWire, RequestAndResult) {
 TEST(ServiceWire, BroadcastAndItsResult) {
   Broadcast b{.group = 3, .timeout_ms = 700, .room = "", .service = "reload", .payload = "cfg"};
   Broadcast out;
-  ExpectPrefixesRefused(EncodeBroadcast(b),
+  const std::string frame = EncodeBroadcast(b);  // out's views point into it
+  ExpectPrefixesRefused(frame,
                         [&](std::string_view f) { return DecodeBroadcast(f, &out); });
   EXPECT_EQ(out.service, "reload");
   BroadcastResult r{.group = 3,
