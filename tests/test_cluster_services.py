@@ -271,6 +271,35 @@ def test_worker_node_killed_with_no_other_worker_is_a_clear_error(make_cluster):
     silent.close()
 
 
+def test_link_cut_mid_call_retries_elsewhere_and_heals(make_cluster):
+    c = make_cluster(3)
+    a, b, cc = c.nodes
+    silent = Worker(b, "part", "silent", answer=False)
+    wait_seen([a], "part", 1)
+    result = {}
+
+    def run():
+        result["r"], result["t"] = call(a, "CALL", "part", "x", "TIMEOUT", "10000")
+
+    t = threading.Thread(target=run)
+    t.start()
+    assert silent.got_request.wait(10)
+    healthy = Worker(cc, "part", "healthy")
+    wait_seen([a], "part", 2)
+    # A partition, not a crash: B keeps running (and its worker keeps the request), but A
+    # loses the link to it, so B's workers leave A's table and the call is retried on C.
+    c.net.cut(a, b)
+    t.join(15)
+    assert result["r"] == b"healthy:x", result
+    wait_seen([a], "part", 1)
+    assert workers_seen(b, "part") == 2       # B still reaches C
+    # Healed: the link comes back up and A learns B's workers again (the full table).
+    c.net.heal()
+    wait_seen([a], "part", 2)
+    silent.close()
+    healthy.close()
+
+
 def test_caller_node_killed_mid_call_frees_the_worker(make_cluster):
     c = make_cluster(3)
     a, b, cc = c.nodes
