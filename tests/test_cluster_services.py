@@ -7,6 +7,7 @@ Workers are RESP3 connections answering from threads; nodes are real processes
 (tests/cluster_util.py), killed with SIGKILL. Waiting is on events (a request arriving, a
 worker appearing in SVC.LIST) with deadlines, never fixed sleeps."""
 
+import socket
 import threading
 import time
 
@@ -82,7 +83,13 @@ class Worker:
                 pass
 
     def close(self):
+        """Disconnects now: shutdown() wakes the reader thread's recv (close() alone would
+        leave the connection open until that recv times out)."""
         self.stop = True
+        try:
+            self.raw.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
         self.raw.close()
 
 
@@ -167,6 +174,31 @@ def test_round_robin_on_ties_over_three_nodes(make_cluster):
     assert [len(w.handled) for w in ws] == [10, 10, 10]
     for w in ws:
         w.close()
+
+
+def test_call_waits_for_a_worker_to_appear_on_another_node(make_cluster):
+    c = make_cluster(3)
+    a, _, cc = c.nodes
+    result = {}
+
+    def run():
+        result["r"], result["t"] = call(a, "CALL", "late", "hi", "TIMEOUT", "10000")
+
+    t = threading.Thread(target=run)
+    t.start()
+    wait_until(lambda: as_map(a.cmd("SVC.STATS", "late"))["waiting"] == 1
+               if not isinstance(a.cmd("SVC.STATS", "late"), RawError) else False,
+               what="the call queued on node A")
+    w = Worker(cc, "late", "latecomer")       # a worker appears on node C
+    t.join(15)
+    assert result["r"] == b"latecomer:hi", result
+    assert result["t"] < 5
+    # No worker anywhere at the timeout: NOWORKER, as on one node.
+    w.close()
+    wait_seen([a], "late", 0)
+    reply, took = call(a, "CALL", "late", "x", "TIMEOUT", "300")
+    assert isinstance(reply, RawError) and reply.startswith("NOWORKER"), reply
+    assert 0.25 <= took < 3
 
 
 def test_concurrency_is_honoured_for_callers_on_two_nodes(make_cluster):

@@ -25,6 +25,7 @@
 // only answer requests this node sent it. Loop thread only.
 
 #include <algorithm>
+#include <random>
 
 #include "base/logging.h"
 #include "server/client.h"
@@ -62,6 +63,14 @@ uint64_t MessageRouter::NodeId() const {
 void MessageRouter::RegisterClusterHandlers() {
   ClusterNode* cluster = server_->cluster_node();
   if (cluster == nullptr) return;
+  // Call ids go to other nodes and come back in their results. A node that
+  // restarts must not reuse the ids of its previous life: a peer that has not
+  // yet seen the old link go down could answer an old call under a new one's
+  // id. Starting at a random point of [2^40, 2^52) makes that practically
+  // impossible (and keeps ids exact as JSON numbers).
+  std::random_device random;
+  const uint64_t start = (uint64_t{random()} << 32 | random()) & ((uint64_t{1} << 52) - 1);
+  next_id_ = std::max(start, uint64_t{1} << 40);
   uv_idle_init(loop_, &announce_idle_);
   announce_idle_.data = this;
   announce_open_ = true;
