@@ -379,10 +379,13 @@ def test_list_and_stats_show_the_whole_cluster_from_any_node(make_cluster):
                          for d in as_map_list(stats["worker_details"]))
         assert details == sorted((ids[n2], f"{ids[n2]}:s{i}", 2)
                                  for i, n2 in enumerate(c.nodes))
-    # A worker that leaves disappears everywhere.
-    ws[2].close()
+    # A worker that stops serving, then one that leaves, disappear everywhere.
+    ws[1].raw.send(encode_command("SVC.UNSERVE", "sum"))
     for n in c.nodes:
         wait_seen([n], "sum", 2)
+    ws[2].close()
+    for n in c.nodes:
+        wait_seen([n], "sum", 1)
     for w in ws[:2]:
         w.close()
 

@@ -24,7 +24,8 @@
 //
 // Invariants:
 //  1. A call is in exactly one place: a service's wait queue, or in flight
-//     at one worker (counted in that worker's in_flight).
+//     at one worker (counted in that worker's in_flight; for another node's
+//     worker, in_flight is exactly this node's calls at it).
 //  2. A blocked caller has exactly one call (or broadcast) outstanding.
 //  3. A service record exists only while it has a worker or a call refers to
 //     it (Service::calls_open > 0); the last one to go frees it, so callers
@@ -32,6 +33,10 @@
 //  4. Deadlines never overflow: a call's deadline is now + a timeout of at
 //     most commands::kMaxCallTimeoutMs, and the one timer is always armed
 //     for the earliest deadline of all (a far one never hides a near one).
+//  5. Another node's worker is held only while that node's link is up, and
+//     in the records of exactly the services it last announced.
+//  6. A request from another node's caller is never queued here: it runs at
+//     once on the worker it names, or is refused (NOT_RUN) to its node.
 //
 // Thread-safety: loop thread only.
 
