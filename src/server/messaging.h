@@ -266,7 +266,8 @@ class MessageRouter final : public commands::Messaging {
     uint64_t calls = 0, errors = 0, timeouts = 0, waiting = 0, dropped = 0;
     double p50 = 0, p99 = 0;
   };
-  ClusterCounters CountersOf(std::string_view room, std::string_view name, const Service* svc) const;
+  ClusterCounters CountersOf(std::string_view room, std::string_view name,
+                             const Service* svc) const;
 
   // Monotonic time for deadlines and latencies: a wall-clock step must not
   // time out every call at once.

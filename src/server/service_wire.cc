@@ -179,8 +179,8 @@ std::string EncodeResult(const Result& r) {
 
 bool DecodeResult(std::string_view payload, Result* out) {
   Reader in(payload);
-  return in.U64(&out->call_id) && in.U64(&out->worker_id) && in.Status(&out->status) && in.U32(&out->in_flight) &&
-         in.U32(&out->yours) && in.Str(&out->payload) && in.done();
+  return in.U64(&out->call_id) && in.U64(&out->worker_id) && in.Status(&out->status) &&
+         in.U32(&out->in_flight) && in.U32(&out->yours) && in.Str(&out->payload) && in.done();
 }
 
 std::string EncodeBroadcast(const Broadcast& b) {

@@ -15,8 +15,8 @@
 //                  kind 3 (gone): nothing more
 //   REQUEST        u64 call id (the caller node's) | u64 worker id | u64 timeout ms left |
 //                  str room | str service | str payload
-//   RESULT         u64 call id | u64 worker id | u8 status | u32 worker's in flight | u32 from the receiver |
-//                  str payload
+//   RESULT         u64 call id | u64 worker id | u8 status | u32 worker's in flight |
+//                  u32 from the receiver | str payload
 //   BROADCAST      u64 group id | u64 timeout ms left | str room | str service | str payload
 //   BROADCAST_RES  u64 group id | u32 n | n x (str label, u8 status, str payload)
 //   STATS          u64 dropped replies | u32 n | n x (str room, str service, u64 calls,
