@@ -332,6 +332,34 @@ def test_link_cut_mid_call_retries_elsewhere_and_heals(make_cluster):
     healthy.close()
 
 
+def test_unserve_on_another_node_lets_requests_in_flight_finish(make_cluster):
+    c = make_cluster(3)
+    a, b, cc = c.nodes
+    leaving = Worker(b, "drain", "leaving", delay=1.0)
+    wait_seen([a], "drain", 1)
+    result = {}
+
+    def run():
+        result["r"], result["t"] = call(a, "CALL", "drain", "x", "TIMEOUT", "10000")
+
+    t = threading.Thread(target=run)
+    t.start()
+    assert leaving.got_request.wait(10)
+    with leaving.lock:
+        leaving.raw.send(encode_command("SVC.UNSERVE", "drain"))
+    wait_seen([a], "drain", 0)
+    other = Worker(cc, "drain", "other")
+    wait_seen([a], "drain", 1)
+    t.join(15)
+    # The request in flight ends with the answer of the worker that had it: it is not
+    # retried on the other one just because its worker stopped taking new requests.
+    assert result["r"] == b"leaving:x", result
+    assert other.handled == []
+    assert call(a, "CALL", "drain", "y", "TIMEOUT", "5000")[0] == b"other:y"
+    leaving.close()
+    other.close()
+
+
 def test_caller_node_killed_mid_call_frees_the_worker(make_cluster):
     c = make_cluster(3)
     a, b, cc = c.nodes

@@ -288,7 +288,10 @@ class MessageRouter final : public commands::Messaging {
   // ---- services across the cluster (all empty on a single node) ----
   // Other nodes' workers as they announced them, by (node, worker id).
   std::map<std::pair<uint64_t, uint64_t>, std::unique_ptr<Worker>> remote_workers_;
-  std::map<uint64_t, size_t> remote_entries_;  // per peer: (worker, service) pairs held
+  struct PeerTable {
+    size_t workers = 0, entries = 0;  // workers and (worker, service) pairs held
+  };
+  std::map<uint64_t, PeerTable> peer_tables_;  // per peer, for the bounds
   // This node's workers whose announcement is due, by id.
   std::set<uint64_t> dirty_full_, dirty_load_, dirty_gone_;
   std::set<uint64_t> resync_;  // peers that missed a change: sent the full table next tick

@@ -149,9 +149,7 @@ svcwire::WorkerRecord MessageRouter::RecordFor(const Worker& w, uint64_t peer) c
 
 std::string MessageRouter::FullTableFor(uint64_t peer) const {
   std::string frame = svcwire::BeginWorkers(/*full=*/true);
-  for (const auto& [client, w] : workers_) {
-    if (!w->services.empty()) svcwire::AppendWorker(&frame, RecordFor(*w, peer));
-  }
+  for (const auto& [client, w] : workers_) svcwire::AppendWorker(&frame, RecordFor(*w, peer));
   return frame;
 }
 
@@ -253,7 +251,7 @@ void MessageRouter::OnPeerLink(uint64_t peer, bool up) {
     gone.push_back(it->second.get());
   }
   for (Worker* w : gone) DropWorker(w, /*reroute=*/true);
-  remote_entries_.erase(peer);
+  peer_tables_.erase(peer);
   // Requests from its callers run on: their answers are dropped quietly.
   for (auto& [id, call] : calls_) {
     if (call.from_node == peer) call.remote_id = 0;
@@ -314,28 +312,23 @@ void MessageRouter::OnWorkersFrame(uint64_t peer, std::string_view payload) {
 }
 
 void MessageRouter::UpsertRemoteWorker(uint64_t peer, const svcwire::WorkerRecord& r) {
+  // A worker that serves nothing any more (SVC.UNSERVE) stays, as it does on
+  // its node, so that requests in flight at it still end with its answer
+  // instead of being retried; it goes when its node says it is gone.
   auto it = remote_workers_.find({peer, r.id});
-  if (r.services.empty()) {  // serves nothing any more
-    if (it != remote_workers_.end()) DropWorker(it->second.get(), /*reroute=*/true);
-    return;
-  }
-  size_t& entries = remote_entries_[peer];
+  PeerTable& table = peer_tables_[peer];
   const size_t had = it == remote_workers_.end() ? 0 : it->second->services.size();
-  size_t workers_of_peer = 0;
-  if (it == remote_workers_.end()) {
-    for (auto w = remote_workers_.lower_bound({peer, 0});
-         w != remote_workers_.end() && w->first.first == peer; ++w) {
-      workers_of_peer++;
-    }
-  }
-  if (entries - had + r.services.size() > kMaxPeerEntries || workers_of_peer >= kMaxPeerWorkers) {
+  const bool added = it == remote_workers_.end();
+  if (table.entries - had + r.services.size() > kMaxPeerEntries ||
+      (added && table.workers >= kMaxPeerWorkers)) {
     return LogBadFrame(peer, "workers (over the per-node worker bound)");
   }
   auto& slot = remote_workers_[{peer, r.id}];
-  if (!slot) {
+  if (added) {
     slot = std::make_unique<Worker>();
     slot->node = peer;
     slot->id = r.id;
+    table.workers++;
   }
   Worker* w = slot.get();
   w->label = r.label;
@@ -361,7 +354,7 @@ void MessageRouter::UpsertRemoteWorker(uint64_t peer, const svcwire::WorkerRecor
       svc.workers.push_back(w);
     }
   }
-  entries = entries - had + w->services.size();
+  table.entries = table.entries - had + w->services.size();
   DrainWaiting(w);  // calls may have been waiting for it
 }
 

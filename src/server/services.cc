@@ -162,7 +162,10 @@ void MessageRouter::DropWorker(Worker* w, bool reroute) {
     workers_.erase(w->client);  // frees w
   } else {
     why += " (its node " + std::to_string(node) + " is unreachable)";
-    remote_entries_[node] -= std::min(remote_entries_[node], services.size());
+    if (auto t = peer_tables_.find(node); t != peer_tables_.end()) {
+      t->second.entries -= std::min(t->second.entries, services.size());
+      t->second.workers -= std::min<size_t>(t->second.workers, 1);
+    }
     remote_workers_.erase({node, w->id});  // frees w
   }
   // A record nothing refers to goes now; one with calls goes with its last
