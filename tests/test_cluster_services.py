@@ -252,6 +252,33 @@ def test_call_all_reaches_every_worker_on_three_nodes(make_cluster):
         w.close()
 
 
+def test_call_all_reports_a_node_killed_mid_broadcast_as_error(make_cluster):
+    c = make_cluster(3)
+    ids = node_ids(c)
+    a, b, cc = c.nodes
+    silent = Worker(b, "flush", "silent", answer=False)
+    fine = Worker(cc, "flush", "fine")
+    wait_seen([a], "flush", 2)
+    result = {}
+
+    def run():
+        result["r"], result["t"] = call(a, "CALL.ALL", "flush", "now", "TIMEOUT", "10000")
+
+    t = threading.Thread(target=run)
+    t.start()
+    assert silent.got_request.wait(10)
+    b.kill9()
+    t.join(15)
+    # Node B's part ends when its link goes, not at the 10 s deadline.
+    by_worker = {w.decode(): (s, p) for w, s, p in result["r"]}
+    assert by_worker[f"{ids[cc]}:fine"] == (b"ok", b"fine:now")
+    status, message = by_worker[f"{ids[b]}:silent"]
+    assert status == b"error" and b"unreachable" in message, by_worker
+    assert result["t"] < 5
+    silent.close()
+    fine.close()
+
+
 # ---------------------------------------------------------------------------
 # Nodes that die mid-call
 
