@@ -7,7 +7,11 @@
 #   scripts/install-deps.sh --test   plus clang (fuzzing), GoogleTest, redis tools, Python test venv,
 #                                    Go (the fault suite's linearizability checker)
 #   scripts/install-deps.sh --bench  plus what bench/cluster_compare.py runs: Debian's etcd
-#                                    (etcd-server, 3.4), strace; it needs Go too (bench/loadgen)
+#                                    (etcd-server, 3.4), strace; it needs Go too (bench/loadgen).
+#                                    bench/wal_compare.py's raft-engine side
+#                                    (bench/raft_engine_bench) is built with the same Rust
+#                                    toolchain as raft_capi, installed below; only a bench
+#                                    builds it, never CMake or the test command
 #   (--test and --bench may be given together)
 set -euo pipefail
 

@@ -33,12 +33,18 @@ class MetricsWriter;
 // nothing else (the RESP port's default ordinary output limit).
 inline constexpr uint64_t kDefaultResponseOutputLimit = 256ull << 20;
 
-// One named statistic (the same lists STATS and ROOM.STATS render).
+// One named statistic (the same lists STATS and ROOM.STATS render). std::monostate is
+// JSON null (a figure an unreachable node could not give); a vector of field lists is an
+// array of objects (the per-node breakdown, "nodes").
+struct Field;
+using Fields = std::vector<Field>;
 struct Field {
   std::string name;
-  std::variant<int64_t, double, std::string> value;
+  std::variant<int64_t, double, std::string, bool, std::monostate, std::vector<Fields>> value;
 };
-using Fields = std::vector<Field>;
+// The answer to a statistics read that may wait for other nodes: the fields, or nullopt when
+// the node has too many such reads in flight (503, retry).
+using StatsDone = std::function<void(std::optional<Fields>)>;
 
 struct KeyEntry {
   std::string key;
@@ -96,6 +102,47 @@ struct MirrorBegin {
   bool resume = false;    // true: changes after FROM follow; false: reset + snapshot
 };
 
+// ---------------------------------------------------------------------------
+// The cluster and services pages (GET /api/cluster, GET /api/services).
+
+// One member as this node sees it (CLUSTER.NODES' fields).
+struct ClusterMember {
+  uint64_t id = 0;
+  std::string address;  // cluster address
+  std::string client_address, http_address;
+  std::string role;           // "leader", "follower", "learner"; "standalone" without a cluster
+  int64_t match_index = -1;   // -1: unknown to this node
+  int64_t lag = -1;
+  int64_t last_contact_ms = -1;  // 0 for this node; -1: never heard from
+  bool healthy = false;          // a link to it is up (always true for this node)
+  bool self = false;
+};
+
+struct ClusterView {
+  bool cluster = false;  // false: a single node without a cluster (ids are 0)
+  uint64_t node_id = 0, cluster_id = 0, leader_id = 0, term = 0;
+  std::string role;  // this node's
+  uint64_t commit_index = 0, applied_index = 0;
+  std::vector<ClusterMember> nodes;
+};
+
+struct ServiceWorker {
+  uint64_t node_id = 0;    // 0 on a node without a cluster
+  uint64_t worker_id = 0;  // its client id on that node
+  std::string label;
+  int64_t concurrency = 0;
+  int64_t in_flight = 0;
+};
+
+struct ServiceInfo {
+  std::string room;  // the code for an admin, else the room's id
+  std::string name;
+  int64_t calls = 0, errors = 0, timeouts = 0;
+  double p50_ms = 0, p99_ms = 0;
+  int64_t waiting = 0, in_flight = 0;
+  std::vector<ServiceWorker> workers;
+};
+
 // A password check (see Backend::Authenticate).
 enum class AuthResult : uint8_t {
   kOk,
@@ -138,6 +185,10 @@ class Backend {
   // Whether the room exists or may be used (builtin rooms always may).
   virtual bool RoomExists(std::string_view code) = 0;
   virtual Fields RoomStats(std::string_view code) = 0;
+  // /api/stats and GET /api/rooms/<code>: in a cluster every member's figures, gathered
+  // (`done` runs later, within about a second); by default this node's alone, at once.
+  virtual void GatherSiteStats(StatsDone done) { done(SiteStats()); }
+  virtual void GatherRoomStats(std::string_view code, StatsDone done) { done(RoomStats(code)); }
   virtual std::optional<KeyEntry> GetKey(std::string_view room, std::string_view key) = 0;
   // One page of the room's keys under `prefix`, starting at `cursor` (0 =
   // start); appends at most `limit` live keys and returns the next cursor
@@ -159,6 +210,13 @@ class Backend {
       MirrorOutput* out, const std::function<void(const MirrorBegin&)>& begin) = 0;
   // A mirror's output drained: snapshot streaming may continue.
   virtual void MirrorDrained() = 0;
+
+  // This node's view of its cluster, at once (no request to other nodes).
+  virtual ClusterView Cluster() = 0;
+  // Services with workers or calls, sorted by room and name; only `room`'s when given.
+  // `with_codes`: see ListRooms.
+  virtual std::vector<ServiceInfo> Services(std::optional<std::string_view> room,
+                                            bool with_codes) = 0;
 
   // Appends the server's metrics (the HTTP server appends its own).
   virtual void WriteMetrics(MetricsWriter& w) = 0;

@@ -1,5 +1,5 @@
 // The frames services exchange between cluster nodes (types 24-39 of the
-// ClusterNode's ephemeral traffic; see docs/messaging.md "Across the cluster").
+// ClusterNode's ephemeral traffic; see docs/messaging.md "Services across the cluster").
 // Encoding and decoding only, no I/O, so every frame is unit-tested and fuzzed
 // without sockets. Used by MessageRouter (service_routes.cc), loop thread.
 //

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <tuple>
 
 #include "base/logging.h"
 #include "server/client.h"
@@ -733,8 +734,8 @@ MessageRouter::ClusterCounters MessageRouter::CountersOf(std::string_view room,
 
 double MessageRouter::MergedPercentile(const std::vector<std::pair<double, double>>& weighted,
                                        double p) {
-  // The same rank rule as Percentile() when every weight is one: the value at
-  // (0-based) position floor(p * n), n the total weight.
+  // When every weight is one, the single-node rule of old: the value at
+  // (0-based) position floor(p * n) of the sorted samples, n the total weight.
   if (weighted.empty()) return 0;
   std::vector<std::pair<double, double>> v = weighted;
   std::sort(v.begin(), v.end());
@@ -747,6 +748,47 @@ double MessageRouter::MergedPercentile(const std::vector<std::pair<double, doubl
     if (seen > rank) return value;
   }
   return v.back().first;
+}
+
+std::vector<ServiceView> MessageRouter::ServiceViews(std::optional<std::string_view> room) const {
+  // One pass over the calls: in flight per (service, worker).
+  std::map<std::pair<const Service*, const Worker*>, uint32_t> held;
+  for (const auto& [id, call] : calls_) {
+    if (call.worker != nullptr) held[{call.service, call.worker}]++;
+  }
+  const ClusterNode* node = server_->cluster_node();
+  const uint64_t node_id = node != nullptr ? node->identity().node_id : 0;
+  std::vector<ServiceView> out;
+  for (const auto& [key, svc] : services_) {
+    if (room && svc->room != *room) continue;
+    // Cluster-wide: the counters as in SVC.STATS (this node's plus the peers'
+    // last announced), every worker of every node (docs/messaging.md).
+    const ClusterCounters counters = CountersOf(svc->room, svc->name, svc.get());
+    ServiceView v;
+    v.room = svc->room;
+    v.name = svc->name;
+    v.calls = counters.calls;
+    v.errors = counters.errors;
+    v.timeouts = counters.timeouts;
+    v.p50_ms = counters.p50;
+    v.p99_ms = counters.p99;
+    v.waiting = counters.waiting;
+    for (const Worker* w : svc->workers) {
+      auto it = held.find({svc.get(), w});
+      // Another node's worker: this node's calls at it, plus the other
+      // nodes' as its node last announced.
+      const uint32_t in_flight =
+          (it == held.end() ? 0 : it->second) + (w->client == nullptr ? w->others : 0);
+      v.in_flight += in_flight;
+      v.workers.push_back({w->client == nullptr ? w->node : node_id, w->id, WorkerLabel(*w),
+                           w->concurrency, in_flight});
+    }
+    out.push_back(std::move(v));
+  }
+  std::sort(out.begin(), out.end(), [](const ServiceView& a, const ServiceView& b) {
+    return std::tie(a.room, a.name) < std::tie(b.room, b.name);
+  });
+  return out;
 }
 
 }  // namespace distri::server
