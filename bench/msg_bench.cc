@@ -17,7 +17,9 @@
 //           and PUB requests with reply subjects _INBOX.<id>.<seq>.
 //           Distri: workers are RESP3 connections with SVC.SERVE (CONCURRENCY
 //           defaults to --callers so the server does not queue), answering
-//           SVC.REPLY; callers use CALL.
+//           SVC.REPLY; callers use CALL. --worker-port: the workers connect
+//           to another port (another node of a cluster, or another NATS
+//           cluster member) than the callers.
 //
 // Each scenario produces for at most --seconds (or --msgs messages, whichever
 // comes first), then waits for the outstanding work; a stall of --stall
@@ -548,6 +550,7 @@ class Loop {
 struct Options {
   std::string proto, scenario;
   int port = 0;
+  int worker_port = 0;  // reqrep: workers connect here (another cluster node); 0: --port
   uint64_t msgs = 5'000'000;
   double seconds = 3;
   size_t size = 64;
@@ -755,7 +758,7 @@ Report RunRequestReply(Adapter& a, const Options& opt) {
   std::vector<std::unique_ptr<Conn>> workers, callers;
   for (int i = 0; i < opt.workers; i++) {
     auto c = std::make_unique<Conn>();
-    c->fd = Connect(opt.port);
+    c->fd = Connect(opt.worker_port > 0 ? opt.worker_port : opt.port);
     c->index = i;
     Await(a, *c, a.Hello(*c));
     Await(a, *c, a.Serve(*c, service, concurrency));
@@ -826,7 +829,7 @@ Report RunRequestReply(Adapter& a, const Options& opt) {
                "usage: msg_bench --proto nats|resp --port P --scenario pub|fanout|reqrep\n"
                "                 [--msgs N] [--seconds S] [--size BYTES] [--subs N] [--window N]\n"
                "                 [--callers N] [--workers N] [--concurrency N] [--stall S]\n"
-               "                 [--resp-parser value|fast]\n");
+               "                 [--resp-parser value|fast] [--worker-port P]\n");
   std::exit(64);
 }
 
@@ -841,6 +844,7 @@ int main(int argc, char** argv) {
     if (flag == "--proto") opt.proto = v;
     else if (flag == "--scenario") opt.scenario = v;
     else if (flag == "--port") opt.port = std::atoi(v.c_str());
+    else if (flag == "--worker-port") opt.worker_port = std::atoi(v.c_str());
     else if (flag == "--msgs") opt.msgs = std::strtoull(v.c_str(), nullptr, 10);
     else if (flag == "--seconds") opt.seconds = std::atof(v.c_str());
     else if (flag == "--size") opt.size = std::strtoull(v.c_str(), nullptr, 10);
