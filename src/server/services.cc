@@ -58,6 +58,7 @@ void MessageRouter::Close() {
     uv_close(reinterpret_cast<uv_handle_t*>(&stats_timer_), nullptr);
     stats_open_ = false;
   }
+  if (routes_) routes_->Close();  // pub/sub between nodes: its idle and timer handles
 }
 
 MessageRouter::Service* MessageRouter::FindService(std::string_view room, std::string_view name) {
