@@ -8,6 +8,7 @@ Workers are RESP3 connections answering from threads; nodes are real processes
 worker appearing in SVC.LIST) with deadlines, never fixed sleeps."""
 
 import socket
+import struct
 import threading
 import time
 
@@ -533,6 +534,8 @@ def test_lost_call_whose_caller_left_is_not_sent_again(make_cluster):
     assert w1.got_request.wait(10)
     w2 = Worker(cc, "orph", "w2")
     wait_seen([a], "orph", 2)
+    # Reset, not closed: a caller that only half-closes stays until its call ends.
+    caller.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
     caller.close()
     wait_until(lambda: b"leaving-caller" not in a.cmd("CLIENT", "LIST"), timeout=10,
                what="A to see the caller gone")
