@@ -10,10 +10,14 @@
 //    peer: in full when a link comes up, then the changes, coalesced into one
 //    frame per peer per loop iteration. The load it tells peer P leaves out
 //    P's own requests (which P counts exactly), so P never counts one twice.
+//    Each WORKERS frame carries the sender's boot id: a peer seen with a new
+//    one restarted, and its old workers go as on a link down.
 //  - A call lives on its caller's node: its deadline, its place in the wait
 //    queue, its attempts and the counters of SVC.STATS. A request sent to a
 //    remote worker that is gone or full on arrival is refused (NOT_RUN) and
-//    re-dispatched here without counting an attempt; one whose worker
+//    re-dispatched here without counting an attempt, and the worker is
+//    blocked until its node is heard from or the next stats tick (so a
+//    refusal cannot bounce once per round trip); one whose worker
 //    disconnects (LOST), or whose node's link goes down, may have run: it gets
 //    one more attempt, as for a local worker.
 //  - CALL.ALL: every node with workers of the service runs the broadcast on
@@ -21,8 +25,10 @@
 //  - SVC.STATS counters are announced by each node once a second (if changed).
 //
 // Bounds: a peer's announced workers and (worker, service) pairs are capped,
-// decoders refuse truncated frames (logged, rate limited), and a peer can
-// only answer requests this node sent it. Loop thread only.
+// senders cut WORKERS frames well under the receiver's per-frame bound,
+// decoders refuse truncated frames (logged, rate limited, and a refused
+// WORKERS frame is answered RESYNC), and a peer can only answer requests this
+// node sent it. Loop thread only.
 
 #include <algorithm>
 #include <random>
