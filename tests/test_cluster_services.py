@@ -546,3 +546,26 @@ def test_lost_call_whose_caller_left_is_not_sent_again(make_cluster):
     assert call(a, "CALL", "orph", "probe", "TIMEOUT", "5000")[0] == b"w2:probe"
     assert w2.handled == [b"probe"]
     w2.close()
+
+
+def test_a_table_too_big_for_one_frame_arrives_in_parts(make_cluster):
+    """A whole table over the sender's frame cut (1 MiB) goes in parts: the receiver keeps
+    the workers of every part, not only the last one's."""
+    c = make_cluster(3)
+    a, b, cc = c.nodes
+    names = [f"big{i:04d}-" + "x" * 120 for i in range(1000)]
+    conns = []
+    for i in range(12):        # 12 workers x 1,000 services x ~130 bytes: about 1.6 MB
+        r = resp3(a)
+        assert r.cmd("SVC.SERVE", *names) == b"OK"
+        conns.append(r)
+    wait_until(lambda: workers_seen(b, names[0]) == 12, timeout=20, what="b to see 12")
+    c.net.cut(a, b)
+    wait_until(lambda: workers_seen(b, names[0]) == 0, timeout=20, what="b drops a's")
+    c.net.heal()               # the link comes up: the whole table, in parts
+    wait_until(lambda: workers_seen(b, names[-1]) == 12, timeout=20, what="b to see 12 again")
+    assert workers_seen(b, names[0]) == 12
+    conns.pop().close()        # and changes after it still apply
+    wait_until(lambda: workers_seen(b, names[0]) == 11, timeout=20, what="b to see 11")
+    for r in conns:
+        r.close()
