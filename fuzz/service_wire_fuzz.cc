@@ -37,7 +37,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       w::WorkersFrame f;
       if (!w::DecodeWorkers(frame, kMax, &f)) return 0;
       Check(f.records.size() <= kMax, "workers over the bound");
-      std::string out = w::BeginWorkers(f.full);
+      std::string out = w::BeginWorkers(f.part, f.boot);
       for (const w::WorkerRecord& r : f.records) w::AppendWorker(&out, r);
       Check(out == frame, "workers do not round-trip");
       break;

@@ -8,6 +8,7 @@ Workers are RESP3 connections answering from threads; nodes are real processes
 worker appearing in SVC.LIST) with deadlines, never fixed sleeps."""
 
 import socket
+import struct
 import threading
 import time
 
@@ -42,11 +43,12 @@ class Worker:
     several at once) with `<name>:<payload>` after `delay` seconds; records the most
     requests it ever held at once."""
 
-    def __init__(self, node, service, name, concurrency=1, delay=0.0, answer=True):
+    def __init__(self, node, service, name, concurrency=1, delay=0.0, answer=True, ignore=()):
         self.raw = resp3(node)
         assert self.raw.cmd("CLIENT", "SETNAME", name) == b"OK"
         assert self.raw.cmd("SVC.SERVE", service, "CONCURRENCY", str(concurrency)) == b"OK"
         self.name, self.delay, self.answer = name, delay, answer
+        self.ignore = set(ignore)  # payloads it never answers
         self.handled = []
         self.active = self.max_active = 0
         self.lock = threading.Lock()
@@ -65,7 +67,7 @@ class Worker:
                         self.active += 1
                         self.max_active = max(self.max_active, self.active)
                     self.got_request.set()
-                    if self.answer:
+                    if self.answer and frame[3] not in self.ignore:
                         threading.Thread(target=self.reply, args=(frame[1], frame[3]),
                                          daemon=True).start()
         except (AssertionError, OSError):
@@ -146,12 +148,12 @@ def test_concurrent_calls_go_to_idle_workers_on_both_other_nodes(make_cluster):
     wait_seen([a], "slow", 4)
     # Four calls at once from node A: each goes to an idle worker, none queues behind a
     # busy one while another is idle, so all four end in about one delay.
-    start = time.monotonic()
     replies = calls_in_threads(a, [f"p{i}" for i in range(4)], "slow")
-    took = time.monotonic() - start
     assert sorted(r.split(b":")[0] for r in replies) == [b"b0", b"b1", b"c0", b"c1"], replies
     assert [len(w.handled) for w in ws] == [1, 1, 1, 1]
-    assert took < 1.9, f"four calls on four idle workers took {took:.2f}s (one queued?)"
+    # No timing assert: one handled each already proves none queued behind a busy worker
+    # (a queued call would have made some worker handle two), and wall time on a shared,
+    # sanitized box says little.
     # Eight at once: two rounds, two each, never two at once on one worker.
     replies = calls_in_threads(a, [f"q{i}" for i in range(8)], "slow")
     assert all(not isinstance(r, RawError) for r in replies), replies
@@ -247,7 +249,8 @@ def test_call_all_reaches_every_worker_on_three_nodes(make_cluster):
                     for n, w in zip((a, b, b, cc), ws)}
         expected[f"{ids[cc]}:c-slow"] = (b"timeout", None)
         assert by_worker == expected
-        assert took < 2.5
+        # Answered at the call's own deadline, not after the slow worker's 3 s delay.
+        assert took < slow.delay, took
     for w in ws + [slow]:
         w.close()
 
@@ -390,16 +393,19 @@ def test_unserve_on_another_node_lets_requests_in_flight_finish(make_cluster):
 def test_caller_node_killed_mid_call_frees_the_worker(make_cluster):
     c = make_cluster(3)
     a, b, cc = c.nodes
-    w = Worker(b, "once", "w", delay=1.0)
+    # The worker never answers A's request: only B's deadline for it (3 s) can free its
+    # one slot.
+    w = Worker(b, "once", "w", ignore={b"from-a"})
     wait_seen([a, cc], "once", 1)
     caller = resp3(a)
-    caller.send(encode_command("CALL", "once", "from-a", "TIMEOUT", "10000"))
+    caller.send(encode_command("CALL", "once", "from-a", "TIMEOUT", "3000"))
     assert w.got_request.wait(10)
     a.kill9()
-    # The worker's answer to the dead caller's node is dropped quietly; its slot frees and
-    # a caller on C gets it (concurrency 1: had the slot leaked, this would time out).
-    reply, _ = call(cc, "CALL", "once", "from-c", "TIMEOUT", "8000")
-    assert reply == b"w:from-c"
+    # C's call waits for the slot (C sees the worker busy) and gets it when B ends A's
+    # request at its deadline; had the slot leaked with A, it would time out.
+    reply, took = call(cc, "CALL", "once", "from-c", "TIMEOUT", "8000")
+    assert reply == b"w:from-c", reply
+    assert took < 8, took
     assert w.handled == [b"from-a", b"from-c"]
     caller.close()
     w.close()
@@ -488,3 +494,78 @@ def test_python_client_service_on_one_node_called_from_another(make_cluster):
     for r in (calling, owner, serving):
         r.close()
     assert not worker.running
+
+
+def test_counters_changed_just_before_a_link_comes_up_reach_every_node(make_cluster):
+    """A link coming up must not swallow a change of counters the other peers were not sent
+    yet: C ends up with A's latest counters."""
+    c = make_cluster(3)
+    a, b, cc = c.nodes
+    w = Worker(a, "st", "w")
+    wait_seen([b, cc], "st", 1)
+
+    def calls_on(node):
+        v = node.cmd("SVC.STATS", "st")
+        return None if isinstance(v, RawError) else as_map(v)["calls"]
+
+    for attempt in range(3):
+        c.net.cut(a, b)
+        wait_until(lambda: workers_seen(b, "st") == 0, timeout=20, what="b drops a's worker")
+        # A's counters change while B is unreachable, then the link comes back at once.
+        assert call(a, "CALL", "st", "x")[0] == b"w:x"
+        c.net.heal()
+        wait_until(lambda: workers_seen(b, "st") == 1, timeout=20, what="link a-b up")
+        mine = calls_on(a)
+        wait_until(lambda: calls_on(cc) == mine, timeout=5,
+                   what=f"C to see A's {mine} calls (attempt {attempt})")
+    w.close()
+
+
+def test_lost_call_whose_caller_left_is_not_sent_again(make_cluster):
+    """A call whose caller has disconnected runs for nobody: when its worker on another
+    node is lost, it ends instead of taking a second worker's slot."""
+    c = make_cluster(3)
+    a, b, cc = c.nodes
+    w1 = Worker(b, "orph", "w1", answer=False)
+    wait_seen([a], "orph", 1)
+    caller = resp3(a)
+    assert caller.cmd("CLIENT", "SETNAME", "leaving-caller") == b"OK"
+    caller.send(encode_command("CALL", "orph", "p", "TIMEOUT", "20000"))
+    assert w1.got_request.wait(10)
+    w2 = Worker(cc, "orph", "w2")
+    wait_seen([a], "orph", 2)
+    # Reset, not closed: a caller that only half-closes stays until its call ends.
+    caller.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    caller.close()
+    wait_until(lambda: b"leaving-caller" not in a.cmd("CLIENT", "LIST"), timeout=10,
+               what="A to see the caller gone")
+    w1.close()
+    # B sends LOST before it announces w1 gone (one link, in order): once A has dropped
+    # w1, it has handled the LOST. A probe sent after it reaches w2 after any re-sent "p".
+    wait_seen([a], "orph", 1)
+    assert call(a, "CALL", "orph", "probe", "TIMEOUT", "5000")[0] == b"w2:probe"
+    assert w2.handled == [b"probe"]
+    w2.close()
+
+
+def test_a_table_too_big_for_one_frame_arrives_in_parts(make_cluster):
+    """A whole table over the sender's frame cut (1 MiB) goes in parts: the receiver keeps
+    the workers of every part, not only the last one's."""
+    c = make_cluster(3)
+    a, b, cc = c.nodes
+    names = [f"big{i:04d}-" + "x" * 120 for i in range(1000)]
+    conns = []
+    for i in range(12):        # 12 workers x 1,000 services x ~130 bytes: about 1.6 MB
+        r = resp3(a)
+        assert r.cmd("SVC.SERVE", *names) == b"OK"
+        conns.append(r)
+    wait_until(lambda: workers_seen(b, names[0]) == 12, timeout=20, what="b to see 12")
+    c.net.cut(a, b)
+    wait_until(lambda: workers_seen(b, names[0]) == 0, timeout=20, what="b drops a's")
+    c.net.heal()               # the link comes up: the whole table, in parts
+    wait_until(lambda: workers_seen(b, names[-1]) == 12, timeout=20, what="b to see 12 again")
+    assert workers_seen(b, names[0]) == 12
+    conns.pop().close()        # and changes after it still apply
+    wait_until(lambda: workers_seen(b, names[0]) == 11, timeout=20, what="b to see 11")
+    for r in conns:
+        r.close()

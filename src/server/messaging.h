@@ -199,6 +199,11 @@ class MessageRouter final : public commands::Messaging {
     // Another node's worker: its requests from the other nodes, as last heard
     // (announced, or in a RESULT). Load = in_flight + others.
     uint32_t others = 0;
+    // Another node's worker that refused a request (NOT_RUN) or could not be
+    // sent one: picked by nobody until its node is next heard from (an
+    // announcement or a result) or the next stats tick, so a refusal or a
+    // full link queue never turns into a resend per round trip.
+    bool blocked = false;
     std::vector<Service*> services;
     std::map<uint64_t, uint32_t> from_peer;  // this node's worker: in flight per calling node
   };
@@ -259,6 +264,11 @@ class MessageRouter final : public commands::Messaging {
   // To the best worker now, else into the service's queue (a retry first).
   void Dispatch(uint64_t call_id, bool retry);
   void DrainWaiting(Worker* worker);
+  // A CALL made on this node whose caller has disconnected: run for nobody, so
+  // it is finished rather than sent again after a refusal or a lost worker.
+  static bool CallerGone(const PendingCall& call) {
+    return call.group == 0 && call.from_node == 0 && call.caller_id == 0;
+  }
   // A call whose worker is gone (it may have run): once more to another
   // worker if attempts allow and one exists now, else it fails.
   void Orphan(uint64_t call_id, bool reroute, std::string_view why);
@@ -283,7 +293,11 @@ class MessageRouter final : public commands::Messaging {
   void MarkWorkerDirty(const Worker& w, bool full);
   void MarkWorkerGone(uint64_t id);
   void FlushAnnouncements();
-  std::string FullTableFor(uint64_t peer) const;
+  // This node's whole table as `peer` is told it, in frames under the receiver's bound.
+  std::vector<std::string> FullTableFor(uint64_t peer) const;
+  // False (and the peer is due a resync) if a frame could not be queued.
+  bool SendFullTable(uint64_t peer);
+  void OnResyncFrame(uint64_t peer, std::string_view payload);
   void OnPeerLink(uint64_t peer, bool up);
   void OnWorkersFrame(uint64_t peer, std::string_view payload);
   void OnRequestFrame(uint64_t peer, std::string_view payload);
@@ -292,7 +306,6 @@ class MessageRouter final : public commands::Messaging {
   void OnBroadcastResultFrame(uint64_t peer, std::string_view payload);
   void OnStatsFrame(uint64_t peer, std::string_view payload);
   void UpsertRemoteWorker(uint64_t peer, const svcwire::WorkerRecord& record);
-  void RemoveRemoteWorker(uint64_t peer, uint64_t id, std::string_view why);
   void SendResult(const PendingCall& call, svcwire::Status status, std::string_view payload);
   Worker* LocalWorker(uint64_t id) const;
   // How `w` is announced to `peer` (its load leaves out that peer's requests).
@@ -301,6 +314,8 @@ class MessageRouter final : public commands::Messaging {
   std::map<uint64_t, std::vector<std::string>> RemoteWorkersOf(const Service& svc) const;
   std::string EncodeLocalStats() const;
   void SendStats();
+  // The stats tick lifts every remote worker's `blocked` and offers it the waiting calls.
+  void UnblockRemoteWorkers();
   void LogBadFrame(uint64_t peer, std::string_view what);
   // Cluster-wide counters of one service: this node's plus the peers' last announced.
   struct ClusterCounters {
@@ -322,7 +337,8 @@ class MessageRouter final : public commands::Messaging {
   std::unordered_map<Client*, std::unique_ptr<Worker>> workers_;
   std::unordered_map<uint64_t, PendingCall> calls_;
   std::unordered_map<uint64_t, Broadcast> broadcasts_;
-  std::set<std::pair<int64_t, uint64_t>> deadlines_;  // (deadline, call or -group id)
+  // (deadline, call id or broadcast group id: one id space, from next_id_)
+  std::set<std::pair<int64_t, uint64_t>> deadlines_;
   uint64_t next_id_ = 1;
   uint64_t dropped_replies_ = 0;
 
@@ -331,11 +347,17 @@ class MessageRouter final : public commands::Messaging {
   std::map<std::pair<uint64_t, uint64_t>, std::unique_ptr<Worker>> remote_workers_;
   struct PeerTable {
     size_t workers = 0, entries = 0;  // workers and (worker, service) pairs held
+    uint64_t boot = 0;                // its boot id, from its WORKERS frames
+    // A whole table sent in parts: the workers its parts so far listed.
+    std::set<uint64_t> listed;
   };
-  std::map<uint64_t, PeerTable> peer_tables_;  // per peer, for the bounds
+  std::map<uint64_t, PeerTable> peer_tables_;  // per linked peer
   // This node's workers whose announcement is due, by id.
   std::set<uint64_t> dirty_full_, dirty_load_, dirty_gone_;
   std::set<uint64_t> resync_;  // peers that missed a change: sent the full table next tick
+  // Random per start, in every WORKERS frame: a peer that sees it change knows
+  // this node restarted even if it never saw the old link go down.
+  uint64_t boot_id_ = 0;
   uv_idle_t announce_idle_;  // flushes them once per loop iteration
   bool announce_open_ = false, announce_armed_ = false;
   uv_timer_t stats_timer_;  // announces this node's counters, at most once a second

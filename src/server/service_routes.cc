@@ -10,10 +10,14 @@
 //    peer: in full when a link comes up, then the changes, coalesced into one
 //    frame per peer per loop iteration. The load it tells peer P leaves out
 //    P's own requests (which P counts exactly), so P never counts one twice.
+//    Each WORKERS frame carries the sender's boot id: a peer seen with a new
+//    one restarted, and its old workers go as on a link down.
 //  - A call lives on its caller's node: its deadline, its place in the wait
 //    queue, its attempts and the counters of SVC.STATS. A request sent to a
 //    remote worker that is gone or full on arrival is refused (NOT_RUN) and
-//    re-dispatched here without counting an attempt; one whose worker
+//    re-dispatched here without counting an attempt, and the worker is
+//    blocked until its node is heard from or the next stats tick (so a
+//    refusal cannot bounce once per round trip); one whose worker
 //    disconnects (LOST), or whose node's link goes down, may have run: it gets
 //    one more attempt, as for a local worker.
 //  - CALL.ALL: every node with workers of the service runs the broadcast on
@@ -21,11 +25,15 @@
 //  - SVC.STATS counters are announced by each node once a second (if changed).
 //
 // Bounds: a peer's announced workers and (worker, service) pairs are capped,
-// decoders refuse truncated frames (logged, rate limited), and a peer can
-// only answer requests this node sent it. Loop thread only.
+// senders cut WORKERS frames well under the receiver's per-frame bound,
+// decoders refuse truncated frames (logged, rate limited, and a refused
+// WORKERS frame is answered RESYNC), and a peer can only answer requests this
+// node sent it. Loop thread only.
 
 #include <algorithm>
 #include <random>
+#include <set>
+#include <tuple>
 
 #include "base/logging.h"
 #include "server/client.h"
@@ -37,12 +45,16 @@ namespace distri::server {
 
 namespace {
 
-constexpr size_t kMaxPeerWorkers = 16384;      // announced workers held per peer
+constexpr size_t kMaxPeerWorkers = 16384;      // announced workers held per peer (and per frame)
 constexpr size_t kMaxPeerEntries = 65536;      // (worker, service) pairs held per peer
 constexpr size_t kMaxBroadcastSlots = 65536;   // slots one peer may return to a CALL.ALL
 constexpr size_t kMaxPeerStatsServices = 4096; // services in one peer's counters
 constexpr size_t kQuantilePoints = 21;         // latency points announced per service
 constexpr uint64_t kStatsIntervalMs = 1000;
+// A WORKERS frame is cut after this many records or bytes (well under the
+// receiver's kMaxPeerWorkers records), so no table is too big for one frame.
+constexpr size_t kRecordsPerFrame = 4096;
+constexpr size_t kBytesPerFrame = 1 << 20;
 // In a RESULT: the worker is gone or does not serve the service.
 constexpr uint32_t kUnusable = UINT32_MAX;
 // A broadcast run for another node ends this much before the caller's deadline
@@ -71,6 +83,7 @@ void MessageRouter::RegisterClusterHandlers() {
   std::random_device random;
   const uint64_t start = (uint64_t{random()} << 32 | random()) & ((uint64_t{1} << 52) - 1);
   next_id_ = std::max(start, uint64_t{1} << 40);
+  boot_id_ = (uint64_t{random()} << 32 | random()) | 1;  // never 0 (0: not yet heard)
   uv_idle_init(loop_, &announce_idle_);
   announce_idle_.data = this;
   announce_open_ = true;
@@ -91,6 +104,7 @@ void MessageRouter::RegisterClusterHandlers() {
   cluster->SetPeerFrameHandler(svcwire::kFrameBroadcastResult,
                                handle(&MessageRouter::OnBroadcastResultFrame));
   cluster->SetPeerFrameHandler(svcwire::kFrameStats, handle(&MessageRouter::OnStatsFrame));
+  cluster->SetPeerFrameHandler(svcwire::kFrameResync, handle(&MessageRouter::OnResyncFrame));
   cluster->AddPeerLinkHandler([this](uint64_t peer, bool up) { OnPeerLink(peer, up); });
 }
 
@@ -147,10 +161,45 @@ svcwire::WorkerRecord MessageRouter::RecordFor(const Worker& w, uint64_t peer) c
   return r;
 }
 
-std::string MessageRouter::FullTableFor(uint64_t peer) const {
-  std::string frame = svcwire::BeginWorkers(/*full=*/true);
-  for (const auto& [client, w] : workers_) svcwire::AppendWorker(&frame, RecordFor(*w, peer));
-  return frame;
+std::vector<std::string> MessageRouter::FullTableFor(uint64_t peer) const {
+  // In parts if big: the receiver drops the workers that none of the parts
+  // listed only when the last arrives, and a first part starts afresh (a
+  // table whose sending failed half way leaves nothing behind).
+  using svcwire::TablePart;
+  std::vector<std::string> frames;
+  std::string frame = svcwire::BeginWorkers(TablePart::kFirst, boot_id_);
+  size_t records = 0;
+  for (const auto& [client, w] : workers_) {
+    if (records == kRecordsPerFrame || frame.size() >= kBytesPerFrame) {
+      frames.push_back(std::move(frame));
+      frame = svcwire::BeginWorkers(TablePart::kNext, boot_id_);
+      records = 0;
+    }
+    svcwire::AppendWorker(&frame, RecordFor(*w, peer));
+    records++;
+  }
+  frames.push_back(std::move(frame));
+  const uint8_t last = static_cast<uint8_t>(frames.size() == 1 ? TablePart::kWhole
+                                                                 : TablePart::kLast);
+  frames.back()[0] = static_cast<char>(last);
+  return frames;
+}
+
+bool MessageRouter::SendFullTable(uint64_t peer) {
+  ClusterNode* cluster = server_->cluster_node();
+  for (const std::string& frame : FullTableFor(peer)) {
+    if (!cluster->SendToPeer(peer, svcwire::kFrameWorkers, frame)) {
+      resync_.insert(peer);  // the whole table again at the next stats tick
+      return false;
+    }
+  }
+  resync_.erase(peer);
+  return true;
+}
+
+void MessageRouter::OnResyncFrame(uint64_t peer, std::string_view payload) {
+  if (!payload.empty()) return LogBadFrame(peer, "resync");
+  resync_.insert(peer);  // at the next stats tick: at most one table a second
 }
 
 void MessageRouter::FlushAnnouncements() {
@@ -159,25 +208,40 @@ void MessageRouter::FlushAnnouncements() {
   ClusterNode* cluster = server_->cluster_node();
   for (uint64_t id : dirty_full_) dirty_load_.erase(id);
   for (uint64_t peer : cluster->LinkedMembers()) {
-    std::string frame = svcwire::BeginWorkers(/*full=*/false);
+    // Cut into frames under the receiver's bound; a change the peer could not
+    // be sent leaves its view wrong: it gets the whole table again at the
+    // next stats tick.
+    std::vector<std::string> frames;
+    std::string frame = svcwire::BeginWorkers(svcwire::TablePart::kChanges, boot_id_);
     const size_t empty = frame.size();
-    for (uint64_t id : dirty_gone_) {
-      svcwire::AppendWorker(&frame, {.kind = svcwire::RecordKind::kGone, .id = id});
-    }
+    size_t records = 0;
+    auto append = [&](const svcwire::WorkerRecord& r) {
+      if (records == kRecordsPerFrame || frame.size() >= kBytesPerFrame) {
+        frames.push_back(std::move(frame));
+        frame = svcwire::BeginWorkers(svcwire::TablePart::kChanges, boot_id_);
+        records = 0;
+      }
+      svcwire::AppendWorker(&frame, r);
+      records++;
+    };
+    for (uint64_t id : dirty_gone_) append({.kind = svcwire::RecordKind::kGone, .id = id});
     for (uint64_t id : dirty_full_) {
-      if (const Worker* w = LocalWorker(id)) svcwire::AppendWorker(&frame, RecordFor(*w, peer));
+      if (const Worker* w = LocalWorker(id)) append(RecordFor(*w, peer));
     }
     for (uint64_t id : dirty_load_) {
       const Worker* w = LocalWorker(id);
       if (w == nullptr) continue;
       svcwire::WorkerRecord r = RecordFor(*w, peer);
       r.kind = svcwire::RecordKind::kLoad;
-      svcwire::AppendWorker(&frame, r);
+      append(r);
     }
-    if (frame.size() == empty) continue;
-    // A change the peer could not be sent leaves its view wrong: it gets the
-    // whole table again at the next stats tick.
-    if (!cluster->SendToPeer(peer, svcwire::kFrameWorkers, frame)) resync_.insert(peer);
+    if (frame.size() > empty) frames.push_back(std::move(frame));
+    for (const std::string& f : frames) {
+      if (!cluster->SendToPeer(peer, svcwire::kFrameWorkers, f)) {
+        resync_.insert(peer);
+        break;
+      }
+    }
   }
   dirty_full_.clear();
   dirty_load_.clear();
@@ -187,8 +251,18 @@ void MessageRouter::FlushAnnouncements() {
 std::string MessageRouter::EncodeLocalStats() const {
   svcwire::StatsFrame f;
   f.dropped_replies = dropped_replies_;
+  // In a fixed order, so an unchanged state encodes the same, and the same
+  // services are the ones kept when there are more than the cap.
+  std::vector<const Service*> called;
   for (const auto& [key, svc] : services_) {
     if (svc->calls == 0 && svc->waiting.empty()) continue;  // nothing called from here
+    called.push_back(svc.get());
+  }
+  std::sort(called.begin(), called.end(), [](const Service* a, const Service* b) {
+    return std::tie(a->room, a->name) < std::tie(b->room, b->name);
+  });
+  if (called.size() > kMaxPeerStatsServices) called.resize(kMaxPeerStatsServices);
+  for (const Service* svc : called) {
     svcwire::ServiceCounters c;
     c.room = svc->room;
     c.name = svc->name;
@@ -204,12 +278,7 @@ std::string MessageRouter::EncodeLocalStats() const {
       c.quantiles.push_back(sorted[k == 1 ? 0 : i * (sorted.size() - 1) / (k - 1)]);
     }
     f.services.push_back(std::move(c));
-    if (f.services.size() == kMaxPeerStatsServices) break;
   }
-  // Encoded in a fixed order, so an unchanged state encodes the same.
-  std::sort(f.services.begin(), f.services.end(), [](const auto& a, const auto& b) {
-    return std::tie(a.room, a.name) < std::tie(b.room, b.name);
-  });
   return svcwire::EncodeStats(f);
 }
 
@@ -219,12 +288,23 @@ void MessageRouter::SendStats() {
   const bool changed = stats != last_stats_;
   last_stats_ = std::move(stats);
   for (uint64_t peer : cluster->LinkedMembers()) {
-    if (resync_.contains(peer) &&
-        cluster->SendToPeer(peer, svcwire::kFrameWorkers, FullTableFor(peer))) {
-      resync_.erase(peer);
-    }
+    if (resync_.contains(peer)) (void)SendFullTable(peer);
     if (changed) (void)cluster->SendToPeer(peer, svcwire::kFrameStats, last_stats_);
   }
+  UnblockRemoteWorkers();
+}
+
+void MessageRouter::UnblockRemoteWorkers() {
+  std::vector<Worker*> blocked;
+  for (auto& [key, w] : remote_workers_) {
+    if (w->blocked) blocked.push_back(w.get());
+  }
+  // Draining never drops a worker (a failed send only blocks it again).
+  for (Worker* w : blocked) {
+    w->blocked = false;
+    DrainWaiting(w);
+  }
+  if (!blocked.empty()) ArmTimer();
 }
 
 // ---------------------------------------------------------------------------
@@ -233,12 +313,10 @@ void MessageRouter::SendStats() {
 void MessageRouter::OnPeerLink(uint64_t peer, bool up) {
   ClusterNode* cluster = server_->cluster_node();
   if (up) {
-    resync_.erase(peer);
-    if (!cluster->SendToPeer(peer, svcwire::kFrameWorkers, FullTableFor(peer))) {
-      resync_.insert(peer);
-    }
-    last_stats_ = EncodeLocalStats();
-    (void)cluster->SendToPeer(peer, svcwire::kFrameStats, last_stats_);
+    (void)SendFullTable(peer);
+    // Only to the new peer: last_stats_ stays what the others were last
+    // sent, so a change since then still reaches them at the next tick.
+    (void)cluster->SendToPeer(peer, svcwire::kFrameStats, EncodeLocalStats());
     return;
   }
   resync_.erase(peer);
@@ -276,12 +354,36 @@ void MessageRouter::OnPeerLink(uint64_t peer, bool up) {
 void MessageRouter::OnWorkersFrame(uint64_t peer, std::string_view payload) {
   svcwire::WorkersFrame frame;
   if (!svcwire::DecodeWorkers(payload, kMaxPeerWorkers, &frame)) {
+    // This node's view of the peer's workers may now be wrong: it asks for
+    // the whole table (sent at the peer's next stats tick).
+    (void)server_->cluster_node()->SendToPeer(peer, svcwire::kFrameResync, {});
     return LogBadFrame(peer, "workers");
   }
-  if (frame.full) {
-    // The whole table: workers it no longer lists are gone.
-    std::set<uint64_t> listed;
-    for (const svcwire::WorkerRecord& r : frame.records) listed.insert(r.id);
+  if (auto t = peer_tables_.find(peer);
+      t != peer_tables_.end() && t->second.boot != 0 && t->second.boot != frame.boot) {
+    // The peer restarted behind a link this node never saw go down: its old
+    // workers (whose ids its new ones reuse) and the calls at them go as on
+    // a link down, and it is told this node's table, which it has lost.
+    LOG(INFO) << "services: node " << peer << " restarted; dropping its previous workers";
+    OnPeerLink(peer, /*up=*/false);
+    OnPeerLink(peer, /*up=*/true);
+  }
+  PeerTable& table = peer_tables_[peer];
+  table.boot = frame.boot;
+  using svcwire::TablePart;
+  const bool ends = frame.part == TablePart::kWhole || frame.part == TablePart::kLast;
+  if (frame.part == TablePart::kWhole || frame.part == TablePart::kFirst) table.listed.clear();
+  if (frame.part != TablePart::kChanges) {
+    for (const svcwire::WorkerRecord& r : frame.records) table.listed.insert(r.id);
+    if (table.listed.size() > kMaxPeerWorkers) {
+      table.listed.clear();  // endless parts: refused; the next whole table starts afresh
+      return LogBadFrame(peer, "workers (a table over the per-node worker bound)");
+    }
+  }
+  if (ends) {
+    // The whole table's last part: workers none of its parts listed are gone.
+    std::set<uint64_t> listed = std::move(table.listed);
+    table.listed.clear();
     std::vector<Worker*> gone;
     for (auto it = remote_workers_.lower_bound({peer, 0});
          it != remote_workers_.end() && it->first.first == peer; ++it) {
@@ -299,8 +401,10 @@ void MessageRouter::OnWorkersFrame(uint64_t peer, std::string_view payload) {
         if (it != remote_workers_.end()) {
           Worker* w = it->second.get();
           const uint32_t before = w->others;
+          const bool was_blocked = w->blocked;
           w->others = Others(r.in_flight, r.yours);
-          if (w->others < before) DrainWaiting(w);  // a slot freed there
+          w->blocked = false;
+          if (w->others < before || was_blocked) DrainWaiting(w);  // a slot freed there
         }
         break;
       case svcwire::RecordKind::kGone:
@@ -334,6 +438,7 @@ void MessageRouter::UpsertRemoteWorker(uint64_t peer, const svcwire::WorkerRecor
   w->label = r.label;
   w->concurrency = std::max<uint32_t>(1, r.concurrency);
   w->others = Others(r.in_flight, r.yours);
+  w->blocked = false;
   // Services it stopped serving: no new requests (those in flight still end).
   std::set<std::pair<std::string_view, std::string_view>> wanted;
   for (const auto& [room, name] : r.services) wanted.emplace(room, name);
@@ -381,7 +486,7 @@ void MessageRouter::OnRequestFrame(uint64_t peer, std::string_view payload) {
       r.timeout_ms == 0) {
     // Not run: the caller's node sends it elsewhere without counting an attempt.
     svcwire::Result refusal{r.call_id, r.worker_id, svcwire::Status::kNotRun, kUnusable, 0, {}};
-    if (serves) {
+    if (serves && !w->client->conn().closing()) {  // closing: as good as gone
       refusal.in_flight = w->in_flight;
       auto yours = w->from_peer.find(peer);
       refusal.yours = yours == w->from_peer.end() ? 0 : yours->second;
@@ -426,14 +531,25 @@ void MessageRouter::OnResultFrame(uint64_t peer, std::string_view payload) {
   if (!svcwire::DecodeResult(payload, &r)) return LogBadFrame(peer, "result");
   auto it = calls_.find(r.call_id);
   // Only for a request this node sent that worker and still waits for: late
-  // (timed out here) or stray results are dropped.
+  // (timed out here) or stray results are dropped; a worker's answer dropped
+  // so is counted, as SVC.REPLY to an ended request is on the worker's node.
   if (it == calls_.end() || it->second.worker == nullptr || it->second.worker->node != peer ||
       it->second.worker->id != r.worker_id) {
+    if (r.status == svcwire::Status::kOk || r.status == svcwire::Status::kError) {
+      dropped_replies_++;
+    }
     return;
   }
   PendingCall& call = it->second;
   Worker* w = call.worker;
   w->others = r.in_flight == kUnusable ? w->concurrency : Others(r.in_flight, r.yours);
+  // Heard from its node: usable again, unless this is a refusal. A refusal
+  // may come from a slot its node still holds for a call this node has
+  // already ended (it frees at its own deadline there), or from a view of
+  // its services older than the request: resending at once would bounce
+  // once per round trip. Blocked, the worker waits for its node's next
+  // announcement (sent when the slot frees) or the next stats tick.
+  w->blocked = r.status == svcwire::Status::kNotRun;
   switch (r.status) {
     case svcwire::Status::kOk:
       Finish(r.call_id, "ok", r.payload);
@@ -449,7 +565,11 @@ void MessageRouter::OnResultFrame(uint64_t peer, std::string_view payload) {
       w->in_flight--;
       call.worker = nullptr;
       call.attempts--;
-      Dispatch(r.call_id, /*retry=*/true);
+      if (CallerGone(call)) {
+        Finish(r.call_id, "error", "caller disconnected");  // runs for nobody
+      } else {
+        Dispatch(r.call_id, /*retry=*/true);
+      }
       break;
     case svcwire::Status::kLost:
       w->in_flight--;
@@ -497,12 +617,21 @@ void MessageRouter::OnBroadcastResultFrame(uint64_t peer, std::string_view paylo
   auto part = b.parts.find(peer);
   if (part == b.parts.end() || part->second.done) return;
   part->second.done = true;
+  // The workers it had when asked that its answer leaves out (gone before the
+  // broadcast ran there) are reported as errors, not silently dropped.
+  std::multiset<std::string> missing;
+  for (Broadcast::Slot& s : part->second.slots) missing.insert(std::move(s.worker));
   part->second.slots.clear();
   for (svcwire::BroadcastSlot& s : r.slots) {
+    if (auto m = missing.find(s.label); m != missing.end()) missing.erase(m);
     std::string status = s.status == svcwire::Status::kOk      ? "ok"
                          : s.status == svcwire::Status::kError ? "error"
                                                                : "timeout";
     part->second.slots.push_back({std::move(s.label), std::move(status), std::move(s.payload)});
+  }
+  for (const std::string& label : missing) {
+    part->second.slots.push_back(
+        {label, "error", "worker left node " + std::to_string(peer) + " before it ran"});
   }
   if (--b.outstanding == 0) FinishBroadcast(r.group);
 }

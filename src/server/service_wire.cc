@@ -87,9 +87,10 @@ class Reader {
 
 }  // namespace
 
-std::string BeginWorkers(bool full) {
+std::string BeginWorkers(TablePart part, uint64_t boot) {
   std::string out;
-  PutU8(&out, full ? 1 : 0);
+  PutU8(&out, static_cast<uint8_t>(part));
+  PutU64(&out, boot);
   return out;
 }
 
@@ -119,9 +120,9 @@ void AppendWorker(std::string* out, const WorkerRecord& r) {
 
 bool DecodeWorkers(std::string_view payload, size_t max_records, WorkersFrame* out) {
   Reader in(payload);
-  uint8_t full;
-  if (!in.U8(&full) || full > 1) return false;
-  out->full = full == 1;
+  uint8_t part;
+  if (!in.U8(&part) || part > kMaxTablePart || !in.U64(&out->boot)) return false;
+  out->part = static_cast<TablePart>(part);
   out->records.clear();
   while (!in.done()) {
     if (out->records.size() >= max_records) return false;

@@ -7,7 +7,8 @@
 // never reads past its input: a truncated or malformed frame decodes to false
 // (the caller drops it and logs, rate limited), never to a partial value.
 //
-//   WORKERS        u8 full (1: replaces the sender's whole table) | records...
+//   WORKERS        u8 part (TablePart: changes, or a whole table in one frame or in parts)
+//                  | u64 boot id (random per start of the sender) | records...
 //     record       u8 kind | u64 worker id | kind 1 (upsert): u32 concurrency,
 //                  u32 in flight (all callers), u32 in flight from the receiver,
 //                  str label, u32 n, n x (str room, str service)
@@ -22,6 +23,7 @@
 //   STATS          u64 dropped replies | u32 n | n x (str room, str service, u64 calls,
 //                  u64 errors, u64 timeouts, u64 waiting, u64 latency samples,
 //                  u32 k, k x f64 latency quantile points in ms)
+//   RESYNC         empty: the sender refused a WORKERS frame; send it the whole table again
 
 #ifndef DISTRI_SERVER_SERVICE_WIRE_H_
 #define DISTRI_SERVER_SERVICE_WIRE_H_
@@ -41,6 +43,7 @@ enum FrameType : uint8_t {
   kFrameBroadcast = 27,
   kFrameBroadcastResult = 28,
   kFrameStats = 29,
+  kFrameResync = 30,
 };
 
 // How a request ended, as the worker's node reports it.
@@ -64,8 +67,20 @@ struct WorkerRecord {
   std::string label;
   std::vector<std::pair<std::string, std::string>> services;  // (room, name)
 };
+// What a WORKERS frame holds. A whole table replaces the sender's: the workers
+// it leaves out (in none of its parts) are gone once its last part arrives.
+enum class TablePart : uint8_t {
+  kChanges = 0,  // changes only
+  kWhole = 1,    // a whole table in one frame
+  kFirst = 2,    // the first part of a whole table
+  kNext = 3,     // a middle part
+  kLast = 4,     // the last part
+};
+constexpr uint8_t kMaxTablePart = 4;
+
 struct WorkersFrame {
-  bool full = false;
+  TablePart part = TablePart::kChanges;
+  uint64_t boot = 0;  // the sender's boot id: a new one means it restarted
   std::vector<WorkerRecord> records;
 };
 
@@ -103,7 +118,7 @@ struct StatsFrame {
 };
 
 // Appends one record to a WORKERS frame begun with BeginWorkers.
-std::string BeginWorkers(bool full);
+std::string BeginWorkers(TablePart part, uint64_t boot);
 void AppendWorker(std::string* frame, const WorkerRecord& record);
 std::string EncodeRequest(const Request& r);
 std::string EncodeResult(const Result& r);

@@ -23,7 +23,7 @@ void ExpectPrefixesRefused(const std::string& frame,
 }
 
 TEST(ServiceWire, WorkersRoundTrip) {
-  std::string frame = BeginWorkers(/*full=*/true);
+  std::string frame = BeginWorkers(TablePart::kWhole, /*boot=*/0x1122334455667788);
   WorkerRecord up;
   up.id = 42;
   up.concurrency = 4;
@@ -36,7 +36,8 @@ TEST(ServiceWire, WorkersRoundTrip) {
   AppendWorker(&frame, {.kind = RecordKind::kGone, .id = 44});
   WorkersFrame out;
   ASSERT_TRUE(DecodeWorkers(frame, 10, &out));
-  EXPECT_TRUE(out.full);
+  EXPECT_EQ(out.part, TablePart::kWhole);
+  EXPECT_EQ(out.boot, 0x1122334455667788u);
   ASSERT_EQ(out.records.size(), 3u);
   EXPECT_EQ(out.records[0].id, 42u);
   EXPECT_EQ(out.records[0].concurrency, 4u);
@@ -56,18 +57,33 @@ TEST(ServiceWire, WorkersRoundTrip) {
   EXPECT_FALSE(DecodeWorkers(frame, 2, &out));
 }
 
+TEST(ServiceWire, WholeTablePartsAndChanges) {
+  WorkersFrame out;
+  for (TablePart p : {TablePart::kChanges, TablePart::kWhole, TablePart::kFirst,
+                     TablePart::kNext, TablePart::kLast}) {
+    ASSERT_TRUE(DecodeWorkers(BeginWorkers(p, 7), 10, &out));
+    EXPECT_EQ(out.part, p);
+    EXPECT_EQ(out.boot, 7u);
+    EXPECT_TRUE(out.records.empty());
+  }
+  // The header without its boot id is refused.
+  EXPECT_FALSE(DecodeWorkers(std::string(1, '\1'), 10, &out));
+}
+
 TEST(ServiceWire, UnknownRecordKindOrFlagIsRefused) {
   WorkersFrame out;
-  std::string frame = BeginWorkers(false);
+  std::string frame = BeginWorkers(TablePart::kChanges, 1);
   frame.push_back(9);
   frame.append(8, '\0');
   EXPECT_FALSE(DecodeWorkers(frame, 10, &out));
-  EXPECT_FALSE(DecodeWorkers(std::string(1, '\2'), 10, &out));
+  std::string bad_flag = BeginWorkers(TablePart::kChanges, 1);
+  bad_flag[0] = 5;
+  EXPECT_FALSE(DecodeWorkers(bad_flag, 10, &out));
 }
 
 TEST(ServiceWire, HugeCountsAreRefusedBeforeAllocating) {
   // A record claiming 2^32-1 services in a few bytes.
-  std::string frame = BeginWorkers(false);
+  std::string frame = BeginWorkers(TablePart::kChanges, 1);
   WorkerRecord r;
   r.id = 1;
   AppendWorker(&frame, r);

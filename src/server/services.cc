@@ -188,7 +188,7 @@ void MessageRouter::DropWorker(Worker* w, bool reroute) {
     // The retry goes to another worker only if one exists now: waiting for a
     // worker to appear would leave the caller hanging for its whole timeout
     // for a request that may already have run.
-    if (reroute && call.group == 0 && call.attempts < kMaxAttempts &&
+    if (!CallerGone(call) && reroute && call.group == 0 && call.attempts < kMaxAttempts &&
         HasLiveWorker(*call.service)) {
       Dispatch(id, /*retry=*/true);  // once more, to another worker (invariant 1)
     } else {
@@ -210,7 +210,9 @@ void MessageRouter::DropWorker(Worker* w, bool reroute) {
 void MessageRouter::Orphan(uint64_t call_id, bool reroute, std::string_view why) {
   PendingCall& call = calls_.at(call_id);
   call.worker = nullptr;
-  if (reroute && call.group == 0 && call.attempts < kMaxAttempts &&
+  if (CallerGone(call)) {
+    Finish(call_id, "error", "caller disconnected");
+  } else if (reroute && call.group == 0 && call.attempts < kMaxAttempts &&
       HasLiveWorker(*call.service)) {
     Dispatch(call_id, /*retry=*/true);
   } else {
@@ -233,7 +235,10 @@ MessageRouter::Worker* MessageRouter::PickWorker(Service& svc) {
     size_t pos = (svc.rr + k) % n;
     Worker* w = svc.workers[pos];
     const uint64_t load = uint64_t{w->in_flight} + w->others;
-    if (load >= w->concurrency || (w->client != nullptr && w->client->conn().closing())) continue;
+    if (load >= w->concurrency || w->blocked ||
+        (w->client != nullptr && w->client->conn().closing())) {
+      continue;
+    }
     if (best == nullptr || load < best_load) {
       best = w;
       best_load = load;
@@ -252,7 +257,9 @@ bool MessageRouter::Assign(PendingCall& call, Worker* w) {
                        call.service->name, *call.payload};
     if (!server_->cluster_node()->SendToPeer(w->node, svcwire::kFrameRequest,
                                               svcwire::EncodeRequest(r))) {
-      w->others = w->concurrency;  // unusable until its node is heard from again
+      // Not picked again until its node is heard from or the next stats tick
+      // (an idle worker's node may never announce it again).
+      w->blocked = true;
       return false;
     }
     call.worker = w;
@@ -279,7 +286,7 @@ bool MessageRouter::Assign(PendingCall& call, Worker* w) {
 
 void MessageRouter::Dispatch(uint64_t call_id, bool retry) {
   PendingCall& call = calls_.at(call_id);
-  // A failed send marks its worker full, so this ends.
+  // A failed send blocks its worker, so this ends.
   while (Worker* w = PickWorker(*call.service)) {
     if (Assign(call, w)) return;
   }
