@@ -9,7 +9,7 @@
 #   scripts/install-deps.sh --bench  plus what the side-by-side runs start: Debian's etcd
 #                                    (etcd-server, 3.4) and strace for bench/cluster_compare.py
 #                                    (it needs Go too, bench/loadgen), nats-server for
-#                                    bench/nats_compare.py and bench/nats_cluster_compare.py
+#                                    bench/nats_compare.py (one node, or --nodes 3)
 #   (--test and --bench may be given together)
 set -euo pipefail
 
