@@ -171,13 +171,21 @@ std::string Counts(const std::vector<std::unique_ptr<Conn>>& conns, uint64_t Con
   return out;
 }
 
-// Connections that have none of `field`, as "i (port p), ...".
+// Connections that have none of `field`, by port: "1, 4, 7 (port 7479); 2, 5 (port 7579)".
 std::string Without(const std::vector<std::unique_ptr<Conn>>& conns, uint64_t Conn::*field) {
-  std::string out;
+  std::vector<std::pair<int, std::string>> by_port;
   for (const auto& c : conns) {
     if ((*c).*field != 0) continue;
-    if (!out.empty()) out += ", ";
-    out += std::to_string(c->index) + " (port " + std::to_string(c->port) + ")";
+    auto it = std::find_if(by_port.begin(), by_port.end(),
+                           [&](const auto& p) { return p.first == c->port; });
+    if (it == by_port.end()) it = by_port.insert(by_port.end(), {c->port, ""});
+    if (!it->second.empty()) it->second += ", ";
+    it->second += std::to_string(c->index);
+  }
+  std::string out;
+  for (const auto& [port, list] : by_port) {
+    if (!out.empty()) out += "; ";
+    out += list + " (port " + std::to_string(port) + ")";
   }
   return out;
 }
