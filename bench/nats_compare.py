@@ -389,12 +389,13 @@ def render(results, args, meta, scenarios):
             md.append(row(f"{sc.label}: latency p99 (µs, lower is better)", sc.key, "p99_us",
                           "{:,.1f}"))
     md.append("")
-    failed = [(heads[n], sc.label, why) for sc in scenarios for n in names
-              for why in dict.fromkeys(failures(results, n, sc.key))]
+    failed = [(heads[n], sc.label, failures(results, n, sc.key), len(results[(n, sc.key)]))
+              for sc in scenarios for n in names if failures(results, n, sc.key)]
     if failed:
-        md.append("Failed runs (msg_bench's reason):")
+        md.append("Failed runs (msg_bench's reason, from the first failed run):")
         md.append("")
-        md.extend(f"* {head}, {label}: {why}" for head, label, why in failed)
+        md.extend(f"* {head}, {label}: {len(whys)} of {runs} run(s) failed: {whys[0]}"
+                  for head, label, whys, runs in failed)
         md.append("")
     md.append("\"distri\": msg_bench reads distri's replies with `distri::protocol::ParseValue`; "
               "\"fast client parser\": it reads the hot frames in place, at about the CPU cost "
