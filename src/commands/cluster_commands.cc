@@ -42,6 +42,11 @@ void Nodes(Call& call) {
   if (ClusterControl* c = ClusterOf(call)) c->Nodes(call.reply);
 }
 
+// Every member's own figures, gathered over the cluster links (server/cluster_stats.h).
+void Stats(Call& call) {
+  if (ClusterOf(call) != nullptr) call.ctx.ClusterStats(call.session, call.reply);
+}
+
 void Join(Call& call) {
   if (ClusterControl* c = ClusterOf(call)) ReplyStatus(call, c->Join(call.args[1]));
 }
@@ -69,6 +74,7 @@ void AddClusterCommands(std::vector<CommandSpec>* out) {
   out->insert(out->end(), {
     {"cluster.info", 1, 0, 0, 0, 0, Info, "This node's view of the cluster"},
     {"cluster.nodes", 1, 0, 0, 0, 0, Nodes, "Every member: address, role, progress, health"},
+    {"cluster.stats", 1, 0, 0, 0, 0, Stats, "Every node's own statistics, one map per member"},
     {"cluster.join", 2, kAdmin, 0, 0, 0, Join, "Add a node through this member"},
     {"cluster.remove", 2, kAdmin, 0, 0, 0, Remove, "Remove a node from the cluster"},
     {"cluster.leave", 1, kAdmin, 0, 0, 0, Leave, "Remove this node from the cluster"},

@@ -163,9 +163,14 @@ class Context {
                       protocol::ReplyWriter& reply) = 0;
   // UNMIRROR: how many mirrors stopped.
   virtual size_t Unmirror(Session& session, std::optional<std::string_view> room) = 0;
-  // ROOM.STATS and STATS replies (maps; see docs/protocol.md).
-  virtual void RoomStats(std::string_view code, protocol::ReplyWriter& reply) = 0;
-  virtual void SiteStats(protocol::ReplyWriter& reply) = 0;
+  // ROOM.STATS, STATS and CLUSTER.STATS replies (see docs/protocol.md). In a cluster they
+  // gather every member's figures: the session is blocked (as during a CALL) and the reply
+  // written once all have answered or about a second has passed; on a single node at once.
+  // REQUIRES: !session.blocked; for ClusterStats, cluster() != nullptr.
+  virtual void RoomStats(Session& session, std::string_view code,
+                         protocol::ReplyWriter& reply) = 0;
+  virtual void SiteStats(Session& session, protocol::ReplyWriter& reply) = 0;
+  virtual void ClusterStats(Session& session, protocol::ReplyWriter& reply) = 0;
   virtual Messaging& messaging() = 0;
   // A read too long for one loop iteration (KEYS over a big room): `step`
   // runs once per loop iteration, other clients being served in between,

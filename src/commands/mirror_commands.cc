@@ -53,10 +53,10 @@ void Unmirror(Call& call) {
 void RoomStats(Call& call) {
   std::string_view code;
   if (!TargetRoom(call, &code)) return;
-  call.ctx.RoomStats(code, call.reply);
+  call.ctx.RoomStats(call.session, code, call.reply);
 }
 
-void Stats(Call& call) { call.ctx.SiteStats(call.reply); }
+void Stats(Call& call) { call.ctx.SiteStats(call.session, call.reply); }
 
 }  // namespace
 
@@ -65,7 +65,7 @@ void AddMirrorCommands(std::vector<CommandSpec>* out) {
     {"mirror", -1, kReadOnly, 0, 0, 0, Mirror, "Follow the room (or a prefix) live: snapshot, then pushed changes"},
     {"unmirror", -1, kFast, 0, 0, 0, Unmirror, "Stop mirroring a room, or all rooms"},
     {"room.stats", -1, kReadOnly, 0, 0, 0, RoomStats, "Statistics of the current (or named) room"},
-    {"stats", 1, 0, 0, 0, 0, Stats, "Site-wide statistics"},
+    {"stats", 1, 0, 0, 0, 0, Stats, "Site-wide statistics (the whole cluster, with a per-node breakdown)"},
   });
 }
 

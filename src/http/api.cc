@@ -63,8 +63,16 @@ void WriteFields(JsonWriter& w, const Fields& fields) {
       w.Int(*i);
     } else if (const double* d = std::get_if<double>(&f.value)) {
       w.Double(*d);
+    } else if (const std::string* s = std::get_if<std::string>(&f.value)) {
+      w.String(*s);  // invalid UTF-8 shows as U+FFFD
+    } else if (const bool* b = std::get_if<bool>(&f.value)) {
+      w.Bool(*b);
+    } else if (const auto* list = std::get_if<std::vector<Fields>>(&f.value)) {
+      w.BeginArray();
+      for (const Fields& item : *list) WriteFields(w, item);
+      w.EndArray();
     } else {
-      w.String(std::get<std::string>(f.value));  // invalid UTF-8 shows as U+FFFD
+      w.Null();
     }
   }
   w.EndObject();
@@ -206,11 +214,24 @@ void Api::Handle(const Request& req, const Route& route, bool show_codes, Respon
   }
 }
 
-void Api::Stats(Respond& respond) {
+namespace {
+
+// The fields as a JSON object, or 503 when the node has too many statistics reads in flight.
+Response StatsResponse(const std::optional<Fields>& fields) {
+  if (!fields) {
+    return JsonError(503, "TRYAGAIN", "too many statistics requests in flight on this node; retry");
+  }
   std::string body;
   JsonWriter w(&body);
-  WriteFields(w, backend_->SiteStats());
-  respond(JsonOk(std::move(body)));
+  WriteFields(w, *fields);
+  return JsonOk(std::move(body));
+}
+
+}  // namespace
+
+void Api::Stats(Respond& respond) {
+  backend_->GatherSiteStats(
+      [respond](std::optional<Fields> fields) { respond(StatsResponse(fields)); });
 }
 
 void Api::Rooms(const Request& req, bool show_codes, Respond& respond) {
@@ -250,10 +271,8 @@ void Api::Rooms(const Request& req, bool show_codes, Respond& respond) {
 void Api::Room(const Request& req, const Route& route, Respond& respond) {
   if (IsGet(req)) {
     if (!backend_->RoomExists(route.code)) return respond(NoSuchRoom());
-    std::string body;
-    JsonWriter w(&body);
-    WriteFields(w, backend_->RoomStats(route.code));
-    respond(JsonOk(std::move(body)));
+    backend_->GatherRoomStats(
+        route.code, [respond](std::optional<Fields> fields) { respond(StatsResponse(fields)); });
     return;
   }
   if (req.method != "DELETE") return respond(MethodNotAllowed("GET, HEAD, DELETE"));

@@ -30,6 +30,12 @@ class FakeBackend final : public Backend {
     return {{"code", std::string(code)},
             {"keys", static_cast<int64_t>(rooms[std::string(code)].size())}};
   }
+  // Set: /api/stats answers through it (a cluster's gather); else at once from SiteStats.
+  std::function<void(StatsDone)> gather_site;
+  void GatherSiteStats(StatsDone done) override {
+    if (gather_site) return gather_site(std::move(done));
+    done(SiteStats());
+  }
   std::optional<KeyEntry> GetKey(std::string_view room, std::string_view key) override {
     auto& r = rooms[std::string(room)];
     auto it = r.find(std::string(key));
@@ -234,6 +240,39 @@ TEST(Security, RequestPassword) {
   EXPECT_FALSE(OffersWsProtocol(req, kWsProtocol));
   req.headers = {{"sec-websocket-protocol", "distri.auth.!!"}};  // malformed: none
   EXPECT_FALSE(RequestPassword(req));
+}
+
+TEST_F(ApiTest, StatsRenderNodesNullsAndBooleans) {
+  backend_.gather_site = [](StatsDone done) {
+    Fields node_a = {{"id", int64_t{1}}, {"reachable", true}, {"clients", int64_t{2}}};
+    Fields node_b = {{"id", int64_t{2}}, {"reachable", false}, {"clients", std::monostate{}}};
+    done(Fields{{"clients", int64_t{2}},
+                {"nodes", std::vector<Fields>{std::move(node_a), std::move(node_b)}}});
+  };
+  Response r = Call("GET", "/api/stats");
+  EXPECT_EQ(r.status, 200);
+  EXPECT_EQ(r.body,
+            "{\"clients\":2,\"nodes\":[{\"id\":1,\"reachable\":true,\"clients\":2},"
+            "{\"id\":2,\"reachable\":false,\"clients\":null}]}");
+}
+
+TEST_F(ApiTest, StatsAnswerLaterOrBusy) {
+  StatsDone later;
+  backend_.gather_site = [&](StatsDone done) { later = std::move(done); };
+  Request req;
+  req.method = "GET";
+  req.path = req.target = "/api/stats";
+  std::optional<Response> out;
+  api_.Handle(req, MatchRoute(req.path), true, [&](Response r) { out = std::move(r); });
+  EXPECT_FALSE(out.has_value());  // waits for the gather
+  later(Fields{{"clients", int64_t{5}}});
+  ASSERT_TRUE(out.has_value());
+  EXPECT_EQ(out->body, "{\"clients\":5}");
+  // Too many gathers in flight on the node: 503, retry.
+  backend_.gather_site = [](StatsDone done) { done(std::nullopt); };
+  Response busy = Call("GET", "/api/stats");
+  EXPECT_EQ(busy.status, 503);
+  EXPECT_NE(busy.body.find("TRYAGAIN"), std::string::npos) << busy.body;
 }
 
 }  // namespace

@@ -33,12 +33,18 @@ class MetricsWriter;
 // nothing else (the RESP port's default ordinary output limit).
 inline constexpr uint64_t kDefaultResponseOutputLimit = 256ull << 20;
 
-// One named statistic (the same lists STATS and ROOM.STATS render).
+// One named statistic (the same lists STATS and ROOM.STATS render). std::monostate is
+// JSON null (a figure an unreachable node could not give); a vector of field lists is an
+// array of objects (the per-node breakdown, "nodes").
+struct Field;
+using Fields = std::vector<Field>;
 struct Field {
   std::string name;
-  std::variant<int64_t, double, std::string> value;
+  std::variant<int64_t, double, std::string, bool, std::monostate, std::vector<Fields>> value;
 };
-using Fields = std::vector<Field>;
+// The answer to a statistics read that may wait for other nodes: the fields, or nullopt when
+// the node has too many such reads in flight (503, retry).
+using StatsDone = std::function<void(std::optional<Fields>)>;
 
 struct KeyEntry {
   std::string key;
@@ -138,6 +144,10 @@ class Backend {
   // Whether the room exists or may be used (builtin rooms always may).
   virtual bool RoomExists(std::string_view code) = 0;
   virtual Fields RoomStats(std::string_view code) = 0;
+  // /api/stats and GET /api/rooms/<code>: in a cluster every member's figures, gathered
+  // (`done` runs later, within about a second); by default this node's alone, at once.
+  virtual void GatherSiteStats(StatsDone done) { done(SiteStats()); }
+  virtual void GatherRoomStats(std::string_view code, StatsDone done) { done(RoomStats(code)); }
   virtual std::optional<KeyEntry> GetKey(std::string_view room, std::string_view key) = 0;
   // One page of the room's keys under `prefix`, starting at `cursor` (0 =
   // start); appends at most `limit` live keys and returns the next cursor

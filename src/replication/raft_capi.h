@@ -240,8 +240,9 @@ int distri_raft_propose(distri_raft_node* node, const uint8_t* context, size_t c
 /* Proposes a membership change (one change: simple; several: joint consensus, left
  * automatically). It commits as an entry of type DISTRI_RAFT_ENTRY_CONF_CHANGE_V2, which the
  * caller must pass to distri_raft_apply_conf_change when it applies it. While an earlier
- * change is not yet applied, raft silently turns a new one into an empty entry: confirm a
- * change by its committed entry (context) or by distri_raft_node_conf_state. */
+ * change is not yet applied, DISTRI_RAFT_ERR_PROPOSAL_DROPPED (raft itself would silently
+ * turn the new one into an empty entry). A change can still be lost with a leader change:
+ * confirm it by its committed entry (context) or by distri_raft_node_conf_state. */
 int distri_raft_propose_conf_change(distri_raft_node* node, const uint8_t* context,
                                     size_t context_len, const distri_raft_conf_change* changes,
                                     size_t changes_len);

@@ -301,7 +301,11 @@ Status RaftLog::Promote(uint64_t id) {
 Status RaftLog::Remove(uint64_t id) {
   if (role_ != Role::kLeader) return Status(Code::kBusy, "not the leader");
   ConfChange change{ConfChangeType::kRemoveNode, id};
-  return node_->ProposeConfChange("", {&change, 1});
+  Status st = node_->ProposeConfChange("", {&change, 1});
+  if (st.code() == Code::kBusy) {
+    return Status(Code::kBusy, "TRYAGAIN another membership change is still being applied; retry");
+  }
+  return st;
 }
 
 Status RaftLog::TransferLeader(uint64_t id) { return node_->TransferLeader(id); }

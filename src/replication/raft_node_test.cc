@@ -472,6 +472,29 @@ TEST(RaftMembershipTest, RemovedNodeLeavesTheQuorum) {
   ASSERT_TRUE(c.RunUntil([&] { return AllApplied(c, rest, 1); }));
 }
 
+TEST(RaftMembershipTest, RefusesASecondChangeUntilTheFirstIsApplied) {
+  // raft would turn the second change into an empty entry and still answer Ok, so that a
+  // CLUSTER.REMOVE could answer OK and never happen; the C API says "busy" instead.
+  SimCluster c(Ids(3));
+  uint64_t leader = c.ElectLeader();
+  ASSERT_NE(leader, 0u);
+  ASSERT_TRUE(c.RunUntil([&] { return c.node(leader).GetStatus()->applied ==
+                                      c.node(leader).GetStatus()->last_index; }));
+  ConfChange add_learner{ConfChangeType::kAddLearner, 4};
+  ASSERT_TRUE(c.node(leader).ProposeConfChange("", {&add_learner, 1}).ok());
+  ConfChange remove{ConfChangeType::kRemoveNode, leader == 3 ? 2u : 3u};
+  EXPECT_EQ(c.node(leader).ProposeConfChange("", {&remove, 1}).code(), Code::kBusy);
+  c.AddMember(SimCluster::BaseConfig(4));
+  ASSERT_TRUE(c.RunUntil([&] { return c.node(leader).GetStatus()->applied ==
+                                      c.node(leader).GetStatus()->last_index; }));
+  // Once the first is applied, the second goes through.
+  ASSERT_TRUE(c.node(leader).ProposeConfChange("", {&remove, 1}).ok());
+  ASSERT_TRUE(c.RunUntil([&] {
+    auto v = c.node(leader).Voters();
+    return v.ok() && v->size() == 2;
+  }));
+}
+
 TEST(RaftTransferTest, LeadershipMovesToTheChosenNode) {
   SimCluster c(Ids(3));
   uint64_t leader = c.ElectLeader();

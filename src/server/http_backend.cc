@@ -13,6 +13,7 @@
 #include "server/cluster_status.h"
 #include "server/mirror.h"
 #include "server/server.h"
+#include "server/stats_gather.h"
 
 namespace distri::server {
 
@@ -107,6 +108,48 @@ uint64_t HttpBackend::response_output_limit() const {
 int64_t HttpBackend::NowMs() const { return server_->NowMs(); }
 
 http::Fields HttpBackend::SiteStats() { return Convert(server_->SiteStatsFields()); }
+
+namespace {
+
+// The combined figures plus "nodes", one object per member (as STATS replies).
+http::Fields ConvertGathered(const StatFields& combined, const std::vector<NodeReport>& nodes) {
+  http::Fields out = Convert(combined);
+  std::vector<http::Fields> list;
+  list.reserve(nodes.size());
+  for (const NodeReport& node : nodes) {
+    http::Fields fields;
+    fields.reserve(node.figures.size());
+    for (const Figure& f : node.figures) {
+      http::Field h;
+      h.name = f.name;
+      std::visit([&](const auto& v) { h.value = v; }, f.value);
+      fields.push_back(std::move(h));
+    }
+    list.push_back(std::move(fields));
+  }
+  out.push_back({"nodes", std::move(list)});
+  return out;
+}
+
+}  // namespace
+
+// Only the Server is captured: it outlives every gather (Server::Stop completes them).
+void HttpBackend::GatherSiteStats(http::StatsDone done) {
+  Server* server = server_;
+  auto finish = [server, done](std::vector<NodeReport> nodes) {
+    done(ConvertGathered(Combine(server->SiteStatsFields(), nodes, kSummedSiteFields), nodes));
+  };
+  if (!server_->GatherStats(StatsKind::kSite, {}, finish)) done(std::nullopt);
+}
+
+void HttpBackend::GatherRoomStats(std::string_view code, http::StatsDone done) {
+  Server* server = server_;
+  auto finish = [server, done, room = std::string(code)](std::vector<NodeReport> nodes) {
+    done(ConvertGathered(Combine(server->RoomStatsFields(room, 0), nodes, kSummedRoomFields),
+                         nodes));
+  };
+  if (!server_->GatherStats(StatsKind::kRoom, code, finish)) done(std::nullopt);
+}
 
 std::vector<http::Fields> HttpBackend::ListRooms(bool with_codes) {
   std::vector<http::Fields> out;

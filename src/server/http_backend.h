@@ -33,6 +33,8 @@ class HttpBackend final : public http::Backend {
   http::AuthResult Authenticate(std::string_view peer, std::string_view password) override;
   bool RoomExists(std::string_view code) override;
   http::Fields RoomStats(std::string_view code) override;
+  void GatherSiteStats(http::StatsDone done) override;
+  void GatherRoomStats(std::string_view code, http::StatsDone done) override;
   std::optional<http::KeyEntry> GetKey(std::string_view room, std::string_view key) override;
   uint64_t ScanKeys(std::string_view room, std::string_view prefix, uint64_t cursor, size_t limit,
                     std::vector<http::KeyEntry>* out) override;

@@ -12,6 +12,7 @@
 #include "base/strings.h"
 #include "commands/access.h"
 #include "server/client.h"
+#include "server/cluster_stats.h"
 #include "server/cluster_status.h"
 #include "server/server.h"
 
@@ -155,6 +156,13 @@ void Server::AppendInfoSection(std::string_view name, std::string* out) {
       Field(out, "voter_ids", JoinIds(c.voters));
       Field(out, "learners", c.learners.size());
       Field(out, "learner_ids", JoinIds(c.learners));
+      if (stats_gatherer_ != nullptr) {  // statistics gathered from every member
+        const GatherTable& t = stats_gatherer_->table();
+        Field(out, "stats_gathers_in_flight", static_cast<uint64_t>(t.in_flight()));
+        Field(out, "stats_gathers_refused", t.refused());
+        Field(out, "stats_replies_dropped", t.dropped_replies());
+        Field(out, "stats_bad_frames", stats_gatherer_->bad_frames());
+      }
     }
   } else if (name == "keyspace") {
     out->append("# Keyspace\r\n");

@@ -14,6 +14,7 @@
 #include "base/logging.h"
 #include "server/client.h"
 #include "server/cluster.h"
+#include "server/cluster_stats.h"
 #include "http/security.h"
 #include "server/http_backend.h"
 
@@ -147,6 +148,7 @@ Status Server::Start() {
             << (s.fsync ? "always" : "off") << ", pid " << getpid();
 
   if (cluster_) DISTRI_RETURN_IF_ERROR(ListenCluster());
+  if (cluster_) stats_gatherer_ = std::make_unique<StatsGatherer>(this, cluster_.get(), &loop_);
   uv_check_init(&loop_, &check_);
   check_.data = this;
   uv_check_start(&check_, OnCheck);
@@ -176,6 +178,7 @@ void Server::Stop() {
   // No snapshot from here on: the log is closing (and a snapshot at exit
   // would only delay it; the next start replays the tail).
   stopping_ = true;
+  if (stats_gatherer_) stats_gatherer_->Close();  // answers what is in flight
   if (cluster_) CloseCluster();
   log_->Close();
   if (!raft_) ApplyCommitted();

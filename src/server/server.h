@@ -46,6 +46,9 @@ namespace distri::server {
 
 class Client;
 class ClusterNode;
+class StatsGatherer;
+struct NodeReport;
+enum class StatsKind : uint8_t;
 struct ClusterIdentity;
 class HttpBackend;
 
@@ -109,8 +112,6 @@ struct StatField {
   std::variant<int64_t, double, std::string> value;
 };
 using StatFields = std::vector<StatField>;
-// As a RESP map.
-void WriteStatFields(const StatFields& fields, protocol::ReplyWriter& reply);
 
 // Per-room activity, kept by the server (not replicated state).
 struct RoomCounters {
@@ -148,8 +149,10 @@ class Server final : public commands::Context {
   void Mirror(commands::Session& session, std::string_view prefix, std::optional<uint64_t> from,
               protocol::ReplyWriter& reply) override;
   size_t Unmirror(commands::Session& session, std::optional<std::string_view> room) override;
-  void RoomStats(std::string_view code, protocol::ReplyWriter& reply) override;
-  void SiteStats(protocol::ReplyWriter& reply) override;
+  void RoomStats(commands::Session& session, std::string_view code,
+                 protocol::ReplyWriter& reply) override;
+  void SiteStats(commands::Session& session, protocol::ReplyWriter& reply) override;
+  void ClusterStats(commands::Session& session, protocol::ReplyWriter& reply) override;
   commands::Messaging& messaging() override { return *router_; }
   void RunInSteps(commands::Session& session, commands::Step step) override;
   StatFields RoomStatsFields(std::string_view code);
@@ -158,6 +161,12 @@ class Server final : public commands::Context {
   StatFields RoomStatsFields(std::string_view code, int64_t clients);
   std::unordered_map<std::string_view, int64_t> ClientsPerRoom() const;
   StatFields SiteStatsFields();
+  // Every member's own figures (server/cluster_stats.h), ascending id, this node's included:
+  // gathered over the cluster links on demand, `done` running once all have answered or at the
+  // timeout (never before GatherStats returns); on a single node this node's alone, at once.
+  // False: too many requests are in flight (`done` never runs).
+  using StatsDone = std::function<void(std::vector<NodeReport> nodes)>;
+  bool GatherStats(StatsKind kind, std::string_view room, StatsDone done);
 
   // Called by clients.
   void MarkDirty(Client* client);
@@ -220,6 +229,10 @@ class Server final : public commands::Context {
   Client* FindClient(uint64_t id) const;
   // The client may run buffered commands again (after a blocking call).
   void Resume(Client* client);
+  // Writes the reply of a command that blocked its session (its handler set
+  // Session::blocked), unblocks it and lets it run what it has pipelined.
+  // Nothing happens if the client has gone.
+  void AnswerBlocked(uint64_t client_id, const std::function<void(protocol::ReplyWriter&)>& write);
   // Snapshot streaming has work: keep the loop turning until it is done.
   void WakePump();
   ServerStats& stats() { return stats_; }
@@ -300,6 +313,12 @@ class Server final : public commands::Context {
   // Once a second: a client over its soft output limit is cut off when the
   // soft time ends even if nothing more is written to it.
   void SweepSoftLimits();
+  // STATS, ROOM.STATS and CLUSTER.STATS: gathers, then `write`s the reply (at once on a single
+  // node; else the session blocks until the gather completes).
+  using GatheredWrite =
+      std::function<void(const std::vector<NodeReport>& nodes, protocol::ReplyWriter& reply)>;
+  void AnswerStats(commands::Session& session, protocol::ReplyWriter& reply, StatsKind kind,
+                   std::string_view room, GatheredWrite write);
 
   ServerOptions options_;
   uv_loop_t loop_;
@@ -320,6 +339,8 @@ class Server final : public commands::Context {
   std::unique_ptr<StepRunner> steps_;  // long reads, a slice per loop iteration
   std::unique_ptr<log::Log> log_;
   replication::RaftLog* raft_ = nullptr;  // log_, when it is a RaftLog
+  // Declared before cluster_, so destroyed after it: its frame handlers live in cluster_.
+  std::unique_ptr<StatsGatherer> stats_gatherer_;  // in a cluster
   std::unique_ptr<ClusterNode> cluster_;
   // By ascending proposal id (ids only grow: LocalLog's indexes, RaftLog's sequence). They
   // almost always complete in that order, so finding one is a look at the front.

@@ -1,6 +1,7 @@
-// Statistics (ROOM.STATS, STATS, INFO's Distri section), the node id, output
-// buffer limits, and the MIRROR entry points. All values are computed on
-// request from counters kept current as commands run.
+// Statistics (ROOM.STATS, STATS, CLUSTER.STATS, INFO's Distri section), the
+// node id, output buffer limits, and the MIRROR entry points. All values are
+// computed on request from counters kept current as commands run; in a
+// cluster STATS and ROOM.STATS add up every member's (server/cluster_stats.h).
 
 #include <fcntl.h>
 #include <openssl/rand.h>
@@ -17,7 +18,9 @@
 #include "base/logging.h"
 #include "http/http_connection.h"
 #include "server/client.h"
+#include "server/cluster_stats.h"
 #include "server/server.h"
+#include "server/stats_gather.h"
 
 namespace distri::server {
 
@@ -300,24 +303,78 @@ StatFields Server::SiteStatsFields() {
   };
 }
 
-void WriteStatFields(const StatFields& fields, protocol::ReplyWriter& reply) {
-  reply.Map(fields.size());
-  for (const StatField& f : fields) {
-    reply.Bulk(f.name);
-    if (const int64_t* i = std::get_if<int64_t>(&f.value)) {
-      reply.Integer(*i);
-    } else if (const double* d = std::get_if<double>(&f.value)) {
-      reply.Double(*d);
-    } else {
-      reply.Bulk(std::get<std::string>(f.value));
-    }
+// ---------------------------------------------------------------------------
+// Statistics of the whole cluster (server/cluster_stats.h)
+
+bool Server::GatherStats(StatsKind kind, std::string_view room, StatsDone done) {
+  if (stats_gatherer_ == nullptr) {
+    std::vector<NodeReport> nodes;
+    nodes.push_back({0, true, NodeFigures(*this, kind, room)});
+    done(std::move(nodes));
+    return true;
   }
+  return stats_gatherer_->Gather(kind, room, std::move(done));
 }
 
-void Server::RoomStats(std::string_view code, protocol::ReplyWriter& reply) {
-  WriteStatFields(RoomStatsFields(code), reply);
+void Server::AnswerBlocked(uint64_t client_id,
+                           const std::function<void(protocol::ReplyWriter&)>& write) {
+  Client* c = FindClient(client_id);
+  if (c == nullptr || c->conn().closing()) return;  // nobody to answer
+  commands::Session& s = c->session();
+  protocol::ReplyWriter reply(&c->conn().output(), s.protocol);
+  reply.set_limit(c->ReplyLimit(c->conn().output()));
+  write(reply);
+  s.blocked = false;
+  if (reply.overflowed()) {  // as in Client::ProcessInput
+    DisconnectSlowConsumer(c, "a reply would pass the output limit");
+    return;
+  }
+  MarkDirty(c);
+  Resume(c);
 }
 
-void Server::SiteStats(protocol::ReplyWriter& reply) { WriteStatFields(SiteStatsFields(), reply); }
+void Server::AnswerStats(commands::Session& session, protocol::ReplyWriter& reply,
+                         StatsKind kind, std::string_view room, GatheredWrite write) {
+  if (stats_gatherer_ == nullptr) {  // a single node: at once
+    (void)GatherStats(kind, room, [&](std::vector<NodeReport> nodes) { write(nodes, reply); });
+    return;
+  }
+  const uint64_t client_id = session.id;
+  const bool started = stats_gatherer_->Gather(
+      kind, room, [this, client_id, write = std::move(write)](std::vector<NodeReport> nodes) {
+        AnswerBlocked(client_id, [&](protocol::ReplyWriter& r) { write(nodes, r); });
+      });
+  if (!started) {
+    reply.Error("TRYAGAIN too many statistics requests in flight on this node; retry");
+    return;
+  }
+  session.blocked = true;  // AnswerBlocked writes the reply
+}
+
+void Server::RoomStats(commands::Session& session, std::string_view code,
+                       protocol::ReplyWriter& reply) {
+  std::string room(code);
+  AnswerStats(session, reply, StatsKind::kRoom, room,
+              [this, room](const std::vector<NodeReport>& nodes, protocol::ReplyWriter& r) {
+                // The room's clients are counted on every node: this node's own are summed in.
+                WriteGathered(Combine(RoomStatsFields(room, 0), nodes, kSummedRoomFields), nodes,
+                              r);
+              });
+}
+
+void Server::SiteStats(commands::Session& session, protocol::ReplyWriter& reply) {
+  AnswerStats(session, reply, StatsKind::kSite, {},
+              [this](const std::vector<NodeReport>& nodes, protocol::ReplyWriter& r) {
+                WriteGathered(Combine(SiteStatsFields(), nodes, kSummedSiteFields), nodes, r);
+              });
+}
+
+void Server::ClusterStats(commands::Session& session, protocol::ReplyWriter& reply) {
+  AnswerStats(session, reply, StatsKind::kSite, {},
+              [](const std::vector<NodeReport>& nodes, protocol::ReplyWriter& r) {
+                r.Array(nodes.size());
+                for (const NodeReport& node : nodes) WriteFigures(node.figures, r);
+              });
+}
 
 }  // namespace distri::server

@@ -483,6 +483,14 @@ pub unsafe extern "C" fn distri_raft_propose_conf_change(
             single.set_change_type(ty);
             cc.mut_changes().push(single);
         }
+        // raft turns a change proposed while an earlier one is unapplied into an empty entry
+        // and still answers Ok; refuse it here so the caller can say "retry" instead of "done".
+        if n.raw.raft.has_pending_conf() {
+            return Err((
+                ERR_PROPOSAL_DROPPED,
+                "another membership change is not applied yet".to_string(),
+            ));
+        }
         n.raw.propose_conf_change(ctx, cc).map_err(raft_err)
     })
 }
