@@ -9,7 +9,11 @@
 #   scripts/install-deps.sh --bench  plus what the side-by-side runs start: Debian's etcd
 #                                    (etcd-server, 3.4) and strace for bench/cluster_compare.py
 #                                    (it needs Go too, bench/loadgen), nats-server for
-#                                    bench/nats_compare.py (one node, or --nodes 3)
+#                                    bench/nats_compare.py (one node, or --nodes 3).
+#                                    bench/wal_compare.py's raft-engine side
+#                                    (bench/raft_engine_bench) is built with the same Rust
+#                                    toolchain as raft_capi, installed below; only a bench
+#                                    builds it, never CMake or the test command
 #   (--test and --bench may be given together)
 set -euo pipefail
 

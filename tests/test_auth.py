@@ -456,7 +456,7 @@ def test_busy_http_connections_leave_room_for_health_checks(server_factory):
 # ---------------------------------------------------------------------------
 
 PROTECTED = ["/api/stats", "/api/rooms", "/api/rooms/default", "/api/rooms/default/keys",
-             "/api/rooms/default/keys/k", "/metrics", "/readyz"]
+             "/api/rooms/default/keys/k", "/api/cluster", "/api/services", "/metrics", "/readyz"]
 
 
 def test_http_routes_require_the_password(server_factory):

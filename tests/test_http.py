@@ -18,7 +18,7 @@ import urllib.parse
 
 import pytest
 
-from conftest import Raw, wait_until
+from conftest import Raw, encode_command, wait_until
 
 pytestmark = pytest.mark.distri
 
@@ -220,6 +220,81 @@ def test_stats_health_ready(server, c):
     assert get_json(server, "/readyz") == {"status": "ready"}
     status, headers, body = request(server, "HEAD", "/api/stats")
     assert status == 200 and body == b"" and int(headers["content-length"]) > 0
+
+
+def test_cluster_on_a_node_without_a_cluster(server):
+    view = get_json(server, "/api/cluster")
+    assert view["cluster"] is False
+    assert (view["node_id"], view["cluster_id"], view["leader_id"]) == (0, 0, 0)
+    assert view["role"] == "standalone"
+    [node] = view["nodes"]
+    assert node["self"] is True and node["healthy"] is True and node["role"] == "standalone"
+    assert node["client_address"] == f"127.0.0.1:{server.port}"
+    assert node["http_address"] == f"127.0.0.1:{server.http_port}"
+    assert node["lag"] == 0 and node["match_index"] == view["applied_index"]
+    assert request(server, "POST", "/api/cluster")[0] == 405
+
+
+def resp3_worker(server, name, *services, concurrency=1, room=None):
+    w = Raw(server.port)
+    assert isinstance(w.cmd("HELLO", "3"), dict)
+    if room:
+        assert w.cmd("ROOM.JOIN", room) == b"OK"
+    assert w.cmd("CLIENT", "SETNAME", name) == b"OK"
+    assert w.cmd("SVC.SERVE", *services, "CONCURRENCY", str(concurrency)) == b"OK"
+    return w
+
+
+def test_services_workers_and_outstanding_calls(server):
+    room = new_room(server, "svc")
+    a = resp3_worker(server, "resizer-a", "resize", "crop", concurrency=2, room=room)
+    b = resp3_worker(server, "resizer-b", "resize")
+    caller = Raw(server.port)
+    try:
+        wait_until(lambda: len(get_json(server, "/api/services")["services"]) >= 3,
+                   what="three services listed")
+        # The caller's CALL is held by worker a, unanswered: in flight at a.
+        assert caller.cmd("ROOM.JOIN", room) == b"OK"
+        caller.send(encode_command("CALL", "crop", "img", "TIMEOUT", "20000"))
+        frame = a.read_reply()
+        assert frame[0] == b"svc.request" and frame[2] == b"crop"
+        got = get_json(server, "/api/services")
+        assert got["truncated"] is False
+        by = {(s["room"], s["name"]): s for s in got["services"]}
+        assert list(by) == sorted(by)  # sorted by room, then name
+        crop, resize = by[(room, "crop")], by[(room, "resize")]
+        assert (crop["calls"], crop["in_flight"], crop["waiting"]) == (1, 1, 0)
+        assert crop["workers"] == [{"node_id": 0, "worker_id": crop["workers"][0]["worker_id"],
+                                    "label": "resizer-a", "concurrency": 2, "in_flight": 1}]
+        assert resize["in_flight"] == 0 and resize["workers"][0]["in_flight"] == 0
+        assert by[("default", "resize")]["workers"][0]["label"] == "resizer-b"
+        # ?room= lists one room's.
+        only = get_json(server, "/api/services?room=" + urllib.parse.quote(room, safe=""))
+        assert sorted(s["name"] for s in only["services"]) == ["crop", "resize"]
+        assert get_json(server, "/api/services?room=no-such-room")["services"] == []
+        assert request(server, "GET", "/api/services?room=")[0] == 400
+        # Answered: the call is no longer outstanding, and its latency is recorded.
+        assert a.cmd("SVC.REPLY", frame[1], "cropped") == 1
+        assert caller.read_reply() == b"cropped"
+        crop = next(s for s in get_json(server, "/api/services")["services"] if s["name"] == "crop")
+        assert crop["in_flight"] == 0 and crop["workers"][0]["in_flight"] == 0
+        assert crop["p50_ms"] >= 0 and crop["calls"] == 1
+    finally:
+        for r in (a, b, caller):
+            r.close()
+    wait_until(lambda: get_json(server, "/api/services")["services"] == [],
+               what="services gone with their workers")
+
+
+def test_services_show_room_ids_to_non_admins(server_factory):
+    s = server_factory(extra_args=["--trust-loopback", "no"])
+    room = new_room(s)
+    w = resp3_worker(s, "hidden", "svc", room=room)
+    try:
+        [svc] = get_json(s, "/api/services")["services"]
+        assert svc["room"].startswith("r-") and room not in json.dumps(svc)
+    finally:
+        w.close()
 
 
 def test_key_crud_and_visibility_over_resp(server, c):

@@ -1,7 +1,7 @@
 // The dashboard's entry point: a hash router over pages.
 //
 // Each page is a module exporting mount(container, params) -> unmount().
-// Sections that later releases fill in (queues, streams, services, cluster)
+// Sections that later releases fill in (queues, streams)
 // are registered as placeholders: adding one is a new module and one line in
 // PAGES. Every key and value reaches the DOM through textContent (see
 // js/dom.js), never as markup.
@@ -10,6 +10,8 @@ import { el } from "./js/dom.js";
 import { mountOverview } from "./js/overview.js";
 import { mountRooms } from "./js/rooms.js";
 import { mountRoom } from "./js/room.js";
+import { mountServices } from "./js/services.js";
+import { mountCluster } from "./js/cluster.js";
 
 const placeholder = (title, what) => (root) => {
   root.append(el("section", { class: "card" },
@@ -25,8 +27,8 @@ const PAGES = [
   [/^#\/rooms\/([^/]+)$/, "rooms", (root, [code]) => mountRoom(root, decodeURIComponent(code))],
   [/^#\/queues$/, "queues", placeholder("Queues", "Job queues: depth, leases, retries and dead letters")],
   [/^#\/streams$/, "streams", placeholder("Streams", "Streams: offsets, consumer groups and lag")],
-  [/^#\/services$/, "services", placeholder("Services", "Services: workers, outstanding calls and latency")],
-  [/^#\/cluster$/, "cluster", placeholder("Cluster", "Cluster members, the leader and replication")],
+  [/^#\/services$/, "services", mountServices],
+  [/^#\/cluster$/, "cluster", mountCluster],
 ];
 
 let unmount = null;

@@ -120,6 +120,8 @@ Route MatchRoute(std::string_view path) {
   if (path == "/metrics") return Simple(Route::Kind::kMetrics, "/metrics");
   if (path == "/api/stats") return Simple(Route::Kind::kStats, "/api/stats");
   if (path == "/api/rooms") return Simple(Route::Kind::kRooms, "/api/rooms");
+  if (path == "/api/cluster") return Simple(Route::Kind::kCluster, "/api/cluster");
+  if (path == "/api/services") return Simple(Route::Kind::kServices, "/api/services");
   if (!path.starts_with("/api/rooms/")) return r;
   std::vector<std::string_view> parts = SplitPath(path);  // api, rooms, code, ...
   if (parts.size() < 3 || parts.size() > 5 || parts[2].empty()) return r;
@@ -210,6 +212,14 @@ void Api::Handle(const Request& req, const Route& route, bool show_codes, Respon
       return;
     case Route::Kind::kRoomWs:
       respond(JsonError(426, "UPGRADE", "this route is a WebSocket: send an Upgrade request"));
+      return;
+    case Route::Kind::kCluster:
+      if (!IsGet(req)) return respond(MethodNotAllowed("GET, HEAD"));
+      Cluster(respond);
+      return;
+    case Route::Kind::kServices:
+      if (!IsGet(req)) return respond(MethodNotAllowed("GET, HEAD"));
+      Services(req, show_codes, respond);
       return;
   }
 }
@@ -407,6 +417,82 @@ void Api::PutKey(const Request& req, const Route& route, Respond& respond) {
                          .EndObject();
                      respond(JsonOk(std::move(body)));
                    });
+}
+
+// GET /api/cluster: this node's view, for the dashboard's cluster page (which polls it often:
+// it is answered from memory, with no request to other nodes).
+void Api::Cluster(Respond& respond) {
+  const ClusterView c = backend_->Cluster();
+  std::string body;
+  JsonWriter w(&body);
+  w.BeginObject();
+  w.Key("cluster").Bool(c.cluster);
+  w.Key("node_id").Int(static_cast<int64_t>(c.node_id));
+  w.Key("cluster_id").Int(static_cast<int64_t>(c.cluster_id));
+  w.Key("leader_id").Int(static_cast<int64_t>(c.leader_id));
+  w.Key("role").String(c.role);
+  w.Key("term").Int(static_cast<int64_t>(c.term));
+  w.Key("commit_index").Int(static_cast<int64_t>(c.commit_index));
+  w.Key("applied_index").Int(static_cast<int64_t>(c.applied_index));
+  w.Key("nodes").BeginArray();
+  for (const ClusterMember& m : c.nodes) {
+    w.BeginObject();
+    w.Key("id").Int(static_cast<int64_t>(m.id));
+    w.Key("address").String(m.address);
+    w.Key("client_address").String(m.client_address);
+    w.Key("http_address").String(m.http_address);
+    w.Key("role").String(m.role);
+    w.Key("match_index").Int(m.match_index);
+    w.Key("lag").Int(m.lag);
+    w.Key("last_contact_ms").Int(m.last_contact_ms);
+    w.Key("healthy").Bool(m.healthy);
+    w.Key("self").Bool(m.self);
+    w.EndObject();
+  }
+  w.EndArray().EndObject();
+  respond(JsonOk(std::move(body)));
+}
+
+// GET /api/services[?room=CODE]: services with their workers and the calls they hold.
+void Api::Services(const Request& req, bool show_codes, Respond& respond) {
+  auto query = ParseQuery(req.query);
+  if (!query) return respond(JsonError(400, "ERR", "malformed percent-escape in the query"));
+  bool present = false;
+  std::string room = QueryValue(*query, "room", &present);
+  if (present && room.empty()) return respond(JsonError(400, "ERR", "room must be a room code"));
+  std::optional<std::string_view> filter;
+  if (present) filter = room;
+  const std::vector<ServiceInfo> services = backend_->Services(filter, show_codes);
+  std::string body;
+  JsonWriter w(&body);
+  w.BeginObject().Key("services").BeginArray();
+  for (size_t i = 0; i < services.size() && i < kMaxServicesListed; i++) {
+    const ServiceInfo& s = services[i];
+    w.BeginObject();
+    w.Key("room").String(s.room);
+    w.BytesField("name", s.name);
+    w.Key("calls").Int(s.calls);
+    w.Key("errors").Int(s.errors);
+    w.Key("timeouts").Int(s.timeouts);
+    w.Key("p50_ms").Double(s.p50_ms);
+    w.Key("p99_ms").Double(s.p99_ms);
+    w.Key("waiting").Int(s.waiting);
+    w.Key("in_flight").Int(s.in_flight);
+    w.Key("workers").BeginArray();
+    for (const ServiceWorker& wk : s.workers) {
+      w.BeginObject();
+      w.Key("node_id").Int(static_cast<int64_t>(wk.node_id));
+      w.Key("worker_id").Int(static_cast<int64_t>(wk.worker_id));
+      w.Key("label").String(wk.label);
+      w.Key("concurrency").Int(wk.concurrency);
+      w.Key("in_flight").Int(wk.in_flight);
+      w.EndObject();
+    }
+    w.EndArray().EndObject();
+  }
+  w.EndArray();
+  w.Key("truncated").Bool(services.size() > kMaxServicesListed).EndObject();
+  respond(JsonOk(std::move(body)));
 }
 
 }  // namespace distri::http

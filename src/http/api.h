@@ -39,6 +39,8 @@ struct Route {
     kKeys,
     kKey,
     kRoomWs,
+    kCluster,
+    kServices,
   };
   Kind kind = Kind::kNotFound;
   std::string_view name = "other";  // route template, for metrics labels
@@ -48,6 +50,9 @@ struct Route {
 };
 
 Route MatchRoute(std::string_view path);
+
+// The most services GET /api/services lists (the rest: "truncated": true).
+inline constexpr size_t kMaxServicesListed = 1000;
 
 // The largest page GET .../keys returns.
 inline constexpr size_t kMaxKeysPerPage = 1000;
@@ -71,6 +76,8 @@ class Api {
   void Keys(const Request& req, const Route& route, Respond& respond);
   void Key(const Request& req, const Route& route, Respond& respond);
   void PutKey(const Request& req, const Route& route, Respond& respond);
+  void Cluster(Respond& respond);
+  void Services(const Request& req, bool show_codes, Respond& respond);
 
   Backend* backend_;
   std::function<void(MetricsWriter&)> own_metrics_;

@@ -81,6 +81,34 @@ class FakeBackend final : public Backend {
     return nullptr;
   }
   void MirrorDrained() override {}
+  ClusterView Cluster() override {
+    ClusterView c;
+    c.cluster = true;
+    c.node_id = c.leader_id = 7;
+    c.term = 3;
+    ClusterMember self;
+    self.id = 7;
+    self.role = "leader";
+    self.healthy = self.self = true;
+    ClusterMember down;
+    down.id = 9;
+    down.role = "follower";
+    c.nodes = {self, down};
+    return c;
+  }
+  std::vector<ServiceInfo> Services(std::optional<std::string_view> room, bool) override {
+    services_room = room ? std::optional<std::string>(std::string(*room)) : std::nullopt;
+    std::vector<ServiceInfo> out(services);
+    ServiceInfo s;
+    s.room = "default";
+    s.name = "echo";
+    s.calls = 4;
+    s.workers.push_back({0, 12, "w1", 3, 1});
+    out.push_back(s);
+    return out;
+  }
+  std::vector<ServiceInfo> services;  // listed before "echo"
+  std::optional<std::string> services_room;
   void WriteMetrics(MetricsWriter& w) override { w.Gauge("distri_keys", "Keys", 2); }
   bool Ready(std::string*) override { return true; }
 };
@@ -184,6 +212,40 @@ TEST_F(ApiTest, RoomsAndStats) {
   EXPECT_NE(r.body.find("distri_keys 2"), std::string::npos);
   EXPECT_EQ(Call("GET", "/healthz").status, 200);
   EXPECT_EQ(Call("GET", "/readyz").status, 200);
+}
+
+TEST_F(ApiTest, Cluster) {
+  Response r = Call("GET", "/api/cluster");
+  EXPECT_EQ(r.status, 200);
+  EXPECT_EQ(r.body.rfind(R"({"cluster":true,"node_id":7,"cluster_id":0,"leader_id":7,)", 0), 0u)
+      << r.body;
+  EXPECT_NE(r.body.find(R"("id":9,"address":"","client_address":"","http_address":"",)"
+                        R"("role":"follower","match_index":-1,"lag":-1,"last_contact_ms":-1,)"
+                        R"("healthy":false,"self":false})"),
+            std::string::npos)
+      << r.body;
+  EXPECT_EQ(Call("POST", "/api/cluster").status, 405);
+}
+
+TEST_F(ApiTest, Services) {
+  Response r = Call("GET", "/api/services");
+  EXPECT_EQ(r.status, 200);
+  EXPECT_EQ(r.body,
+            R"({"services":[{"room":"default","name":"echo","calls":4,"errors":0,"timeouts":0,)"
+            R"("p50_ms":0,"p99_ms":0,"waiting":0,"in_flight":0,"workers":[{"node_id":0,)"
+            R"("worker_id":12,"label":"w1","concurrency":3,"in_flight":1}]}],)"
+            R"("truncated":false})");
+  EXPECT_FALSE(backend_.services_room);
+  Call("GET", "/api/services?room=a%2Fb");
+  EXPECT_EQ(backend_.services_room, "a/b");
+  EXPECT_EQ(Call("GET", "/api/services?room=").status, 400);
+  EXPECT_EQ(Call("GET", "/api/services?room=%zz").status, 400);
+  EXPECT_EQ(Call("DELETE", "/api/services").status, 405);
+  // A bounded answer: at most kMaxServicesListed, and it says so.
+  backend_.services.resize(kMaxServicesListed, ServiceInfo{});
+  r = Call("GET", "/api/services");
+  EXPECT_EQ(r.body.find("echo"), std::string::npos);
+  EXPECT_NE(r.body.find(R"("truncated":true})"), std::string::npos);
 }
 
 TEST(ErrorStatus, WireCodesMapToHttpStatus) {

@@ -102,6 +102,47 @@ struct MirrorBegin {
   bool resume = false;    // true: changes after FROM follow; false: reset + snapshot
 };
 
+// ---------------------------------------------------------------------------
+// The cluster and services pages (GET /api/cluster, GET /api/services).
+
+// One member as this node sees it (CLUSTER.NODES' fields).
+struct ClusterMember {
+  uint64_t id = 0;
+  std::string address;  // cluster address
+  std::string client_address, http_address;
+  std::string role;           // "leader", "follower", "learner"; "standalone" without a cluster
+  int64_t match_index = -1;   // -1: unknown to this node
+  int64_t lag = -1;
+  int64_t last_contact_ms = -1;  // 0 for this node; -1: never heard from
+  bool healthy = false;          // a link to it is up (always true for this node)
+  bool self = false;
+};
+
+struct ClusterView {
+  bool cluster = false;  // false: a single node without a cluster (ids are 0)
+  uint64_t node_id = 0, cluster_id = 0, leader_id = 0, term = 0;
+  std::string role;  // this node's
+  uint64_t commit_index = 0, applied_index = 0;
+  std::vector<ClusterMember> nodes;
+};
+
+struct ServiceWorker {
+  uint64_t node_id = 0;    // 0 on a node without a cluster
+  uint64_t worker_id = 0;  // its client id on that node
+  std::string label;
+  int64_t concurrency = 0;
+  int64_t in_flight = 0;
+};
+
+struct ServiceInfo {
+  std::string room;  // the code for an admin, else the room's id
+  std::string name;
+  int64_t calls = 0, errors = 0, timeouts = 0;
+  double p50_ms = 0, p99_ms = 0;
+  int64_t waiting = 0, in_flight = 0;
+  std::vector<ServiceWorker> workers;
+};
+
 // A password check (see Backend::Authenticate).
 enum class AuthResult : uint8_t {
   kOk,
@@ -169,6 +210,13 @@ class Backend {
       MirrorOutput* out, const std::function<void(const MirrorBegin&)>& begin) = 0;
   // A mirror's output drained: snapshot streaming may continue.
   virtual void MirrorDrained() = 0;
+
+  // This node's view of its cluster, at once (no request to other nodes).
+  virtual ClusterView Cluster() = 0;
+  // Services with workers or calls, sorted by room and name; only `room`'s when given.
+  // `with_codes`: see ListRooms.
+  virtual std::vector<ServiceInfo> Services(std::optional<std::string_view> room,
+                                            bool with_codes) = 0;
 
   // Appends the server's metrics (the HTTP server appends its own).
   virtual void WriteMetrics(MetricsWriter& w) = 0;

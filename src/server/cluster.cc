@@ -605,49 +605,60 @@ void ClusterNode::Info(protocol::ReplyWriter& reply) {
   for (uint64_t id : learners) reply.Integer(static_cast<int64_t>(id));
 }
 
-void ClusterNode::Nodes(protocol::ReplyWriter& reply) {
-  std::vector<replication::MemberInfo> members = raft_->Members();
+std::vector<ClusterNode::MemberView> ClusterNode::MemberViews() {
+  std::vector<MemberView> out;
   auto status = raft_->GetStatus();
   const uint64_t commit = status.ok() ? status.value().commit : 0;
   const std::vector<std::pair<uint64_t, uint64_t>> progress = raft_->Progress();
-  reply.Array(members.size());
-  for (const replication::MemberInfo& m : members) {
-    const bool self = m.id == identity_.node_id;
-    const bool leader = m.id == raft_->leader_id();
-    std::string role = leader ? "leader" : (m.voter ? "follower" : "learner");
-    int64_t last_contact = self ? 0 : transport_->LastContactMs(m.id);
-    if (!self && last_contact >= 0) {
-      last_contact = static_cast<int64_t>(uv_now(loop_)) - last_contact;
+  for (const replication::MemberInfo& m : raft_->Members()) {
+    MemberView v;
+    v.id = m.id;
+    v.address = m.address;
+    v.addresses = AddressesOf(m.id);
+    v.self = m.id == identity_.node_id;
+    v.role = m.id == raft_->leader_id() ? "leader" : (m.voter ? "follower" : "learner");
+    v.last_contact_ms = v.self ? 0 : transport_->LastContactMs(m.id);
+    if (!v.self && v.last_contact_ms >= 0) {
+      v.last_contact_ms = static_cast<int64_t>(uv_now(loop_)) - v.last_contact_ms;
     }
-    // Followers hear from the leader only, so health is "a link is up", not recent contact.
-    const bool healthy = self || transport_->Connected(m.id);
+    v.healthy = v.self || transport_->Connected(m.id);
     // Match index: the leader knows every member's; a follower knows its own log only
-    // (its last index), and -1 for the others.
-    int64_t match = -1;
+    // (its last index).
     for (const auto& [id, matched] : progress) {
-      if (id == m.id) match = static_cast<int64_t>(matched);
+      if (id == m.id) v.match_index = static_cast<int64_t>(matched);
     }
-    if (match < 0 && self) match = static_cast<int64_t>(raft_->last_index());
-    const NodeAddresses addresses = AddressesOf(m.id);
+    if (v.match_index < 0 && v.self) v.match_index = static_cast<int64_t>(raft_->last_index());
+    if (v.match_index >= 0) {
+      v.lag = std::max<int64_t>(0, static_cast<int64_t>(commit) - v.match_index);
+    }
+    out.push_back(std::move(v));
+  }
+  return out;
+}
+
+void ClusterNode::Nodes(protocol::ReplyWriter& reply) {
+  const std::vector<MemberView> members = MemberViews();
+  reply.Array(members.size());
+  for (const MemberView& m : members) {
     reply.Map(9);
     reply.Bulk("id");
     reply.Integer(static_cast<int64_t>(m.id));
     reply.Bulk("address");
     reply.Bulk(m.address);
     reply.Bulk("client_address");
-    reply.Bulk(addresses.client);
+    reply.Bulk(m.addresses.client);
     reply.Bulk("http_address");
-    reply.Bulk(addresses.http);
+    reply.Bulk(m.addresses.http);
     reply.Bulk("role");
-    reply.Bulk(role);
+    reply.Bulk(m.role);
     reply.Bulk("match_index");
-    reply.Integer(match);
+    reply.Integer(m.match_index);
     reply.Bulk("lag");
-    reply.Integer(match < 0 ? -1 : std::max<int64_t>(0, static_cast<int64_t>(commit) - match));
+    reply.Integer(m.lag);
     reply.Bulk("last_contact_ms");
-    reply.Integer(last_contact);
+    reply.Integer(m.last_contact_ms);
     reply.Bulk("healthy");
-    reply.Boolean(healthy);
+    reply.Boolean(m.healthy);
   }
 }
 

@@ -12,7 +12,7 @@
 // Ephemeral traffic between nodes (pub/sub, service calls, statistics) never enters the log:
 // frames of type kFirstPeerFrame and up go to the handler registered for their type
 // (SetPeerFrameHandler), and only from current members. Types in use:
-//   16-23 pub/sub (server/pubsub.cc), 24-39 services (server/services.cc),
+//   16-23 pub/sub (server/pubsub_routes.cc), 24-39 services (server/services.cc),
 //   40-47 statistics.
 //
 // It also implements the CLUSTER.* commands (commands::ClusterControl) and keeps the node's
@@ -131,6 +131,24 @@ class ClusterNode final : public cluster::TransportHandler, public commands::Clu
     std::string client, http;
   };
   NodeAddresses AddressesOf(uint64_t id) const;
+  // Bytes queued to a member and not yet written, on all its links (a sender's backlog).
+  uint64_t QueuedBytesTo(uint64_t peer) const { return transport_->QueuedBytes(peer); }
+
+  // One member as this node sees it now: CLUSTER.NODES and GET /api/cluster render these, so
+  // the two always agree.
+  struct MemberView {
+    uint64_t id = 0;
+    std::string address;        // its cluster address
+    NodeAddresses addresses;    // client and HTTP, from its HELLO ("" until it has said)
+    std::string_view role;      // "leader", "follower" or "learner" (from the membership)
+    int64_t match_index = -1;   // -1: unknown here (only the leader knows the others')
+    int64_t lag = -1;           // commit index - match index; -1 with match_index
+    int64_t last_contact_ms = -1;  // ms since a frame from it; 0 for this node; -1: never
+    // A link to it is up (followers hear only from the leader, so not "recent contact").
+    bool healthy = false;
+    bool self = false;
+  };
+  std::vector<MemberView> MemberViews();
 
   const ClusterIdentity& identity() const { return identity_; }
   const std::string& advertise() const { return advertise_; }

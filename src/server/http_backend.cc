@@ -10,6 +10,7 @@
 #include "commands/access.h"
 #include "http/metrics.h"
 #include "cluster/transport.h"
+#include "server/cluster.h"
 #include "server/cluster_status.h"
 #include "server/mirror.h"
 #include "server/server.h"
@@ -320,6 +321,75 @@ bool HttpBackend::Ready(std::string* why) {
   // A cluster node without a leader can answer only local reads: not ready, so that a load
   // balancer sends clients to a node in the majority.
   return ClusterReady(ReadClusterStatus(*server_), why);
+}
+
+http::ClusterView HttpBackend::Cluster() {
+  http::ClusterView view;
+  ClusterNode* node = server_->cluster_node();
+  const ClusterStatus s = ReadClusterStatus(*server_);
+  if (!s.enabled || node == nullptr) {
+    // A node without a cluster: itself, always the one that takes writes.
+    const commands::ServerSettings& settings = server_->settings();
+    http::ClusterMember self;
+    self.client_address = settings.bind + ":" + std::to_string(settings.port);
+    if (settings.http_port > 0) {
+      self.http_address = settings.bind + ":" + std::to_string(settings.http_port);
+    }
+    self.role = view.role = "standalone";
+    // Every entry it has is committed once durable and applied in order.
+    view.commit_index = view.applied_index = server_->state().applied_index();
+    self.match_index = static_cast<int64_t>(view.applied_index);
+    self.lag = 0;
+    self.last_contact_ms = 0;
+    self.healthy = self.self = true;
+    view.nodes.push_back(std::move(self));
+    return view;
+  }
+  view.cluster = true;
+  view.node_id = s.node_id;
+  view.cluster_id = s.cluster_id;
+  view.leader_id = s.leader_id;
+  view.term = s.term;
+  view.role = std::string(s.role);
+  view.commit_index = s.commit_index;
+  view.applied_index = s.applied_index;
+  for (ClusterNode::MemberView& m : node->MemberViews()) {
+    http::ClusterMember out;
+    out.id = m.id;
+    out.address = std::move(m.address);
+    out.client_address = std::move(m.addresses.client);
+    out.http_address = std::move(m.addresses.http);
+    out.role = std::string(m.role);
+    out.match_index = m.match_index;
+    out.lag = m.lag;
+    out.last_contact_ms = m.last_contact_ms;
+    out.healthy = m.healthy;
+    out.self = m.self;
+    view.nodes.push_back(std::move(out));
+  }
+  return view;
+}
+
+std::vector<http::ServiceInfo> HttpBackend::Services(std::optional<std::string_view> room,
+                                                     bool with_codes) {
+  std::vector<http::ServiceInfo> out;
+  for (ServiceView& v : server_->router().ServiceViews(room)) {
+    http::ServiceInfo s;
+    s.room = with_codes ? std::move(v.room) : commands::RoomId(v.room);
+    s.name = std::move(v.name);
+    s.calls = static_cast<int64_t>(v.calls);
+    s.errors = static_cast<int64_t>(v.errors);
+    s.timeouts = static_cast<int64_t>(v.timeouts);
+    s.p50_ms = v.p50_ms;
+    s.p99_ms = v.p99_ms;
+    s.waiting = static_cast<int64_t>(v.waiting);
+    s.in_flight = static_cast<int64_t>(v.in_flight);
+    for (ServiceView::Worker& w : v.workers) {
+      s.workers.push_back({w.node_id, w.worker_id, std::move(w.label), w.concurrency, w.in_flight});
+    }
+    out.push_back(std::move(s));
+  }
+  return out;
 }
 
 void HttpBackend::WriteClusterMetrics(http::MetricsWriter& w) {

@@ -47,6 +47,9 @@ class HttpBackend final : public http::Backend {
       std::string_view room, std::string_view prefix, std::optional<uint64_t> from,
       http::MirrorOutput* out, const std::function<void(const http::MirrorBegin&)>& begin) override;
   void MirrorDrained() override;
+  http::ClusterView Cluster() override;
+  std::vector<http::ServiceInfo> Services(std::optional<std::string_view> room,
+                                          bool with_codes) override;
   void WriteMetrics(http::MetricsWriter& w) override;
   bool Ready(std::string* why) override;
 

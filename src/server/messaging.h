@@ -3,7 +3,9 @@
 //
 // Pub/sub (pubsub.cc): channels and patterns per room; a message is encoded
 // once per protocol version and appended to every subscriber's output; a
-// large one is stored once and shared by their output queues.
+// large one is stored once and shared by their output queues. In a cluster,
+// PubsubRoutes (pubsub_routes.h) carries interest and messages to the other
+// nodes; PUBLISH and PUBSUB count their subscribers too.
 //
 // Services (services.cc): a worker connection serves named services with a
 // concurrency limit. CALL goes to exactly one worker: the one with the fewest
@@ -35,6 +37,7 @@
 #include <deque>
 #include <map>
 #include <memory>
+#include <optional>
 #include <set>
 #include <string>
 #include <unordered_map>
@@ -43,11 +46,31 @@
 #include "base/glob.h"
 #include "base/strings.h"
 #include "commands/messaging.h"
+#include "server/pubsub_routes.h"
 
 namespace distri::server {
 
 class Client;
+class ClusterNode;
 class Server;
+
+// One service as GET /api/services shows it: its statistics and its workers with the calls
+// each holds now.
+struct ServiceView {
+  struct Worker {
+    uint64_t node_id = 0;    // the node it is connected to (0 on a node without a cluster)
+    uint64_t worker_id = 0;  // its client id
+    std::string label;       // CLIENT SETNAME, else "client-<id>"
+    uint32_t concurrency = 0;
+    uint32_t in_flight = 0;  // calls of this service it holds
+  };
+  std::string room, name;
+  uint64_t calls = 0, errors = 0, timeouts = 0;
+  double p50_ms = 0, p99_ms = 0;
+  uint64_t waiting = 0;    // calls queued for a free worker
+  uint64_t in_flight = 0;  // calls at a worker
+  std::vector<Worker> workers;
+};
 
 class MessageRouter final : public commands::Messaging {
  public:
@@ -73,6 +96,9 @@ class MessageRouter final : public commands::Messaging {
             int64_t timeout_ms, bool all) override;
   void ListServices(std::string_view room, protocol::ReplyWriter& reply) override;
   bool ServiceStats(std::string_view room, std::string_view service, protocol::ReplyWriter& reply) override;
+  // Every service record (with a worker or a call), sorted by room and name; only `room`'s
+  // when given.
+  std::vector<ServiceView> ServiceViews(std::optional<std::string_view> room) const;
 
   // The client is going away: drop its subscriptions, re-route or fail the
   // requests it was serving, abandon the calls it was waiting for.
@@ -80,7 +106,15 @@ class MessageRouter final : public commands::Messaging {
   // Closes the timer handle (server shutdown).
   void Close();
 
-  // Counts for ROOM.STATS.
+  // The server is a cluster member: pub/sub reaches subscribers on every node.
+  // REQUIRES: called once, before the cluster starts; node outlives this.
+  void ConnectCluster(ClusterNode* node);
+  // Pub/sub between nodes (all zero on a single node), for STATS and /metrics.
+  PubsubRouteStats pubsub_route_stats() const {
+    return routes_ ? routes_->stats() : PubsubRouteStats{};
+  }
+
+  // Counts for ROOM.STATS (this node's subscribers).
   size_t SubscriptionsInRoom(std::string_view room) const;
   // One client's channels and patterns (CLIENT LIST's sub= and psub=).
   struct SubCounts {
@@ -114,9 +148,14 @@ class MessageRouter final : public commands::Messaging {
   bool RemoveSub(Client* c, const std::string& room, std::string_view name, bool pattern);
   void WriteConfirm(protocol::ReplyWriter& reply, std::string_view kind, std::string_view name,
                     bool nil_name, const commands::Session& session);
+  // To this node's subscribers only; the number of them that got it.
+  int64_t DeliverLocal(std::string_view room, std::string_view channel, std::string_view message);
 
   std::unordered_map<std::string, RoomSubs, base::StringHash, std::equal_to<>> rooms_;
   std::unordered_map<Client*, ClientSubs> client_subs_;
+  // In a cluster only. Declared after rooms_, so destroyed first: its callbacks read them.
+  std::unique_ptr<PubsubLinks> route_links_;
+  std::unique_ptr<PubsubRoutes> routes_;
 
   // ---- services ----
   struct Worker;

@@ -1,12 +1,19 @@
 // MessageRouter, pub/sub half: SUBSCRIBE/PSUBSCRIBE/UNSUBSCRIBE/PUNSUBSCRIBE,
-// PUBLISH and PUBSUB, scoped to rooms. See messaging.h.
+// PUBLISH and PUBSUB, scoped to rooms. See messaging.h. In a cluster the
+// changes of local interest go to PubsubRoutes, PUBLISH forwards through it,
+// and PUBSUB adds what the other nodes reported.
+
+#include <openssl/rand.h>
 
 #include <algorithm>
 #include <memory>
 #include <optional>
+#include <set>
 
+#include "base/logging.h"
 #include "base/strings.h"
 #include "server/client.h"
+#include "server/cluster.h"
 #include "server/messaging.h"
 #include "server/server.h"
 
@@ -27,11 +34,17 @@ bool MessageRouter::AddSub(Client* c, const std::string& room, std::string_view 
   auto& set = pattern ? mine.patterns : mine.channels;
   if (!set.emplace(room, std::string(name)).second) return false;
   RoomSubs& rs = rooms_[room];
+  size_t now;
   if (pattern) {
-    rs.patterns.try_emplace(std::string(name), name).first->second.clients.push_back(c);
+    auto& clients = rs.patterns.try_emplace(std::string(name), name).first->second.clients;
+    clients.push_back(c);
+    now = clients.size();
   } else {
-    rs.channels[std::string(name)].push_back(c);
+    auto& clients = rs.channels[std::string(name)];
+    clients.push_back(c);
+    now = clients.size();
   }
+  if (routes_) routes_->LocalChanged(room, pattern, name, static_cast<uint32_t>(now));
   c->session().subscriptions++;
   return true;
 }
@@ -42,19 +55,23 @@ bool MessageRouter::RemoveSub(Client* c, const std::string& room, std::string_vi
   auto& set = pattern ? cs->second.patterns : cs->second.channels;
   if (set.erase({room, std::string(name)}) == 0) return false;
   RoomSubs& rs = rooms_[room];
+  size_t left = 0;
   if (pattern) {
     auto it = rs.patterns.find(name);
     if (it != rs.patterns.end()) {
       std::erase(it->second.clients, c);
-      if (it->second.clients.empty()) rs.patterns.erase(it);
+      left = it->second.clients.size();
+      if (left == 0) rs.patterns.erase(it);
     }
   } else {
     auto it = rs.channels.find(std::string(name));
     if (it != rs.channels.end()) {
       std::erase(it->second, c);
-      if (it->second.empty()) rs.channels.erase(it);
+      left = it->second.size();
+      if (left == 0) rs.channels.erase(it);
     }
   }
+  if (routes_) routes_->LocalChanged(room, pattern, name, static_cast<uint32_t>(left));
   if (rs.channels.empty() && rs.patterns.empty()) rooms_.erase(room);
   if (cs->second.channels.empty() && cs->second.patterns.empty()) client_subs_.erase(cs);
   c->session().subscriptions--;
@@ -81,6 +98,9 @@ void MessageRouter::Subscribe(commands::Session& session, std::span<const std::s
     AddSub(c, session.room, name, pattern);
     WriteConfirm(reply, pattern ? "psubscribe" : "subscribe", name, false, session);
   }
+  // Queued to the other nodes before the confirmation leaves (it is written to the socket
+  // after this handler returns): see PubsubRoutes::FlushInterest.
+  if (routes_) routes_->FlushInterest();
 }
 
 void MessageRouter::Unsubscribe(commands::Session& session, std::span<const std::string_view> names,
@@ -110,8 +130,18 @@ void MessageRouter::Unsubscribe(commands::Session& session, std::span<const std:
   }
 }
 
+// Local subscribers first, then one frame to each node with matching interest
+// (its subscribers are counted from its last report: PUBLISH's reply is
+// cluster-wide, see docs/messaging.md).
 int64_t MessageRouter::Publish(std::string_view room, std::string_view channel,
                                std::string_view message) {
+  int64_t receivers = DeliverLocal(room, channel, message);
+  if (routes_) receivers += routes_->Forward(room, channel, message);
+  return receivers;
+}
+
+int64_t MessageRouter::DeliverLocal(std::string_view room, std::string_view channel,
+                                    std::string_view message) {
   auto rit = rooms_.find(room);
   if (rit == rooms_.end()) return 0;
   RoomSubs& rs = rit->second;
@@ -167,30 +197,70 @@ int64_t MessageRouter::Publish(std::string_view room, std::string_view channel,
 
 std::vector<std::string> MessageRouter::Channels(std::string_view room,
                                                  std::optional<std::string_view> pattern) {
-  std::vector<std::string> out;
-  auto rit = rooms_.find(room);
-  if (rit == rooms_.end()) return out;
+  std::set<std::string> names;
   std::optional<base::Glob> glob;
   if (pattern) glob.emplace(*pattern);
-  for (const auto& [name, subs] : rit->second.channels) {
-    if (!glob || glob->Match(name)) out.push_back(name);
+  if (auto rit = rooms_.find(room); rit != rooms_.end()) {
+    for (const auto& [name, subs] : rit->second.channels) {
+      if (!glob || glob->Match(name)) names.insert(name);
+    }
   }
-  std::sort(out.begin(), out.end());
-  return out;
+  // With a subscriber on any node (PubsubRoutes' tables), as a user of one
+  // system expects; Redis Cluster would answer for the node alone.
+  if (routes_) routes_->RemoteChannels(room, glob ? &*glob : nullptr, &names);
+  return std::vector<std::string>(names.begin(), names.end());
 }
 
 int64_t MessageRouter::NumSub(std::string_view room, std::string_view channel) {
+  int64_t n = routes_ ? routes_->RemoteNumSub(room, channel) : 0;
   auto rit = rooms_.find(room);
-  if (rit == rooms_.end()) return 0;
+  if (rit == rooms_.end()) return n;
   auto it = rit->second.channels.find(channel);
-  return it == rit->second.channels.end() ? 0 : static_cast<int64_t>(it->second.size());
+  return n + (it == rit->second.channels.end() ? 0 : static_cast<int64_t>(it->second.size()));
 }
 
 // Unique patterns in the room, whoever subscribed to them (Redis counts
-// unique patterns across all clients, not subscriptions).
+// unique patterns across all clients, not subscriptions), on every node.
 int64_t MessageRouter::NumPat(std::string_view room) {
   auto rit = rooms_.find(room);
-  return rit == rooms_.end() ? 0 : static_cast<int64_t>(rit->second.patterns.size());
+  if (!routes_) {
+    return rit == rooms_.end() ? 0 : static_cast<int64_t>(rit->second.patterns.size());
+  }
+  std::set<std::string> patterns;
+  routes_->RemotePatterns(room, &patterns);
+  if (rit != rooms_.end()) {
+    for (const auto& [pattern, subs] : rit->second.patterns) patterns.insert(pattern);
+  }
+  return static_cast<int64_t>(patterns.size());
+}
+
+void MessageRouter::ConnectCluster(ClusterNode* node) {
+  CHECK(routes_ == nullptr);
+  // A new epoch per start: the peers drop what they knew of this node's last run.
+  uint64_t epoch = 0;
+  while (epoch == 0) {
+    CHECK(RAND_bytes(reinterpret_cast<unsigned char*>(&epoch), sizeof epoch) == 1);
+  }
+  const commands::ServerSettings& s = server_->settings();
+  PubsubRoutes::Limits limits{.max_message_bytes = s.max_bulk,
+                              .max_pattern_bytes = s.max_pattern_bytes};
+  route_links_ = PubsubRoutes::LinksOf(node);
+  routes_ = std::make_unique<PubsubRoutes>(
+      loop_, route_links_.get(), epoch, limits,
+      [this](std::string_view room, std::string_view channel, std::string_view message) {
+        DeliverLocal(room, channel, message);
+      },
+      [this](const PubsubRoutes::LocalVisitor& fn) {
+        for (const auto& [room, rs] : rooms_) {
+          for (const auto& [name, clients] : rs.channels) {
+            fn(room, false, name, static_cast<uint32_t>(clients.size()));
+          }
+          for (const auto& [name, subs] : rs.patterns) {
+            fn(room, true, name, static_cast<uint32_t>(subs.clients.size()));
+          }
+        }
+      });
+  routes_->AttachTo(node);
 }
 
 size_t MessageRouter::SubscriptionsInRoom(std::string_view room) const {

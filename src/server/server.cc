@@ -111,6 +111,7 @@ Status Server::Start() {
   MaybeSnapshot();
 
   router_ = std::make_unique<MessageRouter>(this, &loop_);
+  if (cluster_) router_->ConnectCluster(cluster_.get());
   auth_gate_ = std::make_unique<AuthGate>(this, &loop_);
   FitConnectionsToFdLimit();
   steps_ = std::make_unique<StepRunner>(this, &loop_);

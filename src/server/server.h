@@ -154,6 +154,7 @@ class Server final : public commands::Context {
   void SiteStats(commands::Session& session, protocol::ReplyWriter& reply) override;
   void ClusterStats(commands::Session& session, protocol::ReplyWriter& reply) override;
   commands::Messaging& messaging() override { return *router_; }
+  MessageRouter& router() { return *router_; }
   void RunInSteps(commands::Session& session, commands::Step step) override;
   StatFields RoomStatsFields(std::string_view code);
   // The same with the room's client count given: listing every room counts

@@ -2,9 +2,11 @@
 // SVC.LIST/STATS, timeouts and worker loss. See messaging.h.
 
 #include <algorithm>
+#include <tuple>
 
 #include "base/logging.h"
 #include "server/client.h"
+#include "server/cluster.h"
 #include "server/messaging.h"
 #include "server/server.h"
 
@@ -512,6 +514,41 @@ bool MessageRouter::ServiceStats(std::string_view room, std::string_view name,
   reply.Bulk("p99_ms");
   reply.Double(Percentile(svc->latency_ms, 0.99));
   return true;
+}
+
+std::vector<ServiceView> MessageRouter::ServiceViews(std::optional<std::string_view> room) const {
+  // One pass over the calls: in flight per (service, worker).
+  std::map<std::pair<const Service*, const Worker*>, uint32_t> held;
+  for (const auto& [id, call] : calls_) {
+    if (call.worker != nullptr) held[{call.service, call.worker}]++;
+  }
+  const ClusterNode* node = server_->cluster_node();
+  const uint64_t node_id = node != nullptr ? node->identity().node_id : 0;
+  std::vector<ServiceView> out;
+  for (const auto& [key, svc] : services_) {
+    if (room && svc->room != *room) continue;
+    ServiceView v;
+    v.room = svc->room;
+    v.name = svc->name;
+    v.calls = svc->calls;
+    v.errors = svc->errors;
+    v.timeouts = svc->timeouts;
+    v.p50_ms = Percentile(svc->latency_ms, 0.5);
+    v.p99_ms = Percentile(svc->latency_ms, 0.99);
+    v.waiting = svc->waiting.size();
+    for (const Worker* w : svc->workers) {
+      auto it = held.find({svc.get(), w});
+      const uint32_t in_flight = it == held.end() ? 0 : it->second;
+      v.in_flight += in_flight;
+      v.workers.push_back({node_id, w->client->session().id, WorkerLabel(*w), w->concurrency,
+                           in_flight});
+    }
+    out.push_back(std::move(v));
+  }
+  std::sort(out.begin(), out.end(), [](const ServiceView& a, const ServiceView& b) {
+    return std::tie(a.room, a.name) < std::tie(b.room, b.name);
+  });
+  return out;
 }
 
 }  // namespace distri::server

@@ -298,6 +298,11 @@ StatFields Server::SiteStatsFields() {
       {"connections_total", u(stats_.connections_received)},
       {"slow_consumer_disconnects", u(stats_.slow_consumer_disconnects)},
       {"service_records", u(router_->service_records())},
+      // Pub/sub between nodes (docs/messaging.md, "Across the cluster"); 0 on one node.
+      {"pubsub_node_messages_sent", u(router_->pubsub_route_stats().messages_sent)},
+      {"pubsub_node_messages_received", u(router_->pubsub_route_stats().messages_received)},
+      {"pubsub_node_messages_dropped", u(router_->pubsub_route_stats().messages_dropped)},
+      {"pubsub_node_frames_lost", u(router_->pubsub_route_stats().frames_lost)},
       {"push_budget_disconnects", u(stats_.push_budget_disconnects)},
       {"output_bytes", u(output_bytes())},
   };

@@ -11,6 +11,7 @@
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
+import crypto from "node:crypto";
 import fs from "node:fs";
 import net from "node:net";
 import os from "node:os";
@@ -19,6 +20,8 @@ import readline from "node:readline";
 import { fileURLToPath } from "node:url";
 
 import { chromium } from "playwright-core";
+
+import { Resp } from "./resp.mjs";
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const repo = path.resolve(here, "../..");
@@ -332,6 +335,216 @@ test("without admin rights the rooms page lists ids, and a code still opens its 
     await p2.close();
   }
 });
+
+// Console errors on the main page while `fn` runs (a failed request, a CSP refusal).
+async function withoutConsoleErrors(fn) {
+  const errors = [];
+  const onConsole = (m) => { if (m.type() === "error") errors.push(m.text()); };
+  page.on("console", onConsole);
+  try {
+    await fn();
+  } finally {
+    page.off("console", onConsole);
+  }
+  assert.deepEqual(errors, []);
+}
+
+test("services page: a worker with its concurrency, and an outstanding call", () => withoutConsoleErrors(async () => {
+  const worker = await Resp.connect(port);
+  const caller = await Resp.connect(port);
+  try {
+    await worker.command("HELLO", "3");
+    assert.equal(await worker.command("CLIENT", "SETNAME", "browser-worker"), "OK");
+    assert.equal(await worker.command("SVC.SERVE", "thumbnails", "CONCURRENCY", "3"), "OK");
+    await page.goto(`${base}/#/services`);
+    const service = page.locator('#services tr.service[data-service="thumbnails"]');
+    const row = page.locator("#services tr.worker", { hasText: "browser-worker" });
+    await row.locator(".load-text", { hasText: "0 / 3" }).waitFor();
+    assert.equal(await service.locator("td").nth(1).textContent(), "default");
+
+    // A call the worker holds unanswered shows as in flight, on the worker and the service.
+    const reply = caller.command("CALL", "thumbnails", "cat.png", "TIMEOUT", "20000");
+    const [kind, id, name, payload] = await worker.nextPush();
+    assert.deepEqual([kind, name, payload], ["svc.request", "thumbnails", "cat.png"]);
+    await row.locator(".load-text", { hasText: "1 / 3" }).waitFor({ timeout: 2000 });
+    assert.equal(await service.locator("td").nth(4).textContent(), "1");
+    await page.locator('#services-summary [data-field="in_flight"]', { hasText: "1" }).waitFor();
+    await page.screenshot({ path: path.join(artifacts, "dashboard-services.png"), fullPage: true });
+
+    assert.equal(await worker.command("SVC.REPLY", String(id), "done"), 1);
+    assert.equal(await reply, "done");
+    await row.locator(".load-text", { hasText: "0 / 3" }).waitFor({ timeout: 2000 });
+    assert.equal(await service.locator("td").nth(6).textContent(), "1");  // calls made
+    assert.match(await service.locator("td").nth(9).textContent(), /ms$/);  // p50 of the answered call
+
+    // The worker leaves: so does the service.
+    worker.close();
+    await service.waitFor({ state: "detached", timeout: 3000 });
+    await page.locator("#services-status", { hasText: "No services" }).waitFor();
+  } finally {
+    worker.close();
+    caller.close();
+  }
+}));
+
+test("cluster page on a server without a cluster: itself, standalone", async () => {
+  await page.goto(`${base}/#/cluster`);
+  await page.locator("#cluster-nodes tbody tr").first().waitFor();
+  assert.equal(await page.locator("#cluster-nodes tbody tr").count(), 1);
+  const row = page.locator("#cluster-nodes tbody tr");
+  assert.equal(await row.getAttribute("data-role"), "standalone");
+  assert.equal(await row.getAttribute("data-health"), "up");
+  await page.locator("#cluster-note", { hasText: "not in a cluster" }).waitFor();
+  assert.match(await row.textContent(), new RegExp(`127\\.0\\.0\\.1:${port}`));
+
+  // Keyboard: the node's dashboard link takes focus by Tab and keeps it across refreshes (rows
+  // are updated in place, not rebuilt).
+  const link = row.locator("a");
+  await link.focus();
+  await page.keyboard.press("Shift+Tab");
+  await page.keyboard.press("Tab");
+  assert.equal(await link.evaluate((a) => a === document.activeElement), true);
+  for (let i = 0; i < 2; i++) {  // two refreshes of the table
+    const before = await page.locator("#cluster-status").textContent();
+    await page.locator("#cluster-status").filter({ hasNotText: before }).waitFor();
+  }
+  assert.equal(await link.evaluate((a) => a === document.activeElement), true);
+
+  // Per-node figures come from /api/stats's "nodes" when the server gives them (a cluster-wide
+  // /api/stats): here injected into the real answer, to pin down how the page merges them.
+  await page.route("**/api/stats", async (route) => {
+    const real = await (await route.fetch()).json();
+    real.nodes = [{ id: 0, client_address: `127.0.0.1:${port}`, reachable: true, role: "standalone", term: 7,
+      commit_index: 1234, applied_index: 1233, leader_id: 0, clients: 42 }];
+    await route.fulfill({ json: real });
+  });
+  try {
+    await page.goto(`${base}/#/`);
+    await page.goto(`${base}/#/cluster`);
+    const cells = row.locator("td");
+    await cells.nth(9).filter({ hasText: "42" }).waitFor();  // clients
+    assert.deepEqual(await Promise.all([3, 4, 5].map((i) => cells.nth(i).textContent())), ["7", "1,234", "1,233"]);
+  } finally {
+    await page.unroute("**/api/stats");
+  }
+});
+
+// ---------------------------------------------------------------------------
+// A real three-node cluster: every node a distri process with its own data
+// directory, on 127.0.0.1 with ports picked here. Killed with SIGKILL.
+
+class ClusterProc {
+  constructor(dir, secretFile) {
+    this.dir = dir;
+    this.secretFile = secretFile;
+    this.logPath = path.join(dir, "server.log");
+    this.proc = null;
+  }
+  async start(join) {
+    if (this.port === undefined) {
+      [this.port, this.httpPort, this.clusterPort] = [await freePort(), await freePort(), await freePort()];
+      this.base = `http://127.0.0.1:${this.httpPort}`;
+      this.clusterAddress = `127.0.0.1:${this.clusterPort}`;
+    }
+    const args = ["serve", "--port", String(this.port), "--http-port", String(this.httpPort), "--bind", "127.0.0.1",
+      "--data", path.join(this.dir, "data"), "--cluster-port", String(this.clusterPort),
+      "--cluster-secret-file", this.secretFile];
+    if (join) args.push("--join", join.clusterAddress);
+    const log = fs.openSync(this.logPath, "a");
+    this.proc = spawn(distriBin, args, { stdio: ["ignore", log, log] });
+    await waitFor(async () => (await fetch(`${this.base}/healthz`)).ok, `node ${this.dir}'s /healthz`);
+    this.id = (await this.cluster()).node_id;
+    return this;
+  }
+  async cluster() {
+    return (await fetch(`${this.base}/api/cluster`)).json();
+  }
+  kill() {
+    this.proc.kill("SIGKILL");
+    return new Promise((resolve) => (this.proc.exitCode !== null ? resolve() : this.proc.once("exit", resolve)));
+  }
+}
+
+// Every node of `nodes` sees them all as healthy voters, with one leader.
+async function formed(nodes) {
+  const ids = nodes.map((n) => n.id).sort();
+  for (const n of nodes) {
+    const c = await n.cluster();
+    const seen = c.nodes.map((m) => m.id).sort();
+    if (JSON.stringify(seen) !== JSON.stringify(ids) || !c.leader_id) return false;
+    if (c.nodes.some((m) => !m.healthy || m.role === "learner")) return false;
+  }
+  return true;
+}
+
+test("cluster page: three nodes and one leader, live; a killed node shows as down; a new leader", () => withoutConsoleErrors(async () => {
+  const dir = fs.mkdtempSync(path.join(workdir, "cluster-"));
+  const secretFile = path.join(dir, "cluster.secret");
+  fs.writeFileSync(secretFile, crypto.randomBytes(32).toString("hex") + "\n", { mode: 0o600 });
+  const nodes = [1, 2, 3].map((i) => {
+    fs.mkdirSync(path.join(dir, `node${i}`));
+    return new ClusterProc(path.join(dir, `node${i}`), secretFile);
+  });
+  const [n1, n2, n3] = nodes;
+  const rows = page.locator("#cluster-nodes tbody tr");
+  const rowOf = (n) => page.locator(`#cluster-nodes tbody tr[data-node-id="${n.id}"]`);
+  try {
+    await n1.start();
+    await n2.start(n1);
+    await waitFor(() => formed([n1, n2]), "a cluster of two");
+    await page.goto(`${n1.base}/#/cluster`);
+    await rows.nth(1).waitFor();
+    assert.equal(await rows.count(), 2);
+
+    // A member joining shows within a second of the node knowing it.
+    await n3.start(n1);
+    await waitFor(async () => (await n1.cluster()).nodes.length === 3, "node 3 in node 1's membership", 20000);
+    await rows.nth(2).waitFor({ timeout: 1000 });
+    await waitFor(() => formed(nodes), "a cluster of three");
+
+    // Seen from a follower: three nodes up, one leader (the one the nodes agree on).
+    const leaderId = (await n1.cluster()).leader_id;
+    const leader = nodes.find((n) => n.id === leaderId);
+    const [viewer, follower] = nodes.filter((n) => n !== leader);
+    await page.goto(`${viewer.base}/#/cluster`);
+    await page.locator('#cluster-nodes tbody tr[data-health="up"]').nth(2).waitFor();
+    assert.equal(await rows.count(), 3);
+    assert.equal(await page.locator('#cluster-nodes tbody tr[data-role="leader"]').count(), 1);
+    assert.equal(await rowOf(leader).getAttribute("data-role"), "leader");
+    await page.locator('#cluster-summary [data-field="up"]', { hasText: "3 / 3" }).waitFor();
+    await page.locator('#cluster-summary [data-field="leader"]', { hasText: String(leaderId) }).waitFor();
+    assert.match(await rowOf(viewer).textContent(), /this node/);
+    assert.match(await rowOf(follower).locator("td").nth(10).textContent(), new RegExp(`:${follower.port}$`));
+    await page.screenshot({ path: path.join(artifacts, "dashboard-cluster.png"), fullPage: true });
+
+    // SIGKILL a follower: down, in words, within a few seconds; back up when it restarts.
+    // Timed in the page (every animation frame), not by the locator's own backing-off polls.
+    const shown = (fn, arg, timeout) => page.waitForFunction(fn, arg, { polling: "raf", timeout });
+    await follower.kill();
+    let t0 = Date.now();
+    await shown((id) => document.querySelector(`#cluster-nodes tr[data-node-id="${id}"]`)?.dataset.health === "down",
+      follower.id, 5000);
+    console.log(`a killed follower showed as down after ${Date.now() - t0} ms`);
+    assert.match(await rowOf(follower).locator("td.health").textContent(), /down/);
+    await page.locator('#cluster-summary [data-field="up"]', { hasText: "2 / 3" }).waitFor();
+    await page.locator("#cluster-feed li", { hasText: `node ${follower.id} is down` }).waitFor();
+    await page.screenshot({ path: path.join(artifacts, "dashboard-cluster-down.png"), fullPage: true });
+    await follower.start();
+    await rowOf(follower).and(page.locator('[data-health="up"]')).waitFor({ timeout: 10000 });
+
+    // SIGKILL the leader: a new one is elected and shown; the old one is down.
+    await leader.kill();
+    t0 = Date.now();
+    await shown((id) => document.querySelector(`#cluster-nodes tr[data-role="leader"]:not([data-node-id="${id}"])`),
+      leader.id, 15000);
+    console.log(`a new leader showed ${Date.now() - t0} ms after the leader was killed`);
+    assert.equal(await rowOf(leader).getAttribute("data-health"), "down");
+    await page.locator("#cluster-feed li", { hasText: "is the leader" }).first().waitFor();
+  } finally {
+    const survivors = nodes.filter((n) => n.proc && n.proc.exitCode === null && n.proc.signalCode === null);
+    for (const n of survivors) await stopServer(n.proc, n.logPath);
+  }
+}));
 
 test("no page errors", () => {
   assert.deepEqual(pageErrors, []);

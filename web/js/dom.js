@@ -49,3 +49,37 @@ export function formatAgo(ms) {
   if (d < 1000) return "just now";
   return `${formatDuration(d / 1000)} ago`;
 }
+
+// Sets a node's text only when it changed (a refresh that changes nothing
+// touches nothing: no relayout, no screen-reader chatter).
+export function setText(node, text) {
+  const s = String(text);
+  if (node.textContent !== s) node.textContent = s;
+}
+
+// Keeps tbody's rows equal to `items`, in order, one row per key: existing
+// rows are updated in place, so a link with keyboard focus keeps it across
+// refreshes; new rows come from make(item), rows of departed keys go.
+// update(tr, item) fills a row (new or old).
+export function syncRows(tbody, items, keyOf, make, update) {
+  const old = new Map();
+  for (const tr of [...tbody.children]) {
+    if (tr.dataset.rowKey === undefined) tr.remove(); else old.set(tr.dataset.rowKey, tr);
+  }
+  let prev = null;
+  for (const item of items) {
+    const key = String(keyOf(item));
+    let tr = old.get(key);
+    if (tr) {
+      old.delete(key);
+    } else {
+      tr = make(item);
+      tr.dataset.rowKey = key;
+    }
+    update(tr, item);
+    const at = prev ? prev.nextSibling : tbody.firstChild;
+    if (at !== tr) tbody.insertBefore(tr, at);
+    prev = tr;
+  }
+  for (const tr of old.values()) tr.remove();
+}

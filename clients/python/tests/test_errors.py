@@ -17,14 +17,15 @@ def test_error_table():
                 "NOAUTH": distri.AuthError,
                 "WRONGPASS": distri.AuthError, "NOTFOUND": distri.NotFound,
                 "NOPROTO": distri.ProtocolVersionError, "NOWORKER": distri.NoWorker,
-                "TIMEOUT": distri.CallTimeout, "SVCERR": distri.ServiceError}
+                "TIMEOUT": distri.CallTimeout, "SVCERR": distri.ServiceError,
+                "TRYAGAIN": distri.TryAgain, "UNKNOWN": distri.UnknownOutcome}
     assert ERROR_CODES == expected
     for code, cls in expected.items():
         e = error_from_reply(f"{code} something went wrong")
         assert type(e) is cls and e.code == code and e.message == "something went wrong"
         assert isinstance(e, distri.ServerError) and isinstance(e, distri.Error)
     # Retryable: the server promises the write was not applied.
-    assert {c for c, cls in expected.items() if cls.retryable} == {"OOM", "IOERR"}
+    assert {c for c, cls in expected.items() if cls.retryable} == {"OOM", "IOERR", "TRYAGAIN"}
     other = error_from_reply("BUSYKEY whatever")
     assert type(other) is distri.ServerError and other.code == "BUSYKEY"
 

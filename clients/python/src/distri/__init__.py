@@ -22,7 +22,8 @@ from .errors import (ERROR_CODES, AuthError, CallTimeout, ClosedError, Connectio
                      DecodeError, EncodeError, Error, LimitReached, NotFound, NoWorker,
                      OutOfMemory,
                      ProtocolError, ProtocolVersionError, RequestError, ServerError,
-                     ServiceError, SignatureError, StorageError, TimeoutError, WrongType)
+                     ServiceError, SignatureError, StorageError, TimeoutError, TryAgain,
+                     UnknownOutcome, WrongType)
 
 __version__ = "0.1.0"
 
@@ -33,6 +34,7 @@ __all__ = [
     "LimitReached",
     "AuthError",
     "NotFound", "ProtocolVersionError", "NoWorker", "CallTimeout", "ServiceError",
+    "TryAgain", "UnknownOutcome",
     "ConnectionError", "TimeoutError", "ProtocolError",
     "DecodeError", "SignatureError", "EncodeError", "ClosedError", "ERROR_CODES",
     "__version__",

@@ -113,6 +113,12 @@ class MirrorState:
             return ("MIRROR", "FROM", self._safe)
         return ("MIRROR",)
 
+    def resume_point(self) -> Optional[int]:
+        """The revision mirror_args() resumes FROM, or None (a fresh copy). A node
+        must have applied it to resume; a node behind it is not used (the client
+        would see the room go back in time)."""
+        return self._safe if self._resumable else None
+
     def started(self, reply: Any) -> None:
         if not isinstance(reply, dict):
             raise ProtocolError(f"MIRROR replied {reply!r}, expected a map")

@@ -2,10 +2,14 @@
 
 Each function returns an `Op`: the command to send, a function that turns the
 reply into the Python result, and whether the command may be sent again after
-the connection broke before its reply arrived (idempotent: GET, SET, DEL, ...;
-not INCR or CAS, whose outcome would then be unknown). The blocking face runs
-`op.post(link.call(op.args))`, the asyncio face `op.post(await link.call(...))`,
-and pipelines queue many ops on one round trip.
+it may have reached a node whose reply was lost (`idempotent`): reads only (GET,
+MGET, EXISTS, KEYS, TTL, DBSIZE, the statistics, PING). Writes are not: INCR and
+CAS would count or swap twice, and even SET, MSET, DEL, EXPIRE and FLUSHDB sent
+again could undo a later write of another client (write, lost reply, another
+client writes, the resend overwrites it). Their lost replies raise
+distri.UnknownOutcome (docs/python.md, "Clusters and failover"). The blocking
+face runs `op.post(link.call(op.args))`, the asyncio face
+`op.post(await link.call(...))`, and pipelines queue many ops on one round trip.
 """
 
 from typing import Any, Callable, Dict, Iterable, List, Mapping, NamedTuple, Optional, Union
@@ -77,8 +81,8 @@ def getitem(codec: Codec, key: Key) -> Op:
 
 def set_(codec: Codec, key: Key, value: Any, ttl: Optional[float] = None) -> Op:
     if ttl is None:
-        return Op(("SET", key, codec.encode(value, key)), _none, True)
-    return Op(("SET", key, codec.encode(value, key), "PX", _ms(ttl, "ttl")), _none, True)
+        return Op(("SET", key, codec.encode(value, key)), _none, False)
+    return Op(("SET", key, codec.encode(value, key), "PX", _ms(ttl, "ttl")), _none, False)
 
 
 def get_raw(key: Key) -> Op:
@@ -90,8 +94,8 @@ def set_raw(key: Key, value: bytes, ttl: Optional[float] = None) -> Op:
         raise TypeError("set_raw stores bytes exactly as given")
     value = bytes(value)
     if ttl is None:
-        return Op(("SET", key, value), _none, True)
-    return Op(("SET", key, value, "PX", _ms(ttl, "ttl")), _none, True)
+        return Op(("SET", key, value), _none, False)
+    return Op(("SET", key, value, "PX", _ms(ttl, "ttl")), _none, False)
 
 
 def get_many(codec: Codec, keys: Iterable[Key], default: Any = None) -> Op:
@@ -112,7 +116,7 @@ def update(codec: Codec, items: Mapping[Key, Any]) -> Op:
         args.append(codec.encode(v, k))
     if len(args) == 1:
         return Op(("PING",), _none, True)
-    return Op(tuple(args), _none, True)
+    return Op(tuple(args), _none, False)
 
 
 def incr(key: Key, n: Union[int, float] = 1) -> Op:
@@ -136,14 +140,14 @@ def cas(codec: Codec, key: Key, expected: Any, new: Any) -> Op:
 def delete(*keys: Key) -> Op:
     if not keys:
         return Op(("PING",), lambda _r: 0, True)
-    return Op(("DEL", *keys), _identity, True)
+    return Op(("DEL", *keys), _identity, False)
 
 
 def delitem(key: Key) -> Op:
     def post(reply: int) -> None:
         if not reply:
             raise KeyError(key)
-    return Op(("DEL", key), post, True)
+    return Op(("DEL", key), post, False)
 
 
 def exists(key: Key) -> Op:
@@ -161,8 +165,8 @@ def keys(prefix: Key = "") -> Op:
 
 def expire(key: Key, seconds: Optional[float]) -> Op:
     if seconds is None:
-        return Op(("PERSIST", key), _bool, True)
-    return Op(("PEXPIRE", key, _ms(seconds, "seconds")), _bool, True)
+        return Op(("PERSIST", key), _bool, False)
+    return Op(("PEXPIRE", key, _ms(seconds, "seconds")), _bool, False)
 
 
 def ttl(key: Key) -> Op:
@@ -178,7 +182,7 @@ def dbsize() -> Op:
 
 
 def clear() -> Op:
-    return Op(("FLUSHDB",), _none, True)
+    return Op(("FLUSHDB",), _none, False)
 
 
 # ---------------------------------------------------------------------------

@@ -6,10 +6,9 @@ project; docs/python.md says why it was chosen).
                     Error replies come back as distri.errors.ServerError
                     instances (not raised, so a pipeline can hold them), RESP3
                     push frames as hiredis.PushNotification (a list subclass).
-  handshake(...) -> the commands that open a connection (HELLO 3, ROOM.JOIN/NEW).
 """
 
-from typing import Any, List, Optional, Sequence, Tuple
+from typing import Any, Optional, Sequence, Tuple
 
 import hiredis
 
@@ -45,17 +44,6 @@ def _protocol_error(message: str) -> ProtocolError:
 def new_reader() -> "hiredis.Reader":
     return hiredis.Reader(replyError=error_from_reply, protocolError=_protocol_error,
                           notEnoughData=NEED_MORE)
-
-
-def handshake(password: Optional[str], room: Optional[str]) -> List[Tuple[Any, ...]]:
-    """HELLO 3 [AUTH default pw], then ROOM.JOIN room (or ROOM.NEW when room is None).
-
-    The replies are: the HELLO map, then OK (join) or the new room's code.
-    """
-    hello: Tuple[Any, ...] = ("HELLO", "3")
-    if password is not None:
-        hello += ("AUTH", "default", password)
-    return [hello, ("ROOM.JOIN", room) if room is not None else ("ROOM.NEW",)]
 
 
 def text(value: Any) -> Any:

@@ -1,9 +1,10 @@
 """The blocking face: `distri.connect()` -> Room.
 
 A Room owns two connections, and more for messaging:
-  - the command link (_Link): one socket, one command in flight at a time under
-    a lock, so a Room may be shared by threads. It reconnects with backoff and
-    re-joins the room; see _Link.call for what is retried.
+  - the command link (_Link, in distri/_link.py): one socket, one command in
+    flight at a time under a lock, so a Room may be shared by threads. It
+    reconnects with backoff and re-joins the room; see _Link.call for what is
+    sent again.
   - the mirror (_MirrorWorker), made on first use of room.data / on_change /
     wait_for: its own socket and a daemon thread that reads MIRROR push frames,
     applies them to the MirrorState under the room's lock, wakes waiters and runs
@@ -14,6 +15,10 @@ A Room owns two connections, and more for messaging:
   - each Subscription and each Worker: a connection of its own, reconnecting
     and subscribing / serving again after a loss (distri/_msg.py has the
     formats).
+
+Every connection may go to any node of the room's NodeSet (distri/_nodes.py):
+in a cluster a connection whose node dies, stays silent or cannot serve dials
+the next one (docs/python.md, "Clusters and failover").
 """
 
 import collections
@@ -21,235 +26,27 @@ import concurrent.futures
 import functools
 import logging
 import random
-import select
 import socket
 import sys
 import threading
 import time
 import weakref
 from typing import (Any, Callable, Deque, Dict, FrozenSet, Iterable, List, Mapping, Optional,
-                    Tuple, Union)
+                    Sequence, Tuple, Union)
 
 from . import _msg, _ops
 from ._codec import Codec
 from ._mirror import Change, MirrorState, MirrorView
-from ._resp import NEED_MORE, PushFrame, first_error, handshake, new_reader, pack
-from ._url import Endpoint, parse_url
-from .errors import (ClosedError, ConnectionError, Error, ProtocolError, ServerError,
-                     TimeoutError)
+from ._link import (_BACKOFF_FIRST, _BACKOFF_MAX, _ConnectionLost, _dial, _Link,
+                    _mirror_revision, _sleep_backoff)
+from ._nodes import NodeSet
+from ._resp import NEED_MORE, PushFrame, first_error, pack
+from ._url import Address, format_address, parse_targets
+from .errors import ClosedError, ConnectionError, Error, ServerError, TimeoutError, TryAgain
 
 log = logging.getLogger("distri")
 
 Key = Union[str, bytes]
-_POLLIN = getattr(select, "POLLIN", 1)
-_BACKOFF_FIRST = 0.05
-_BACKOFF_MAX = 1.0
-_MIRROR_IDLE_PING = 15.0      # seconds of silence before the mirror pings the server
-
-
-def _sleep_backoff(delay: float, limit: float = _BACKOFF_MAX) -> float:
-    """Sleeps about `delay` (jittered, at most `limit`); returns the next delay."""
-    time.sleep(min(delay * random.uniform(0.8, 1.2), limit))
-    return min(delay * 2, _BACKOFF_MAX)
-
-
-class _ConnectionLost(OSError):
-    pass
-
-
-def _open_socket(ep: Endpoint, connect_timeout: float, timeout: Optional[float]) -> socket.socket:
-    sock = socket.create_connection((ep.host, ep.port), timeout=connect_timeout)
-    try:
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        sock.settimeout(timeout)
-    except OSError:
-        sock.close()
-        raise
-    return sock
-
-
-def _read_reply(sock: socket.socket, reader: Any) -> Any:
-    while True:
-        reply = reader.gets()
-        if reply is not NEED_MORE:
-            return reply
-        chunk = sock.recv(65536)
-        if not chunk:
-            raise _ConnectionLost("connection closed by the server")
-        reader.feed(chunk)
-
-
-def _send_handshake(sock: socket.socket, reader: Any,
-                    cmds: List[Tuple[Any, ...]]) -> Tuple[List[Any], List[Any]]:
-    """Sends cmds at once and reads one reply each; push frames that arrive
-    in between are kept aside. Raises the first error reply. -> (replies, early pushes)"""
-    sock.sendall(b"".join(pack(c) for c in cmds))
-    replies: List[Any] = []
-    early: List[Any] = []
-    while len(replies) < len(cmds):
-        r = _read_reply(sock, reader)
-        (early if isinstance(r, PushFrame) else replies).append(r)
-    err = first_error(replies)
-    if err is not None:
-        raise err
-    return replies, early
-
-
-# ---------------------------------------------------------------------------
-# The command link
-# ---------------------------------------------------------------------------
-
-class _Link:
-    """A reconnecting connection that is in one room.
-
-    room: the room code to join, or None to create a room at the first connect
-    (the code is then kept, so reconnects re-join it).
-    """
-
-    def __init__(self, ep: Endpoint, room: Optional[str], *, timeout: Optional[float],
-                 connect_timeout: float, retry_timeout: float) -> None:
-        self.ep = ep
-        self.room = room
-        self.timeout = timeout
-        self.connect_timeout = connect_timeout
-        self.retry_timeout = retry_timeout
-        self.closed = False
-        self._lock = threading.Lock()
-        self._sock: Optional[socket.socket] = None
-        self._reader: Any = None
-        self._poll: Any = None
-
-    # -- connecting ------------------------------------------------------------
-
-    def _open(self) -> None:
-        """One attempt: connect, HELLO 3, join (or create) the room. REQUIRES: lock."""
-        sock = _open_socket(self.ep, self.connect_timeout, self.timeout)
-        try:
-            reader = new_reader()
-            cmds = handshake(self.ep.password, self.room)
-            sock.sendall(b"".join(pack(c) for c in cmds))
-            replies = [_read_reply(sock, reader) for _ in cmds]
-        except BaseException:
-            sock.close()
-            raise
-        err = first_error(replies)
-        if err is not None:
-            sock.close()
-            raise err
-        if self.room is None:
-            self.room = replies[1].decode()
-        self._sock, self._reader = sock, reader
-        if hasattr(select, "poll"):
-            self._poll = select.poll()
-            self._poll.register(sock, _POLLIN)
-
-    def _connect(self, deadline: float) -> None:
-        """Connects, retrying with backoff until `deadline`. REQUIRES: lock."""
-        delay = _BACKOFF_FIRST
-        while True:
-            if self.closed:
-                raise ClosedError("room is closed")
-            try:
-                self._open()
-                return
-            except OSError as e:
-                last = e
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise ConnectionError(f"cannot reach distri server at "
-                                      f"{self.ep.host}:{self.ep.port}: {last}")
-            delay = _sleep_backoff(delay, remaining)
-
-    def _drop(self) -> None:
-        if self._sock is not None:
-            try:
-                self._sock.close()
-            except OSError:
-                pass
-        self._sock = self._reader = self._poll = None
-
-    def _stale(self) -> bool:
-        """True when the idle socket has something to read: EOF (the server went
-        away) or bytes nobody asked for. Checked before each send so that a
-        request is not written into a dead connection."""
-        if self._poll is not None:
-            return bool(self._poll.poll(0))
-        return bool(select.select([self._sock], [], [], 0)[0])  # type: ignore[type-var]
-
-    def ensure(self) -> None:
-        with self._lock:
-            if self._sock is None:
-                self._connect(time.monotonic() + self.retry_timeout)
-
-    # -- requests ----------------------------------------------------------------
-
-    def call(self, args: Tuple[Any, ...], idempotent: bool = True) -> Any:
-        """Sends one command and returns its reply; raises the server's error.
-
-        Connection failures: the command is sent again on a new connection when
-        it surely did not reach the server (the connection was found dead before
-        sending, or the send failed), or when it is idempotent. A non-idempotent
-        command whose reply was lost raises ConnectionError(maybe_applied=True).
-        Reconnecting is retried with backoff for up to retry_timeout seconds.
-        """
-        return self.roundtrip(pack(args), 1, idempotent)[0]
-
-    def call_many(self, commands: List[Tuple[Any, ...]], idempotent: bool) -> List[Any]:
-        """Sends commands in one write and reads every reply (errors as instances)."""
-        data = b"".join([pack(c) for c in commands])
-        return self.roundtrip(data, len(commands), idempotent, raise_errors=False)
-
-    def roundtrip(self, data: bytes, n: int, idempotent: bool,
-                  raise_errors: bool = True) -> List[Any]:
-        with self._lock:
-            deadline = 0.0
-            while True:
-                if self.closed:
-                    raise ClosedError("room is closed")
-                if deadline and time.monotonic() > deadline:
-                    raise ConnectionError(f"no reply from {self.ep.host}:{self.ep.port} "
-                                          f"within {self.retry_timeout}s of retries")
-                if self._sock is None or self._stale():
-                    self._drop()
-                    if not deadline:
-                        deadline = time.monotonic() + self.retry_timeout
-                    self._connect(deadline)
-                sock = self._sock
-                assert sock is not None
-                try:
-                    sock.sendall(data)
-                except OSError:
-                    self._drop()          # not delivered whole: safe to send again
-                    continue
-                try:
-                    replies = [_read_reply(sock, self._reader) for _ in range(n)]
-                    break
-                except socket.timeout:
-                    self._drop()
-                    raise TimeoutError(f"no reply within {self.timeout}s") from None
-                except ProtocolError:
-                    self._drop()
-                    raise
-                except OSError as e:
-                    self._drop()
-                    if not idempotent:
-                        raise ConnectionError(f"connection lost before the reply ({e}); the "
-                                              f"command may or may not have been applied",
-                                              maybe_applied=True) from None
-                    if not deadline:
-                        deadline = time.monotonic() + self.retry_timeout
-        if raise_errors:
-            for r in replies:
-                if isinstance(r, ServerError):
-                    raise r
-        return replies
-
-    def close(self) -> None:
-        self.closed = True
-        with self._lock:
-            self._drop()
-
-
 # ---------------------------------------------------------------------------
 # The mirror thread
 # ---------------------------------------------------------------------------
@@ -261,6 +58,8 @@ class _MirrorWorker:
         self._room = room
         self._stop = False
         self._sock: Optional[socket.socket] = None
+        self.address: Optional[Address] = None        # the node mirrored from
+        self.reached = False                          # the current session got `ready`
         self.error: Optional[BaseException] = None    # the last failure
         self.fatal: Optional[BaseException] = None    # a server error that stopped it
         self.thread = threading.Thread(target=self._run, daemon=True,
@@ -297,6 +96,7 @@ class _MirrorWorker:
                             "distri: mirror of room %s lost its connection (%s); "
                             "reconnecting", room.code, e)
             finally:
+                self.address = None
                 if self._sock is not None:
                     try:
                         self._sock.close()
@@ -308,25 +108,36 @@ class _MirrorWorker:
                     room._cond.notify_all()
             if self._stop or self.fatal is not None:
                 return
+            if self.reached:     # a session that worked: the next loss starts afresh
+                self.reached = False
+                delay = _BACKOFF_FIRST
             delay = _sleep_backoff(delay)
 
     def _session(self) -> bool:
         """One connection's life; returns whether it reached `ready` (raises on loss)."""
         room, state = self._room, self._room._state
         link = room._link
-        sock = _open_socket(link.ep, link.connect_timeout, _MIRROR_IDLE_PING)
-        self._sock = sock
-        if self._stop:
-            return False
-        reader = new_reader()
         with room._cond:
             mirror_args = state.mirror_args()
-        cmds = handshake(link.ep.password, room.code) + [mirror_args]
+            resume_from = state.resume_point()
         # early: push frames that came before the MIRROR reply
-        replies, early = _send_handshake(sock, reader, cmds)
+        d = _dial(link.nodes, room.code, [mirror_args], connect_timeout=link.connect_timeout,
+                  idle_timeout=link.idle_ping())
+        sock, reader, early = d.sock, d.reader, d.early
+        self._sock = sock
+        self.address = d.address
+        if self._stop:
+            return False
+        reply = d.replies[-1]
+        if resume_from is not None and _mirror_revision(reply) < resume_from:
+            # A node that has not applied what this copy already shows (the barrier
+            # makes that rare): a snapshot from it would go back in time.
+            link.nodes.failed(d.address)
+            raise _ConnectionLost(f"{format_address(*d.address)} is behind revision "
+                                  f"{resume_from}")
         changes: List[Change] = []
         with room._cond:
-            state.started(replies[-1])
+            state.started(reply)
             for frame in early:
                 state.apply(frame, changes)
         reached_ready = False
@@ -343,6 +154,9 @@ class _MirrorWorker:
                         break
                     if isinstance(r, PushFrame):
                         state.apply(r, changes)
+                    elif isinstance(r, TryAgain):      # the idle probe: cut off
+                        link.nodes.failed(d.address)
+                        raise _ConnectionLost(f"node cannot serve now: {r}")
                     elif isinstance(r, ServerError):
                         raise r
                     else:
@@ -351,6 +165,7 @@ class _MirrorWorker:
                             confirm_out = False
                             state.confirmed(int(r))
                 reached_ready = reached_ready or state.ready
+                self.reached = self.reached or reached_ready
                 unconfirmed = None if confirm_out else state.unconfirmed()
                 room._cond.notify_all()
             if unconfirmed is not None:
@@ -362,12 +177,14 @@ class _MirrorWorker:
                 chunk = sock.recv(262144)
             except socket.timeout:
                 if ping_out:
+                    link.nodes.failed(d.address)
                     raise _ConnectionLost("server did not answer a PING")
-                sock.sendall(pack(("PING",)))
+                sock.sendall(pack(link.idle_probe()))
                 ping_out = True
                 chunk = b""
                 continue
             if not chunk:
+                link.nodes.failed(d.address)
                 raise _ConnectionLost("connection closed by the server")
         return reached_ready
 
@@ -399,14 +216,11 @@ class _CallPool:
         if link is None:
             main = self._main
             main.ensure()
-            link = _Link(main.ep, main.room, timeout=wait, connect_timeout=main.connect_timeout,
-                         retry_timeout=main.retry_timeout)
+            link = _Link(main.nodes, main.room, timeout=wait,
+                         connect_timeout=main.connect_timeout, retry_timeout=main.retry_timeout)
         reusable = False
         try:
-            if link.timeout != wait:
-                link.timeout = wait
-                if link._sock is not None:
-                    link._sock.settimeout(wait)
+            link.timeout = wait                # (the reply wait is set at each call)
             reply = link.call(args, False)     # a call may run twice if resent: never resend
             reusable = True
             return reply
@@ -458,7 +272,10 @@ class Subscription:
         self._pending: Deque[_msg.Message] = collections.deque()
         self._delay = _BACKOFF_FIRST
         self._ping_out = False
+        self._ping_sent = 0.0
+        self._heard = 0.0
         self.closed = False
+        self.address: Optional[Address] = None       # the node subscribed on
         self.error: Optional[BaseException] = None   # the last connection failure
 
     def _start(self, timeout: float) -> None:
@@ -483,20 +300,21 @@ class Subscription:
         link = self._link
         while not self.closed:
             try:
-                sock = _open_socket(link.ep, link.connect_timeout, _MIRROR_IDLE_PING)
+                d = _dial(link.nodes, link.room, [], connect_timeout=link.connect_timeout,
+                          idle_timeout=link.idle_ping())
                 try:
-                    reader = new_reader()
-                    _, early = _send_handshake(sock, reader, handshake(link.ep.password, link.room))
                     with self._send_lock:
-                        sock.sendall(b"".join(pack(c) for c in self._state.commands()))
-                        self._sock, self._reader = sock, reader
+                        d.sock.sendall(b"".join(pack(c) for c in self._state.commands()))
+                        self._sock, self._reader, self.address = d.sock, d.reader, d.address
                 except BaseException:
-                    sock.close()
+                    d.sock.close()
                     raise
                 self._ping_out = False
+                self._heard = time.monotonic()
                 self._delay = _BACKOFF_FIRST
                 if not initial:
-                    log.info("distri: subscription in room %s reconnected", link.room)
+                    log.info("distri: subscription in room %s reconnected to %s", link.room,
+                             format_address(*d.address))
                 return True
             except ServerError:
                 raise                  # refused (room dropped, auth): not a network failure
@@ -504,7 +322,7 @@ class Subscription:
                 self.error = e
                 if initial and deadline is not None and time.monotonic() >= deadline:
                     raise ConnectionError(f"cannot reach distri server at "
-                                          f"{link.ep.host}:{link.ep.port}: {e}") from None
+                                          f"{link.nodes.describe()}: {e}") from None
             if deadline is not None and time.monotonic() >= deadline:
                 return False
             limit = _BACKOFF_MAX if deadline is None else max(0.0, deadline - time.monotonic())
@@ -514,6 +332,7 @@ class Subscription:
     def _drop(self) -> None:
         with self._send_lock:
             sock, self._sock, self._reader = self._sock, None, None
+            self.address = None
         if sock is not None:
             try:
                 sock.close()
@@ -529,26 +348,39 @@ class Subscription:
         assert sock is not None
         if self._drain(reader):
             return
-        wait = _MIRROR_IDLE_PING
+        # Silence: after idle_ping seconds a PING, after as long again the node is
+        # taken as gone (a stopped process, a cut network) and another one dialed.
+        idle = self._link.idle_ping()
+        now = time.monotonic()
+        if self._ping_out:
+            if now - self._ping_sent >= idle:
+                if self.address is not None:
+                    self._link.nodes.failed(self.address)
+                self._lost(_ConnectionLost("server did not answer a PING"))
+                return
+            wait = idle - (now - self._ping_sent)
+        elif now - self._heard >= idle:
+            self._ping_out = True
+            self._ping_sent = now
+            self._send([("PING",)])
+            wait = idle
+        else:
+            wait = idle - (now - self._heard)
         if deadline is not None:
-            wait = min(wait, max(0.0, deadline - time.monotonic()))
+            wait = min(wait, max(0.0, deadline - now))
         try:
-            sock.settimeout(wait if wait > 0 else 0.0001)
+            sock.settimeout(max(wait, 0.0001))
             chunk = sock.recv(262144)
             if not chunk:
                 raise _ConnectionLost("connection closed by the server")
         except socket.timeout:
-            if wait < _MIRROR_IDLE_PING:
-                return                              # the caller's deadline
-            if self._ping_out:
-                self._lost(_ConnectionLost("server did not answer a PING"))
-            else:
-                self._ping_out = True
-                self._send([("PING",)])
-            return
+            return                    # the caller's deadline, or time to ping: see above
         except OSError as e:
+            if self.address is not None:
+                self._link.nodes.failed(self.address)
             self._lost(e)
             return
+        self._heard = time.monotonic()
         reader.feed(chunk)
         self._drain(reader)
 
@@ -734,6 +566,8 @@ class Worker:
         self.handled = 0            # requests answered with a result
         self.failed = 0             # requests answered with an error (the handler raised)
         self.error: Optional[BaseException] = None   # the last connection failure
+        self.address: Optional[Address] = None       # the node served on
+        self._reached = False                        # the current session served
         self._sock: Optional[socket.socket] = None
         self._send_lock = threading.Lock()
         self._busy = threading.Condition()
@@ -807,12 +641,14 @@ class Worker:
                 finally:
                     with self._send_lock:
                         sock, self._sock = self._sock, None
+                        self.address = None
                     if sock is not None:
                         try:
                             sock.close()
                         except OSError:
                             pass
-                if self._ready.is_set():
+                if self._reached:          # it served: the next loss starts afresh
+                    self._reached = False
                     delay = _BACKOFF_FIRST
                 if self._stop.wait(min(delay * random.uniform(0.8, 1.2), _BACKOFF_MAX)):
                     break
@@ -826,16 +662,17 @@ class Worker:
 
     def _session(self) -> None:
         link = self._room._link
-        sock = _open_socket(link.ep, link.connect_timeout, _MIRROR_IDLE_PING)
+        cmds = [("CLIENT", "SETNAME", self.name),
+                ("SVC.SERVE", *self.services, "CONCURRENCY", self.concurrency)]
+        d = _dial(link.nodes, link.room, cmds, connect_timeout=link.connect_timeout,
+                  idle_timeout=link.idle_ping())
+        sock, reader, early = d.sock, d.reader, d.early
         with self._send_lock:
             self._sock = sock
+            self.address = d.address
         if self._stop.is_set():
             return
-        reader = new_reader()
-        cmds = handshake(link.ep.password, link.room) + [
-            ("CLIENT", "SETNAME", self.name),
-            ("SVC.SERVE", *self.services, "CONCURRENCY", self.concurrency)]
-        _, early = _send_handshake(sock, reader, cmds)
+        self._reached = True
         self._ready.set()
         for frame in early:
             self._dispatch(frame)
@@ -858,12 +695,14 @@ class Worker:
                 chunk = sock.recv(262144)
             except socket.timeout:
                 if ping_out:
+                    link.nodes.failed(d.address)
                     raise _ConnectionLost("server did not answer a PING")
                 self._send(("PING",))
                 ping_out = True
                 chunk = b""
                 continue
             if not chunk:
+                link.nodes.failed(d.address)
                 raise _ConnectionLost("connection closed by the server")
 
     def _dispatch(self, frame: List[Any]) -> None:
@@ -1026,8 +865,23 @@ class Room:
 
     @property
     def url(self) -> str:
-        """distri://host:port/CODE, ready to pass to distri.connect elsewhere."""
-        return self._link.ep.url(self.code)
+        """distri://host:port/CODE, ready to pass to distri.connect elsewhere (in a
+        cluster every known node: distri://h1:p1,h2:p2,h3:p3/CODE)."""
+        addrs = ",".join(format_address(h, p) for h, p in self._link.nodes.order())
+        return f"distri://{addrs}/{self.code}"
+
+    @property
+    def address(self) -> Optional[str]:
+        """host:port of the node the room's commands go to now (None between
+        connections). The mirror, subscriptions and workers each have their own."""
+        a = self._link.address
+        return None if a is None else format_address(*a)
+
+    @property
+    def nodes(self) -> List[str]:
+        """Every node the client knows (the URL's, plus those learnt from the
+        cluster), as host:port, the one it prefers first."""
+        return [format_address(h, p) for h, p in self._link.nodes.order()]
 
     def __repr__(self) -> str:
         return f"<distri.Room {self.url}>"
@@ -1038,13 +892,13 @@ class Room:
         return op.post(self._link.call(op.args, op.idempotent))
 
     def __getitem__(self, key: Key) -> Any:
-        raw = self._link.call(("GET", key))
+        raw = self._link.call(("GET", key), True)
         if raw is None:
             raise KeyError(key)
         return self._codec.decode(raw, key)
 
     def __setitem__(self, key: Key, value: Any) -> None:
-        self._link.call(("SET", key, self._codec.encode(value, key)))
+        self._link.call(("SET", key, self._codec.encode(value, key)), False)
 
     def __delitem__(self, key: Key) -> None:
         self._run(_ops.delitem(key))
@@ -1057,13 +911,13 @@ class Room:
 
     def get(self, key: Key, default: Any = None) -> Any:
         """The value of key, or default when it does not exist."""
-        raw = self._link.call(("GET", key))
+        raw = self._link.call(("GET", key), True)
         return default if raw is None else self._codec.decode(raw, key)
 
     def set(self, key: Key, value: Any, ttl: Optional[float] = None) -> None:
         """Stores value; with ttl (seconds) the key expires after that time."""
         if ttl is None:
-            self._link.call(("SET", key, self._codec.encode(value, key)))
+            self._link.call(("SET", key, self._codec.encode(value, key)), False)
         else:
             self._run(_ops.set_(self._codec, key, value, ttl))
 
@@ -1109,7 +963,7 @@ class Room:
 
     def get_raw(self, key: Key) -> Optional[bytes]:
         """The stored bytes of key, undecoded (None if missing)."""
-        return self._link.call(("GET", key))
+        return self._link.call(("GET", key), True)
 
     def set_raw(self, key: Key, value: bytes, ttl: Optional[float] = None) -> None:
         """Stores bytes exactly as given (no tag): for values other tools read."""
@@ -1452,45 +1306,60 @@ class Pipeline:
 # Entry points
 # ---------------------------------------------------------------------------
 
-def connect(url: Optional[str] = None, *, room_key: Optional[Union[str, bytes]] = None,
+URL = Union[None, str, Sequence[str]]
+
+
+def connect(url: URL = None, *, room_key: Optional[Union[str, bytes]] = None,
             pickle: bool = False, timeout: Optional[float] = 30.0,
             connect_timeout: float = 5.0, retry_timeout: float = 10.0,
+            node_timeout: Optional[float] = 5.0,
             mirror: bool = False, quiet: bool = False) -> Room:
     """Connects to a room: distri.connect("distri://host:7379/CODE").
 
     With no room in the URL a new room is created; its code is printed to stderr
     (unless quiet) and is room.code. No URL: $DISTRI_URL, else 127.0.0.1:7379.
+    Nodes of a cluster: "distri://h1:7379,h2:7479/CODE" or a list of URLs /
+    host:port strings; one is enough, the client learns the others (CLUSTER.NODES)
+    and moves to another node when its node dies (docs/python.md, "Clusters").
 
     room_key, pickle: pickle=True stores values that are not JSON as pickles
         signed with HMAC-SHA256(room_key), verified before unpickling.
     timeout: seconds to wait for a reply (None: forever).
-    connect_timeout: seconds for one TCP connect attempt.
-    retry_timeout: while the server is unreachable, calls retry with backoff for
+    connect_timeout: seconds for one TCP connect attempt (and its handshake).
+    retry_timeout: while no node can be reached, calls retry with backoff for
         this long, then raise distri.ConnectionError (0: fail fast).
+    node_timeout: in a cluster, a node silent this long while a reply is due is
+        taken as gone: a read is sent to another node, a write raises
+        distri.UnknownOutcome; idle connections ping after half of it. None: no
+        such check (replies wait `timeout`). Unused on a single node.
     mirror: start room.data's mirror now (it starts on first use otherwise).
     """
-    ep = parse_url(url)
+    targets = parse_targets(url)
+    if node_timeout is not None and node_timeout <= 0:
+        raise ValueError(f"node_timeout must be positive or None, got {node_timeout!r}")
     Codec(room_key, pickle)                       # bad pickle options fail before connecting
-    link = _Link(ep, ep.room, timeout=timeout, connect_timeout=connect_timeout,
-                 retry_timeout=retry_timeout)
+    link = _Link(NodeSet(targets), targets.room, timeout=timeout,
+                 connect_timeout=connect_timeout, retry_timeout=retry_timeout,
+                 node_timeout=node_timeout, learn=True)
     link.ensure()
     codec = Codec(room_key, pickle, room=link.room or "")   # pickles are bound to the room
-    if ep.room is None and not quiet:
-        print(f"distri: created room {link.room}  (join: distri.connect({ep.url(link.room)!r}))",
-              file=sys.stderr)
     room = Room(link, codec, mirror_timeout=max(retry_timeout, 10.0))
+    if targets.room is None and not quiet:
+        print(f"distri: created room {link.room}  (join: distri.connect({room.url!r}))",
+              file=sys.stderr)
     if mirror:
         room.start_mirror()
     return room
 
 
-def stats(url: Optional[str] = None, *, timeout: float = 10.0) -> Dict[str, Any]:
-    """Site-wide statistics of the server at url (STATS): version, rooms, clients,
-    mirrors, keys, memory, rates, revision, ... The URL's room is ignored."""
-    ep = parse_url(url)
-    link = _Link(ep, "default", timeout=timeout, connect_timeout=min(timeout, 5.0),
-                 retry_timeout=0.0)
+def stats(url: URL = None, *, timeout: float = 10.0) -> Dict[str, Any]:
+    """Statistics of the server at url (STATS): version, rooms, clients, mirrors,
+    keys, memory, rates, revision, ... The URL's room is ignored; of several
+    addresses the first that answers is asked (in a cluster: that node's view)."""
+    targets = parse_targets(url)
+    link = _Link(NodeSet(targets), "default", timeout=timeout,
+                 connect_timeout=min(timeout, 5.0), retry_timeout=0.0)
     try:
-        return _ops.server_stats().post(link.call(("STATS",)))
+        return _ops.server_stats().post(link.call(("STATS",), True))
     finally:
         link.close()

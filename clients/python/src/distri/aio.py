@@ -15,8 +15,9 @@ coroutines instead of blocking calls:
 
 A room runs one command at a time on its connection (an asyncio.Lock keeps
 replies in order); the mirror runs as a background task on the same loop;
-calls, subscriptions and workers have connections of their own. Use a room
-from the event loop that created it.
+calls, subscriptions and workers have connections of their own, on any node
+of a cluster, moving to another when theirs fails (distri/_aio_link.py).
+Use a room from the event loop that created it.
 """
 
 import asyncio
@@ -30,15 +31,17 @@ import threading
 import time
 import weakref
 from typing import (Any, Callable, Deque, Dict, FrozenSet, Generator, Iterable, List, Mapping,
-                    Optional, Set, Tuple, Union)
+                    Optional, Sequence, Set, Tuple, Union)
 
 from . import _msg, _ops
 from ._codec import Codec
 from ._mirror import Change, MirrorState, MirrorView
-from ._resp import NEED_MORE, PushFrame, first_error, handshake, new_reader, pack
-from ._url import Endpoint, parse_url
-from .errors import (ClosedError, ConnectionError, Error, ProtocolError, ServerError,
-                     TimeoutError)
+from ._aio_link import (_BACKOFF_FIRST, _BACKOFF_MAX, _backoff, _ConnectionLost, _dial, _Link,
+                        _mirror_revision, _Stream)
+from ._nodes import NodeSet
+from ._resp import NEED_MORE, PushFrame, first_error, pack
+from ._url import Address, format_address, parse_targets
+from .errors import ClosedError, ConnectionError, Error, ServerError, TimeoutError, TryAgain
 
 __all__ = ["connect", "stats", "Room", "Pipeline", "Subscription", "Worker", "Function",
            "Message"]
@@ -48,199 +51,6 @@ Message = _msg.Message
 log = logging.getLogger("distri")
 
 Key = Union[str, bytes]
-_BACKOFF_FIRST = 0.05
-_BACKOFF_MAX = 1.0
-_MIRROR_IDLE_PING = 15.0
-
-
-class _ConnectionLost(OSError):
-    pass
-
-
-async def _backoff(delay: float, limit: float = _BACKOFF_MAX) -> float:
-    await asyncio.sleep(min(delay * random.uniform(0.8, 1.2), limit))
-    return min(delay * 2, _BACKOFF_MAX)
-
-
-class _Stream:
-    """An asyncio TCP stream with a hiredis reader."""
-
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.reader = reader
-        self.writer = writer
-        self.parser = new_reader()
-
-    @classmethod
-    async def open(cls, ep: Endpoint, connect_timeout: float) -> "_Stream":
-        try:
-            r, w = await asyncio.wait_for(asyncio.open_connection(ep.host, ep.port),
-                                          connect_timeout)
-        except asyncio.TimeoutError:
-            raise _ConnectionLost(f"connect timed out after {connect_timeout}s") from None
-        return cls(r, w)
-
-    async def read(self, timeout: Optional[float]) -> Any:
-        while True:
-            reply = self.parser.gets()
-            if reply is not NEED_MORE:
-                return reply
-            if timeout is None:
-                chunk = await self.reader.read(262144)
-            else:
-                chunk = await asyncio.wait_for(self.reader.read(262144), timeout)
-            if not chunk:
-                raise _ConnectionLost("connection closed by the server")
-            self.parser.feed(chunk)
-
-    async def handshake(self, cmds: List[Tuple[Any, ...]],
-                        timeout: Optional[float]) -> Tuple[List[Any], List[Any]]:
-        """Sends cmds at once and reads one reply each; push frames that arrive
-        in between are kept aside. Raises the first error reply. -> (replies, early pushes)"""
-        self.writer.write(b"".join(pack(c) for c in cmds))
-        replies: List[Any] = []
-        early: List[Any] = []
-        while len(replies) < len(cmds):
-            r = await self.read(timeout)
-            (early if isinstance(r, PushFrame) else replies).append(r)
-        err = first_error(replies)
-        if err is not None:
-            raise err
-        return replies, early
-
-    def close(self) -> None:
-        try:
-            self.writer.close()
-        except Exception:
-            pass
-
-
-class _Link:
-    """The reconnecting command connection of an asyncio Room (see distri._sync._Link
-    for the retry rules, which are the same)."""
-
-    def __init__(self, ep: Endpoint, room: Optional[str], *, timeout: Optional[float],
-                 connect_timeout: float, retry_timeout: float) -> None:
-        self.ep = ep
-        self.room = room
-        self.timeout = timeout
-        self.connect_timeout = connect_timeout
-        self.retry_timeout = retry_timeout
-        self.closed = False
-        self._lock = asyncio.Lock()
-        self._stream: Optional[_Stream] = None
-
-    async def _open(self) -> None:
-        s = await _Stream.open(self.ep, self.connect_timeout)
-        try:
-            cmds = handshake(self.ep.password, self.room)
-            s.writer.write(b"".join(pack(c) for c in cmds))
-            replies = [await s.read(self.connect_timeout) for _ in cmds]
-        except asyncio.TimeoutError:
-            s.close()
-            raise _ConnectionLost("no answer to HELLO") from None
-        except BaseException:
-            s.close()
-            raise
-        err = first_error(replies)
-        if err is not None:
-            s.close()
-            raise err
-        if self.room is None:
-            self.room = replies[1].decode()
-        self._stream = s
-
-    async def _connect(self, deadline: float) -> None:
-        delay = _BACKOFF_FIRST
-        while True:
-            if self.closed:
-                raise ClosedError("room is closed")
-            try:
-                await self._open()
-                return
-            except OSError as e:
-                last = e
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise ConnectionError(f"cannot reach distri server at "
-                                      f"{self.ep.host}:{self.ep.port}: {last}")
-            delay = await _backoff(delay, remaining)
-
-    def _drop(self) -> None:
-        if self._stream is not None:
-            self._stream.close()
-        self._stream = None
-
-    async def ensure(self) -> None:
-        async with self._lock:
-            if self._stream is None:
-                await self._connect(time.monotonic() + self.retry_timeout)
-
-    async def call(self, args: Tuple[Any, ...], idempotent: bool = True) -> Any:
-        return (await self.roundtrip(pack(args), 1, idempotent))[0]
-
-    async def call_many(self, commands: List[Tuple[Any, ...]], idempotent: bool) -> List[Any]:
-        data = b"".join([pack(c) for c in commands])
-        return await self.roundtrip(data, len(commands), idempotent, raise_errors=False)
-
-    async def roundtrip(self, data: bytes, n: int, idempotent: bool,
-                        raise_errors: bool = True) -> List[Any]:
-        async with self._lock:
-            deadline = 0.0
-            while True:
-                if self.closed:
-                    raise ClosedError("room is closed")
-                if deadline and time.monotonic() > deadline:
-                    raise ConnectionError(f"no reply from {self.ep.host}:{self.ep.port} "
-                                          f"within {self.retry_timeout}s of retries")
-                s = self._stream
-                if s is None or s.reader.at_eof() or s.writer.is_closing():
-                    self._drop()
-                    if not deadline:
-                        deadline = time.monotonic() + self.retry_timeout
-                    await self._connect(deadline)
-                    s = self._stream
-                assert s is not None
-                try:
-                    s.writer.write(data)
-                    if len(data) > 65536:
-                        await s.writer.drain()
-                except OSError:
-                    self._drop()
-                    continue
-                try:
-                    replies = [await s.read(self.timeout) for _ in range(n)]
-                    break
-                except asyncio.TimeoutError:
-                    self._drop()
-                    raise TimeoutError(f"no reply within {self.timeout}s") from None
-                except ProtocolError:
-                    self._drop()
-                    raise
-                except OSError as e:
-                    self._drop()
-                    if not idempotent:
-                        raise ConnectionError(f"connection lost before the reply ({e}); the "
-                                              f"command may or may not have been applied",
-                                              maybe_applied=True) from None
-                    if not deadline:
-                        deadline = time.monotonic() + self.retry_timeout
-        if raise_errors:
-            for r in replies:
-                if isinstance(r, ServerError):
-                    raise r
-        return replies
-
-    async def close(self) -> None:
-        self.closed = True
-        s, self._stream = self._stream, None
-        if s is not None:
-            s.close()
-            try:
-                await s.writer.wait_closed()
-            except Exception:
-                pass
-
-
 # ---------------------------------------------------------------------------
 # Messaging: calls, subscriptions, workers (see distri._sync for the design)
 # ---------------------------------------------------------------------------
@@ -264,8 +74,8 @@ class _CallPool:
         if link is None:
             main = self._main
             await main.ensure()
-            link = _Link(main.ep, main.room, timeout=wait, connect_timeout=main.connect_timeout,
-                         retry_timeout=main.retry_timeout)
+            link = _Link(main.nodes, main.room, timeout=wait,
+                         connect_timeout=main.connect_timeout, retry_timeout=main.retry_timeout)
         link.timeout = wait
         reusable = False
         try:
@@ -308,6 +118,9 @@ class Subscription:
         self._pending: Deque[_msg.Message] = collections.deque()
         self._delay = _BACKOFF_FIRST
         self._ping_out = False
+        self._ping_sent = 0.0
+        self._heard = 0.0
+        self.address: Optional[Address] = None       # the node subscribed on
         self._started = False
         self._start_lock = asyncio.Lock()
         self.closed = False
@@ -373,27 +186,20 @@ class Subscription:
             await link.ensure()
         while not self.closed:
             try:
-                s = await _Stream.open(link.ep, link.connect_timeout)
+                s, address, _, _ = await _dial(link.nodes, link.room, [],
+                                               connect_timeout=link.connect_timeout)
                 try:
-                    cmds = handshake(link.ep.password, link.room)
-                    s.writer.write(b"".join(pack(c) for c in cmds))
-                    replies: List[Any] = []
-                    while len(replies) < len(cmds):
-                        r = await s.read(link.connect_timeout + 10)
-                        if not isinstance(r, PushFrame):
-                            replies.append(r)
-                    err = first_error(replies)
-                    if err is not None:
-                        raise err
                     s.writer.write(b"".join(pack(c) for c in self._state.commands()))
                 except BaseException:
                     s.close()
                     raise
-                self._stream = s
+                self._stream, self.address = s, address
                 self._ping_out = False
+                self._heard = time.monotonic()
                 self._delay = _BACKOFF_FIRST
                 if not initial:
-                    log.info("distri: subscription in room %s reconnected", link.room)
+                    log.info("distri: subscription in room %s reconnected to %s", link.room,
+                             format_address(*address))
                 return True
             except ServerError:
                 raise
@@ -401,7 +207,7 @@ class Subscription:
                 self.error = e
                 if initial and deadline is not None and time.monotonic() >= deadline:
                     raise ConnectionError(f"cannot reach distri server at "
-                                          f"{link.ep.host}:{link.ep.port}: {e}") from None
+                                          f"{link.nodes.describe()}: {e}") from None
             if deadline is not None and time.monotonic() >= deadline:
                 return False
             limit = _BACKOFF_MAX if deadline is None else max(0.0, deadline - time.monotonic())
@@ -410,6 +216,7 @@ class Subscription:
 
     def _drop(self) -> None:
         s, self._stream = self._stream, None
+        self.address = None
         if s is not None:
             s.close()
 
@@ -421,25 +228,37 @@ class Subscription:
         assert s is not None
         if self._drain(s):
             return
-        wait = _MIRROR_IDLE_PING
+        # Silence: a PING after idle_ping seconds, another node after as long again.
+        idle = self._link.idle_ping()
+        now = time.monotonic()
+        if self._ping_out:
+            if now - self._ping_sent >= idle:
+                if self.address is not None:
+                    self._link.nodes.failed(self.address)
+                self._lost(_ConnectionLost("server did not answer a PING"))
+                return
+            wait = idle - (now - self._ping_sent)
+        elif now - self._heard >= idle:
+            self._ping_out = True
+            self._ping_sent = now
+            self._send([("PING",)])
+            wait = idle
+        else:
+            wait = idle - (now - self._heard)
         if deadline is not None:
-            wait = min(wait, max(0.0, deadline - time.monotonic()))
+            wait = min(wait, max(0.0, deadline - now))
         try:
-            chunk = await asyncio.wait_for(s.reader.read(262144), wait)
+            chunk = await asyncio.wait_for(s.reader.read(262144), max(wait, 0.0001))
             if not chunk:
                 raise _ConnectionLost("connection closed by the server")
         except asyncio.TimeoutError:
-            if wait < _MIRROR_IDLE_PING:
-                return
-            if self._ping_out:
-                self._lost(_ConnectionLost("server did not answer a PING"))
-            else:
-                self._ping_out = True
-                self._send([("PING",)])
-            return
+            return                    # the caller's deadline, or time to ping: see above
         except OSError as e:
+            if self.address is not None:
+                self._link.nodes.failed(self.address)
             self._lost(e)
             return
+        self._heard = time.monotonic()
         s.parser.feed(chunk)
         self._drain(s)
 
@@ -585,6 +404,8 @@ class Worker:
         self._stop = asyncio.Event()
         self._stopping = False
         self._ready = asyncio.Event()
+        self._reached = False                        # the current session served
+        self.address: Optional[Address] = None       # the node served on
         self._fatal: Optional[BaseException] = None
         self._task: Optional["asyncio.Task[None]"] = None
         self._running = False
@@ -644,9 +465,11 @@ class Worker:
                             self.name, e)
                 finally:
                     s, self._stream = self._stream, None
+                    self.address = None
                     if s is not None:
                         s.close()
-                if self._ready.is_set():
+                if self._reached:          # it served: the next loss starts afresh
+                    self._reached = False
                     delay = _BACKOFF_FIRST
                 try:
                     await asyncio.wait_for(self._stop.wait(),
@@ -664,12 +487,12 @@ class Worker:
 
     async def _session(self) -> None:
         link = self._room._link
-        s = await _Stream.open(link.ep, link.connect_timeout)
-        self._stream = s
-        cmds = handshake(link.ep.password, link.room) + [
-            ("CLIENT", "SETNAME", self.name),
-            ("SVC.SERVE", *self.services, "CONCURRENCY", self.concurrency)]
-        _, early = await s.handshake(cmds, link.connect_timeout + 10)
+        cmds = [("CLIENT", "SETNAME", self.name),
+                ("SVC.SERVE", *self.services, "CONCURRENCY", self.concurrency)]
+        s, address, _, early = await _dial(link.nodes, link.room, cmds,
+                                           connect_timeout=link.connect_timeout)
+        self._stream, self.address = s, address
+        self._reached = True
         self._ready.set()
         for frame in early:
             self._dispatch(frame)
@@ -689,15 +512,17 @@ class Worker:
                 else:
                     ping_out = False
             try:
-                chunk = await asyncio.wait_for(s.reader.read(262144), _MIRROR_IDLE_PING)
+                chunk = await asyncio.wait_for(s.reader.read(262144), link.idle_ping())
             except asyncio.TimeoutError:
                 if ping_out:
+                    link.nodes.failed(address)
                     raise _ConnectionLost("server did not answer a PING") from None
                 self._send(("PING",))
                 ping_out = True
                 chunk = b""
                 continue
             if not chunk:
+                link.nodes.failed(address)
                 raise _ConnectionLost("connection closed by the server")
 
     def _dispatch(self, frame: List[Any]) -> None:
@@ -819,6 +644,8 @@ class Room:
         self._mirror_task: Optional["asyncio.Task[None]"] = None
         self._mirror_error: Optional[BaseException] = None
         self._mirror_fatal: Optional[BaseException] = None
+        self.mirror_address: Optional[Address] = None    # the node mirrored from
+        self._mirror_reached = False                      # the session got `ready`
         self._changed = asyncio.Event()
         self._callbacks: List[Tuple[Optional[str], Callable[[Change], Any]]] = []
         self._tasks: Set["asyncio.Task[Any]"] = set()
@@ -834,7 +661,19 @@ class Room:
 
     @property
     def url(self) -> str:
-        return self._link.ep.url(self.code)
+        addrs = ",".join(format_address(h, p) for h, p in self._link.nodes.order())
+        return f"distri://{addrs}/{self.code}"
+
+    @property
+    def address(self) -> Optional[str]:
+        """host:port of the node the room's commands go to now (None between connections)."""
+        a = self._link.address
+        return None if a is None else format_address(*a)
+
+    @property
+    def nodes(self) -> List[str]:
+        """Every node the client knows, as host:port, the one it prefers first."""
+        return [format_address(h, p) for h, p in self._link.nodes.order()]
 
     def __repr__(self) -> str:
         return f"<distri.aio.Room {self.url}>"
@@ -845,7 +684,7 @@ class Room:
     # -- the dictionary (see distri.Room for each call's meaning) ----------------------
 
     async def get(self, key: Key, default: Any = None) -> Any:
-        raw = await self._link.call(("GET", key))
+        raw = await self._link.call(("GET", key), True)
         return default if raw is None else self._codec.decode(raw, key)
 
     async def set(self, key: Key, value: Any, ttl: Optional[float] = None) -> None:
@@ -885,7 +724,7 @@ class Room:
         await self._run(_ops.clear())
 
     async def get_raw(self, key: Key) -> Optional[bytes]:
-        return await self._link.call(("GET", key))
+        return await self._link.call(("GET", key), True)
 
     async def set_raw(self, key: Key, value: bytes, ttl: Optional[float] = None) -> None:
         await self._run(_ops.set_raw(key, value, ttl))
@@ -1035,6 +874,9 @@ class Room:
                 self._notify()
                 if self._closing or self._mirror_fatal is not None:
                     return
+                if self._mirror_reached:   # a session that worked: start afresh
+                    self._mirror_reached = False
+                    delay = _BACKOFF_FIRST
                 delay = await _backoff(delay)
         except asyncio.CancelledError:
             self._state.disconnected()
@@ -1044,10 +886,16 @@ class Room:
         link = self._link
         if link.room is None:
             await link.ensure()
-        s = await _Stream.open(link.ep, link.connect_timeout)
+        resume_from = self._state.resume_point()
+        s, address, replies, early = await _dial(link.nodes, self.code,
+                                                 [self._state.mirror_args()],
+                                                 connect_timeout=link.connect_timeout)
+        self.mirror_address = address
         try:
-            cmds = handshake(link.ep.password, self.code) + [self._state.mirror_args()]
-            replies, early = await s.handshake(cmds, link.connect_timeout + 10)
+            if resume_from is not None and _mirror_revision(replies[-1]) < resume_from:
+                link.nodes.failed(address)     # behind this copy: see distri._sync
+                raise _ConnectionLost(f"{format_address(*address)} is behind revision "
+                                      f"{resume_from}")
             changes: List[Change] = []
             self._state.started(replies[-1])
             for frame in early:
@@ -1065,6 +913,9 @@ class Room:
                         break
                     if isinstance(r, PushFrame):
                         self._state.apply(r, changes)
+                    elif isinstance(r, TryAgain):      # the idle probe: cut off
+                        link.nodes.failed(address)
+                        raise _ConnectionLost(f"node cannot serve now: {r}")
                     elif isinstance(r, ServerError):
                         raise r
                     else:
@@ -1073,6 +924,7 @@ class Room:
                             confirm_out = False
                             self._state.confirmed(int(r))
                 reached_ready = reached_ready or self._state.ready
+                self._mirror_reached = self._mirror_reached or reached_ready
                 if not confirm_out:
                     unconfirmed = self._state.unconfirmed()
                     if unconfirmed is not None:
@@ -1082,18 +934,21 @@ class Room:
                 self._dispatch(changes)
                 changes = []
                 try:
-                    chunk = await asyncio.wait_for(s.reader.read(262144), _MIRROR_IDLE_PING)
+                    chunk = await asyncio.wait_for(s.reader.read(262144), link.idle_ping())
                 except asyncio.TimeoutError:
                     if ping_out:
+                        link.nodes.failed(address)
                         raise _ConnectionLost("server did not answer a PING") from None
-                    s.writer.write(pack(("PING",)))
+                    s.writer.write(pack(link.idle_probe()))
                     ping_out = True
                     chunk = b""
                     continue
                 if not chunk:
+                    link.nodes.failed(address)
                     raise _ConnectionLost("connection closed by the server")
             return reached_ready
         finally:
+            self.mirror_address = None
             s.close()
 
     # -- messaging (see distri.Room for each call's meaning) ----------------------------
@@ -1265,32 +1120,39 @@ class Pipeline:
             await self.execute()
 
 
-async def connect(url: Optional[str] = None, *, room_key: Optional[Union[str, bytes]] = None,
+async def connect(url: Union[None, str, Sequence[str]] = None, *,
+                  room_key: Optional[Union[str, bytes]] = None,
                   pickle: bool = False, timeout: Optional[float] = 30.0,
                   connect_timeout: float = 5.0, retry_timeout: float = 10.0,
+                  node_timeout: Optional[float] = 5.0,
                   mirror: bool = False, quiet: bool = False) -> Room:
-    """Connects to a room (arguments as distri.connect)."""
-    ep = parse_url(url)
+    """Connects to a room (arguments as distri.connect: one URL, several addresses
+    in it, or a list; the client learns the cluster's other nodes and fails over)."""
+    targets = parse_targets(url)
+    if node_timeout is not None and node_timeout <= 0:
+        raise ValueError(f"node_timeout must be positive or None, got {node_timeout!r}")
     Codec(room_key, pickle)                       # bad pickle options fail before connecting
-    link = _Link(ep, ep.room, timeout=timeout, connect_timeout=connect_timeout,
-                 retry_timeout=retry_timeout)
+    link = _Link(NodeSet(targets), targets.room, timeout=timeout,
+                 connect_timeout=connect_timeout, retry_timeout=retry_timeout,
+                 node_timeout=node_timeout, learn=True)
     await link.ensure()
     codec = Codec(room_key, pickle, room=link.room or "")   # pickles are bound to the room
-    if ep.room is None and not quiet:
-        print(f"distri: created room {link.room}  (join: distri.connect({ep.url(link.room)!r}))",
-              file=sys.stderr)
     room = Room(link, codec, mirror_timeout=max(retry_timeout, 10.0))
+    if targets.room is None and not quiet:
+        print(f"distri: created room {link.room}  (join: distri.connect({room.url!r}))",
+              file=sys.stderr)
     if mirror:
         await room.start_mirror()
     return room
 
 
-async def stats(url: Optional[str] = None, *, timeout: float = 10.0) -> Dict[str, Any]:
-    """Site-wide statistics (STATS) of the server at url."""
-    ep = parse_url(url)
-    link = _Link(ep, "default", timeout=timeout, connect_timeout=min(timeout, 5.0),
-                 retry_timeout=0.0)
+async def stats(url: Union[None, str, Sequence[str]] = None, *,
+                timeout: float = 10.0) -> Dict[str, Any]:
+    """Statistics (STATS) of the server at url (of several, the first that answers)."""
+    targets = parse_targets(url)
+    link = _Link(NodeSet(targets), "default", timeout=timeout,
+                 connect_timeout=min(timeout, 5.0), retry_timeout=0.0)
     try:
-        return _ops.server_stats().post(await link.call(("STATS",)))
+        return _ops.server_stats().post(await link.call(("STATS",), True))
     finally:
         await link.close()

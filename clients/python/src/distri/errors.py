@@ -118,7 +118,19 @@ class ServiceError(ServerError):
         return None
 
 
-# CallTimeout is also a distri.TimeoutError; it is defined below that class.
+class TryAgain(ServerError):
+    """`TRYAGAIN` (cluster): the node could not take the request now (no leader known,
+    the leader unreachable, no read point within the cluster's request timeout) and
+    proposed nothing: nothing changed, sending it again is safe (retryable). The
+    client resends by itself, on another node, until its retry_timeout; this is
+    raised only when that runs out, or from a pipeline that holds writes."""
+
+    code = "TRYAGAIN"
+    retryable = True
+
+
+# CallTimeout is also a distri.TimeoutError, UnknownOutcome a distri.ConnectionError;
+# they are defined below those classes.
 
 # The wire error codes -> exception classes. Codes not listed map to ServerError.
 ERROR_CODES: Dict[str, Type[ServerError]] = {
@@ -133,7 +145,8 @@ ERROR_CODES: Dict[str, Type[ServerError]] = {
     "NOPROTO": ProtocolVersionError,
     "NOWORKER": NoWorker,
     "SVCERR": ServiceError,
-    # "TIMEOUT": CallTimeout, added below
+    "TRYAGAIN": TryAgain,
+    # "TIMEOUT": CallTimeout, "UNKNOWN": UnknownOutcome, added below
 }
 
 
@@ -174,6 +187,31 @@ class CallTimeout(ServerError, TimeoutError):
 
 
 ERROR_CODES["TIMEOUT"] = CallTimeout
+
+
+class UnknownOutcome(ServerError, ConnectionError):
+    """A write's outcome is not known: it may have been applied, or may still be,
+    or never. Raised when
+
+      - the server says so (`UNKNOWN`, cluster only: the leader changed before the
+        write committed, or no answer came within the cluster's request timeout);
+      - the connection broke (the node died, was cut off, or stayed silent past
+        the node timeout) after the request was sent and before its reply came.
+
+    The client never resends such a write by itself: an INCR would count twice, a
+    CAS could succeed twice, and even a SET or DELETE sent again could undo a later
+    write of another client. Read the key to find out what happened. `maybe_applied`
+    is True; the class is both a distri.ServerError (code "UNKNOWN") and a
+    distri.ConnectionError, so code written for either catches it."""
+
+    code = "UNKNOWN"
+
+    def __init__(self, message: str, code: str = "UNKNOWN") -> None:
+        super().__init__(message, code)
+        self.maybe_applied = True
+
+
+ERROR_CODES["UNKNOWN"] = UnknownOutcome
 
 
 class ProtocolError(Error):
