@@ -176,11 +176,12 @@ void PubsubRoutes::SendFull(uint64_t peer) {
   };
   for_each_local_([&](std::string_view room, bool pattern, std::string_view name,
                       uint32_t count) {
+    if (failed) return;  // the link is full: the next Tick starts over, nothing to encode
     if (!w) w.emplace(wire::Header{epoch_, 0}, /*full=*/false);
     w->Add(pattern, count, room, name);
     if (w->size() >= kInterestFrameBytes) send();
   });
-  if (w) send();
+  if (w && !failed) send();
   if (failed) p.needs_full = true;
 }
 
@@ -276,6 +277,7 @@ void PubsubRoutes::Forget(Peer& p) {
   stats_.remote_entries -= p.entries;
   p.rooms.clear();
   p.entries = 0;
+  p.entry_bytes = 0;
   p.known = false;
   p.synced = false;
   p.resync_asked_ms = -1;
@@ -346,6 +348,7 @@ void PubsubRoutes::ApplyInterest(uint64_t peer, Peer& p, std::string_view body) 
     stats_.remote_entries -= p.entries;
     p.rooms.clear();
     p.entries = 0;
+    p.entry_bytes = 0;
     p.synced = true;
   }
   for (const wire::InterestEntry& e : in.entries) {
@@ -355,6 +358,7 @@ void PubsubRoutes::ApplyInterest(uint64_t peer, Peer& p, std::string_view body) 
       size_t erased = e.pattern ? rit->second.patterns.erase(std::string(e.name))
                                 : rit->second.channels.erase(std::string(e.name));
       p.entries -= erased;
+      p.entry_bytes -= erased * (e.room.size() + e.name.size());
       stats_.remote_entries -= erased;
       if (rit->second.channels.empty() && rit->second.patterns.empty()) p.rooms.erase(rit);
       continue;
@@ -366,8 +370,10 @@ void PubsubRoutes::ApplyInterest(uint64_t peer, Peer& p, std::string_view body) 
     if (rit == p.rooms.end()) rit = p.rooms.try_emplace(std::string(e.room)).first;
     RemoteRoom& room = rit->second;
     const bool exists = e.pattern ? room.patterns.contains(e.name) : room.channels.contains(e.name);
-    if (!exists && p.entries >= kMaxRemoteEntries) {
-      BadFrame(peer, "over " + std::to_string(kMaxRemoteEntries) + " subscriptions");
+    const size_t bytes = e.room.size() + e.name.size();
+    if (!exists && (p.entries >= kMaxRemoteEntries || p.entry_bytes + bytes > kMaxRemoteBytes)) {
+      BadFrame(peer, "over " + std::to_string(kMaxRemoteEntries) + " subscriptions or " +
+                         std::to_string(kMaxRemoteBytes >> 20) + " MiB of names");
       if (room.channels.empty() && room.patterns.empty()) p.rooms.erase(rit);
       continue;
     }
@@ -378,6 +384,7 @@ void PubsubRoutes::ApplyInterest(uint64_t peer, Peer& p, std::string_view body) 
     }
     if (!exists) {
       p.entries++;
+      p.entry_bytes += bytes;
       stats_.remote_entries++;
     }
   }

@@ -21,8 +21,8 @@
 //  * Bounds. A message is sent to a peer only while that peer's link holds less than
 //    kMaxPeerBacklog unsent bytes (Raft shares the link and must not be starved); otherwise
 //    it is dropped for that peer and counted. A peer's interest table holds at most
-//    kMaxRemoteEntries entries. Frames that do not decode are counted and logged at most
-//    once a second, never trusted.
+//    kMaxRemoteEntries entries and kMaxRemoteBytes of names. Frames that do not decode are
+//    counted and logged at most once a second, never trusted.
 //
 // Wire format: pubsub_wire.h. Docs: docs/messaging.md, "Across the cluster".
 // Thread-safety: loop thread only.
@@ -95,6 +95,8 @@ class PubsubRoutes {
 
   static constexpr uint64_t kMaxPeerBacklog = 64ull << 20;
   static constexpr size_t kMaxRemoteEntries = 1 << 20;
+  // Room and channel/pattern bytes held for one peer's interest.
+  static constexpr size_t kMaxRemoteBytes = 64 << 20;
   // Interest frames are split at about this size (a full report of many subscriptions).
   static constexpr size_t kInterestFrameBytes = 256 << 10;
   static constexpr uint64_t kTickMs = 1000;
@@ -167,6 +169,7 @@ class PubsubRoutes {
     int64_t resync_asked_ms = -1;
     std::unordered_map<std::string, RemoteRoom, base::StringHash, std::equal_to<>> rooms;
     size_t entries = 0;
+    size_t entry_bytes = 0;  // room + name bytes of `entries`
     // Sending (kept across link changes: a peer drops what is older than it has seen).
     uint64_t next_seq = 1;
     bool needs_full = false;  // a report or delta to it was refused: send a full one

@@ -370,6 +370,22 @@ TEST_F(PubsubRoutesTest, LimitsOnWhatAPeerSends) {
   EXPECT_EQ(b.routes->stats().bad_frames, 2u);
 }
 
+TEST_F(PubsubRoutesTest, PeerInterestIsBoundedInBytes) {
+  // Few entries, long names: the entry count alone would let a peer hold gigabytes here.
+  Node& a = Add(1);
+  Node& b = Add(2);
+  const size_t name_bytes = 1 << 20;
+  const size_t n = PubsubRoutes::kMaxRemoteBytes / name_bytes + 6;
+  for (size_t i = 0; i < n; ++i) {
+    a.Sub("", false, std::string(name_bytes, 'x') + std::to_string(i), 1);
+  }
+  Link(1, 2);
+  Pump();
+  EXPECT_LT(b.routes->stats().remote_entries, n);
+  EXPECT_LE(b.routes->stats().remote_entries * name_bytes, PubsubRoutes::kMaxRemoteBytes);
+  EXPECT_GT(b.routes->stats().bad_frames, 0u);
+}
+
 TEST_F(PubsubRoutesTest, HostileFramesAreIgnored) {
   Node& a = Add(1);
   Node& b = Add(2);

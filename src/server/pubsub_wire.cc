@@ -3,6 +3,8 @@
 
 #include "server/pubsub_wire.h"
 
+#include <algorithm>
+
 #include "base/endian.h"
 
 namespace distri::server::pubsub_wire {
@@ -100,7 +102,8 @@ Status DecodeInterest(std::string_view body, Interest* out) {
   }
   out->full = (flags & kFlagFull) != 0;
   out->entries.clear();
-  out->entries.reserve(n);
+  // Reserved up to a bound only: an entry decodes to more than its wire bytes.
+  out->entries.reserve(std::min<uint32_t>(n, 4096));
   for (uint32_t i = 0; i < n; ++i) {
     uint8_t kind = 0;
     InterestEntry e;

@@ -152,6 +152,8 @@ inline constexpr std::string_view kSummedSiteFields[] = {
     "ops_per_sec_1m", "commands_total", "reads_total",    "writes_total",
     "connections_total", "slow_consumer_disconnects", "service_records",
     "push_budget_disconnects", "output_bytes",
+    "pubsub_node_messages_sent", "pubsub_node_messages_received",
+    "pubsub_node_messages_dropped", "pubsub_node_frames_lost",
 };
 inline constexpr std::string_view kSummedRoomFields[] = {
     "clients",          "mirrors",           "subscriptions",     "services",

@@ -10,6 +10,11 @@ export class ApiError extends Error {
   }
 }
 
+// A read that has not answered in this long fails (a stopped or cut-off node
+// would otherwise leave a page waiting forever, showing old figures as live).
+// Writes are not timed out here: their outcome would be unknown.
+const READ_TIMEOUT_MS = 3000;
+
 // A request to the JSON API. On 401 (the server has a password) it asks for
 // the password once and retries.
 export async function api(method, path, body) {
@@ -21,7 +26,22 @@ export async function api(method, path, body) {
     }
     const auth = authHeader();
     if (auth !== null) init.headers.Authorization = auth;
-    const res = await fetch(path, init);
+    let res;
+    if (method === "GET") {
+      const abort = new AbortController();
+      const timer = setTimeout(() => abort.abort(), READ_TIMEOUT_MS);
+      init.signal = abort.signal;
+      try {
+        res = await fetch(path, init);
+      } catch (e) {
+        if (abort.signal.aborted) throw new ApiError(0, "TIMEOUT", "the server did not answer");
+        throw e;
+      } finally {
+        clearTimeout(timer);
+      }
+    } else {
+      res = await fetch(path, init);
+    }
     let data = null;
     try { data = await res.json(); } catch { /* empty or not JSON */ }
     if (res.status === 401) {
