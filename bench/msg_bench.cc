@@ -25,6 +25,7 @@
 // Addresses per role (a cluster): the publisher and the callers connect to
 // --pub-port, the subscribers and the workers to --sub-ports, round robin
 // (subscriber i to the (i mod n)-th port). Both default to --port.
+// --worker-port P is --sub-ports P (its older name, for request/reply).
 //
 // Readiness: in a cluster, a subscription or a worker made on one server is
 // known to the others a moment later. Before measuring, the publisher sends
@@ -594,6 +595,7 @@ int main(int argc, char** argv) {
     else if (flag == "--port") opt.port = std::atoi(v.c_str());
     else if (flag == "--pub-port") opt.pub_port = std::atoi(v.c_str());
     else if (flag == "--sub-ports") opt.sub_ports = ParsePorts(v);
+    else if (flag == "--worker-port") opt.sub_ports = ParsePorts(v);  // one port: as before
     else if (flag == "--msgs") opt.msgs = std::strtoull(v.c_str(), nullptr, 10);
     else if (flag == "--seconds") opt.seconds = std::atof(v.c_str());
     else if (flag == "--size") opt.size = std::strtoull(v.c_str(), nullptr, 10);

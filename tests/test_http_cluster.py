@@ -11,7 +11,7 @@ import pytest
 
 from cluster_util import (make_cluster, as_map,  # noqa: F401 (make_cluster: a fixture)
                           binary_supports_cluster, decode)
-from conftest import distri_bin, encode_command
+from conftest import distri_bin, encode_command, wait_until
 
 pytestmark = [
     pytest.mark.distri,
@@ -107,7 +107,14 @@ def test_services_name_the_node_of_each_worker(make_cluster):
         assert (svc["room"], svc["name"], svc["in_flight"]) == ("default", "echo", 1)
         [w] = svc["workers"]
         assert (w["node_id"], w["label"], w["concurrency"], w["in_flight"]) == \
-            (node_id, "w-on-2", 4, 1)
+            (node_id, f"{node_id}:w-on-2", 4, 1)      # in a cluster a label names its node
+        # Any other node lists it too, with the call it holds (as its node announced).
+        def seen_elsewhere():
+            svcs = get_json(c.nodes[0], "/api/services")["services"]
+            return svcs if svcs and [w["in_flight"] for w in svcs[0]["workers"]] == [1] else None
+        [elsewhere] = wait_until(seen_elsewhere, timeout=10, what="the worker seen on node 1")
+        assert [(x["node_id"], x["label"]) for x in elsewhere["workers"]] == \
+            [(node_id, f"{node_id}:w-on-2")]
         assert worker.cmd("SVC.REPLY", frame[1], "hi back") == 1
         assert caller.read_reply() == b"hi back"
         caller.close()

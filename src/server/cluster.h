@@ -12,7 +12,7 @@
 // Ephemeral traffic between nodes (pub/sub, service calls, statistics) never enters the log:
 // frames of type kFirstPeerFrame and up go to the handler registered for their type
 // (SetPeerFrameHandler), and only from current members. Types in use:
-//   16-23 pub/sub (server/pubsub_routes.cc), 24-39 services (server/services.cc),
+//   16-23 pub/sub (server/pubsub_routes.cc), 24-39 services (server/service_routes.cc),
 //   40-47 statistics.
 //
 // It also implements the CLUSTER.* commands (commands::ClusterControl) and keeps the node's

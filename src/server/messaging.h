@@ -15,9 +15,19 @@
 // another worker. CALL.ALL sends the request to every worker registered at
 // call time and answers with one entry per worker (reply, error or timeout).
 //
+// Across the cluster (service_routes.cc; docs/messaging.md): each node
+// announces its workers and their load to its peers, which hold them as
+// remote Workers in the same Service records, so one PickWorker chooses among
+// every worker of the cluster. A call stays on its caller's node (deadline,
+// queue, retry); a request to another node's worker is sent there, and that
+// node, the authority on its worker's slots, runs it or refuses it ("not
+// run", re-dispatched without counting an attempt). CALL.ALL asks every node
+// with workers of the service to run the broadcast on its own workers.
+//
 // Invariants:
 //  1. A call is in exactly one place: a service's wait queue, or in flight
-//     at one worker (counted in that worker's in_flight).
+//     at one worker (counted in that worker's in_flight; for another node's
+//     worker, in_flight is exactly this node's calls at it).
 //  2. A blocked caller has exactly one call (or broadcast) outstanding.
 //  3. A service record exists only while it has a worker or a call refers to
 //     it (Service::calls_open > 0); the last one to go frees it, so callers
@@ -25,6 +35,10 @@
 //  4. Deadlines never overflow: a call's deadline is now + a timeout of at
 //     most commands::kMaxCallTimeoutMs, and the one timer is always armed
 //     for the earliest deadline of all (a far one never hides a near one).
+//  5. Another node's worker is held only while that node's link is up, and
+//     in the records of exactly the services it last announced.
+//  6. A request from another node's caller is never queued here: it runs at
+//     once on the worker it names, or is refused (NOT_RUN) to its node.
 //
 // Thread-safety: loop thread only.
 
@@ -44,9 +58,11 @@
 #include <vector>
 
 #include "base/glob.h"
+#include "base/log_limiter.h"
 #include "base/strings.h"
 #include "commands/messaging.h"
 #include "server/pubsub_routes.h"
+#include "server/service_wire.h"
 
 namespace distri::server {
 
@@ -59,10 +75,12 @@ class Server;
 struct ServiceView {
   struct Worker {
     uint64_t node_id = 0;    // the node it is connected to (0 on a node without a cluster)
-    uint64_t worker_id = 0;  // its client id
-    std::string label;       // CLIENT SETNAME, else "client-<id>"
+    uint64_t worker_id = 0;  // its client id on that node
+    std::string label;       // CLIENT SETNAME, else "client-<id>"; "<node id>:" first in a cluster
     uint32_t concurrency = 0;
-    uint32_t in_flight = 0;  // calls of this service it holds
+    // Calls of this service it holds; another node's worker: this node's calls
+    // of this service at it plus the other nodes' requests as last announced.
+    uint32_t in_flight = 0;
   };
   std::string room, name;
   uint64_t calls = 0, errors = 0, timeouts = 0;
@@ -161,19 +179,28 @@ class MessageRouter final : public commands::Messaging {
   struct Worker;
   struct Service {
     std::string room, name;
-    std::vector<Worker*> workers;
+    std::vector<Worker*> workers;  // this node's and, in a cluster, the peers' announced ones
     size_t rr = 0;                 // round-robin position among ties
     std::deque<uint64_t> waiting;  // call ids with no worker yet
-    uint64_t calls = 0, errors = 0, timeouts = 0;
+    uint64_t calls = 0, errors = 0, timeouts = 0;  // of calls made on this node
     std::vector<double> latency_ms;  // ring of recent completed call latencies
     size_t latency_next = 0;
     size_t calls_open = 0;  // PendingCalls that point here (invariant 3)
   };
   struct Worker {
-    Client* client;
+    Client* client = nullptr;  // null: a worker on another node (node != 0)
+    uint64_t node = 0;         // 0: this node
+    uint64_t id = 0;           // its client id on its node
+    std::string label;         // a remote worker's label, as announced
     uint32_t concurrency = 1;
+    // This node's worker: requests at it, from every node. Another node's: this
+    // node's calls at it (known exactly here).
     uint32_t in_flight = 0;
+    // Another node's worker: its requests from the other nodes, as last heard
+    // (announced, or in a RESULT). Load = in_flight + others.
+    uint32_t others = 0;
     std::vector<Service*> services;
+    std::map<uint64_t, uint32_t> from_peer;  // this node's worker: in flight per calling node
   };
   struct PendingCall {
     uint64_t id;
@@ -189,6 +216,14 @@ class MessageRouter final : public commands::Messaging {
     int attempts = 0;
     uint64_t group = 0;        // CALL.ALL broadcast id, 0 for CALL
     size_t slot = 0;           // position in the broadcast's results
+    // A request from a caller on another node, run here: that node, and the
+    // call's id there (0 once that node's link went down: the answer is dropped).
+    uint64_t from_node = 0;
+    uint64_t remote_id = 0;
+    uint64_t remote_worker = 0;  // the worker id that request named
+    // Made for another node (a remote request, or its CALL.ALL run here): that
+    // node counts it in its SVC.STATS, this one does not.
+    bool for_peer = false;
   };
   struct Broadcast {
     uint64_t caller_id;
@@ -198,21 +233,35 @@ class MessageRouter final : public commands::Messaging {
       std::string status;  // "ok", "error", "timeout", "" = pending
       std::string payload;
     };
-    std::vector<Slot> slots;
-    size_t outstanding = 0;
+    std::vector<Slot> slots;  // this node's workers
+    size_t outstanding = 0;   // pending local slots + pending peers
     int64_t deadline_ms = 0;  // its entry in deadlines_ (none while 0 outstanding)
+    // Run here for a CALL.ALL made on another node: that node and its group id.
+    uint64_t from_node = 0;
+    uint64_t remote_group = 0;
+    // Made here: each peer asked, with the labels of its workers known when it
+    // was asked (reported as timeout or error if it never answers), then its answer.
+    struct Part {
+      bool done = false;
+      std::vector<Slot> slots;
+    };
+    std::map<uint64_t, Part> parts;
   };
 
   Service* FindService(std::string_view room, std::string_view name);
   Service& GetService(const std::string& room, std::string_view name);
   // Frees the record if nothing refers to it any more (invariant 3).
   void MaybeFreeService(Service* svc);
-  void Assign(PendingCall& call, Worker* worker);
+  // False: a remote worker could not be sent the request (no link, queue full).
+  bool Assign(PendingCall& call, Worker* worker);
   Worker* PickWorker(Service& svc);
   bool HasLiveWorker(const Service& svc) const;
   // To the best worker now, else into the service's queue (a retry first).
   void Dispatch(uint64_t call_id, bool retry);
   void DrainWaiting(Worker* worker);
+  // A call whose worker is gone (it may have run): once more to another
+  // worker if attempts allow and one exists now, else it fails.
+  void Orphan(uint64_t call_id, bool reroute, std::string_view why);
   // Ends a call: the caller (or its broadcast slot) gets the outcome.
   void Finish(uint64_t call_id, std::string_view status, std::string_view payload);
   void DeliverToCaller(uint64_t caller_id, const std::string& bytes_resp2, const std::string& bytes_resp3);
@@ -221,6 +270,45 @@ class MessageRouter final : public commands::Messaging {
   void OnTimer();
   std::string WorkerLabel(const Worker& w) const;
   void DropWorker(Worker* w, bool reroute);
+  // Sends a broadcast's request to each of the `room` workers of `svc` on this node.
+  void StartLocalBroadcast(uint64_t group, Service* svc, std::string_view payload,
+                           uint64_t start_ns, int64_t deadline);
+  static double MergedPercentile(const std::vector<std::pair<double, double>>& weighted, double p);
+
+  // ---- services across the cluster (service_routes.cc) ----
+  // This node's id, 0 on a single node (no cluster).
+  uint64_t NodeId() const;
+  void RegisterClusterHandlers();
+  // A local worker's announcement is due (once per loop iteration, coalesced).
+  void MarkWorkerDirty(const Worker& w, bool full);
+  void MarkWorkerGone(uint64_t id);
+  void FlushAnnouncements();
+  std::string FullTableFor(uint64_t peer) const;
+  void OnPeerLink(uint64_t peer, bool up);
+  void OnWorkersFrame(uint64_t peer, std::string_view payload);
+  void OnRequestFrame(uint64_t peer, std::string_view payload);
+  void OnResultFrame(uint64_t peer, std::string_view payload);
+  void OnBroadcastFrame(uint64_t peer, std::string_view payload);
+  void OnBroadcastResultFrame(uint64_t peer, std::string_view payload);
+  void OnStatsFrame(uint64_t peer, std::string_view payload);
+  void UpsertRemoteWorker(uint64_t peer, const svcwire::WorkerRecord& record);
+  void RemoveRemoteWorker(uint64_t peer, uint64_t id, std::string_view why);
+  void SendResult(const PendingCall& call, svcwire::Status status, std::string_view payload);
+  Worker* LocalWorker(uint64_t id) const;
+  // How `w` is announced to `peer` (its load leaves out that peer's requests).
+  svcwire::WorkerRecord RecordFor(const Worker& w, uint64_t peer) const;
+  // Peers with at least one worker of (room, service), in id order, with those workers' labels.
+  std::map<uint64_t, std::vector<std::string>> RemoteWorkersOf(const Service& svc) const;
+  std::string EncodeLocalStats() const;
+  void SendStats();
+  void LogBadFrame(uint64_t peer, std::string_view what);
+  // Cluster-wide counters of one service: this node's plus the peers' last announced.
+  struct ClusterCounters {
+    uint64_t calls = 0, errors = 0, timeouts = 0, waiting = 0, dropped = 0;
+    double p50 = 0, p99 = 0;
+  };
+  ClusterCounters CountersOf(std::string_view room, std::string_view name,
+                             const Service* svc) const;
 
   // Monotonic time for deadlines and latencies: a wall-clock step must not
   // time out every call at once.
@@ -237,6 +325,24 @@ class MessageRouter final : public commands::Messaging {
   std::set<std::pair<int64_t, uint64_t>> deadlines_;  // (deadline, call or -group id)
   uint64_t next_id_ = 1;
   uint64_t dropped_replies_ = 0;
+
+  // ---- services across the cluster (all empty on a single node) ----
+  // Other nodes' workers as they announced them, by (node, worker id).
+  std::map<std::pair<uint64_t, uint64_t>, std::unique_ptr<Worker>> remote_workers_;
+  struct PeerTable {
+    size_t workers = 0, entries = 0;  // workers and (worker, service) pairs held
+  };
+  std::map<uint64_t, PeerTable> peer_tables_;  // per peer, for the bounds
+  // This node's workers whose announcement is due, by id.
+  std::set<uint64_t> dirty_full_, dirty_load_, dirty_gone_;
+  std::set<uint64_t> resync_;  // peers that missed a change: sent the full table next tick
+  uv_idle_t announce_idle_;  // flushes them once per loop iteration
+  bool announce_open_ = false, announce_armed_ = false;
+  uv_timer_t stats_timer_;  // announces this node's counters, at most once a second
+  bool stats_open_ = false;
+  std::string last_stats_;  // the last counters announced
+  std::map<uint64_t, svcwire::StatsFrame> peer_stats_;  // each peer's, as last announced
+  base::LogLimiter bad_frames_{10000};
 };
 
 }  // namespace distri::server

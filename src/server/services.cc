@@ -1,7 +1,10 @@
 // MessageRouter, services half: SVC.SERVE, CALL, CALL.ALL, SVC.REPLY/ERROR,
-// SVC.LIST/STATS, timeouts and worker loss. See messaging.h.
+// SVC.LIST/STATS, timeouts and worker loss. See messaging.h. What crosses
+// nodes (announcements, remote requests and broadcasts) is in service_routes.cc;
+// this file treats a remote worker like a local one wherever it can.
 
 #include <algorithm>
+#include <cmath>
 #include <tuple>
 
 #include "base/logging.h"
@@ -31,19 +34,13 @@ int64_t AddSaturating(int64_t a, int64_t b) {
   return sum;
 }
 
-double Percentile(std::vector<double> v, double p) {
-  if (v.empty()) return 0;
-  size_t i = std::min(v.size() - 1, static_cast<size_t>(p * static_cast<double>(v.size())));
-  std::nth_element(v.begin(), v.begin() + static_cast<long>(i), v.end());
-  return v[i];
-}
-
 }  // namespace
 
 MessageRouter::MessageRouter(Server* server, uv_loop_t* loop) : server_(server), loop_(loop) {
   uv_timer_init(loop, &timer_);
   timer_.data = this;
   timer_open_ = true;
+  RegisterClusterHandlers();
 }
 
 MessageRouter::~MessageRouter() = default;
@@ -53,6 +50,15 @@ void MessageRouter::Close() {
     uv_close(reinterpret_cast<uv_handle_t*>(&timer_), nullptr);
     timer_open_ = false;
   }
+  if (announce_open_) {
+    uv_close(reinterpret_cast<uv_handle_t*>(&announce_idle_), nullptr);
+    announce_open_ = false;
+  }
+  if (stats_open_) {
+    uv_close(reinterpret_cast<uv_handle_t*>(&stats_timer_), nullptr);
+    stats_open_ = false;
+  }
+  if (routes_) routes_->Close();  // pub/sub between nodes: its idle and timer handles
 }
 
 MessageRouter::Service* MessageRouter::FindService(std::string_view room, std::string_view name) {
@@ -77,13 +83,21 @@ void MessageRouter::MaybeFreeService(Service* svc) {
 }
 
 bool MessageRouter::HasLiveWorker(const Service& svc) const {
-  return std::any_of(svc.workers.begin(), svc.workers.end(),
-                     [](const Worker* w) { return !w->client->conn().closing(); });
+  // Another node's worker is live while its node's link is up (it leaves the
+  // table when the link goes down).
+  return std::any_of(svc.workers.begin(), svc.workers.end(), [](const Worker* w) {
+    return w->client == nullptr || !w->client->conn().closing();
+  });
 }
 
 std::string MessageRouter::WorkerLabel(const Worker& w) const {
+  if (w.client == nullptr) return w.label;
   const commands::Session& s = w.client->session();
-  return s.name.empty() ? "client-" + std::to_string(s.id) : s.name;
+  std::string label = s.name.empty() ? "client-" + std::to_string(s.id) : s.name;
+  // In a cluster a name alone does not say where the worker is, and two
+  // nodes' client ids overlap: "<node id>:<name>" is unique and says both.
+  const uint64_t node = NodeId();
+  return node == 0 ? label : std::to_string(node) + ":" + label;
 }
 
 // ---------------------------------------------------------------------------
@@ -96,6 +110,7 @@ void MessageRouter::Serve(commands::Session& session, std::span<const std::strin
   if (!w) {
     w = std::make_unique<Worker>();
     w->client = c;
+    w->id = session.id;
   }
   w->concurrency = concurrency;
   for (std::string_view name : names) {
@@ -106,6 +121,7 @@ void MessageRouter::Serve(commands::Session& session, std::span<const std::strin
     }
   }
   c->serving = true;
+  MarkWorkerDirty(*w, /*full=*/true);
   DrainWaiting(w.get());  // calls may have been waiting for a worker to appear
 }
 
@@ -130,6 +146,7 @@ size_t MessageRouter::Unserve(commands::Session& session, std::span<const std::s
     }
   }
   // In-flight requests still get their answers; the worker just gets no new ones.
+  if (stopped > 0) MarkWorkerDirty(*w, /*full=*/true);
   return stopped;
 }
 
@@ -140,7 +157,19 @@ void MessageRouter::DropWorker(Worker* w, bool reroute) {
   }
   std::vector<Service*> services = std::move(w->services);
   for (Service* svc : services) std::erase(svc->workers, w);
-  workers_.erase(w->client);  // frees w
+  const uint64_t node = w->node;
+  std::string why = "worker disconnected before replying";
+  if (node == 0) {
+    MarkWorkerGone(w->id);
+    workers_.erase(w->client);  // frees w
+  } else {
+    why += " (its node " + std::to_string(node) + " is unreachable)";
+    if (auto t = peer_tables_.find(node); t != peer_tables_.end()) {
+      t->second.entries -= std::min(t->second.entries, services.size());
+      t->second.workers -= std::min<size_t>(t->second.workers, 1);
+    }
+    remote_workers_.erase({node, w->id});  // frees w
+  }
   // A record nothing refers to goes now; one with calls goes with its last
   // call (in Finish), so no pointer below outlives its record.
   std::erase_if(services, [&](Service* svc) {
@@ -148,10 +177,14 @@ void MessageRouter::DropWorker(Worker* w, bool reroute) {
     if (unused) MaybeFreeService(svc);
     return unused;
   });
-  std::vector<uint64_t> failed;
+  std::vector<uint64_t> failed, lost;
   for (uint64_t id : orphaned) {
     PendingCall& call = calls_.at(id);
     call.worker = nullptr;
+    if (call.from_node != 0) {
+      lost.push_back(id);  // a request from another node: its caller's node decides on a retry
+      continue;
+    }
     // The retry goes to another worker only if one exists now: waiting for a
     // worker to appear would leave the caller hanging for its whole timeout
     // for a request that may already have run.
@@ -170,7 +203,19 @@ void MessageRouter::DropWorker(Worker* w, bool reroute) {
       if (calls_.at(id).attempts > 0) failed.push_back(id);
     }
   }
-  for (uint64_t id : failed) Finish(id, "error", "worker disconnected before replying");
+  for (uint64_t id : lost) Finish(id, "lost", why);
+  for (uint64_t id : failed) Finish(id, "error", why);
+}
+
+void MessageRouter::Orphan(uint64_t call_id, bool reroute, std::string_view why) {
+  PendingCall& call = calls_.at(call_id);
+  call.worker = nullptr;
+  if (reroute && call.group == 0 && call.attempts < kMaxAttempts &&
+      HasLiveWorker(*call.service)) {
+    Dispatch(call_id, /*retry=*/true);
+  } else {
+    Finish(call_id, "error", why);
+  }
 }
 
 // ---------------------------------------------------------------------------
@@ -178,15 +223,20 @@ void MessageRouter::DropWorker(Worker* w, bool reroute) {
 
 MessageRouter::Worker* MessageRouter::PickWorker(Service& svc) {
   // Fewest in flight among workers under their limit; round robin among ties.
+  // A remote worker's load is this node's calls at it (exact) plus the other
+  // nodes' as last heard (its node refuses the request if that was stale).
   Worker* best = nullptr;
+  uint64_t best_load = 0;
   size_t best_pos = 0;
   size_t n = svc.workers.size();
   for (size_t k = 0; k < n; k++) {
     size_t pos = (svc.rr + k) % n;
     Worker* w = svc.workers[pos];
-    if (w->in_flight >= w->concurrency || w->client->conn().closing()) continue;
-    if (best == nullptr || w->in_flight < best->in_flight) {
+    const uint64_t load = uint64_t{w->in_flight} + w->others;
+    if (load >= w->concurrency || (w->client != nullptr && w->client->conn().closing())) continue;
+    if (best == nullptr || load < best_load) {
       best = w;
+      best_load = load;
       best_pos = pos;
     }
   }
@@ -194,10 +244,27 @@ MessageRouter::Worker* MessageRouter::PickWorker(Service& svc) {
   return best;
 }
 
-void MessageRouter::Assign(PendingCall& call, Worker* w) {
+bool MessageRouter::Assign(PendingCall& call, Worker* w) {
+  if (w->client == nullptr) {
+    // Another node's worker: the request goes to its node with the time left.
+    const int64_t left = std::max<int64_t>(1, call.deadline_ms - MonoMs());
+    svcwire::Request r{call.id, w->id, static_cast<uint64_t>(left), call.service->room,
+                       call.service->name, *call.payload};
+    if (!server_->cluster_node()->SendToPeer(w->node, svcwire::kFrameRequest,
+                                              svcwire::EncodeRequest(r))) {
+      w->others = w->concurrency;  // unusable until its node is heard from again
+      return false;
+    }
+    call.worker = w;
+    call.attempts++;
+    w->in_flight++;
+    return true;
+  }
   call.worker = w;
   call.attempts++;
   w->in_flight++;
+  if (call.from_node != 0) w->from_peer[call.from_node]++;
+  MarkWorkerDirty(*w, /*full=*/false);
   Client* c = w->client;
   protocol::ReplyWriter out(&c->conn().output(), 3);
   out.Push(4);
@@ -207,21 +274,21 @@ void MessageRouter::Assign(PendingCall& call, Worker* w) {
   out.Bulk(*call.payload);
   server_->MarkDirty(c);
   server_->CheckOutputLimit(c);
+  return true;
 }
 
 void MessageRouter::Dispatch(uint64_t call_id, bool retry) {
   PendingCall& call = calls_.at(call_id);
-  Worker* w = PickWorker(*call.service);
-  if (w == nullptr) {
-    // A retry has waited once already: it goes first in line.
-    if (retry) {
-      call.service->waiting.push_front(call_id);
-    } else {
-      call.service->waiting.push_back(call_id);
-    }
-    return;
+  // A failed send marks its worker full, so this ends.
+  while (Worker* w = PickWorker(*call.service)) {
+    if (Assign(call, w)) return;
   }
-  Assign(call, w);
+  // A retry has waited once already: it goes first in line.
+  if (retry) {
+    call.service->waiting.push_front(call_id);
+  } else {
+    call.service->waiting.push_back(call_id);
+  }
 }
 
 void MessageRouter::DrainWaiting(Worker* w) {
@@ -230,10 +297,33 @@ void MessageRouter::DrainWaiting(Worker* w) {
       Worker* pick = PickWorker(*svc);
       if (pick == nullptr) break;
       uint64_t id = svc->waiting.front();
-      svc->waiting.pop_front();
       auto it = calls_.find(id);
-      if (it != calls_.end()) Assign(it->second, pick);
+      if (it == calls_.end()) {
+        svc->waiting.pop_front();
+        continue;
+      }
+      if (!Assign(it->second, pick)) continue;  // pick is now full: try the next one
+      svc->waiting.pop_front();
     }
+  }
+}
+
+void MessageRouter::StartLocalBroadcast(uint64_t group, Service* svc, std::string_view payload,
+                                        uint64_t start_ns, int64_t deadline) {
+  Broadcast& b = broadcasts_.at(group);
+  auto shared = std::make_shared<const std::string>(payload);
+  for (Worker* w : std::vector<Worker*>(svc->workers)) {
+    if (w->client == nullptr) continue;  // another node's: its node runs its part
+    uint64_t id = next_id_++;
+    PendingCall& call =
+        calls_.emplace(id, PendingCall{id, 0, svc, shared, start_ns, deadline}).first->second;
+    svc->calls_open++;
+    call.group = group;
+    call.slot = b.slots.size();
+    call.for_peer = b.from_node != 0;
+    b.slots.push_back({WorkerLabel(*w), "", ""});
+    b.outstanding++;
+    (void)Assign(call, w);  // every worker, whatever its load: a broadcast is not balanced
   }
 }
 
@@ -264,18 +354,24 @@ void MessageRouter::Call(commands::Session& session, std::string_view service,
     // no record behind (invariant 3).
     if (Service* svc = FindService(session.room, service); svc != nullptr) {
       svc->calls++;
-      auto shared = std::make_shared<const std::string>(payload);
-      for (Worker* w : svc->workers) {
-        uint64_t id = next_id_++;
-        PendingCall& call =
-            calls_.emplace(id, PendingCall{id, 0, svc, shared, start_ns, deadline})
-                .first->second;
-        svc->calls_open++;
-        call.group = group;
-        call.slot = b.slots.size();
-        b.slots.push_back({WorkerLabel(*w), "", ""});
-        b.outstanding++;
-        Assign(call, w);  // every worker, whatever its load: a broadcast is not balanced
+      StartLocalBroadcast(group, svc, payload, start_ns, deadline);
+      // Each other node with workers of the service runs it on its own and
+      // answers with their slots.
+      for (auto& [peer, labels] : RemoteWorkersOf(*svc)) {
+        Broadcast::Part& part = b.parts[peer];
+        for (std::string& label : labels) part.slots.push_back({std::move(label), "", ""});
+        svcwire::Broadcast frame{group, static_cast<uint64_t>(timeout_ms), session.room,
+                                 service, payload};
+        if (server_->cluster_node()->SendToPeer(peer, svcwire::kFrameBroadcast,
+                                                 svcwire::EncodeBroadcast(frame))) {
+          b.outstanding++;
+        } else {
+          part.done = true;
+          for (Broadcast::Slot& slot : part.slots) {
+            slot.status = "error";
+            slot.payload = "node " + std::to_string(peer) + " could not be reached";
+          }
+        }
       }
     }
     if (b.outstanding == 0) {
@@ -309,7 +405,9 @@ void MessageRouter::Finish(uint64_t call_id, std::string_view status, std::strin
   Service& svc = *call.service;
   svc.calls_open--;
   if (call.worker == nullptr) std::erase(svc.waiting, call_id);
-  if (status == "ok") {
+  if (call.for_peer) {
+    // Counted by the caller's node.
+  } else if (status == "ok") {
     double ms = static_cast<double>(uv_hrtime() - call.start_ns) / 1e6;
     if (svc.latency_ms.size() < kLatencySamples) {
       svc.latency_ms.push_back(ms);
@@ -322,16 +420,32 @@ void MessageRouter::Finish(uint64_t call_id, std::string_view status, std::strin
     svc.errors++;
   }
   Worker* w = call.worker;
-  if (w != nullptr) w->in_flight--;
+  if (w != nullptr) {
+    w->in_flight--;
+    if (w->client != nullptr) {
+      if (auto p = w->from_peer.find(call.from_node);
+          call.from_node != 0 && call.remote_id != 0 && p != w->from_peer.end()) {
+        if (--p->second == 0) w->from_peer.erase(p);
+      }
+      MarkWorkerDirty(*w, /*full=*/false);
+    }
+  }
 
   if (call.group != 0) {
     auto b = broadcasts_.find(call.group);
     if (b != broadcasts_.end()) {
       Broadcast::Slot& slot = b->second.slots[call.slot];
-      slot.status = std::string(status);
+      slot.status = status == "lost" ? "error" : std::string(status);
       slot.payload = std::string(payload);
       if (--b->second.outstanding == 0) FinishBroadcast(call.group);
     }
+  } else if (call.from_node != 0) {
+    // The caller is on another node: the outcome goes back there.
+    svcwire::Status code = status == "ok"        ? svcwire::Status::kOk
+                           : status == "timeout" ? svcwire::Status::kTimeout
+                           : status == "lost"    ? svcwire::Status::kLost
+                                                 : svcwire::Status::kError;
+    SendResult(call, code, payload);
   } else if (call.caller_id != 0) {
     std::string out2, out3;
     for (int p : {2, 3}) {
@@ -361,16 +475,38 @@ void MessageRouter::FinishBroadcast(uint64_t group) {
   // At once, not at the deadline: with long timeouts, stale entries would
   // pile up for as long.
   deadlines_.erase({b.deadline_ms, group});
+  if (b.from_node != 0) {
+    // Run here for another node's CALL.ALL: this node's slots go back to it.
+    svcwire::BroadcastResult result;
+    result.group = b.remote_group;
+    for (Broadcast::Slot& s : b.slots) {
+      svcwire::Status code = s.status == "ok"      ? svcwire::Status::kOk
+                             : s.status == "error" ? svcwire::Status::kError
+                                                   : svcwire::Status::kTimeout;
+      result.slots.push_back({std::move(s.worker), code, std::move(s.payload)});
+    }
+    if (b.remote_group != 0) {  // 0: the caller's node went away
+      (void)server_->cluster_node()->SendToPeer(b.from_node, svcwire::kFrameBroadcastResult,
+                                                 svcwire::EncodeBroadcastResult(result));
+    }
+    return;
+  }
+  // This node's workers first, then each other node's, in node id order.
+  std::vector<const Broadcast::Slot*> slots;
+  for (const Broadcast::Slot& s : b.slots) slots.push_back(&s);
+  for (const auto& [peer, part] : b.parts) {
+    for (const Broadcast::Slot& s : part.slots) slots.push_back(&s);
+  }
   std::string out2, out3;
   for (int p : {2, 3}) {
     protocol::ReplyWriter w(p == 2 ? &out2 : &out3, p);
-    w.Array(b.slots.size());
-    for (const Broadcast::Slot& s : b.slots) {
+    w.Array(slots.size());
+    for (const Broadcast::Slot* s : slots) {
       w.Array(3);
-      w.Bulk(s.worker);
-      w.Bulk(s.status.empty() ? "timeout" : s.status);
-      if (s.status == "ok" || s.status == "error") {
-        w.Bulk(s.payload);
+      w.Bulk(s->worker);
+      w.Bulk(s->status.empty() ? "timeout" : s->status);
+      if (s->status == "ok" || s->status == "error") {
+        w.Bulk(s->payload);
       } else {
         w.Null();
       }
@@ -424,6 +560,8 @@ void MessageRouter::OnTimer() {
         if (call.group == id) members.push_back(cid);
       }
       for (uint64_t cid : members) Finish(cid, "timeout", {});
+      // Other nodes that have not answered: their workers are reported as timed out.
+      if (auto left = broadcasts_.find(id); left != broadcasts_.end()) FinishBroadcast(id);
     }
   }
   ArmTimer();
@@ -458,10 +596,31 @@ void MessageRouter::RemoveClient(Client* c) {
 }
 
 size_t MessageRouter::ServicesInRoom(std::string_view room) const {
+  // This node's own: ROOM.STATS is per node.
   size_t n = 0;
-  for (const auto& [key, svc] : services_) n += svc->room == room && !svc->workers.empty();
+  for (const auto& [key, svc] : services_) {
+    n += svc->room == room && std::any_of(svc->workers.begin(), svc->workers.end(),
+                                          [](const Worker* w) { return w->client != nullptr; });
+  }
   return n;
 }
+
+namespace {
+
+// Requests in flight at the service's workers, over the cluster: every call
+// here with a worker (this node's calls anywhere, other nodes' requests at
+// this node's workers), plus what other nodes have at the remote workers.
+// A remote worker serving several services counts its other nodes' requests
+// under each (its node announces one load per worker).
+template <typename Calls, typename Svc>
+uint64_t InFlightOf(const Calls& calls, const Svc* svc) {
+  uint64_t n = 0;
+  for (const auto& [id, call] : calls) n += call.service == svc && call.worker != nullptr;
+  for (const auto* w : svc->workers) n += w->client == nullptr ? w->others : 0;
+  return n;
+}
+
+}  // namespace
 
 void MessageRouter::ListServices(std::string_view room, protocol::ReplyWriter& reply) {
   std::vector<const Service*> list;
@@ -471,49 +630,125 @@ void MessageRouter::ListServices(std::string_view room, protocol::ReplyWriter& r
   std::sort(list.begin(), list.end(), [](const Service* a, const Service* b) { return a->name < b->name; });
   reply.Array(list.size());
   for (const Service* svc : list) {
-    uint64_t in_flight = 0;
-    for (const auto& [id, call] : calls_) in_flight += call.service == svc && call.worker != nullptr;
+    ClusterCounters counters = CountersOf(room, svc->name, svc);
     reply.Map(4);
     reply.Bulk("name");
     reply.Bulk(svc->name);
     reply.Bulk("workers");
     reply.Integer(static_cast<int64_t>(svc->workers.size()));
     reply.Bulk("in_flight");
-    reply.Integer(static_cast<int64_t>(in_flight));
+    reply.Integer(static_cast<int64_t>(InFlightOf(calls_, svc)));
     reply.Bulk("waiting");
-    reply.Integer(static_cast<int64_t>(svc->waiting.size()));
+    reply.Integer(static_cast<int64_t>(counters.waiting));
   }
 }
 
 bool MessageRouter::ServiceStats(std::string_view room, std::string_view name,
                                  protocol::ReplyWriter& reply) {
   Service* svc = FindService(room, name);
-  if (svc == nullptr) return false;
-  uint64_t in_flight = 0;
-  for (const auto& [id, call] : calls_) in_flight += call.service == svc && call.worker != nullptr;
-  reply.Map(10);
+  ClusterCounters counters = CountersOf(room, name, svc);
+  bool elsewhere = false;  // another node has a call of it (no worker anywhere)
+  for (const auto& [peer, stats] : peer_stats_) {
+    for (const svcwire::ServiceCounters& c : stats.services) {
+      elsewhere |= c.room == room && c.name == name;
+    }
+  }
+  if (svc == nullptr && !elsewhere) return false;
+  std::vector<const Worker*> workers;
+  if (svc != nullptr) workers.assign(svc->workers.begin(), svc->workers.end());
+  reply.Map(11);
   reply.Bulk("name");
-  reply.Bulk(svc->name);
+  reply.Bulk(name);
   reply.Bulk("workers");
-  reply.Array(svc->workers.size());
-  for (const Worker* w : svc->workers) reply.Bulk(WorkerLabel(*w));
+  reply.Array(workers.size());
+  for (const Worker* w : workers) reply.Bulk(WorkerLabel(*w));
   reply.Bulk("in_flight");
-  reply.Integer(static_cast<int64_t>(in_flight));
+  reply.Integer(svc == nullptr ? 0 : static_cast<int64_t>(InFlightOf(calls_, svc)));
   reply.Bulk("waiting");
-  reply.Integer(static_cast<int64_t>(svc->waiting.size()));
+  reply.Integer(static_cast<int64_t>(counters.waiting));
   reply.Bulk("calls");
-  reply.Integer(static_cast<int64_t>(svc->calls));
+  reply.Integer(static_cast<int64_t>(counters.calls));
   reply.Bulk("errors");
-  reply.Integer(static_cast<int64_t>(svc->errors));
+  reply.Integer(static_cast<int64_t>(counters.errors));
   reply.Bulk("timeouts");
-  reply.Integer(static_cast<int64_t>(svc->timeouts));
+  reply.Integer(static_cast<int64_t>(counters.timeouts));
   reply.Bulk("dropped_replies");
-  reply.Integer(static_cast<int64_t>(dropped_replies_));
+  reply.Integer(static_cast<int64_t>(counters.dropped));
   reply.Bulk("p50_ms");
-  reply.Double(Percentile(svc->latency_ms, 0.5));
+  reply.Double(counters.p50);
   reply.Bulk("p99_ms");
-  reply.Double(Percentile(svc->latency_ms, 0.99));
+  reply.Double(counters.p99);
+  // Where each worker is and how busy: node 0 on a single node.
+  reply.Bulk("worker_details");
+  reply.Array(workers.size());
+  const uint64_t self = NodeId();
+  for (const Worker* w : workers) {
+    reply.Map(5);
+    reply.Bulk("node_id");
+    reply.Integer(static_cast<int64_t>(w->client == nullptr ? w->node : self));
+    reply.Bulk("worker_id");
+    reply.Integer(static_cast<int64_t>(w->id));
+    reply.Bulk("label");
+    reply.Bulk(WorkerLabel(*w));
+    reply.Bulk("concurrency");
+    reply.Integer(w->concurrency);
+    reply.Bulk("in_flight");
+    reply.Integer(static_cast<int64_t>(uint64_t{w->in_flight} + w->others));
+  }
   return true;
+}
+
+MessageRouter::ClusterCounters MessageRouter::CountersOf(std::string_view room,
+                                                         std::string_view name,
+                                                         const Service* svc) const {
+  ClusterCounters out;
+  out.dropped = dropped_replies_;
+  // Latency: this node's samples weigh one each; a peer's announced quantile
+  // points stand for its samples in equal shares.
+  std::vector<std::pair<double, double>> weighted;
+  if (svc != nullptr) {
+    out.calls = svc->calls;
+    out.errors = svc->errors;
+    out.timeouts = svc->timeouts;
+    out.waiting = svc->waiting.size();
+    for (double ms : svc->latency_ms) weighted.emplace_back(ms, 1.0);
+  }
+  for (const auto& [peer, stats] : peer_stats_) {
+    out.dropped += stats.dropped_replies;
+    for (const svcwire::ServiceCounters& c : stats.services) {
+      if (c.room != room || c.name != name) continue;
+      out.calls += c.calls;
+      out.errors += c.errors;
+      out.timeouts += c.timeouts;
+      out.waiting += c.waiting;
+      if (!c.quantiles.empty()) {
+        const double share =
+            static_cast<double>(c.samples) / static_cast<double>(c.quantiles.size());
+        for (double q : c.quantiles) weighted.emplace_back(q, share);
+      }
+    }
+  }
+  out.p50 = MergedPercentile(weighted, 0.5);
+  out.p99 = MergedPercentile(weighted, 0.99);
+  return out;
+}
+
+double MessageRouter::MergedPercentile(const std::vector<std::pair<double, double>>& weighted,
+                                       double p) {
+  // When every weight is one, the single-node rule of old: the value at
+  // (0-based) position floor(p * n) of the sorted samples, n the total weight.
+  if (weighted.empty()) return 0;
+  std::vector<std::pair<double, double>> v = weighted;
+  std::sort(v.begin(), v.end());
+  double total = 0;
+  for (const auto& [value, weight] : v) total += weight;
+  const double rank = std::floor(p * total);
+  double seen = 0;
+  for (const auto& [value, weight] : v) {
+    seen += weight;
+    if (seen > rank) return value;
+  }
+  return v.back().first;
 }
 
 std::vector<ServiceView> MessageRouter::ServiceViews(std::optional<std::string_view> room) const {
@@ -527,21 +762,27 @@ std::vector<ServiceView> MessageRouter::ServiceViews(std::optional<std::string_v
   std::vector<ServiceView> out;
   for (const auto& [key, svc] : services_) {
     if (room && svc->room != *room) continue;
+    // Cluster-wide: the counters as in SVC.STATS (this node's plus the peers'
+    // last announced), every worker of every node (docs/messaging.md).
+    const ClusterCounters counters = CountersOf(svc->room, svc->name, svc.get());
     ServiceView v;
     v.room = svc->room;
     v.name = svc->name;
-    v.calls = svc->calls;
-    v.errors = svc->errors;
-    v.timeouts = svc->timeouts;
-    v.p50_ms = Percentile(svc->latency_ms, 0.5);
-    v.p99_ms = Percentile(svc->latency_ms, 0.99);
-    v.waiting = svc->waiting.size();
+    v.calls = counters.calls;
+    v.errors = counters.errors;
+    v.timeouts = counters.timeouts;
+    v.p50_ms = counters.p50;
+    v.p99_ms = counters.p99;
+    v.waiting = counters.waiting;
     for (const Worker* w : svc->workers) {
       auto it = held.find({svc.get(), w});
-      const uint32_t in_flight = it == held.end() ? 0 : it->second;
+      // Another node's worker: this node's calls at it, plus the other
+      // nodes' as its node last announced.
+      const uint32_t in_flight =
+          (it == held.end() ? 0 : it->second) + (w->client == nullptr ? w->others : 0);
       v.in_flight += in_flight;
-      v.workers.push_back({node_id, w->client->session().id, WorkerLabel(*w), w->concurrency,
-                           in_flight});
+      v.workers.push_back({w->client == nullptr ? w->node : node_id, w->id, WorkerLabel(*w),
+                           w->concurrency, in_flight});
     }
     out.push_back(std::move(v));
   }

@@ -11,7 +11,7 @@ import random
 import time
 from typing import Any, List, Optional, Tuple
 
-from ._nodes import BARRIER, NodeSet, Opening
+from ._nodes import BARRIER, NodeSet, Opening, tryagain_moves
 from ._resp import NEED_MORE, PushFrame, new_reader, pack
 from ._url import Address, Endpoint, format_address
 from .errors import (AuthError, ClosedError, ConnectionError, ProtocolError,
@@ -19,6 +19,10 @@ from .errors import (AuthError, ClosedError, ConnectionError, ProtocolError,
 
 _BACKOFF_FIRST = 0.05
 _BACKOFF_MAX = 1.0
+# A mirror or worker session that lasted this long (seconds) worked: the backoff
+# starts afresh after it. One that ends sooner (a node in a crash loop, or that
+# cuts the connection after the snapshot) keeps backing off.
+_STABLE_SESSION = 3.0
 _MIRROR_IDLE_PING = 15.0
 
 
@@ -99,12 +103,14 @@ async def _dial(nodes: NodeSet, room: Optional[str], extra: List[Tuple[Any, ...]
     first (distri._sync._dial has the rules). -> (stream, address, replies of the
     join and `extra`, early push frames)"""
     last: Optional[BaseException] = None
+    refused: Optional[str] = None     # the last node that answered with an error
+    unreachable = False               # some node could not be reached or could not serve
     for address in nodes.order():
         try:
             s = await _Stream.open(nodes.endpoint(address, room), connect_timeout)
         except OSError as e:
             nodes.failed(address)
-            last = e
+            last, unreachable = e, True
             continue
         try:
             opening = Opening(nodes, room, extra, learn)
@@ -113,24 +119,27 @@ async def _dial(nodes: NodeSet, room: Optional[str], extra: List[Tuple[Any, ...]
             s.close()
             nodes.failed(address)
             last = _ConnectionLost(f"{format_address(*address)} cannot serve now: {e}")
+            unreachable = True
             continue
         except asyncio.TimeoutError:
             s.close()
             nodes.failed(address)
             last = _ConnectionLost(f"{format_address(*address)}: no answer to HELLO")
+            unreachable = True
             continue
         except OSError as e:
             s.close()
             nodes.failed(address)
-            last = e
+            last, unreachable = e, True
             continue
         except (AuthError, ProtocolVersionError):
             s.close()
             raise                  # the same answer from every node
         except ServerError as e:
             s.close()              # this node refuses (e.g. removed from its cluster):
-            nodes.failed(address)  # another may not; raised if it is the last one
+            nodes.failed(address)  # another may not; raised if every node refused
             last = e
+            refused = format_address(*address)
             continue
         except BaseException:
             s.close()
@@ -138,6 +147,12 @@ async def _dial(nodes: NodeSet, room: Optional[str], extra: List[Tuple[Any, ...]
         nodes.reached(address)
         return s, address, opening.replies, early
     assert last is not None
+    if isinstance(last, ServerError) and unreachable:
+        # Only some nodes refused, the others could not be reached (a wiped node
+        # not yet back in its cluster answers NOTFOUND while the rest restart):
+        # not final, the caller retries.
+        raise _ConnectionLost(f"{refused} refused ({last}); the other nodes could "
+                              f"not be reached")
     raise last
 
 
@@ -258,6 +273,9 @@ class _Link:
                         raise UnknownOutcome(f"connection lost while sending ({e}); some of "
                                              f"the commands may have been applied") from None
                     continue
+                except BaseException:
+                    self._drop()       # cancelled: part of it may be on the way
+                    raise
                 wait, gone_if_silent = self._reply_wait()
                 try:
                     replies = [await s.read(wait) for _ in range(n)]
@@ -285,12 +303,18 @@ class _Link:
                     if not deadline:
                         deadline = time.monotonic() + self.retry_timeout
                     continue
+                except BaseException:
+                    # Cancelled with a reply still due: the next command would read it
+                    # as its own. The connection goes; a write sent may or may not apply.
+                    self._drop()
+                    raise
                 again = [isinstance(r, TryAgain) for r in replies]
                 if any(again) and (n == 1 or idempotent or all(again)):
                     if not deadline:
                         deadline = time.monotonic() + self.retry_timeout
                     if time.monotonic() + delay < deadline:
-                        self._drop(failed=True)
+                        if any(tryagain_moves(r) for r in replies):
+                            self._drop(failed=True)     # see distri._link
                         delay = await _backoff(delay, deadline - time.monotonic())
                         continue
                 break

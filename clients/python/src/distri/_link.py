@@ -15,7 +15,7 @@ import threading
 import time
 from typing import Any, List, NamedTuple, Optional, Tuple
 
-from ._nodes import BARRIER, NodeSet, Opening
+from ._nodes import BARRIER, NodeSet, Opening, tryagain_moves
 from ._resp import NEED_MORE, PushFrame, new_reader, pack
 from ._url import Address, Endpoint, format_address
 from .errors import (AuthError, ClosedError, ConnectionError, ProtocolError,
@@ -24,6 +24,10 @@ from .errors import (AuthError, ClosedError, ConnectionError, ProtocolError,
 _POLLIN = getattr(select, "POLLIN", 1)
 _BACKOFF_FIRST = 0.05
 _BACKOFF_MAX = 1.0
+# A mirror or worker session that lasted this long (seconds) worked: the backoff
+# starts afresh after it. One that ends sooner (a node in a crash loop, or that
+# cuts the connection after the snapshot) keeps backing off.
+_STABLE_SESSION = 3.0
 _MIRROR_IDLE_PING = 15.0      # seconds of silence before the mirror pings the server
 
 
@@ -99,17 +103,21 @@ def _dial(nodes: NodeSet, room: Optional[str], extra: List[Tuple[Any, ...]], *,
     then the socket's timeout is idle_timeout. A node that refuses, stays silent
     for connect_timeout, answers TRYAGAIN (cut off from its cluster) or another
     error (NOTFOUND, a removed node's ERR) is marked failed and the next one is
-    tried; each node once. Raises the last failure: an OSError (_ConnectionLost
-    for TRYAGAIN), which callers retry, or the server's error, which they do not.
-    Auth and protocol errors are raised at once (every node would say the same)."""
+    tried; each node once. Raises an OSError (_ConnectionLost for TRYAGAIN),
+    which callers retry, unless every node answered with an error: then the last
+    one, which they do not (a node that refuses while the others are unreachable
+    may be a wiped node not yet back in its cluster). Auth and protocol errors are
+    raised at once (every node would say the same)."""
     last: Optional[BaseException] = None
+    refused: Optional[str] = None     # the last node that answered with an error
+    unreachable = False               # some node could not be reached or could not serve
     for address in nodes.order():
         ep = nodes.endpoint(address, room)
         try:
             sock = _open_socket(ep, connect_timeout, connect_timeout)
         except OSError as e:
             nodes.failed(address)
-            last = e
+            last, unreachable = e, True
             continue
         try:
             reader = new_reader()
@@ -120,19 +128,21 @@ def _dial(nodes: NodeSet, room: Optional[str], extra: List[Tuple[Any, ...]], *,
             sock.close()
             nodes.failed(address)
             last = _ConnectionLost(f"{format_address(*address)} cannot serve now: {e}")
+            unreachable = True
             continue
         except OSError as e:
             sock.close()
             nodes.failed(address)
-            last = e
+            last, unreachable = e, True
             continue
         except (AuthError, ProtocolVersionError):
             sock.close()
             raise                  # the same answer from every node
         except ServerError as e:
             sock.close()           # this node refuses (e.g. removed from its cluster):
-            nodes.failed(address)  # another may not; raised if it is the last one
+            nodes.failed(address)  # another may not; raised if every node refused
             last = e
+            refused = format_address(*address)
             continue
         except BaseException:
             sock.close()
@@ -140,6 +150,12 @@ def _dial(nodes: NodeSet, room: Optional[str], extra: List[Tuple[Any, ...]], *,
         nodes.reached(address)
         return _Dialed(sock, reader, address, opening.replies, early)
     assert last is not None
+    if isinstance(last, ServerError) and unreachable:
+        # Only some nodes refused, the others could not be reached (a wiped node
+        # not yet back in its cluster answers NOTFOUND while the rest restart):
+        # not final, the caller retries.
+        raise _ConnectionLost(f"{refused} refused ({last}); the other nodes could "
+                              f"not be reached")
     raise last
 
 
@@ -311,6 +327,9 @@ class _Link:
                         raise UnknownOutcome(f"connection lost while sending ({e}); some of "
                                              f"the commands may have been applied") from None
                     continue                       # not delivered whole: safe to send again
+                except BaseException:
+                    self._drop()       # interrupted: part of it may be on the way
+                    raise
                 wait, gone_if_silent = self._reply_wait()
                 try:
                     if wait != self._sock_wait:      # (settimeout is a system call)
@@ -341,15 +360,23 @@ class _Link:
                     if not deadline:
                         deadline = time.monotonic() + self.retry_timeout
                     continue
-                # TRYAGAIN: nothing was proposed. Sent again (after a pause, on the
-                # next node) when that cannot repeat anything: a single command, a
-                # pipeline of reads, or a pipeline refused whole.
+                except BaseException:
+                    # Interrupted (KeyboardInterrupt, ...) with a reply still due: the
+                    # next command would read it as its own. The connection goes; a
+                    # write sent may or may not apply.
+                    self._drop()
+                    raise
+                # TRYAGAIN: nothing was proposed. Sent again after a pause when that
+                # cannot repeat anything: a single command, a pipeline of reads, or a
+                # pipeline refused whole; on the next node only when this one says it
+                # cannot reach a leader or quorum (tryagain_moves), else on this one.
                 again = [isinstance(r, TryAgain) for r in replies]
                 if any(again) and (n == 1 or idempotent or all(again)):
                     if not deadline:
                         deadline = time.monotonic() + self.retry_timeout
                     if time.monotonic() + delay < deadline:
-                        self._drop(failed=True)
+                        if any(tryagain_moves(r) for r in replies):
+                            self._drop(failed=True)
                         delay = _sleep_backoff(delay, deadline - time.monotonic())
                         continue
                 break

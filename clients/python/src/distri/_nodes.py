@@ -10,7 +10,8 @@ then stays what the URL gave (one address: the client behaves as it always did).
 Failover policy (docs/python.md, "Clusters and failover"):
   - every connection dials the *preferred* node first, then the others in order;
   - a connection that finds its node gone (refused, reset, EOF, silent past the
-    node timeout, TRYAGAIN) calls `failed(address)`, which moves the preference
+    node timeout, a TRYAGAIN for which tryagain_moves() is true) calls
+    `failed(address)`, which moves the preference
     to the next node, so the other connections of the room follow without each
     discovering the dead node themselves;
   - a connection that reached a node calls `reached(address)`;
@@ -33,6 +34,7 @@ import threading
 import time
 from typing import Any, Dict, List, Optional, Tuple
 
+from .errors import TryAgain
 from ._url import MAX_ADDRESSES, Address, Endpoint, Targets, format_address, parse_address
 
 
@@ -62,6 +64,23 @@ def client_addresses(reply: Any) -> List[Address]:
         except ValueError:
             continue          # a malformed entry must not break the client
     return out
+
+
+# What a node says in a TRYAGAIN when it cannot reach a leader or a quorum
+# (docs/protocol.md, "Errors"): another node may. Any other TRYAGAIN (too many
+# statistics requests in flight, an earlier membership change still applying, the
+# leader refused a forwarded write) is about the request, not the node: it is
+# sent again to the same node after a pause.
+_TRYAGAIN_MOVES = ("no leader", "leader is not reachable", "no linearizable read point")
+
+
+def tryagain_moves(reply: Any) -> bool:
+    """Whether a reply is a TRYAGAIN that says its node is cut off from the
+    cluster's leader or quorum (so another node should be tried)."""
+    if not isinstance(reply, TryAgain):
+        return False
+    text = str(reply).lower()
+    return any(m in text for m in _TRYAGAIN_MOVES)
 
 
 class NodeSet:

@@ -37,8 +37,8 @@ from typing import (Any, Callable, Deque, Dict, FrozenSet, Iterable, List, Mappi
 from . import _msg, _ops
 from ._codec import Codec
 from ._mirror import Change, MirrorState, MirrorView
-from ._link import (_BACKOFF_FIRST, _BACKOFF_MAX, _ConnectionLost, _dial, _Link,
-                    _mirror_revision, _sleep_backoff)
+from ._link import (_BACKOFF_FIRST, _BACKOFF_MAX, _STABLE_SESSION, _ConnectionLost, _dial,
+                    _Link, _mirror_revision, _sleep_backoff)
 from ._nodes import NodeSet
 from ._resp import NEED_MORE, PushFrame, first_error, pack
 from ._url import Address, format_address, parse_targets
@@ -59,7 +59,7 @@ class _MirrorWorker:
         self._stop = False
         self._sock: Optional[socket.socket] = None
         self.address: Optional[Address] = None        # the node mirrored from
-        self.reached = False                          # the current session got `ready`
+        self.reached_at = 0.0                         # when this session got `ready`
         self.error: Optional[BaseException] = None    # the last failure
         self.fatal: Optional[BaseException] = None    # a server error that stopped it
         self.thread = threading.Thread(target=self._run, daemon=True,
@@ -84,8 +84,7 @@ class _MirrorWorker:
         delay = _BACKOFF_FIRST
         while not self._stop:
             try:
-                if self._session():
-                    delay = _BACKOFF_FIRST
+                self._session()
             except ServerError as e:
                 self.fatal = self.error = e
                 log.error("distri: mirror of room %s stopped: %s", room.code, e)
@@ -108,9 +107,12 @@ class _MirrorWorker:
                     room._cond.notify_all()
             if self._stop or self.fatal is not None:
                 return
-            if self.reached:     # a session that worked: the next loss starts afresh
-                self.reached = False
+            # A session that worked a while: the next loss starts afresh. One that
+            # ended soon after `ready` (a node in a crash loop, or cutting us off
+            # after the snapshot) keeps backing off.
+            if self.reached_at and time.monotonic() - self.reached_at >= _STABLE_SESSION:
                 delay = _BACKOFF_FIRST
+            self.reached_at = 0.0
             delay = _sleep_backoff(delay)
 
     def _session(self) -> bool:
@@ -165,7 +167,8 @@ class _MirrorWorker:
                             confirm_out = False
                             state.confirmed(int(r))
                 reached_ready = reached_ready or state.ready
-                self.reached = self.reached or reached_ready
+                if reached_ready and not self.reached_at:
+                    self.reached_at = time.monotonic()
                 unconfirmed = None if confirm_out else state.unconfirmed()
                 room._cond.notify_all()
             if unconfirmed is not None:
@@ -184,7 +187,8 @@ class _MirrorWorker:
                 chunk = b""
                 continue
             if not chunk:
-                link.nodes.failed(d.address)
+                if not self._stop:       # (stop() shuts the socket: not the node's fault)
+                    link.nodes.failed(d.address)
                 raise _ConnectionLost("connection closed by the server")
         return reached_ready
 
@@ -376,7 +380,7 @@ class Subscription:
         except socket.timeout:
             return                    # the caller's deadline, or time to ping: see above
         except OSError as e:
-            if self.address is not None:
+            if self.address is not None and not self.closed:   # close() shuts it: no fault
                 self._link.nodes.failed(self.address)
             self._lost(e)
             return
@@ -567,7 +571,7 @@ class Worker:
         self.failed = 0             # requests answered with an error (the handler raised)
         self.error: Optional[BaseException] = None   # the last connection failure
         self.address: Optional[Address] = None       # the node served on
-        self._reached = False                        # the current session served
+        self._served_at = 0.0                        # when the current session began serving
         self._sock: Optional[socket.socket] = None
         self._send_lock = threading.Lock()
         self._busy = threading.Condition()
@@ -647,9 +651,9 @@ class Worker:
                             sock.close()
                         except OSError:
                             pass
-                if self._reached:          # it served: the next loss starts afresh
-                    self._reached = False
-                    delay = _BACKOFF_FIRST
+                if self._served_at and time.monotonic() - self._served_at >= _STABLE_SESSION:
+                    delay = _BACKOFF_FIRST     # it served a while: the next loss starts afresh
+                self._served_at = 0.0
                 if self._stop.wait(min(delay * random.uniform(0.8, 1.2), _BACKOFF_MAX)):
                     break
                 delay = min(delay * 2, _BACKOFF_MAX)
@@ -672,10 +676,10 @@ class Worker:
             self.address = d.address
         if self._stop.is_set():
             return
-        self._reached = True
+        self._served_at = time.monotonic()
         self._ready.set()
         for frame in early:
-            self._dispatch(frame)
+            self._dispatch(frame, sock)
         ping_out = False
         chunk = b""                # requests may already wait in the reader's buffer
         while not self._stop.is_set():
@@ -686,7 +690,7 @@ class Worker:
                 if r is NEED_MORE:
                     break
                 if isinstance(r, PushFrame):
-                    self._dispatch(r)
+                    self._dispatch(r, sock)
                 elif isinstance(r, ServerError):
                     log.warning("distri: worker %s: %s", self.name, r)
                 else:
@@ -702,21 +706,23 @@ class Worker:
                 chunk = b""
                 continue
             if not chunk:
-                link.nodes.failed(d.address)
+                if not self._stop.is_set():   # (stop() shuts the socket: not the node's fault)
+                    link.nodes.failed(d.address)
                 raise _ConnectionLost("connection closed by the server")
 
-    def _dispatch(self, frame: List[Any]) -> None:
+    def _dispatch(self, frame: List[Any], sock: socket.socket) -> None:
+        """Handles a request that came on `sock` (the session's connection)."""
         req = _msg.request_frame(frame)
         if req is None:
             return
         with self._busy:
             self._in_flight += 1
         if self._pool is not None:
-            self._pool.submit(self._handle, *req)
+            self._pool.submit(self._handle, sock, *req)
         else:
-            self._handle(*req)
+            self._handle(sock, *req)
 
-    def _handle(self, req_id: int, service: str, payload: bytes) -> None:
+    def _handle(self, sock: socket.socket, req_id: int, service: str, payload: bytes) -> None:
         self._local.inside = True
         ok = False
         try:
@@ -737,7 +743,7 @@ class Worker:
                     self.handled += 1
                 else:
                     self.failed += 1
-            self._send(out)
+            self._send(out, sock)
         finally:
             self._local.inside = False
             with self._busy:
@@ -747,10 +753,15 @@ class Worker:
             if idle and self._stop.is_set():
                 self._shutdown()
 
-    def _send(self, cmd: Tuple[Any, ...]) -> None:
+    def _send(self, cmd: Tuple[Any, ...], session: Optional[socket.socket] = None) -> None:
+        """Sends cmd on the current connection; with `session`, only if that is
+        still it. A reply belongs to the connection its request came on: on a
+        later one (after a reconnect, maybe to another node or a restarted one)
+        its request id may name another caller's request, which would get this
+        answer. The request itself is answered by the server (retried or failed)."""
         with self._send_lock:
             sock = self._sock
-            if sock is None:
+            if sock is None or (session is not None and sock is not session):
                 return
             try:
                 sock.sendall(pack(cmd))

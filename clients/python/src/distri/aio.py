@@ -36,8 +36,8 @@ from typing import (Any, Callable, Deque, Dict, FrozenSet, Generator, Iterable, 
 from . import _msg, _ops
 from ._codec import Codec
 from ._mirror import Change, MirrorState, MirrorView
-from ._aio_link import (_BACKOFF_FIRST, _BACKOFF_MAX, _backoff, _ConnectionLost, _dial, _Link,
-                        _mirror_revision, _Stream)
+from ._aio_link import (_BACKOFF_FIRST, _BACKOFF_MAX, _STABLE_SESSION, _backoff,
+                        _ConnectionLost, _dial, _Link, _mirror_revision, _Stream)
 from ._nodes import NodeSet
 from ._resp import NEED_MORE, PushFrame, first_error, pack
 from ._url import Address, format_address, parse_targets
@@ -254,7 +254,7 @@ class Subscription:
         except asyncio.TimeoutError:
             return                    # the caller's deadline, or time to ping: see above
         except OSError as e:
-            if self.address is not None:
+            if self.address is not None and not self.closed:   # close() ends it: no fault
                 self._link.nodes.failed(self.address)
             self._lost(e)
             return
@@ -404,7 +404,7 @@ class Worker:
         self._stop = asyncio.Event()
         self._stopping = False
         self._ready = asyncio.Event()
-        self._reached = False                        # the current session served
+        self._served_at = 0.0                        # when the current session began serving
         self.address: Optional[Address] = None       # the node served on
         self._fatal: Optional[BaseException] = None
         self._task: Optional["asyncio.Task[None]"] = None
@@ -468,9 +468,9 @@ class Worker:
                     self.address = None
                     if s is not None:
                         s.close()
-                if self._reached:          # it served: the next loss starts afresh
-                    self._reached = False
-                    delay = _BACKOFF_FIRST
+                if self._served_at and time.monotonic() - self._served_at >= _STABLE_SESSION:
+                    delay = _BACKOFF_FIRST     # it served a while: the next loss starts afresh
+                self._served_at = 0.0
                 try:
                     await asyncio.wait_for(self._stop.wait(),
                                            min(delay * random.uniform(0.8, 1.2), _BACKOFF_MAX))
@@ -492,10 +492,10 @@ class Worker:
         s, address, _, early = await _dial(link.nodes, link.room, cmds,
                                            connect_timeout=link.connect_timeout)
         self._stream, self.address = s, address
-        self._reached = True
+        self._served_at = time.monotonic()
         self._ready.set()
         for frame in early:
-            self._dispatch(frame)
+            self._dispatch(frame, s)
         ping_out = False
         chunk = b""                # requests may already wait in the parser's buffer
         while not self._stop.is_set():
@@ -506,7 +506,7 @@ class Worker:
                 if r is NEED_MORE:
                     break
                 if isinstance(r, PushFrame):
-                    self._dispatch(r)
+                    self._dispatch(r, s)
                 elif isinstance(r, ServerError):
                     log.warning("distri: worker %s: %s", self.name, r)
                 else:
@@ -522,14 +522,16 @@ class Worker:
                 chunk = b""
                 continue
             if not chunk:
-                link.nodes.failed(address)
+                if not self._stop.is_set():   # (stop() closes the stream: not the node's fault)
+                    link.nodes.failed(address)
                 raise _ConnectionLost("connection closed by the server")
 
-    def _dispatch(self, frame: List[Any]) -> None:
+    def _dispatch(self, frame: List[Any], s: _Stream) -> None:
+        """Handles a request that came on stream `s` (the session's connection)."""
         req = _msg.request_frame(frame)
         if req is None:
             return
-        task = asyncio.ensure_future(self._handle(*req))
+        task = asyncio.ensure_future(self._handle(s, *req))
         self._tasks.add(task)
         self._idle.clear()
         task.add_done_callback(self._task_done)
@@ -541,7 +543,7 @@ class Worker:
             if self._stop.is_set():
                 self._drop()
 
-    async def _handle(self, req_id: int, service: str, payload: bytes) -> None:
+    async def _handle(self, s: _Stream, req_id: int, service: str, payload: bytes) -> None:
         handler = self._handlers.get(service)
         try:
             if handler is None:
@@ -562,10 +564,15 @@ class Worker:
             log.warning("distri: worker %s: %s handler raised %s", self.name, service,
                         _msg.error_text(e), exc_info=log.isEnabledFor(logging.DEBUG))
             out = ("SVC.ERROR", req_id, _msg.error_text(e))
-        self._send(out)
+        self._send(out, s)
 
-    def _send(self, cmd: Tuple[Any, ...]) -> None:
+    def _send(self, cmd: Tuple[Any, ...], session: Optional[_Stream] = None) -> None:
+        """Sends cmd on the current stream; with `session`, only if that is still
+        it (a reply on a later connection could answer another caller: see
+        distri._sync.Worker._send)."""
         s = self._stream
+        if session is not None and s is not session:
+            return
         if s is not None and not s.writer.is_closing():
             s.writer.write(pack(cmd))
 
@@ -645,7 +652,7 @@ class Room:
         self._mirror_error: Optional[BaseException] = None
         self._mirror_fatal: Optional[BaseException] = None
         self.mirror_address: Optional[Address] = None    # the node mirrored from
-        self._mirror_reached = False                      # the session got `ready`
+        self._mirror_reached_at = 0.0                     # when the session got `ready`
         self._changed = asyncio.Event()
         self._callbacks: List[Tuple[Optional[str], Callable[[Change], Any]]] = []
         self._tasks: Set["asyncio.Task[Any]"] = set()
@@ -859,8 +866,7 @@ class Room:
         try:
             while not self._closing:
                 try:
-                    if await self._mirror_session():
-                        delay = _BACKOFF_FIRST
+                    await self._mirror_session()
                 except ServerError as e:
                     self._mirror_fatal = self._mirror_error = e
                     log.error("distri: mirror of room %s stopped: %s", self.code, e)
@@ -874,9 +880,10 @@ class Room:
                 self._notify()
                 if self._closing or self._mirror_fatal is not None:
                     return
-                if self._mirror_reached:   # a session that worked: start afresh
-                    self._mirror_reached = False
-                    delay = _BACKOFF_FIRST
+                since = time.monotonic() - self._mirror_reached_at
+                if self._mirror_reached_at and since >= _STABLE_SESSION:
+                    delay = _BACKOFF_FIRST   # a session that worked a while: start afresh
+                self._mirror_reached_at = 0.0
                 delay = await _backoff(delay)
         except asyncio.CancelledError:
             self._state.disconnected()
@@ -924,7 +931,8 @@ class Room:
                             confirm_out = False
                             self._state.confirmed(int(r))
                 reached_ready = reached_ready or self._state.ready
-                self._mirror_reached = self._mirror_reached or reached_ready
+                if reached_ready and not self._mirror_reached_at:
+                    self._mirror_reached_at = time.monotonic()
                 if not confirm_out:
                     unconfirmed = self._state.unconfirmed()
                     if unconfirmed is not None:
@@ -944,7 +952,8 @@ class Room:
                     chunk = b""
                     continue
                 if not chunk:
-                    link.nodes.failed(address)
+                    if not self._closing:
+                        link.nodes.failed(address)
                     raise _ConnectionLost("connection closed by the server")
             return reached_ready
         finally:

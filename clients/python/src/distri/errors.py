@@ -122,8 +122,10 @@ class TryAgain(ServerError):
     """`TRYAGAIN` (cluster): the node could not take the request now (no leader known,
     the leader unreachable, no read point within the cluster's request timeout) and
     proposed nothing: nothing changed, sending it again is safe (retryable). The
-    client resends by itself, on another node, until its retry_timeout; this is
-    raised only when that runs out, or from a pipeline that holds writes."""
+    client resends by itself after a pause, until its retry_timeout: on another
+    node when this one says it has no leader or quorum, else (e.g. too many
+    statistics requests in flight) on the same node; this is raised only when
+    that runs out, or from a pipeline that holds writes."""
 
     code = "TRYAGAIN"
     retryable = True
