@@ -318,7 +318,10 @@ Report RunPublish(Adapter& a, const Options& opt, int subs) {
     if (producing) {
       while (pub.pending_out() < kHighWater) {
         uint64_t room = std::min(opt.msgs - sent, kBatch);
-        if (subs > 0) room = std::min(room, slowest + opt.window - std::min(sent, slowest + opt.window));
+        if (subs > 0) {
+          const uint64_t limit = slowest + opt.window;  // the window's far end
+          room = std::min(room, limit - std::min(sent, limit));
+        }
         if (room == 0) {
           blocked = true;
           break;
@@ -326,7 +329,9 @@ Report RunPublish(Adapter& a, const Options& opt, int subs) {
         const size_t base = pub.out.size();
         pub.out.append(batch, 0, room * per_msg);
         if (numbered) {
-          for (uint64_t k = 0; k < room; k++) WriteSeq(&pub.out[base + k * per_msg + seq_at], sent + k);
+          for (uint64_t k = 0; k < room; k++) {
+            WriteSeq(&pub.out[base + k * per_msg + seq_at], sent + k);
+          }
         }
         sent += room;
       }

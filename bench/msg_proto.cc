@@ -244,7 +244,8 @@ class RespAdapter final : public Adapter {
 
  private:
   static void Command(std::string* out, std::initializer_list<std::string_view> args) {
-    distri::protocol::AppendCommand(out, std::span<const std::string_view>(args.begin(), args.size()));
+    distri::protocol::AppendCommand(out,
+                                    std::span<const std::string_view>(args.begin(), args.size()));
   }
 
   void Dispatch(Conn& c, Sink& sink) {

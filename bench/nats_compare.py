@@ -15,9 +15,9 @@ and a RESP adapter, so both servers see byte-for-byte the same pattern of work):
 Each scenario runs for --seconds on each server, rotating which goes first, --repeat times; the
 table shows medians and the ratio distri/nats. distri is measured twice: with msg_bench reading
 its replies through distri::protocol::ParseValue, and with msg_bench's in-place parser for the
-hot frames (as cheap for the load generator as its NATS parser; the fair server comparison). It also reports the CPU time each
-server process used per message (from /proc/PID/stat), which is less sensitive than wall-clock
-rates to other load on the machine.
+hot frames (as cheap for the load generator as its NATS parser; the fair server comparison).
+It also reports the CPU time each server process used per message (from /proc/PID/stat), which
+is less sensitive than wall-clock rates to other load on the machine.
 
 Caveat for small machines: the load generator (one thread) runs on the same machine and takes
 up to one core away from the server; on a 2-core box that matters for nats-server, which
@@ -363,9 +363,9 @@ def render(results, args, meta, scenarios):
     if cluster:
         md.append("")
         md.append("nats-server: three processes, each with a `cluster` block whose `routes` name "
-                  "the other two. distri: three nodes in one Raft cluster (`--cluster-secret-file`, "
-                  "`--join`). Both on 127.0.0.1; A, B, C are the first, second, third node of "
-                  "each. Every subscriber checks that it gets every message once and in order; "
+                  "the other two. distri: three nodes in one Raft cluster "
+                  "(`--cluster-secret-file`, `--join`). Both on 127.0.0.1; A, B, C are the "
+                  "first, second, third node of each. Every subscriber checks that it gets every message once and in order; "
                   "a run where that fails, or where a subscriber or caller is not reached within "
                   f"{args.ready_timeout:g} s, shows as FAILED.")
     md.append("")
