@@ -365,8 +365,9 @@ def render(results, args, meta, scenarios):
         md.append("nats-server: three processes, each with a `cluster` block whose `routes` name "
                   "the other two. distri: three nodes in one Raft cluster "
                   "(`--cluster-secret-file`, `--join`). Both on 127.0.0.1; A, B, C are the "
-                  "first, second, third node of each. Every subscriber checks that it gets every message once and in order; "
-                  "a run where that fails, or where a subscriber or caller is not reached within "
+                  "first, second, third node of each. Every subscriber checks that it gets "
+                  "every message once and in order; a run where that fails, or where a "
+                  "subscriber or caller is not reached within "
                   f"{args.ready_timeout:g} s, shows as FAILED.")
     md.append("")
     md.append("| scenario | nats | distri | distri/nats | distri, fast client parser | "
