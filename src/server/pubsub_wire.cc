@@ -5,43 +5,14 @@
 
 #include <algorithm>
 
+#include "base/byte_reader.h"
 #include "base/endian.h"
 
 namespace distri::server::pubsub_wire {
 
 namespace {
 
-// Reads from a view, refusing to read past its end. Every Read* returns false at the end
-// (the caller turns that into Corruption).
-class Reader {
- public:
-  explicit Reader(std::string_view in) : in_(in) {}
-  bool ReadU8(uint8_t* v) {
-    if (in_.empty()) return false;
-    *v = static_cast<uint8_t>(in_[0]);
-    in_.remove_prefix(1);
-    return true;
-  }
-  bool ReadU32(uint32_t* v) {
-    if (in_.size() < 4) return false;
-    *v = base::GetLe32(in_.data());
-    in_.remove_prefix(4);
-    return true;
-  }
-  // A u32 length, then that many bytes. The length is compared with what is left before
-  // anything is taken, so an absurd one (4 GiB in a 20-byte frame) is refused, not trusted.
-  bool ReadString(std::string_view* s) {
-    uint32_t n = 0;
-    if (!ReadU32(&n) || n > in_.size()) return false;
-    *s = in_.substr(0, n);
-    in_.remove_prefix(n);
-    return true;
-  }
-  std::string_view rest() const { return in_; }
-
- private:
-  std::string_view in_;
-};
+using Reader = base::ByteReader;
 
 void AppendString(std::string* out, std::string_view s) {
   base::AppendLe32(out, static_cast<uint32_t>(s.size()));
@@ -94,7 +65,7 @@ Status DecodeInterest(std::string_view body, Interest* out) {
   Reader r(body);
   uint8_t flags = 0;
   uint32_t n = 0;
-  if (!r.ReadU8(&flags) || !r.ReadU32(&n)) return Status::Corruption("interest frame truncated");
+  if (!r.U8(&flags) || !r.U32(&n)) return Status::Corruption("interest frame truncated");
   if ((flags & ~kFlagFull) != 0) return Status::Corruption("interest frame: unknown flags");
   // Checked before reserving: a count that could not fit is refused without allocating.
   if (n > r.rest().size() / kMinEntryBytes) {
@@ -107,8 +78,8 @@ Status DecodeInterest(std::string_view body, Interest* out) {
   for (uint32_t i = 0; i < n; ++i) {
     uint8_t kind = 0;
     InterestEntry e;
-    if (!r.ReadU8(&kind) || !r.ReadU32(&e.count) || !r.ReadString(&e.room) ||
-        !r.ReadString(&e.name)) {
+    if (!r.U8(&kind) || !r.U32(&e.count) || !r.Str32(&e.room) ||
+        !r.Str32(&e.name)) {
       return Status::Corruption("interest frame: entry truncated");
     }
     if (kind > 1) return Status::Corruption("interest frame: unknown entry kind");
@@ -132,7 +103,7 @@ Status DecodeMessages(std::string_view body, std::vector<Message>* out) {
   Reader r(body);
   while (!r.rest().empty()) {
     Message m;
-    if (!r.ReadString(&m.room) || !r.ReadString(&m.channel) || !r.ReadString(&m.payload)) {
+    if (!r.Str32(&m.room) || !r.Str32(&m.channel) || !r.Str32(&m.payload)) {
       out->clear();
       return Status::Corruption("message frame truncated");
     }

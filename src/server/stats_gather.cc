@@ -7,6 +7,7 @@
 #include <limits>
 
 #include "base/endian.h"
+#include "base/byte_reader.h"
 #include "base/logging.h"
 
 namespace distri::server {
@@ -15,51 +16,14 @@ namespace {
 
 enum Tag : uint8_t { kNull = 0, kInt = 1, kDouble = 2, kText = 3, kBool = 4 };
 
-// Reads from a payload front to back; every read checks the bytes are there.
-class Reader {
- public:
-  explicit Reader(std::string_view in) : in_(in) {}
-  bool U8(uint8_t* v) {
-    if (in_.empty()) return false;
-    *v = static_cast<uint8_t>(in_[0]);
-    in_.remove_prefix(1);
-    return true;
-  }
-  bool U16(uint16_t* v) {
-    if (in_.size() < 2) return false;
-    *v = static_cast<uint16_t>(static_cast<uint8_t>(in_[0]) | static_cast<uint8_t>(in_[1]) << 8);
-    in_.remove_prefix(2);
-    return true;
-  }
-  bool U32(uint32_t* v) {
-    if (in_.size() < 4) return false;
-    *v = base::GetLe32(in_.data());
-    in_.remove_prefix(4);
-    return true;
-  }
-  bool U64(uint64_t* v) {
-    if (in_.size() < 8) return false;
-    *v = base::GetLe64(in_.data());
-    in_.remove_prefix(8);
-    return true;
-  }
-  bool Bytes(size_t n, std::string* out) {
-    if (in_.size() < n) return false;
-    out->assign(in_.substr(0, n));
-    in_.remove_prefix(n);
-    return true;
-  }
-  std::string_view rest() const { return in_; }
-  bool done() const { return in_.empty(); }
-
- private:
-  std::string_view in_;
-};
+using Reader = base::ByteReader;
 
 bool DecodeFigure(Reader& r, Figure* f) {
   uint8_t name_len = 0, tag = 0;
   if (!r.U8(&name_len) || name_len == 0 || name_len > kMaxFigureName) return false;
-  if (!r.Bytes(name_len, &f->name) || !r.U8(&tag)) return false;
+  std::string_view name;
+  if (!r.Bytes(name_len, &name) || !r.U8(&tag)) return false;
+  f->name.assign(name);
   switch (tag) {
     case kNull:
       f->value = std::monostate{};
@@ -71,16 +35,15 @@ bool DecodeFigure(Reader& r, Figure* f) {
       return true;
     }
     case kDouble: {
-      uint64_t bits = 0;
-      if (!r.U64(&bits)) return false;
-      f->value = std::bit_cast<double>(bits);
+      double v = 0;
+      if (!r.F64(&v)) return false;
+      f->value = v;
       return true;
     }
     case kText: {
-      uint32_t len = 0;
-      std::string text;
-      if (!r.U32(&len) || len > kMaxFigureText || !r.Bytes(len, &text)) return false;
-      f->value = std::move(text);
+      std::string_view text;
+      if (!r.Str32(&text) || text.size() > kMaxFigureText) return false;
+      f->value = std::string(text);
       return true;
     }
     case kBool: {

@@ -11,6 +11,7 @@
 #include <optional>
 #include <cstring>
 
+#include "base/byte_reader.h"
 #include "base/endian.h"
 #include "base/logging.h"
 #include "base/strings.h"
@@ -506,32 +507,11 @@ class SnapshotBuffer {
   std::string buf_;
 };
 
-class SnapshotReader {
+// A u64 length before each string (docs/snapshot_format.md).
+class SnapshotReader : public base::ByteReader {
  public:
-  explicit SnapshotReader(std::string_view data) : data_(data) {}
-  bool U8(uint8_t* v) {
-    if (data_.empty()) return false;
-    *v = static_cast<uint8_t>(data_[0]);
-    data_.remove_prefix(1);
-    return true;
-  }
-  bool U64(uint64_t* v) {
-    if (data_.size() < 8) return false;
-    *v = base::GetLe64(data_.data());
-    data_.remove_prefix(8);
-    return true;
-  }
-  bool Str(std::string_view* s) {
-    uint64_t n;
-    if (!U64(&n) || n > data_.size()) return false;
-    *s = data_.substr(0, n);
-    data_.remove_prefix(n);
-    return true;
-  }
-  bool done() const { return data_.empty(); }
-
- private:
-  std::string_view data_;
+  using ByteReader::ByteReader;
+  bool Str(std::string_view* s) { return Str64(s); }
 };
 
 }  // namespace
