@@ -51,7 +51,8 @@ import sys
 import time
 from pathlib import Path
 
-from benchlib import Owned, cpu_model, free_port, version_of
+from benchlib import (Owned, cpu_model, distri_node_argv, free_port, version_of,
+                      write_cluster_secret)
 
 REPO = Path(__file__).resolve().parent.parent
 LOADGEN_SRC = REPO / "bench" / "loadgen"
@@ -232,21 +233,17 @@ def distri_has_cluster(distri_bin):
 def distri_cluster(distri_bin, owned, loadgen, base, cluster):
     label = "distri" if cluster else "distri (single node)"
     c = Cluster("distri", owned, loadgen, label)
-    secret = base / "cluster.secret"
-    secret.touch(mode=0o600)
-    secret.write_text(secrets.token_hex(32) + "\n")
+    secret = write_cluster_secret(base / "cluster.secret")
     count = 3 if cluster else 1
     cluster_ports = [free_port() for _ in range(count)]
     for i in range(count):
         d = base / f"distri{i}"
         d.mkdir()
         port = free_port()
-        argv = [distri_bin, "serve", "--data", str(d / "data"), "--bind", "127.0.0.1",
-                "--port", str(port), "--http-port", str(free_port()), "--fsync", "always"]
-        if cluster:
-            argv += ["--cluster-port", str(cluster_ports[i]), "--cluster-secret-file", str(secret)]
-            if i > 0:
-                argv += ["--join", f"127.0.0.1:{cluster_ports[0]}"]
+        argv = distri_node_argv(distri_bin, d / "data", port, free_port(),
+                                cluster_ports[i] if cluster else None, secret,
+                                join=cluster_ports[0] if i > 0 else None,
+                                extra=["--fsync", "always"])
         c.nodes.append(Node(f"d{i}", argv, d, port))
     # One at a time: each joiner must be a voter before the next one joins.
     for i, n in enumerate(c.nodes):

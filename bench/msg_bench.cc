@@ -6,10 +6,13 @@
 //           has taken every message: RESP reads every PUBLISH reply; NATS
 //           sends PING after the last PUB and waits for the PONG.
 //   fanout  One publisher, --subs subscribers on one subject. Done when every
-//           subscriber has every message (counted, sizes checked). The
-//           publisher stays at most --window messages ahead of the slowest
-//           subscriber, so neither server is pushed into its slow-consumer
-//           cut-off; the rate is the sustained one.
+//           subscriber has every message. Each message carries its sequence
+//           number (the first 10 bytes of the payload), and every subscriber
+//           checks that it gets each one once and in order: a lost, repeated
+//           or reordered message ends the run as a failure (exit 3), not as a
+//           rate. The publisher stays at most --window messages ahead of the
+//           slowest subscriber, so neither server is pushed into its
+//           slow-consumer cut-off; the rate is the sustained one.
 //   reqrep  --callers callers and --workers workers. Every caller keeps one
 //           request outstanding (closed loop) and records its round trip.
 //           NATS: workers SUB in a queue group and PUB the answer to the
@@ -17,9 +20,20 @@
 //           and PUB requests with reply subjects _INBOX.<id>.<seq>.
 //           Distri: workers are RESP3 connections with SVC.SERVE (CONCURRENCY
 //           defaults to --callers so the server does not queue), answering
-//           SVC.REPLY; callers use CALL. --worker-port: the workers connect
-//           to another port (another node of a cluster, or another NATS
-//           cluster member) than the callers.
+//           SVC.REPLY; callers use CALL.
+//
+// Addresses per role (a cluster): the publisher and the callers connect to
+// --pub-port, the subscribers and the workers to --sub-ports, round robin
+// (subscriber i to the (i mod n)-th port). Both default to --port.
+// --worker-port P is --sub-ports P (its older name, for request/reply).
+//
+// Readiness: in a cluster, a subscription or a worker made on one server is
+// known to the others a moment later. Before measuring, the publisher sends
+// probe messages (payload starting with '#') until every subscriber has had
+// one, and every caller sends probe requests (Distri: CALL ... TIMEOUT, which
+// answers NOWORKER when no worker is known yet) until it gets an answer.
+// Probes are not counted. When that does not happen within --ready-timeout
+// seconds, the run fails (exit 3) naming the connections that got nothing.
 //
 // Each scenario produces for at most --seconds (or --msgs messages, whichever
 // comes first), then waits for the outstanding work; a stall of --stall
@@ -29,45 +43,51 @@
 // on a small machine where the load generator competes with the server.
 //
 //   msg_bench --proto nats|resp --port P --scenario pub|fanout|reqrep
+//             [--pub-port P] [--sub-ports P1,P2,...]
 //             [--msgs N] [--seconds S] [--size 64] [--subs 1] [--window 3000]
 //             [--callers 10] [--workers 2] [--concurrency N] [--stall 15]
-//             [--resp-parser value|fast]
+//             [--ready-timeout 10] [--resp-parser value|fast]
 //
 // Everything runs on one thread (an epoll loop over non-blocking sockets), so
 // the load generator never takes more than one core. bench/nats_compare.py
-// starts both servers and runs the scenarios side by side.
+// starts both servers (one process each, or three-node clusters with
+// --nodes 3) and runs the scenarios side by side. The connections and the
+// protocol adapters are in msg_proto.h.
 
-#include <fcntl.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
-#include <sys/epoll.h>
 #include <sys/resource.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
 #include <algorithm>
-#include <cerrno>
-#include <csignal>
 #include <charconv>
-#include <chrono>
+#include <csignal>
 #include <cstdio>
 #include <cstdlib>
-#include <cstring>
 #include <memory>
 #include <string>
 #include <string_view>
 #include <vector>
 
 #include "bench_util.h"
-#include "protocol/resp_parser.h"
+#include "msg_proto.h"
 
 namespace {
 
+using distri::bench::Adapter;
+using distri::bench::Await;
+using distri::bench::Conn;
 using distri::bench::Connect;
 using distri::bench::Die;
+using distri::bench::Loop;
 using distri::bench::NowNs;
-using distri::protocol::ParseResult;
-using distri::protocol::Value;
+using distri::bench::Sink;
+
+// Failures of what the servers delivered (as opposed to a stall, exit 2, or a
+// usage error): lost, repeated or reordered messages, no readiness in time.
+constexpr int kExitIncorrect = 3;
+// Probe payloads start with this; measured ones with decimal digits.
+constexpr char kProbeMark = '#';
+// The sequence number at the start of a fan-out payload: zero-padded decimal.
+constexpr size_t kSeqDigits = 10;
 
 double CpuSeconds() {
   rusage ru{};
@@ -77,480 +97,14 @@ double CpuSeconds() {
 }
 
 // ---------------------------------------------------------------------------
-// Connections
-// ---------------------------------------------------------------------------
-
-// One socket with an input buffer the parsers read from and an output buffer
-// the encoders append to. Frames here are small (< 4 KiB), so a fixed 1 MiB
-// input buffer always has room for a whole one.
-struct Conn {
-  static constexpr size_t kInCap = 1 << 20;
-  static constexpr size_t kReadChunk = 256 << 10;
-
-  int fd = -1;
-  int index = 0;  // position among connections of its role
-  std::unique_ptr<char[]> in{new char[kInCap]};
-  size_t in_start = 0, in_end = 0;
-  std::string out;
-  size_t out_pos = 0;
-  bool epoll_out = false;
-
-  // Counters the adapters and scenarios update.
-  uint64_t acks = 0;      // replies to our own commands (PUBLISH, SVC.REPLY, ...), PONGs
-  uint64_t messages = 0;  // messages or call replies received
-  uint64_t seq = 0;       // NATS caller: next reply-subject suffix
-  int64_t sent_at = 0;    // caller: when its outstanding request was sent
-  std::string inbox;      // NATS caller: "_INBOX.<id>."
-
-  size_t pending_out() const { return out.size() - out_pos; }
-  std::string_view input() const { return {in.get() + in_start, in_end - in_start}; }
-};
-
-// Reads what the socket has into c.in. Returns bytes read; 0 if it would
-// block (non-blocking sockets); dies on EOF or error.
-size_t ReadSome(Conn& c) {
-  if (c.in_start == c.in_end) c.in_start = c.in_end = 0;
-  if (Conn::kInCap - c.in_end < Conn::kReadChunk) {
-    std::memmove(c.in.get(), c.in.get() + c.in_start, c.in_end - c.in_start);
-    c.in_end -= c.in_start;
-    c.in_start = 0;
-  }
-  ssize_t n = read(c.fd, c.in.get() + c.in_end, Conn::kInCap - c.in_end);
-  if (n > 0) {
-    c.in_end += static_cast<size_t>(n);
-    return static_cast<size_t>(n);
-  }
-  if (n < 0 && (errno == EAGAIN || errno == EINTR)) return 0;
-  Die(n == 0 ? "server closed a connection" : std::string("read: ") + std::strerror(errno));
-}
-
-// Writes as much of c.out as the socket takes. Returns true when all is out.
-bool WriteSome(Conn& c) {
-  while (c.pending_out() > 0) {
-    ssize_t n = write(c.fd, c.out.data() + c.out_pos, c.pending_out());
-    if (n < 0) {
-      if (errno == EAGAIN) return false;
-      if (errno == EINTR) continue;
-      Die(std::string("write: ") + std::strerror(errno));
-    }
-    c.out_pos += static_cast<size_t>(n);
-  }
-  c.out.clear();
-  c.out_pos = 0;
-  return true;
-}
-
-// ---------------------------------------------------------------------------
-// Protocol adapters
-// ---------------------------------------------------------------------------
-
-// What the scenarios hear from a parser. Acks only bump Conn::acks.
-class Sink {
- public:
-  virtual ~Sink() = default;
-  // A subscriber's message, or a caller's reply.
-  virtual void OnMessage(Conn& c, std::string_view payload) = 0;
-  // A worker's request; `token` names it in the answer (NATS reply subject,
-  // Distri request id).
-  virtual void OnRequest(Conn& c, std::string_view token, std::string_view payload) = 0;
-};
-
-class NullSink final : public Sink {
- public:
-  void OnMessage(Conn&, std::string_view) override {}
-  void OnRequest(Conn&, std::string_view, std::string_view) override {}
-};
-
-class Adapter {
- public:
-  virtual ~Adapter() = default;
-  // Commands run before the measured part. Each call appends to c.out and
-  // returns how many acks to wait for (see Await).
-  virtual uint64_t Hello(Conn& c) = 0;
-  virtual uint64_t Subscribe(Conn& c, std::string_view subject) = 0;
-  virtual uint64_t Serve(Conn& c, std::string_view service, int concurrency) = 0;
-  virtual uint64_t PrepareCaller(Conn& c) = 0;
-
-  virtual void AppendPublish(std::string* out, std::string_view subject,
-                             std::string_view payload) = 0;
-  // After a publish burst: what makes the server confirm it has everything,
-  // and how many acks a burst of n publishes plus that produces.
-  virtual void AppendPublishFlush(std::string* out) = 0;
-  virtual uint64_t PublishAcks(uint64_t n) = 0;
-  virtual void AppendRequest(Conn& c, std::string_view service, std::string_view payload) = 0;
-  virtual void AppendReply(std::string* out, std::string_view token, std::string_view payload) = 0;
-
-  // Parses the complete frames at the front of c.input(), consuming them.
-  virtual void Parse(Conn& c, Sink& sink) = 0;
-};
-
-// ---- NATS text protocol (https://docs.nats.io, "Client Protocol") ----
-
-class NatsAdapter final : public Adapter {
- public:
-  uint64_t Hello(Conn& c) override {
-    // The server speaks first (INFO); CONNECT is fine to send right away.
-    c.out +=
-        "CONNECT {\"verbose\":false,\"pedantic\":false,\"tls_required\":false,"
-        "\"name\":\"msg_bench\",\"lang\":\"c++\",\"version\":\"0.1\",\"protocol\":1,"
-        "\"echo\":false,\"headers\":false,\"no_responders\":false}\r\nPING\r\n";
-    return 1;
-  }
-  uint64_t Subscribe(Conn& c, std::string_view subject) override {
-    c.out.append("SUB ").append(subject).append(" 1\r\nPING\r\n");
-    return 1;
-  }
-  uint64_t Serve(Conn& c, std::string_view service, int) override {
-    c.out.append("SUB ").append(service).append(" workers 1\r\nPING\r\n");
-    return 1;
-  }
-  uint64_t PrepareCaller(Conn& c) override {
-    c.inbox = "_INBOX.mb" + std::to_string(getpid()) + "x" + std::to_string(c.index) + ".";
-    c.out.append("SUB ").append(c.inbox).append("* 1\r\nPING\r\n");
-    return 1;
-  }
-  void AppendPublish(std::string* out, std::string_view subject,
-                     std::string_view payload) override {
-    out->append("PUB ").append(subject).push_back(' ');
-    AppendNumber(out, payload.size());
-    out->append("\r\n").append(payload).append("\r\n");
-  }
-  void AppendPublishFlush(std::string* out) override { out->append("PING\r\n"); }
-  uint64_t PublishAcks(uint64_t) override { return 1; }
-  void AppendRequest(Conn& c, std::string_view service, std::string_view payload) override {
-    c.out.append("PUB ").append(service).push_back(' ');
-    c.out.append(c.inbox);
-    AppendNumber(&c.out, c.seq++);
-    c.out.push_back(' ');
-    AppendNumber(&c.out, payload.size());
-    c.out.append("\r\n").append(payload).append("\r\n");
-  }
-  void AppendReply(std::string* out, std::string_view token, std::string_view payload) override {
-    AppendPublish(out, token, payload);
-  }
-
-  void Parse(Conn& c, Sink& sink) override {
-    std::string_view in = c.input();
-    size_t pos = 0;
-    for (;;) {
-      size_t eol = in.find("\r\n", pos);
-      if (eol == std::string_view::npos) break;
-      std::string_view line = in.substr(pos, eol - pos);
-      if (line.starts_with("MSG ")) {
-        // MSG <subject> <sid> [reply-to] <#bytes>
-        std::string_view tok[5];
-        int n = Split(line.substr(4), tok, 5);
-        if (n != 3 && n != 4) Die("bad MSG line: " + std::string(line));
-        size_t size = 0;
-        std::string_view len = tok[n - 1];
-        if (std::from_chars(len.data(), len.data() + len.size(), size).ec != std::errc()) {
-          Die("bad MSG size: " + std::string(line));
-        }
-        if (in.size() < eol + 2 + size + 2) break;  // payload not all here yet
-        std::string_view payload = in.substr(eol + 2, size);
-        pos = eol + 2 + size + 2;
-        if (n == 4) {
-          sink.OnRequest(c, tok[2], payload);
-        } else {
-          sink.OnMessage(c, payload);
-        }
-        continue;
-      }
-      pos = eol + 2;
-      if (line == "PONG") {
-        c.acks++;
-      } else if (line == "PING") {
-        c.out.append("PONG\r\n");
-      } else if (line.starts_with("-ERR")) {
-        Die("nats-server: " + std::string(line));
-      }  // INFO and +OK need nothing
-    }
-    c.in_start += pos;
-  }
-
- private:
-  static void AppendNumber(std::string* out, uint64_t v) {
-    char buf[24];
-    out->append(buf, std::to_chars(buf, buf + sizeof buf, v).ptr);
-  }
-  static int Split(std::string_view s, std::string_view* tok, int max) {
-    int n = 0;
-    size_t i = 0;
-    while (i < s.size()) {
-      while (i < s.size() && (s[i] == ' ' || s[i] == '\t')) i++;
-      if (i == s.size()) break;
-      size_t j = i;
-      while (j < s.size() && s[j] != ' ' && s[j] != '\t') j++;
-      if (n == max) return max + 1;
-      tok[n++] = s.substr(i, j - i);
-      i = j;
-    }
-    return n;
-  }
-};
-
-// ---- RESP3 via distri::protocol (ParseValue, AppendCommand) ----
-
-// Commands are encoded with AppendCommand. Replies are parsed with ParseValue,
-// which builds a Value (two passes, one heap string per payload): about four
-// times the client CPU per message of the NATS parser above. With --resp-parser
-// fast, the four frame shapes on the hot path (an integer, a bulk string, a
-// message push and a svc.request push) are instead read in place, and
-// anything else still goes through ParseValue; that keeps the load generator
-// from being the bottleneck in fan-out, so the comparison is of the servers.
-class RespAdapter final : public Adapter {
- public:
-  explicit RespAdapter(bool fast) : fast_(fast) {}
-
-  uint64_t Hello(Conn& c) override {
-    Command(&c.out, {"HELLO", "3"});
-    return 1;
-  }
-  uint64_t Subscribe(Conn& c, std::string_view subject) override {
-    Command(&c.out, {"SUBSCRIBE", subject});
-    return 1;
-  }
-  uint64_t Serve(Conn& c, std::string_view service, int concurrency) override {
-    std::string n = std::to_string(concurrency);
-    Command(&c.out, {"SVC.SERVE", service, "CONCURRENCY", n});
-    return 1;
-  }
-  uint64_t PrepareCaller(Conn&) override { return 0; }
-  void AppendPublish(std::string* out, std::string_view subject,
-                     std::string_view payload) override {
-    Command(out, {"PUBLISH", subject, payload});
-  }
-  void AppendPublishFlush(std::string*) override {}  // every PUBLISH is answered
-  uint64_t PublishAcks(uint64_t n) override { return n; }
-  void AppendRequest(Conn& c, std::string_view service, std::string_view payload) override {
-    Command(&c.out, {"CALL", service, payload});
-  }
-  void AppendReply(std::string* out, std::string_view token, std::string_view payload) override {
-    Command(out, {"SVC.REPLY", token, payload});
-  }
-
-  void Parse(Conn& c, Sink& sink) override {
-    for (;;) {
-      if (fast_) {
-        Fast f = ParseFast(c, sink);
-        if (f == Fast::kDone) continue;
-        if (f == Fast::kNeedMore) return;
-      }
-      size_t consumed = 0;
-      ParseResult r = distri::protocol::ParseValue(c.input(), &consumed, &value_, &error_);
-      if (r == ParseResult::kNeedMore) return;
-      if (r == ParseResult::kError) Die("bad RESP from server: " + error_);
-      c.in_start += consumed;
-      Dispatch(c, sink);
-    }
-  }
-
- private:
-  static void Command(std::string* out, std::initializer_list<std::string_view> args) {
-    distri::protocol::AppendCommand(out, std::span<const std::string_view>(args.begin(), args.size()));
-  }
-
-  void Dispatch(Conn& c, Sink& sink) {
-    const Value& v = value_;
-    switch (v.type) {
-      case Value::Type::kPush:
-      case Value::Type::kArray: {
-        const auto& e = v.elements;
-        std::string_view kind = e.empty() ? std::string_view() : std::string_view(e[0].str);
-        if (kind == "message" && e.size() == 3) {
-          sink.OnMessage(c, e[2].str);
-        } else if (kind == "svc.request" && e.size() == 4) {
-          char buf[24];
-          std::string_view id(buf, std::to_chars(buf, buf + sizeof buf, e[1].integer).ptr - buf);
-          sink.OnRequest(c, id, e[3].str);
-        } else if (kind == "subscribe") {
-          c.acks++;
-        } else {
-          Die("unexpected frame: " + distri::protocol::ToDebugString(v));
-        }
-        return;
-      }
-      case Value::Type::kBulkString:  // a CALL's answer
-        sink.OnMessage(c, v.str);
-        return;
-      case Value::Type::kError:
-      case Value::Type::kBulkError:
-        Die("distri: " + v.str);
-      default:  // PUBLISH's and SVC.REPLY's integers, +OK, the HELLO map
-        c.acks++;
-        return;
-    }
-  }
-
-  // ---- --resp-parser fast ----
-  enum class Fast { kDone, kNeedMore, kOther };
-
-  // Reads "<type><decimal>\r\n" at *pos. kOther if it is not that shape.
-  static Fast Number(std::string_view in, size_t* pos, char type, int64_t* n) {
-    size_t p = *pos;
-    if (p >= in.size()) return Fast::kNeedMore;
-    if (in[p] != type) return Fast::kOther;
-    size_t eol = in.find('\r', p + 1);
-    if (eol == std::string_view::npos || eol + 1 >= in.size()) {
-      return in.size() - p > 24 ? Fast::kOther : Fast::kNeedMore;
-    }
-    auto res = std::from_chars(in.data() + p + 1, in.data() + eol, *n);
-    if (res.ec != std::errc() || res.ptr != in.data() + eol || in[eol + 1] != '\n') {
-      return Fast::kOther;
-    }
-    *pos = eol + 2;
-    return Fast::kDone;
-  }
-  // Reads "$<len>\r\n<bytes>\r\n" at *pos.
-  static Fast Bulk(std::string_view in, size_t* pos, std::string_view* out) {
-    size_t p = *pos;
-    int64_t len = 0;
-    Fast f = Number(in, &p, '$', &len);
-    if (f != Fast::kDone) return f;
-    if (len < 0) return Fast::kOther;
-    size_t n = static_cast<size_t>(len);
-    if (in.size() < p + n + 2) return Fast::kNeedMore;
-    if (in[p + n] != '\r' || in[p + n + 1] != '\n') return Fast::kOther;
-    *out = in.substr(p, n);
-    *pos = p + n + 2;
-    return Fast::kDone;
-  }
-
-  Fast ParseFast(Conn& c, Sink& sink) {
-    std::string_view in = c.input();
-    if (in.empty()) return Fast::kNeedMore;
-    size_t pos = 0;
-    int64_t n = 0;
-    Fast f = Fast::kOther;
-    switch (in[0]) {
-      case ':':
-        f = Number(in, &pos, ':', &n);
-        if (f == Fast::kDone) {
-          c.in_start += pos;
-          c.acks++;
-        }
-        return f;
-      case '$': {
-        std::string_view payload;
-        f = Bulk(in, &pos, &payload);
-        if (f == Fast::kDone) {
-          c.in_start += pos;
-          sink.OnMessage(c, payload);
-        }
-        return f;
-      }
-      case '>': {
-        if ((f = Number(in, &pos, '>', &n)) != Fast::kDone) return f;
-        std::string_view kind, a, b;
-        if ((f = Bulk(in, &pos, &kind)) != Fast::kDone) return f;
-        if (n == 3 && kind == "message") {
-          if ((f = Bulk(in, &pos, &a)) != Fast::kDone || (f = Bulk(in, &pos, &b)) != Fast::kDone) {
-            return f;
-          }
-          c.in_start += pos;
-          sink.OnMessage(c, b);
-          return Fast::kDone;
-        }
-        if (n == 4 && kind == "svc.request") {
-          int64_t id = 0;
-          if ((f = Number(in, &pos, ':', &id)) != Fast::kDone) return f;
-          if ((f = Bulk(in, &pos, &a)) != Fast::kDone || (f = Bulk(in, &pos, &b)) != Fast::kDone) {
-            return f;
-          }
-          char buf[24];
-          std::string_view token(buf, std::to_chars(buf, buf + sizeof buf, id).ptr - buf);
-          c.in_start += pos;
-          sink.OnRequest(c, token, b);
-          return Fast::kDone;
-        }
-        return Fast::kOther;
-      }
-      default:
-        return Fast::kOther;
-    }
-  }
-
-  bool fast_;
-  Value value_;  // reused, so its element vector keeps its capacity
-  std::string error_;
-};
-
-// ---------------------------------------------------------------------------
-// Event loop
-// ---------------------------------------------------------------------------
-
-// Blocks until c has `acks` more acknowledgements than when called, writing
-// c.out first. Setup only (the socket is still blocking).
-void Await(Adapter& a, Conn& c, uint64_t acks) {
-  uint64_t target = c.acks + acks;
-  if (!WriteSome(c)) Die("setup write would block");
-  NullSink sink;
-  while (c.acks < target) {
-    ReadSome(c);
-    a.Parse(c, sink);
-    if (c.pending_out() > 0 && !WriteSome(c)) Die("setup write would block");
-  }
-}
-
-class Loop {
- public:
-  Loop(Adapter* adapter, Sink* sink) : adapter_(adapter), sink_(sink), ep_(epoll_create1(0)) {}
-  ~Loop() { close(ep_); }
-
-  void Add(Conn* c) {
-    fcntl(c->fd, F_SETFL, fcntl(c->fd, F_GETFL) | O_NONBLOCK);
-    epoll_event ev{};
-    ev.events = EPOLLIN;
-    ev.data.ptr = c;
-    if (epoll_ctl(ep_, EPOLL_CTL_ADD, c->fd, &ev) != 0) Die("epoll_ctl");
-    conns_.push_back(c);
-  }
-
-  // Writes what can be written now; asks for EPOLLOUT if something is left.
-  void Flush(Conn* c) {
-    bool done = WriteSome(*c);
-    if (done == !c->epoll_out) return;
-    c->epoll_out = !done;
-    epoll_event ev{};
-    ev.events = done ? uint32_t{EPOLLIN} : uint32_t{EPOLLIN | EPOLLOUT};
-    ev.data.ptr = c;
-    epoll_ctl(ep_, EPOLL_CTL_MOD, c->fd, &ev);
-  }
-
-  // One round: flushes queued output, waits up to timeout_ms for events,
-  // reads and parses (the sink may queue output anywhere), then flushes again.
-  void Poll(int timeout_ms) {
-    for (Conn* c : conns_) {  // what the caller queued since the last round
-      if (c->pending_out() > 0) Flush(c);
-    }
-    epoll_event events[64];
-    int n = epoll_wait(ep_, events, 64, timeout_ms);
-    for (int i = 0; i < n; i++) {
-      auto* c = static_cast<Conn*>(events[i].data.ptr);
-      if (events[i].events & (EPOLLIN | EPOLLERR | EPOLLHUP)) {
-        if (ReadSome(*c) > 0) adapter_->Parse(*c, *sink_);
-      }
-    }
-    for (Conn* c : conns_) {
-      if (c->pending_out() > 0 || c->epoll_out) Flush(c);
-    }
-  }
-
- private:
-  Adapter* adapter_;
-  Sink* sink_;
-  int ep_;
-  std::vector<Conn*> conns_;
-};
-
-// ---------------------------------------------------------------------------
 // Scenarios
 // ---------------------------------------------------------------------------
 
 struct Options {
   std::string proto, scenario;
   int port = 0;
-  int worker_port = 0;  // reqrep: workers connect here (another cluster node); 0: --port
+  int pub_port = 0;            // publisher and callers; 0: --port
+  std::vector<int> sub_ports;  // subscribers and workers, round robin; empty: --port
   uint64_t msgs = 5'000'000;
   double seconds = 3;
   size_t size = 64;
@@ -560,19 +114,24 @@ struct Options {
   int workers = 2;
   int concurrency = 0;  // 0: --callers
   double stall = 15;
+  double ready_timeout = 10;
   std::string resp_parser = "value";  // or "fast"
+
+  int SubPort(int i) const { return sub_ports[static_cast<size_t>(i) % sub_ports.size()]; }
 };
 
-// Dies with `what` if `progress` has not changed for opt.stall seconds.
+// Dies with what() if `progress` has not changed for opt.stall seconds. what
+// is called only then, so a detailed description costs nothing per round.
 class StallGuard {
  public:
   explicit StallGuard(double seconds) : limit_ns_(static_cast<int64_t>(seconds * 1e9)) {}
-  void Check(uint64_t progress, int64_t now, const std::string& what) {
+  template <typename Describe>
+  void Check(uint64_t progress, int64_t now, const Describe& what) {
     if (progress != last_ || last_ns_ == 0) {
       last_ = progress;
       last_ns_ = now;
     } else if (now - last_ns_ > limit_ns_) {
-      Die("stalled: " + what, 2);
+      Die("stalled: " + what(), 2);
     }
   }
 
@@ -594,47 +153,155 @@ std::string Payload(size_t size) {
   return p;
 }
 
-class CountingSink final : public Sink {
+// A connection of one role: connected, greeted, blocking until Loop::Add.
+std::unique_ptr<Conn> Open(Adapter& a, int port, int index) {
+  auto c = std::make_unique<Conn>();
+  c->fd = Connect(port);
+  c->port = port;
+  c->index = index;
+  Await(a, *c, a.Hello(*c));
+  return c;
+}
+
+std::string Counts(const std::vector<std::unique_ptr<Conn>>& conns, uint64_t Conn::*field) {
+  std::string out;
+  for (const auto& c : conns) {
+    if (!out.empty()) out.push_back(',');
+    out += std::to_string((*c).*field);
+  }
+  return out;
+}
+
+// Connections that have none of `field`, by port: "1, 4, 7 (port 7479); 2, 5 (port 7579)".
+std::string Without(const std::vector<std::unique_ptr<Conn>>& conns, uint64_t Conn::*field) {
+  std::vector<std::pair<int, std::string>> by_port;
+  for (const auto& c : conns) {
+    if ((*c).*field != 0) continue;
+    auto it = std::find_if(by_port.begin(), by_port.end(),
+                           [&](const auto& p) { return p.first == c->port; });
+    if (it == by_port.end()) it = by_port.insert(by_port.end(), {c->port, ""});
+    if (!it->second.empty()) it->second += ", ";
+    it->second += std::to_string(c->index);
+  }
+  std::string out;
+  for (const auto& [port, list] : by_port) {
+    if (!out.empty()) out += "; ";
+    out += list + " (port " + std::to_string(port) + ")";
+  }
+  return out;
+}
+
+std::string SecondsText(double s) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%g s", s);
+  return buf;
+}
+
+void WriteSeq(char* at, uint64_t seq) {
+  for (size_t i = kSeqDigits; i-- > 0; seq /= 10) at[i] = static_cast<char>('0' + seq % 10);
+}
+
+// Fan-out subscribers: every message once, in order (its sequence number is
+// the count received so far), of the right size.
+class FanoutSink final : public Sink {
  public:
-  explicit CountingSink(size_t size) : size_(size) {}
+  explicit FanoutSink(size_t size) : size_(size) {}
   void OnMessage(Conn& c, std::string_view payload) override {
-    if (payload.size() != size_) Die("message of " + std::to_string(payload.size()) + " bytes");
+    if (payload.size() != size_) {
+      Fail(c, "a message of " + std::to_string(payload.size()) + " bytes");
+    }
+    if (payload[0] == kProbeMark) {
+      c.probes++;
+      return;
+    }
+    uint64_t seq = 0;
+    auto r = std::from_chars(payload.data(), payload.data() + kSeqDigits, seq);
+    if (r.ec != std::errc() || r.ptr != payload.data() + kSeqDigits) {
+      Fail(c, "a message without a sequence number");
+    }
+    if (seq != c.messages) {
+      Fail(c, "message #" + std::to_string(seq) + " where #" + std::to_string(c.messages) +
+                  " was due (" + (seq > c.messages ? "lost" : "repeated or reordered") + ")");
+    }
     c.messages++;
   }
-  void OnRequest(Conn&, std::string_view, std::string_view) override { Die("unexpected request"); }
+  void OnRequest(Conn& c, std::string_view, std::string_view) override {
+    Fail(c, "a request");
+  }
 
  private:
+  [[noreturn]] static void Fail(const Conn& c, const std::string& what) {
+    Die("incorrect delivery: subscriber " + std::to_string(c.index) + " (port " +
+            std::to_string(c.port) + ") got " + what,
+        kExitIncorrect);
+  }
   size_t size_;
 };
+
+// Readiness for fan-out: a probe every 50 ms until every subscriber has had
+// one, then until the publisher has every probe's ack (RESP), so the measured
+// part starts with nothing of the probes pending but deliveries.
+void AwaitSubscribers(Adapter& a, Loop& loop, Conn& pub, const std::string& subject,
+                      const std::vector<std::unique_ptr<Conn>>& subs, const Options& opt) {
+  std::string probe = Payload(opt.size);
+  probe[0] = kProbeMark;
+  const int64_t start = NowNs();
+  const int64_t deadline = start + static_cast<int64_t>(opt.ready_timeout * 1e9);
+  uint64_t probes = 0;
+  int64_t last_probe = 0;
+  for (;;) {
+    int64_t now = NowNs();
+    bool all = std::all_of(subs.begin(), subs.end(), [](auto& c) { return c->probes > 0; });
+    if (all && pub.acks >= probes * a.AcksPerPublish()) break;
+    if (now > deadline) {
+      std::string who = Without(subs, &Conn::probes);
+      Die("not ready after " + SecondsText(opt.ready_timeout) + ": " +
+              (who.empty() ? "the publisher has " + std::to_string(pub.acks) + " of " +
+                                 std::to_string(probes) + " probe acks"
+                           : "subscribers " + who + " received none of " +
+                                 std::to_string(probes) + " probe messages published on port " +
+                                 std::to_string(pub.port)),
+          kExitIncorrect);
+    }
+    if (!all && now - last_probe > 50'000'000) {
+      a.AppendPublish(&pub.out, subject, probe);
+      probes++;
+      last_probe = now;
+    }
+    loop.Poll(10);
+  }
+  pub.acks = 0;
+}
 
 // pub and fanout: one publisher, opt.subs subscribers (0 for pub).
 Report RunPublish(Adapter& a, const Options& opt, int subs) {
   const std::string subject = subs == 0 ? "bench.pub" : "bench.fan";
   const std::string payload = Payload(opt.size);
-  Conn pub;
-  pub.fd = Connect(opt.port);
-  Await(a, pub, a.Hello(pub));
+  std::unique_ptr<Conn> pub_conn = Open(a, opt.pub_port, 0);
+  Conn& pub = *pub_conn;
   std::vector<std::unique_ptr<Conn>> sub;
   for (int i = 0; i < subs; i++) {
-    auto c = std::make_unique<Conn>();
-    c->fd = Connect(opt.port);
-    c->index = i;
-    Await(a, *c, a.Hello(*c));
-    Await(a, *c, a.Subscribe(*c, subject));
-    sub.push_back(std::move(c));
+    sub.push_back(Open(a, opt.SubPort(i), i));
+    Await(a, *sub.back(), a.Subscribe(*sub.back(), subject));
   }
   pub.acks = 0;
 
-  CountingSink sink(opt.size);
+  FanoutSink sink(opt.size);
   Loop loop(&a, &sink);
   loop.Add(&pub);
   for (auto& c : sub) loop.Add(c.get());
+  const int64_t ready0 = NowNs();
+  if (subs > 0) AwaitSubscribers(a, loop, pub, subject, sub, opt);
+  const double ready_ms = static_cast<double>(NowNs() - ready0) / 1e6;
 
-  // The same batch of encoded messages, appended again and again.
+  // The same batch of encoded messages, appended again and again; each
+  // copy's sequence number is written in place (at seq_at in a message).
   constexpr uint64_t kBatch = 256;
   std::string batch;
   for (uint64_t i = 0; i < kBatch; i++) a.AppendPublish(&batch, subject, payload);
   const size_t per_msg = batch.size() / kBatch;
+  const size_t seq_at = batch.find(payload);
+  const bool numbered = subs > 0;
   constexpr size_t kHighWater = 256 << 10;
 
   const double cpu0 = CpuSeconds();
@@ -651,12 +318,21 @@ Report RunPublish(Adapter& a, const Options& opt, int subs) {
     if (producing) {
       while (pub.pending_out() < kHighWater) {
         uint64_t room = std::min(opt.msgs - sent, kBatch);
-        if (subs > 0) room = std::min(room, slowest + opt.window - std::min(sent, slowest + opt.window));
+        if (subs > 0) {
+          const uint64_t limit = slowest + opt.window;  // the window's far end
+          room = std::min(room, limit - std::min(sent, limit));
+        }
         if (room == 0) {
           blocked = true;
           break;
         }
+        const size_t base = pub.out.size();
         pub.out.append(batch, 0, room * per_msg);
+        if (numbered) {
+          for (uint64_t k = 0; k < room; k++) {
+            WriteSeq(&pub.out[base + k * per_msg + seq_at], sent + k);
+          }
+        }
         sent += room;
       }
       loop.Flush(&pub);
@@ -679,9 +355,10 @@ Report RunPublish(Adapter& a, const Options& opt, int subs) {
     }
     uint64_t progress = pub.acks + sent;
     for (auto& c : sub) progress += c->messages;
-    guard.Check(progress, now,
-                "sent " + std::to_string(sent) + ", publisher acks " + std::to_string(pub.acks) +
-                    ", slowest subscriber " + std::to_string(slowest));
+    guard.Check(progress, now, [&] {
+      return "sent " + std::to_string(sent) + ", publisher acks " + std::to_string(pub.acks) +
+             ", received per subscriber " + Counts(sub, &Conn::messages);
+    });
     // Poll without sleeping while there is more to produce and room for it.
     bool can_produce = producing && !blocked && pub.pending_out() < kHighWater;
     loop.Poll(can_produce ? 0 : 100);
@@ -693,20 +370,25 @@ Report RunPublish(Adapter& a, const Options& opt, int subs) {
   // idle before the next run.
   while (pub.acks < a.PublishAcks(sent)) {
     loop.Poll(100);
-    guard.Check(pub.acks, NowNs(), "publisher acks " + std::to_string(pub.acks));
+    guard.Check(pub.acks, NowNs(), [&] { return "publisher acks " + std::to_string(pub.acks); });
   }
   Report r;
   r.seconds = secs;
-  uint64_t delivered = subs == 0 ? sent : sent * static_cast<uint64_t>(subs);
+  uint64_t delivered = 0;
+  for (auto& c : sub) delivered += c->messages;
+  if (subs == 0) delivered = sent;
   r.rate = static_cast<double>(delivered) / secs;
-  r.extra = "published=" + std::to_string(sent) + " delivered=" + std::to_string(delivered) +
-            " client_cpu_s=" + std::to_string(cpu);
+  char buf[64];
+  std::snprintf(buf, sizeof buf, " ready_ms=%.1f client_cpu_s=%.3f", ready_ms, cpu);
+  r.extra = "published=" + std::to_string(sent) + " delivered=" + std::to_string(delivered) + buf;
+  if (subs > 0) r.extra += " per_sub=" + Counts(sub, &Conn::messages);
   close(pub.fd);
   for (auto& c : sub) close(c->fd);
   return r;
 }
 
 // reqrep: callers with one outstanding request each; workers answer at once.
+// Probe answers (see "Readiness") only mark their caller ready.
 class RequestSink final : public Sink {
  public:
   RequestSink(Adapter* a, const Options& opt, std::string_view service, std::string_view payload)
@@ -714,7 +396,15 @@ class RequestSink final : public Sink {
 
   void OnMessage(Conn& c, std::string_view reply) override {  // a caller's answer
     int64_t now = NowNs();
-    if (reply != payload_) Die("wrong reply payload");
+    if (!reply.empty() && reply[0] == kProbeMark) {
+      c.probes++;
+      c.probe_outstanding = false;
+      return;
+    }
+    if (reply != payload_) {
+      Die("incorrect reply on caller " + std::to_string(c.index) + ": not the request's payload",
+          kExitIncorrect);
+    }
     latencies.push_back(now - c.sent_at);
     c.messages++;
     completed++;
@@ -723,7 +413,12 @@ class RequestSink final : public Sink {
   }
   void OnRequest(Conn& c, std::string_view token, std::string_view payload) override {
     a_->AppendReply(&c.out, token, payload);  // echo
-    c.messages++;
+    if (payload.empty() || payload[0] != kProbeMark) c.messages++;
+  }
+  void OnError(Conn& c, std::string_view error) override {
+    if (!probing) Sink::OnError(c, error);
+    c.last_error = error;
+    c.probe_outstanding = false;
   }
 
   void Send(Conn& c, int64_t now) {
@@ -737,12 +432,56 @@ class RequestSink final : public Sink {
   std::vector<int64_t> latencies;
   uint64_t completed = 0, issued = 0, outstanding = 0;
   bool stopping = false;
+  bool probing = false;
 
  private:
   Adapter* a_;
   const Options& opt_;
   std::string service_, payload_;
 };
+
+// Readiness for request/reply: each caller sends a probe request (Distri:
+// bounded by the server, answered or NOWORKER within kProbeMs; NATS: resent
+// when unanswered after kProbeMs, as an unserved request is dropped) until it
+// gets an answer.
+void AwaitWorkers(Adapter& a, Loop& loop, RequestSink& sink, const std::string& service,
+                  const std::vector<std::unique_ptr<Conn>>& callers, const Options& opt) {
+  constexpr int64_t kProbeMs = 500;
+  std::string probe = Payload(opt.size);
+  probe[0] = kProbeMark;
+  const int64_t deadline = NowNs() + static_cast<int64_t>(opt.ready_timeout * 1e9);
+  sink.probing = true;
+  uint64_t probes = 0;
+  for (;;) {
+    int64_t now = NowNs();
+    bool all = true;
+    for (auto& c : callers) {
+      if (c->probes > 0) continue;
+      all = false;
+      bool lost = a.DropsUnservedRequests() && now - c->sent_at > (kProbeMs + 100) * 1'000'000;
+      if (!c->probe_outstanding || lost) {
+        a.AppendRequest(*c, service, probe, kProbeMs);
+        c->probe_outstanding = true;
+        c->sent_at = now;
+        probes++;
+      }
+    }
+    // RESP: a ready caller may still wait for nothing: its probe was answered.
+    if (all) break;
+    if (now > deadline) {
+      std::string last;
+      for (auto& c : callers) {
+        if (!c->last_error.empty()) last = "; last error: " + c->last_error;
+      }
+      Die("not ready after " + SecondsText(opt.ready_timeout) + ": callers " +
+              Without(callers, &Conn::probes) + " got no answer to " + std::to_string(probes) +
+              " probe requests" + last,
+          kExitIncorrect);
+    }
+    loop.Poll(10);
+  }
+  sink.probing = false;
+}
 
 double PercentileUs(std::vector<int64_t>& v, double p) {
   if (v.empty()) return 0;
@@ -757,20 +496,12 @@ Report RunRequestReply(Adapter& a, const Options& opt) {
   const int concurrency = opt.concurrency > 0 ? opt.concurrency : opt.callers;
   std::vector<std::unique_ptr<Conn>> workers, callers;
   for (int i = 0; i < opt.workers; i++) {
-    auto c = std::make_unique<Conn>();
-    c->fd = Connect(opt.worker_port > 0 ? opt.worker_port : opt.port);
-    c->index = i;
-    Await(a, *c, a.Hello(*c));
-    Await(a, *c, a.Serve(*c, service, concurrency));
-    workers.push_back(std::move(c));
+    workers.push_back(Open(a, opt.SubPort(i), i));
+    Await(a, *workers.back(), a.Serve(*workers.back(), service, concurrency));
   }
   for (int i = 0; i < opt.callers; i++) {
-    auto c = std::make_unique<Conn>();
-    c->fd = Connect(opt.port);
-    c->index = i;
-    Await(a, *c, a.Hello(*c));
-    Await(a, *c, a.PrepareCaller(*c));
-    callers.push_back(std::move(c));
+    callers.push_back(Open(a, opt.pub_port, i));
+    Await(a, *callers.back(), a.PrepareCaller(*callers.back()));
   }
 
   RequestSink sink(&a, opt, service, payload);
@@ -778,6 +509,9 @@ Report RunRequestReply(Adapter& a, const Options& opt) {
   Loop loop(&a, &sink);
   for (auto& c : workers) loop.Add(c.get());
   for (auto& c : callers) loop.Add(c.get());
+  const int64_t ready0 = NowNs();
+  AwaitWorkers(a, loop, sink, service, callers, opt);
+  const double ready_ms = static_cast<double>(NowNs() - ready0) / 1e6;
 
   const double cpu0 = CpuSeconds();
   const int64_t start = NowNs();
@@ -795,9 +529,10 @@ Report RunRequestReply(Adapter& a, const Options& opt) {
       end = now;
       break;
     }
-    guard.Check(sink.completed, now,
-                std::to_string(sink.completed) + " of " + std::to_string(sink.issued) +
-                    " calls answered");
+    guard.Check(sink.completed, now, [&] {
+      return std::to_string(sink.completed) + " of " + std::to_string(sink.issued) +
+             " calls answered; requests per worker " + Counts(workers, &Conn::messages);
+    });
   }
   const double cpu = CpuSeconds() - cpu0;
 
@@ -809,16 +544,15 @@ Report RunRequestReply(Adapter& a, const Options& opt) {
   r.rate = static_cast<double>(sink.completed) / r.seconds;
   char buf[256];
   std::snprintf(buf, sizeof buf,
-                "calls=%llu p50_us=%.1f p90_us=%.1f p99_us=%.1f max_us=%.1f client_cpu_s=%.3f",
+                "calls=%llu p50_us=%.1f p90_us=%.1f p99_us=%.1f max_us=%.1f ready_ms=%.1f "
+                "client_cpu_s=%.3f",
                 static_cast<unsigned long long>(sink.completed),
                 PercentileUs(sink.latencies, 0.50), PercentileUs(sink.latencies, 0.90),
-                PercentileUs(sink.latencies, 0.99), PercentileUs(sink.latencies, 1.0), cpu);
+                PercentileUs(sink.latencies, 0.99), PercentileUs(sink.latencies, 1.0), ready_ms,
+                cpu);
   r.extra = buf;
-  r.extra += " per_worker=";  // requests each worker answered: the balancing
-  for (auto& w : workers) {
-    if (w->index > 0) r.extra.push_back(',');
-    r.extra.append(std::to_string(w->messages));
-  }
+  // Requests each worker answered: the balancing.
+  r.extra += " per_worker=" + Counts(workers, &Conn::messages);
   for (auto& c : workers) close(c->fd);
   for (auto& c : callers) close(c->fd);
   return r;
@@ -827,10 +561,30 @@ Report RunRequestReply(Adapter& a, const Options& opt) {
 [[noreturn]] void Usage() {
   std::fprintf(stderr,
                "usage: msg_bench --proto nats|resp --port P --scenario pub|fanout|reqrep\n"
+               "                 [--pub-port P] [--sub-ports P1,P2,...]\n"
                "                 [--msgs N] [--seconds S] [--size BYTES] [--subs N] [--window N]\n"
                "                 [--callers N] [--workers N] [--concurrency N] [--stall S]\n"
-               "                 [--resp-parser value|fast] [--worker-port P]\n");
+               "                 [--ready-timeout S] [--resp-parser value|fast]\n");
   std::exit(64);
+}
+
+// "7379,7479": ports in 1..65535, at least one.
+std::vector<int> ParsePorts(std::string_view s) {
+  std::vector<int> out;
+  while (!s.empty()) {
+    size_t comma = s.find(',');
+    std::string_view one = s.substr(0, comma);
+    int port = 0;
+    auto r = std::from_chars(one.data(), one.data() + one.size(), port);
+    if (r.ec != std::errc() || r.ptr != one.data() + one.size() || port < 1 || port > 65535) {
+      Usage();
+    }
+    out.push_back(port);
+    if (comma == std::string_view::npos) break;
+    s.remove_prefix(comma + 1);
+  }
+  if (out.empty()) Usage();
+  return out;
 }
 
 }  // namespace
@@ -844,7 +598,9 @@ int main(int argc, char** argv) {
     if (flag == "--proto") opt.proto = v;
     else if (flag == "--scenario") opt.scenario = v;
     else if (flag == "--port") opt.port = std::atoi(v.c_str());
-    else if (flag == "--worker-port") opt.worker_port = std::atoi(v.c_str());
+    else if (flag == "--pub-port") opt.pub_port = std::atoi(v.c_str());
+    else if (flag == "--sub-ports") opt.sub_ports = ParsePorts(v);
+    else if (flag == "--worker-port") opt.sub_ports = ParsePorts(v);  // one port: as before
     else if (flag == "--msgs") opt.msgs = std::strtoull(v.c_str(), nullptr, 10);
     else if (flag == "--seconds") opt.seconds = std::atof(v.c_str());
     else if (flag == "--size") opt.size = std::strtoull(v.c_str(), nullptr, 10);
@@ -854,16 +610,25 @@ int main(int argc, char** argv) {
     else if (flag == "--workers") opt.workers = std::atoi(v.c_str());
     else if (flag == "--concurrency") opt.concurrency = std::atoi(v.c_str());
     else if (flag == "--stall") opt.stall = std::atof(v.c_str());
+    else if (flag == "--ready-timeout") opt.ready_timeout = std::atof(v.c_str());
     else if (flag == "--resp-parser") opt.resp_parser = v;
     else Usage();
   }
-  if (opt.port <= 0 || opt.msgs == 0 || opt.window == 0) Usage();
+  if (opt.pub_port <= 0) opt.pub_port = opt.port;
+  if (opt.sub_ports.empty() && opt.port > 0) opt.sub_ports.push_back(opt.port);
+  if (opt.pub_port <= 0 || opt.pub_port > 65535 || opt.sub_ports.empty() || opt.msgs == 0 ||
+      opt.window == 0 || opt.ready_timeout <= 0) {
+    Usage();
+  }
+  // Fan-out payloads carry a sequence number; probes are told apart by their
+  // first byte.
+  if (opt.size < (opt.scenario == "fanout" ? kSeqDigits : 1)) Usage();
   std::unique_ptr<Adapter> adapter;
   if (opt.proto == "nats") {
-    adapter = std::make_unique<NatsAdapter>();
+    adapter = distri::bench::MakeNatsAdapter();
   } else if (opt.proto == "resp") {
     if (opt.resp_parser != "value" && opt.resp_parser != "fast") Usage();
-    adapter = std::make_unique<RespAdapter>(opt.resp_parser == "fast");
+    adapter = distri::bench::MakeRespAdapter(opt.resp_parser == "fast");
   } else {
     Usage();
   }

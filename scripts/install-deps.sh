@@ -6,8 +6,10 @@
 #                                    a Rust toolchain for src/replication/raft_capi)
 #   scripts/install-deps.sh --test   plus clang (fuzzing), GoogleTest, redis tools, Python test venv,
 #                                    Go (the fault suite's linearizability checker)
-#   scripts/install-deps.sh --bench  plus what bench/cluster_compare.py runs: Debian's etcd
-#                                    (etcd-server, 3.4), strace; it needs Go too (bench/loadgen).
+#   scripts/install-deps.sh --bench  plus what the side-by-side runs start: Debian's etcd
+#                                    (etcd-server, 3.4) and strace for bench/cluster_compare.py
+#                                    (it needs Go too, bench/loadgen), nats-server for
+#                                    bench/nats_compare.py (one node, or --nodes 3).
 #                                    bench/wal_compare.py's raft-engine side
 #                                    (bench/raft_engine_bench) is built with the same Rust
 #                                    toolchain as raft_capi, installed below; only a bench
@@ -43,7 +45,8 @@ fi
 if [[ $want_bench == 1 ]]; then
   # etcd-server's post-install script would start the Debian service where systemd runs;
   # the benchmark starts its own three etcd processes on free ports and never uses it.
-  packages+=(etcd-server strace redis-tools)
+  # nats-server: the messaging comparisons start their own (one, or three with routes).
+  packages+=(etcd-server strace redis-tools nats-server)
 fi
 
 missing=()
