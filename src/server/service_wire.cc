@@ -4,6 +4,7 @@
 
 #include <cstring>
 
+#include "base/byte_reader.h"
 #include "base/endian.h"
 
 namespace distri::server::svcwire {
@@ -28,44 +29,14 @@ void PutF64(std::string* out, double d) {
   PutU64(out, bits);
 }
 
-// Reads fields off the front of a frame; every read checks what is left.
-class Reader {
+// The shared bounds-checked reader, plus this format's strings (u32 length) and statuses.
+class Reader : public base::ByteReader {
  public:
-  explicit Reader(std::string_view in) : in_(in) {}
-  bool U8(uint8_t* v) {
-    if (in_.empty()) return false;
-    *v = static_cast<uint8_t>(in_[0]);
-    in_.remove_prefix(1);
-    return true;
-  }
-  bool U32(uint32_t* v) {
-    if (in_.size() < 4) return false;
-    *v = base::GetLe32(in_.data());
-    in_.remove_prefix(4);
-    return true;
-  }
-  bool U64(uint64_t* v) {
-    if (in_.size() < 8) return false;
-    *v = base::GetLe64(in_.data());
-    in_.remove_prefix(8);
-    return true;
-  }
-  bool F64(double* d) {
-    uint64_t bits;
-    if (!U64(&bits)) return false;
-    std::memcpy(d, &bits, sizeof bits);
-    return true;
-  }
-  bool Str(std::string_view* s) {
-    uint32_t n;
-    if (!U32(&n) || in_.size() < n) return false;
-    *s = in_.substr(0, n);
-    in_.remove_prefix(n);
-    return true;
-  }
+  using ByteReader::ByteReader;
+  bool Str(std::string_view* s) { return Str32(s); }
   bool Str(std::string* s) {
     std::string_view v;
-    if (!Str(&v)) return false;
+    if (!Str32(&v)) return false;
     s->assign(v);
     return true;
   }
@@ -75,14 +46,6 @@ class Reader {
     *s = static_cast<svcwire::Status>(v);
     return true;
   }
-  // A count of items of at least min_size bytes each: refused if the rest cannot hold them.
-  bool Count(uint32_t* n, size_t min_size, size_t max) {
-    return U32(n) && *n <= max && *n <= in_.size() / min_size;
-  }
-  bool done() const { return in_.empty(); }
-
- private:
-  std::string_view in_;
 };
 
 }  // namespace
