@@ -100,7 +100,7 @@ async def _dial(nodes: NodeSet, room: Optional[str], extra: List[Tuple[Any, ...]
                 connect_timeout: float, learn: bool = False
                 ) -> Tuple[_Stream, Address, List[Any], List[Any]]:
     """Opens a stream in `room` to the first node that takes it, the preferred node
-    first (distri._sync._dial has the rules). -> (stream, address, replies of the
+    first (distri._link._dial has the rules). -> (stream, address, replies of the
     join and `extra`, early push frames)"""
     last: Optional[BaseException] = None
     refused: Optional[str] = None     # the last node that answered with an error
@@ -158,7 +158,7 @@ async def _dial(nodes: NodeSet, room: Optional[str], extra: List[Tuple[Any, ...]
 
 class _Link:
     """The reconnecting command connection of an asyncio Room, on any node of
-    `nodes` (see distri._sync._Link for the retry rules, which are the same)."""
+    `nodes` (see distri._link._Link for the retry rules, which are the same)."""
 
     def __init__(self, nodes: NodeSet, room: Optional[str], *, timeout: Optional[float],
                  connect_timeout: float, retry_timeout: float,

@@ -1,11 +1,12 @@
-"""Connections of the blocking face (distri._sync): dialing a node of the set,
+"""Connections of the blocking face (distri): dialing a node of the set,
 opening the connection (distri._nodes.Opening) and the room's command link.
 
 _dial() opens one connection on the first node that takes it; _Link is the
 room's reconnecting command connection and decides what is sent again after a
-failure (docs/python.md, "Clusters and failover"). The mirror thread,
-subscriptions and workers in distri._sync dial with _dial() too. A _Link is
-shared by threads (one command in flight at a time, under its lock).
+failure (docs/python.md, "Clusters and failover"). The mirror thread
+(distri._sync_mirror), subscriptions and workers (distri._sync_messaging) dial
+with _dial() too. A _Link is shared by threads (one command in flight at a
+time, under its lock).
 """
 
 import random
