@@ -310,6 +310,20 @@ def test_serve_needs_resp3(server):
         assert isinstance(err, RawError) and "HELLO 3" in err
 
 
+def test_a_connection_serves_at_most_1024_services(server):
+    # A worker's record goes to every other node of a cluster in one announcement: the
+    # bound keeps it within what a peer accepts, on a single node too.
+    with resp3(server) as w:
+        assert w.cmd("ROOM.NEW")  # a room of its own: the server is shared by other tests
+        names = [f"s{i}" for i in range(1000)]
+        assert w.cmd("SVC.SERVE", *names) == b"OK"
+        assert w.cmd("SVC.SERVE", *names[:10]) == b"OK"  # already served: not counted twice
+        err = w.cmd("SVC.SERVE", *[f"t{i}" for i in range(25)])
+        assert isinstance(err, RawError) and "at most 1024 services" in err
+        assert w.cmd("SVC.SERVE", *[f"t{i}" for i in range(24)]) == b"OK"  # exactly 1024
+        assert len(w.cmd("SVC.LIST")) == 1024
+
+
 # ---------------------------------------------------------------------------
 # Call deadlines, worker loss, service records (issue 9, items 2, 4 and 11)
 

@@ -30,6 +30,9 @@ struct Session;
 // blocking commands.
 inline constexpr int64_t kDefaultCallTimeoutMs = 30'000;
 inline constexpr int64_t kMaxCallTimeoutMs = 365LL * 24 * 3600 * 1000;
+// Services one connection may serve at once: a worker's record travels to every other node
+// of a cluster in one announcement, which must stay within what a peer accepts.
+inline constexpr size_t kMaxServicesPerWorker = 1024;
 
 class Messaging {
  public:
@@ -51,6 +54,9 @@ class Messaging {
   // Requests already waiting are pushed at once, so reply before calling.
   virtual void Serve(Session& session, std::span<const std::string_view> services,
                      uint32_t concurrency) = 0;
+  // How many services the session's connection would serve after SVC.SERVE `services`.
+  virtual size_t ServedWith(const Session& session,
+                            std::span<const std::string_view> services) const = 0;
   // SVC.UNSERVE: stops serving (all when empty); returns how many stopped.
   virtual size_t Unserve(Session& session, std::span<const std::string_view> services) = 0;
   // SVC.REPLY / SVC.ERROR: false when the id is unknown, already answered,

@@ -104,6 +104,11 @@ void SvcServe(Call& call) {
     WrongArity(call);
     return;
   }
+  if (call.ctx.messaging().ServedWith(call.session, names) > kMaxServicesPerWorker) {
+    call.reply.Error("ERR a connection serves at most " +
+                     std::to_string(kMaxServicesPerWorker) + " services");
+    return;
+  }
   call.reply.Ok();  // before any request that was waiting for a worker
   call.ctx.messaging().Serve(call.session, names, static_cast<uint32_t>(concurrency));
 }

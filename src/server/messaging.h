@@ -108,6 +108,8 @@ class MessageRouter final : public commands::Messaging {
   int64_t NumPat(std::string_view room) override;
   void Serve(commands::Session& session, std::span<const std::string_view> services,
              uint32_t concurrency) override;
+  size_t ServedWith(const commands::Session& session,
+                    std::span<const std::string_view> services) const override;
   size_t Unserve(commands::Session& session, std::span<const std::string_view> services) override;
   bool Answer(commands::Session& session, uint64_t request_id, bool ok, std::string_view payload) override;
   void Call(commands::Session& session, std::string_view service, std::string_view payload,
@@ -314,6 +316,8 @@ class MessageRouter final : public commands::Messaging {
   std::map<uint64_t, std::vector<std::string>> RemoteWorkersOf(const Service& svc) const;
   std::string EncodeLocalStats() const;
   void SendStats();
+  // Drops other nodes' workers that are gone, rerouting their calls to workers not in `gone`.
+  void DropRemoteWorkers(const std::vector<Worker*>& gone);
   // The stats tick lifts every remote worker's `blocked` and offers it the waiting calls.
   void UnblockRemoteWorkers();
   void LogBadFrame(uint64_t peer, std::string_view what);
@@ -348,8 +352,11 @@ class MessageRouter final : public commands::Messaging {
   struct PeerTable {
     size_t workers = 0, entries = 0;  // workers and (worker, service) pairs held
     uint64_t boot = 0;                // its boot id, from its WORKERS frames
-    // A whole table sent in parts: the workers its parts so far listed.
+    // A whole table sent in parts: the workers its parts so far listed, while one is in
+    // progress (its first part arrived, its last not yet). Parts that arrive with none in
+    // progress (the first was refused) only update: they never sweep.
     std::set<uint64_t> listed;
+    bool in_table = false;
   };
   std::map<uint64_t, PeerTable> peer_tables_;  // per linked peer
   // This node's workers whose announcement is due, by id.

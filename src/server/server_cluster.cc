@@ -163,6 +163,10 @@ Result<uint64_t> Server::ProposeOrForward(std::string_view entry) {
   if (raft_->is_leader()) {
     auto proposal = raft_->Propose(entry);
     if (proposal.ok() || proposal.status().code() != Code::kBusy) return proposal;
+    // Raft dropped it (a leadership transfer under way): this node is still the one to ask.
+    return Status(Code::kBusy,
+                  "TRYAGAIN the leader dropped the proposal (leadership is moving); the write "
+                  "was not applied");
   }
   const uint64_t leader = raft_->leader_id();
   if (leader == 0 || leader == raft_->id()) {

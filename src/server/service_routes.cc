@@ -328,7 +328,7 @@ void MessageRouter::OnPeerLink(uint64_t peer, bool up) {
        it != remote_workers_.end() && it->first.first == peer; ++it) {
     gone.push_back(it->second.get());
   }
-  for (Worker* w : gone) DropWorker(w, /*reroute=*/true);
+  DropRemoteWorkers(gone);
   peer_tables_.erase(peer);
   // Requests from its callers run on: their answers are dropped quietly.
   for (auto& [id, call] : calls_) {
@@ -351,11 +351,24 @@ void MessageRouter::OnPeerLink(uint64_t peer, bool up) {
   ArmTimer();
 }
 
+void MessageRouter::DropRemoteWorkers(const std::vector<Worker*>& gone) {
+  // All of them leave the choice first: a call rerouted from the first must not be sent to
+  // the next, which is going too (its link may well be up: a restart, a table without it),
+  // spending the call's one retry on a worker about to be dropped.
+  for (Worker* w : gone) w->blocked = true;
+  for (Worker* w : gone) DropWorker(w, /*reroute=*/true);
+}
+
 void MessageRouter::OnWorkersFrame(uint64_t peer, std::string_view payload) {
   svcwire::WorkersFrame frame;
   if (!svcwire::DecodeWorkers(payload, kMaxPeerWorkers, &frame)) {
     // This node's view of the peer's workers may now be wrong: it asks for
-    // the whole table (sent at the peer's next stats tick).
+    // the whole table (sent at the peer's next stats tick). A table in
+    // progress lost a part: it must not sweep.
+    if (auto t = peer_tables_.find(peer); t != peer_tables_.end()) {
+      t->second.listed.clear();
+      t->second.in_table = false;
+    }
     (void)server_->cluster_node()->SendToPeer(peer, svcwire::kFrameResync, {});
     return LogBadFrame(peer, "workers");
   }
@@ -371,16 +384,23 @@ void MessageRouter::OnWorkersFrame(uint64_t peer, std::string_view payload) {
   PeerTable& table = peer_tables_[peer];
   table.boot = frame.boot;
   using svcwire::TablePart;
-  const bool ends = frame.part == TablePart::kWhole || frame.part == TablePart::kLast;
-  if (frame.part == TablePart::kWhole || frame.part == TablePart::kFirst) table.listed.clear();
-  if (frame.part != TablePart::kChanges) {
+  if (frame.part == TablePart::kWhole || frame.part == TablePart::kFirst) {
+    table.listed.clear();
+    table.in_table = true;
+  }
+  // Only a table whose every part arrived may say which workers are gone.
+  const bool ends = table.in_table &&
+                    (frame.part == TablePart::kWhole || frame.part == TablePart::kLast);
+  if (frame.part != TablePart::kChanges && table.in_table) {
     for (const svcwire::WorkerRecord& r : frame.records) table.listed.insert(r.id);
     if (table.listed.size() > kMaxPeerWorkers) {
       table.listed.clear();  // endless parts: refused; the next whole table starts afresh
+      table.in_table = false;
       return LogBadFrame(peer, "workers (a table over the per-node worker bound)");
     }
   }
   if (ends) {
+    table.in_table = false;
     // The whole table's last part: workers none of its parts listed are gone.
     std::set<uint64_t> listed = std::move(table.listed);
     table.listed.clear();
@@ -389,7 +409,7 @@ void MessageRouter::OnWorkersFrame(uint64_t peer, std::string_view payload) {
          it != remote_workers_.end() && it->first.first == peer; ++it) {
       if (!listed.contains(it->first.second)) gone.push_back(it->second.get());
     }
-    for (Worker* w : gone) DropWorker(w, /*reroute=*/true);
+    DropRemoteWorkers(gone);
   }
   for (const svcwire::WorkerRecord& r : frame.records) {
     auto it = remote_workers_.find({peer, r.id});

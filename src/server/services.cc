@@ -125,6 +125,19 @@ void MessageRouter::Serve(commands::Session& session, std::span<const std::strin
   DrainWaiting(w.get());  // calls may have been waiting for a worker to appear
 }
 
+size_t MessageRouter::ServedWith(const commands::Session& session,
+                                 std::span<const std::string_view> names) const {
+  std::set<std::pair<std::string_view, std::string_view>> served;  // (room, name)
+  if (auto it = workers_.find(server_->FindClient(session.id)); it != workers_.end()) {
+    for (const Service* svc : it->second->services) served.insert({svc->room, svc->name});
+  }
+  for (std::string_view name : names) {
+    served.insert({session.room, name});
+    if (served.size() > commands::kMaxServicesPerWorker) break;  // enough to refuse
+  }
+  return served.size();
+}
+
 size_t MessageRouter::Unserve(commands::Session& session, std::span<const std::string_view> names) {
   Client* c = server_->FindClient(session.id);
   auto it = workers_.find(c);

@@ -323,7 +323,8 @@ def test_dial_refused_by_one_node_while_the_other_is_unreachable_is_retried(serv
 # -- 6. which TRYAGAIN moves to another node ----------------------------------------------
 
 @pytest.mark.parametrize("text,moves", [
-    # The server's own texts (src/server/cluster.cc, stats.cc, raft_log.cc).
+    # The server's own texts (src/server/cluster.cc, server_cluster.cc, stats.cc,
+    # raft_log.cc).
     ("no leader is known; retry", True),
     ("the leader is not reachable from this node", True),
     ("no leader is known (an election is under way); the write was not applied", True),
@@ -333,6 +334,8 @@ def test_dial_refused_by_one_node_while_the_other_is_unreachable_is_retried(serv
     ("too many statistics requests in flight on this node; retry", False),
     ("another membership change is still being applied; retry", False),
     ("the leader refused the forwarded write (busy)", False),
+    ("the leader dropped the proposal (leadership is moving); the write was not applied",
+     False),
 ])
 def test_which_tryagain_moves_to_another_node(text, moves):
     assert tryagain_moves(TryAgain(text)) is moves
