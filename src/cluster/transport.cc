@@ -657,7 +657,14 @@ bool Transport::Send(uint64_t peer, uint8_t type, std::string_view payload) {
   Status status = link->mac->Compute(link->send_direction(), link->send_seq, type, payload, &tag);
   if (!status.ok()) {
     LogFailure(&frame_log_, link->Describe() + ": " + status.message());
-    CloseLink(link, /*notify=*/true);
+    // Not OnLinkDown from inside Send: the caller may be walking state the handler frees.
+    // The idle callback tells it, if no other link to the peer is up by then.
+    const uint64_t lost = link->peer;
+    CloseLink(link, /*notify=*/false);
+    if (!up_.contains(lost)) {
+      down_pending_.push_back(lost);
+      ScheduleFlush();
+    }
     stats_.send_refused++;
     return false;
   }
@@ -698,6 +705,11 @@ void Transport::ScheduleFlush() {
 void Transport::OnIdle(uv_idle_t* idle) {
   auto* self = static_cast<Transport*>(idle->data);
   uv_idle_stop(idle);
+  std::vector<uint64_t> down = std::move(self->down_pending_);
+  self->down_pending_.clear();
+  for (uint64_t peer : down) {
+    if (!self->up_.contains(peer)) self->handler_->OnLinkDown(peer);
+  }
   std::vector<Link*> links;
   for (Link* link : self->links_) {
     if (!link->writing && !link->out.empty() && link->state != Link::State::kConnecting) {

@@ -29,8 +29,9 @@
 //
 // Events. OnLinkUp fires for every link that authenticates (again for a
 // second link to a peer that is already up); OnLinkDown fires when a peer's
-// last link closes. Neither fires from RemovePeer() or Close(): the caller
-// knows. The handler may call any method from a callback except destroying
+// last link closes, always from a loop callback (a link Send() has to close
+// is reported from the next idle pass, never from inside Send()). Neither
+// fires from RemovePeer() or Close(): the caller knows. The handler may call any method from a callback except destroying
 // the Transport.
 //
 // Usage (loop thread):
@@ -239,6 +240,8 @@ class Transport {
   uint32_t inbound_handshaking_ = 0;
   std::unordered_set<Link*> links_;  // every open link; deleted by its close callback
   std::unordered_map<uint64_t, std::vector<Link*>> up_;  // authenticated links by peer
+  // Peers whose last link Send() closed: told to the handler from the idle callback.
+  std::vector<uint64_t> down_pending_;
   std::unordered_map<uint64_t, Peer> peers_;
   std::unordered_map<std::string, Dialing> dials_;
   std::unordered_map<uint64_t, int64_t> last_contact_;

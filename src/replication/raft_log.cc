@@ -439,7 +439,14 @@ void RaftLog::HandleReady(Ready ready) {
 }
 
 void RaftLog::Send(const RaftMessage& m) {
-  if (DISTRI_FAILPOINT("raft.send")) return;  // lost on the way, as a network may lose it
+  if (DISTRI_FAILPOINT("raft.send")) {
+    // Lost on the way, as a network may lose it. A snapshot is streamed on a link whose end
+    // the transport reports, so a lost one is reported as failed, never silently: raft would
+    // otherwise hold the follower in its snapshot state, waiting for a report that never
+    // comes, and the follower would never catch up.
+    if (m.type == kMsgSnapshot) reports_.push_back({m.to, 2});
+    return;
+  }
   if (m.type == kMsgSnapshot) {
     // The transport streams the checkpoint file the message refers to, then the message,
     // and reports the outcome itself (ReportSnapshot), outside the Ready window.
