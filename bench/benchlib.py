@@ -128,9 +128,10 @@ def wait_quiet(quiet, longest):
         time.sleep(1.0)
 
 
-def loadavg():
+def loadavg(fields=1):
+    """The load average: the 1-minute figure, or the first `fields` (1, 5, 15 minutes)."""
     try:
-        return Path("/proc/loadavg").read_text().split()[0]
+        return " ".join(Path("/proc/loadavg").read_text().split()[:fields])
     except OSError:
         return "?"
 

@@ -51,7 +51,7 @@ import sys
 import time
 from pathlib import Path
 
-from benchlib import (Owned, cpu_model, distri_node_argv, free_port, version_of,
+from benchlib import (Owned, loadavg, cpu_model, distri_node_argv, free_port, version_of,
                       write_cluster_secret)
 
 REPO = Path(__file__).resolve().parent.parent
@@ -453,13 +453,6 @@ def render(results, fails, fsync, args, distri_label, versions, load_before, loa
     return "\n".join(md)
 
 
-def loadavg():
-    try:
-        return " ".join(Path("/proc/loadavg").read_text().split()[:3])
-    except OSError:
-        return "?"
-
-
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -513,7 +506,7 @@ def main():
         cluster_mode = distri_has_cluster(args.distri)
         distri_label = "3 nodes" if cluster_mode else "SINGLE NODE: no cluster flags in this build"
         log(f"distri: {args.distri} ({distri_label})")
-        load_before = loadavg()
+        load_before = loadavg(3)
         etcd = etcd_cluster(args.etcd, owned, loadgen, base)
         log(f"etcd up: {etcd.endpoints} (pids {[n.proc.pid for n in etcd.nodes]})")
         distri = distri_cluster(args.distri, owned, loadgen, base, cluster_mode)
@@ -546,7 +539,7 @@ def main():
                 fails["etcd"] = failover(etcd, loadgen.path, args.etcd_kills, args.settle)
 
         versions = {"etcd": version_of([args.etcd, "--version"])}
-        md = render(results, fails, fsync, args, distri_label, versions, load_before, loadavg())
+        md = render(results, fails, fsync, args, distri_label, versions, load_before, loadavg(3))
         print(md)
         if args.markdown:
             Path(args.markdown).write_text(md + "\n")

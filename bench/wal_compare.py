@@ -61,7 +61,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchlib import Owned, cpu_model
+from benchlib import Owned, cpu_model, loadavg
 
 REPO = Path(__file__).resolve().parent.parent
 ENGINES = ("segment", "raft-engine")
@@ -253,13 +253,6 @@ def render(appends, recovers, fills, probes, args, load_before, load_after, vers
     return "\n".join(md)
 
 
-def loadavg():
-    try:
-        return " ".join(Path("/proc/loadavg").read_text().split()[:3])
-    except OSError:
-        return "?"
-
-
 def fs_type(path):
     try:
         out = subprocess.run(["df", "-T", str(path)], capture_output=True, text=True).stdout
@@ -313,7 +306,7 @@ def main():
         args.dir_base_label = str(base.parent)
         args.fs_label = fs_type(base)
         runner = Runner(args, base)
-        load_before = loadavg()
+        load_before = loadavg(3)
         log(f"directories under {base} ({args.fs_label})")
 
         appends = {}
@@ -356,7 +349,7 @@ def main():
                 f["dir"] = str(f["dir"])
 
         versions = "raft-engine 0.4.2 (bench/raft_engine_bench/Cargo.lock)"
-        md = render(appends, recovers, fills, probes, args, load_before, loadavg(), versions)
+        md = render(appends, recovers, fills, probes, args, load_before, loadavg(3), versions)
         print(md)
         if args.markdown:
             Path(args.markdown).write_text(md + "\n")
